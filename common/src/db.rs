@@ -1,0 +1,71 @@
+//! PostgreSQL: the connection pool and the schema migrations (refinery, embedded from
+//! `migrations/`).
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::{ConfigError, PostgresConfig};
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Builds a lazy pool: nothing connects until the first query, so a binary starts (and
+/// reports itself unready) while PostgreSQL is down.
+pub fn pool(config: &PostgresConfig) -> Result<Pool, ConfigError> {
+    let mut pg = config.parsed()?;
+    pg.connect_timeout(config.timeout());
+    pg.application_name("registrar");
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.timeout()))
+        .create_timeout(Some(config.timeout()))
+        .recycle_timeout(Some(config.timeout()))
+        .build()
+        .map_err(|e| ConfigError::new("DATABASE_POOL_SIZE", e))
+}
+
+/// An arbitrary constant: the advisory lock that serialises migrations when several
+/// replicas start at once.
+const MIGRATION_LOCK: i64 = 0x5245_4749_5354_5241;
+
+/// Applies pending migrations; returns the names of those applied.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
+    let mut client = pool.get().await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = result?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect())
+}
+
+/// `SELECT 1` bounded by `timeout`: the readiness check.
+pub async fn ping(pool: &Pool, timeout: Duration) -> anyhow::Result<()> {
+    tokio::time::timeout(timeout, async {
+        let client = pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within {timeout:?}"))?
+}

@@ -1,0 +1,396 @@
+//! The `UserRegistration` event and its Avro single-object codec.
+//!
+//! Wire format: `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
+//! writer schema, then the Avro binary body. The fingerprint tells the reader which of
+//! the known schema versions (`schemas/` and `schemas/history/`) wrote the record, and
+//! Avro schema resolution maps it onto the current reader schema, so old and new
+//! producers and consumers can run side by side during a deploy.
+
+use std::sync::LazyLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use uuid::Uuid;
+
+use crate::seal::SealedPassword;
+
+/// The schema this build writes and reads with.
+pub const CURRENT_SCHEMA: &str = include_str!("../../schemas/user_registration.avsc");
+/// Every schema an earlier build may have written; kept forever.
+pub const HISTORIC_SCHEMAS: &[&str] = &[include_str!(
+    "../../schemas/history/user_registration.v1.avsc"
+)];
+
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Sealed(SealedPassword),
+    /// A PHC string for bulk imports of users who already have a hash.
+    PasswordHash(String),
+}
+
+/// The registration as it travels from api to consumer. Profile fields are raw strings
+/// here; the consumer validates them again before persisting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationEvent {
+    pub registration_id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub gender: String,
+    pub sex: String,
+    pub occupation: String,
+    pub credential: Credential,
+    pub submitted_at_ms: i64,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is shorter than the single-object header")]
+    TooShort,
+    #[error("message does not start with the Avro single-object marker C3 01")]
+    BadMagic,
+    #[error("unknown writer schema fingerprint {0:016x}")]
+    UnknownSchema(u64),
+    #[error("Avro body does not match its writer schema: {0}")]
+    Body(String),
+    #[error("field `{0}` is missing or has the wrong type")]
+    Field(&'static str),
+    #[error("registrationId is not a UUID")]
+    RegistrationId,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event does not match the Avro schema: {0}")]
+pub struct EncodeError(String);
+
+struct KnownSchema {
+    fingerprint: u64,
+    schema: Schema,
+}
+
+struct Codec {
+    current: KnownSchema,
+    known: Vec<KnownSchema>,
+}
+
+fn load(text: &str) -> KnownSchema {
+    let schema = Schema::parse_str(text)
+        .unwrap_or_else(|e| panic!("schemas/ holds an invalid Avro schema: {e}"));
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let fingerprint = u64::from_le_bytes(
+        bytes
+            .as_slice()
+            .try_into()
+            .unwrap_or_else(|_| panic!("Rabin fingerprint is not 8 bytes")),
+    );
+    KnownSchema {
+        fingerprint,
+        schema,
+    }
+}
+
+// The schemas are compiled into the binary and covered by tests, so a parse failure is a
+// build defect, found by the first test run, never a runtime condition.
+static CODEC: LazyLock<Codec> = LazyLock::new(|| {
+    let current = load(CURRENT_SCHEMA);
+    let mut known = vec![load(CURRENT_SCHEMA)];
+    known.extend(HISTORIC_SCHEMAS.iter().map(|s| load(s)));
+    Codec { current, known }
+});
+
+/// The fingerprint of the schema this build writes.
+pub fn current_fingerprint() -> u64 {
+    CODEC.current.fingerprint
+}
+
+impl RegistrationEvent {
+    fn to_value(&self) -> Value {
+        let credential = match &self.credential {
+            Credential::Sealed(s) => Value::Union(
+                0,
+                Box::new(Value::Record(vec![
+                    ("keyId".into(), Value::String(s.key_id.clone())),
+                    (
+                        "encapsulatedKey".into(),
+                        Value::Bytes(s.encapsulated_key.clone()),
+                    ),
+                    ("ciphertext".into(), Value::Bytes(s.ciphertext.clone())),
+                ])),
+            ),
+            Credential::PasswordHash(phc) => Value::Union(
+                1,
+                Box::new(Value::Record(vec![(
+                    "phc".into(),
+                    Value::String(phc.clone()),
+                )])),
+            ),
+        };
+        let request_id = match &self.request_id {
+            None => Value::Union(0, Box::new(Value::Null)),
+            Some(id) => Value::Union(1, Box::new(Value::String(id.clone()))),
+        };
+        Value::Record(vec![
+            (
+                "registrationId".into(),
+                Value::String(self.registration_id.to_string()),
+            ),
+            ("email".into(), Value::String(self.email.clone())),
+            ("firstName".into(), Value::String(self.first_name.clone())),
+            ("lastName".into(), Value::String(self.last_name.clone())),
+            ("gender".into(), Value::String(self.gender.clone())),
+            ("sex".into(), Value::String(self.sex.clone())),
+            ("occupation".into(), Value::String(self.occupation.clone())),
+            ("credential".into(), credential),
+            ("submittedAtMs".into(), Value::Long(self.submitted_at_ms)),
+            ("requestId".into(), request_id),
+        ])
+    }
+
+    /// Encodes with the current schema in single-object encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode_value(&CODEC.current, self.to_value())
+    }
+
+    /// Decodes a single-object encoded record written with any known schema version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let value = decode_value(bytes, &CODEC.current.schema)?;
+        Self::from_value(value)
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let Value::Record(fields) = value else {
+            return Err(DecodeError::Field("record"));
+        };
+        let mut r = Fields(fields);
+        let registration_id = Uuid::parse_str(&r.string("registrationId")?)
+            .map_err(|_| DecodeError::RegistrationId)?;
+        let credential = match r.take("credential")? {
+            Value::Union(_, inner) => match *inner {
+                Value::Record(cf) => {
+                    let mut c = Fields(cf);
+                    if c.has("phc") {
+                        Credential::PasswordHash(c.string("phc")?)
+                    } else {
+                        Credential::Sealed(SealedPassword {
+                            key_id: c.string("keyId")?,
+                            encapsulated_key: c.bytes("encapsulatedKey")?,
+                            ciphertext: c.bytes("ciphertext")?,
+                        })
+                    }
+                }
+                _ => return Err(DecodeError::Field("credential")),
+            },
+            _ => return Err(DecodeError::Field("credential")),
+        };
+        let request_id = match r.take("requestId")? {
+            Value::Union(_, inner) => match *inner {
+                Value::String(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Self {
+            registration_id,
+            email: r.string("email")?,
+            first_name: r.string("firstName")?,
+            last_name: r.string("lastName")?,
+            gender: r.string("gender")?,
+            sex: r.string("sex")?,
+            occupation: r.string("occupation")?,
+            credential,
+            submitted_at_ms: r.long("submittedAtMs")?,
+            request_id,
+        })
+    }
+}
+
+struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    fn take(&mut self, name: &'static str) -> Result<Value, DecodeError> {
+        let pos = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or(DecodeError::Field(name))?;
+        Ok(self.0.swap_remove(pos).1)
+    }
+
+    fn string(&mut self, name: &'static str) -> Result<String, DecodeError> {
+        match self.take(name)? {
+            Value::String(s) => Ok(s),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
+    fn bytes(&mut self, name: &'static str) -> Result<Vec<u8>, DecodeError> {
+        match self.take(name)? {
+            Value::Bytes(b) => Ok(b),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
+    fn long(&mut self, name: &'static str) -> Result<i64, DecodeError> {
+        match self.take(name)? {
+            Value::Long(v) => Ok(v),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+}
+
+fn encode_value(writer: &KnownSchema, value: Value) -> Result<Vec<u8>, EncodeError> {
+    let body =
+        apache_avro::to_avro_datum(&writer.schema, value).map_err(|e| EncodeError(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&writer.fingerprint.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode_value(bytes: &[u8], reader: &Schema) -> Result<Value, DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort);
+    }
+    if bytes[..2] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+    let fingerprint = u64::from_le_bytes(fp);
+    let writer = CODEC
+        .known
+        .iter()
+        .find(|k| k.fingerprint == fingerprint)
+        .ok_or(DecodeError::UnknownSchema(fingerprint))?;
+    let mut body = &bytes[HEADER_LEN..];
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, Some(reader))
+        .map_err(|e| DecodeError::Body(e.to_string()))?;
+    if !body.is_empty() {
+        return Err(DecodeError::Body(format!("{} trailing bytes", body.len())));
+    }
+    Ok(value)
+}
+
+/// Test support: encodes a value with a historic schema and decodes with a chosen reader
+/// schema, to prove compatibility in both directions.
+#[doc(hidden)]
+pub mod compat {
+    use super::*;
+
+    /// Encodes `event` with historic schema `index` (fields it lacks are dropped).
+    pub fn encode_with_historic(event: &RegistrationEvent, index: usize) -> Vec<u8> {
+        let writer = load(HISTORIC_SCHEMAS[index]);
+        let Value::Record(fields) = event.to_value() else {
+            unreachable!("to_value builds a record")
+        };
+        let names: Vec<String> = match &writer.schema {
+            Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let value = Value::Record(fields.into_iter().filter(|(n, _)| names.contains(n)).collect());
+        encode_value(&writer, value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Decodes `bytes` with historic schema `index` as the reader schema.
+    pub fn decode_with_historic_reader(bytes: &[u8], index: usize) -> Result<Value, DecodeError> {
+        let reader = load(HISTORIC_SCHEMAS[index]);
+        decode_value(bytes, &reader.schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> RegistrationEvent {
+        RegistrationEvent {
+            registration_id: Uuid::new_v4(),
+            email: "jane@example.com".into(),
+            first_name: "Jane".into(),
+            last_name: "Doe".into(),
+            gender: "female".into(),
+            sex: "female".into(),
+            occupation: "Pilot".into(),
+            credential: Credential::Sealed(SealedPassword {
+                key_id: "k1".into(),
+                encapsulated_key: vec![1; 32],
+                ciphertext: vec![2; 40],
+            }),
+            submitted_at_ms: 1_700_000_000_000,
+            request_id: Some("req-1".into()),
+        }
+    }
+
+    #[test]
+    fn an_event_survives_a_round_trip() {
+        let e = event();
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_password_hash_credential_survives_a_round_trip() {
+        let mut e = event();
+        e.credential = Credential::PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$abc$def".into());
+        e.request_id = None;
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn the_encoding_starts_with_the_single_object_header() {
+        let bytes = event().encode().unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(&bytes[2..10], &current_fingerprint().to_le_bytes());
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_crc64_avro_of_the_canonical_form() {
+        // Reference value of the Avro specification's CRC-64-AVRO for the schema "int".
+        let schema = Schema::parse_str(r#""int""#).unwrap();
+        let fp = schema.fingerprint::<Rabin>().bytes;
+        assert_eq!(u64::from_le_bytes(fp.try_into().unwrap()), 0x7275d51a3f395c8f);
+    }
+
+    #[test]
+    fn an_old_reader_schema_reads_a_record_written_with_the_new_schema() {
+        let bytes = event().encode().unwrap();
+        let Value::Record(fields) = compat::decode_with_historic_reader(&bytes, 0).unwrap() else {
+            panic!("not a record")
+        };
+        assert!(fields.iter().any(|(n, v)| n == "email" && *v == Value::String("jane@example.com".into())));
+        assert!(!fields.iter().any(|(n, _)| n == "requestId"));
+    }
+
+    #[test]
+    fn the_current_reader_reads_a_record_written_with_the_old_schema() {
+        let e = event();
+        let bytes = compat::encode_with_historic(&e, 0);
+        let decoded = RegistrationEvent::decode(&bytes).unwrap();
+        assert_eq!(decoded.request_id, None, "the new field takes its default");
+        assert_eq!(decoded.registration_id, e.registration_id);
+    }
+
+    #[test]
+    fn garbage_is_rejected_without_panicking() {
+        assert!(matches!(RegistrationEvent::decode(b"hello"), Err(DecodeError::TooShort)));
+        assert!(matches!(
+            RegistrationEvent::decode(b"not avro at all"),
+            Err(DecodeError::BadMagic)
+        ));
+        let mut bytes = event().encode().unwrap();
+        bytes[3] ^= 0xFF;
+        assert!(matches!(RegistrationEvent::decode(&bytes), Err(DecodeError::UnknownSchema(_))));
+        let mut bytes = event().encode().unwrap();
+        bytes.truncate(20);
+        assert!(matches!(RegistrationEvent::decode(&bytes), Err(DecodeError::Body(_))));
+    }
+}

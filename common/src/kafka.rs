@@ -1,0 +1,33 @@
+//! librdkafka client configuration shared by producer and consumer.
+
+use rdkafka::ClientConfig;
+
+use crate::config::{ConfigError, KafkaConfig};
+
+/// Bootstrap servers plus the operator's extra properties (security, tuning).
+pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
+    if config.brokers.trim().is_empty() {
+        return Err(ConfigError::new("KAFKA_BROKERS", "is empty"));
+    }
+    if config.topic.trim().is_empty() {
+        return Err(ConfigError::new("KAFKA_TOPIC", "is empty"));
+    }
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.brokers);
+    for (k, v) in config.extra_properties()? {
+        cc.set(k, v);
+    }
+    Ok(cc)
+}
+
+/// Header names on dead-lettered records.
+pub mod dlq_headers {
+    pub const TOPIC: &str = "origin.topic";
+    pub const PARTITION: &str = "origin.partition";
+    pub const OFFSET: &str = "origin.offset";
+    pub const ERROR: &str = "error";
+    pub const ERROR_KIND: &str = "error.kind";
+}
+
+/// Header carrying the api's request id to the consumer.
+pub const REQUEST_ID_HEADER: &str = "request-id";

@@ -1,0 +1,423 @@
+//! The registration request and the validated `Registration` the pipeline carries.
+//!
+//! The same rules run in the api (on the HTTP body) and in the consumer (on the decoded
+//! event), so an event that did not come through the api cannot persist invalid data.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use validator::ValidateLength;
+
+use crate::email::Email;
+
+/// One problem with one field of the input; serialised into the error envelope's details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gender {
+    Male,
+    Female,
+    NonBinary,
+    PreferNotToSay,
+}
+
+impl Gender {
+    pub const ALL: [Gender; 4] = [
+        Gender::Male,
+        Gender::Female,
+        Gender::NonBinary,
+        Gender::PreferNotToSay,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gender::Male => "male",
+            Gender::Female => "female",
+            Gender::NonBinary => "non-binary",
+            Gender::PreferNotToSay => "prefer-not-to-say",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sex {
+    Male,
+    Female,
+    Intersex,
+}
+
+impl Sex {
+    pub const ALL: [Sex; 3] = [Sex::Male, Sex::Female, Sex::Intersex];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sex::Male => "male",
+            Sex::Female => "female",
+            Sex::Intersex => "intersex",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// The profile part of a registration: everything but the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub email: Email,
+    pub first_name: String,
+    pub last_name: String,
+    pub gender: Gender,
+    pub sex: Sex,
+    pub occupation: String,
+}
+
+/// Unvalidated profile fields, as they arrive in JSON or in an event.
+#[derive(Default)]
+pub struct ProfileInput<'a> {
+    pub email: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub gender: Option<&'a str>,
+    pub sex: Option<&'a str>,
+    pub occupation: Option<&'a str>,
+}
+
+impl Profile {
+    /// Validates every field and reports every problem, one entry per field.
+    pub fn parse(input: ProfileInput<'_>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let first_name = text_field(&mut errors, "firstName", input.first_name, 2, 100);
+        let last_name = text_field(&mut errors, "lastName", input.last_name, 2, 100);
+        let email = match input.email.map(Email::parse) {
+            None => {
+                errors.push(FieldError::new("email", "is required"));
+                None
+            }
+            Some(Err(e)) => {
+                errors.push(FieldError::new("email", e.to_string()));
+                None
+            }
+            Some(Ok(email)) => Some(email),
+        };
+        let gender = enum_field(
+            &mut errors,
+            "gender",
+            input.gender,
+            Gender::parse,
+            "must be one of male, female, non-binary, prefer-not-to-say",
+        );
+        let sex = enum_field(
+            &mut errors,
+            "sex",
+            input.sex,
+            Sex::parse,
+            "must be one of male, female, intersex",
+        );
+        let occupation = text_field(&mut errors, "occupation", input.occupation, 2, 255);
+        match (email, first_name, last_name, gender, sex, occupation) {
+            (Some(email), Some(first_name), Some(last_name), Some(gender), Some(sex), Some(occupation))
+                if errors.is_empty() =>
+            {
+                Ok(Profile {
+                    email,
+                    first_name,
+                    last_name,
+                    gender,
+                    sex,
+                    occupation,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+fn text_field(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&str>,
+    min: u64,
+    max: u64,
+) -> Option<String> {
+    let Some(value) = value else {
+        errors.push(FieldError::new(field, "is required"));
+        return None;
+    };
+    let value = value.trim();
+    if !value.validate_length(Some(min), Some(max), None) {
+        errors.push(FieldError::new(
+            field,
+            format!("must be {min}-{max} characters"),
+        ));
+        return None;
+    }
+    if value.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, "must not contain control characters"));
+        return None;
+    }
+    Some(value.to_owned())
+}
+
+fn enum_field<T>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+    message: &str,
+) -> Option<T> {
+    match value {
+        None => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(raw) => {
+            let parsed = parse(raw.trim());
+            if parsed.is_none() {
+                errors.push(FieldError::new(field, message));
+            }
+            parsed
+        }
+    }
+}
+
+pub const PASSWORD_MIN_CHARS: u64 = 8;
+pub const PASSWORD_MAX_CHARS: u64 = 128;
+
+/// The JSON body of `POST /api/users`. Every field is optional here so that a missing
+/// field is reported beside the others instead of aborting deserialisation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistrationRequest {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<SecretString>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+}
+
+impl fmt::Debug for RegistrationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistrationRequest").finish_non_exhaustive()
+    }
+}
+
+/// A registration that passed every rule. The password is still plaintext here; the api
+/// seals it before it leaves the process.
+pub struct Registration {
+    pub profile: Profile,
+    pub password: SecretString,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("profile", &self.profile)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+impl Registration {
+    pub fn parse(request: RegistrationRequest) -> Result<Self, Vec<FieldError>> {
+        let profile = Profile::parse(ProfileInput {
+            email: request.email.as_deref(),
+            first_name: request.first_name.as_deref(),
+            last_name: request.last_name.as_deref(),
+            gender: request.gender.as_deref(),
+            sex: request.sex.as_deref(),
+            occupation: request.occupation.as_deref(),
+        });
+        let password = match request.password {
+            None => Err(FieldError::new("password", "is required")),
+            Some(p)
+                if !p.expose_secret().validate_length(
+                    Some(PASSWORD_MIN_CHARS),
+                    Some(PASSWORD_MAX_CHARS),
+                    None,
+                ) =>
+            {
+                Err(FieldError::new(
+                    "password",
+                    format!("must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"),
+                ))
+            }
+            Some(p) => Ok(p),
+        };
+        match (profile, password) {
+            (Ok(profile), Ok(password)) => Ok(Registration { profile, password }),
+            (profile, password) => {
+                let mut errors = profile.err().unwrap_or_default();
+                errors.extend(password.err());
+                // Report fields in the order of the request contract.
+                let order = [
+                    "firstName",
+                    "lastName",
+                    "email",
+                    "password",
+                    "gender",
+                    "sex",
+                    "occupation",
+                ];
+                errors.sort_by_key(|e| order.iter().position(|f| *f == e.field));
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// What the consumer does with one registration; the reason codes are part of the
+/// polling API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureReason {
+    /// Another user already has this email.
+    EmailTaken,
+    /// The sealed password could not be opened (unknown key id, tampered ciphertext).
+    InvalidCredentialEnvelope,
+    /// The event decoded but its fields break the registration rules.
+    InvalidRegistration,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::EmailTaken => "EMAIL_TAKEN",
+            FailureReason::InvalidCredentialEnvelope => "INVALID_CREDENTIAL_ENVELOPE",
+            FailureReason::InvalidRegistration => "INVALID_REGISTRATION",
+        }
+    }
+}
+
+/// A fresh registration id: UUIDv7, so ids sort by submission time.
+pub fn new_registration_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> RegistrationRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!({
+            "firstName": "John", "lastName": "Doe", "email": " John.Doe@Example.com ",
+            "password": "correct horse", "gender": "male", "sex": "male",
+            "occupation": "Software Engineer"
+        })
+    }
+
+    fn errors_for(field: &str, value: serde_json::Value) -> Vec<FieldError> {
+        let mut body = valid();
+        body[field] = value;
+        Registration::parse(request(body)).unwrap_err()
+    }
+
+    #[test]
+    fn a_valid_request_is_accepted_with_a_normalised_email() {
+        let reg = Registration::parse(request(valid())).unwrap();
+        assert_eq!(reg.profile.email.as_str(), "john.doe@example.com");
+        assert_eq!(reg.profile.gender, Gender::Male);
+    }
+
+    #[test]
+    fn a_one_character_first_name_is_rejected() {
+        let errors = errors_for("firstName", "J".into());
+        assert_eq!(errors, vec![FieldError::new("firstName", "must be 2-100 characters")]);
+    }
+
+    #[test]
+    fn a_last_name_of_101_characters_is_rejected() {
+        let errors = errors_for("lastName", "x".repeat(101).into());
+        assert_eq!(errors[0].field, "lastName");
+    }
+
+    #[test]
+    fn a_name_of_100_multibyte_characters_is_accepted() {
+        let mut body = valid();
+        body["firstName"] = "é".repeat(100).into();
+        assert!(Registration::parse(request(body)).is_ok());
+    }
+
+    #[test]
+    fn a_seven_character_password_is_rejected() {
+        assert_eq!(errors_for("password", "1234567".into())[0].field, "password");
+    }
+
+    #[test]
+    fn a_129_character_password_is_rejected() {
+        assert_eq!(errors_for("password", "p".repeat(129).into())[0].field, "password");
+    }
+
+    #[test]
+    fn an_unknown_gender_is_rejected() {
+        assert_eq!(errors_for("gender", "other".into())[0].field, "gender");
+    }
+
+    #[test]
+    fn every_allowed_gender_and_sex_is_accepted() {
+        for g in Gender::ALL {
+            for s in Sex::ALL {
+                let mut body = valid();
+                body["gender"] = g.as_str().into();
+                body["sex"] = s.as_str().into();
+                assert!(Registration::parse(request(body)).is_ok(), "{g:?} {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_occupation_of_256_characters_is_rejected() {
+        assert_eq!(errors_for("occupation", "o".repeat(256).into())[0].field, "occupation");
+    }
+
+    #[test]
+    fn every_missing_field_is_reported_once_in_contract_order() {
+        let errors = Registration::parse(request(serde_json::json!({}))).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["firstName", "lastName", "email", "password", "gender", "sex", "occupation"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_rejected_by_deserialisation() {
+        let mut body = valid();
+        body["isAdmin"] = true.into();
+        assert!(serde_json::from_value::<RegistrationRequest>(body).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_password() {
+        let reg = Registration::parse(request(valid())).unwrap();
+        assert!(!format!("{reg:?}").contains("correct horse"));
+    }
+}
