@@ -15,3 +15,4 @@ pub mod telemetry;
 pub mod users;
 
 pub use email::Email;
+pub mod shutdown;

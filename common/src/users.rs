@@ -1,7 +1,7 @@
 //! The users repository: every SQL statement about `users` and `user_audit_log`.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::registration::Profile;

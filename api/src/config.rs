@@ -1,0 +1,76 @@
+//! The api's configuration: one typed struct read from the environment.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Args;
+use common::config::{ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
+use common::seal::SealingKey;
+
+#[derive(Args, Clone, Debug)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// HTTP port.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+    #[command(flatten)]
+    pub postgres: PostgresConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
+    /// Id of the consumers' key pair the api seals passwords to.
+    #[arg(long = "seal-key-id", env = "SEAL_KEY_ID")]
+    pub seal_key_id: String,
+    /// The consumers' X25519 public key, base64 (`api keygen` prints one).
+    #[arg(long = "seal-public-key", env = "SEAL_PUBLIC_KEY")]
+    pub seal_public_key: String,
+    /// How long a registration waits for the broker's acknowledgement before 503.
+    #[arg(long = "produce-timeout-ms", env = "PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    pub produce_timeout_ms: u64,
+    /// Messages the producer may hold unacknowledged; beyond it registrations get 503
+    /// with Retry-After at once.
+    #[arg(
+        long = "producer-queue-max-messages",
+        env = "PRODUCER_QUEUE_MAX_MESSAGES",
+        default_value_t = 100_000
+    )]
+    pub producer_queue_max_messages: u32,
+    /// Producer batching delay in milliseconds (librdkafka `linger.ms`).
+    #[arg(long = "producer-linger-ms", env = "PRODUCER_LINGER_MS", default_value_t = 2)]
+    pub producer_linger_ms: u32,
+    /// Apply migrations at start (`api migrate` applies them alone).
+    #[arg(long = "run-migrations", env = "RUN_MIGRATIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub run_migrations: bool,
+    /// Bound on each dependency check of the health endpoints, in milliseconds.
+    #[arg(long = "health-timeout-ms", env = "HEALTH_TIMEOUT_MS", default_value_t = 1000)]
+    pub health_timeout_ms: u64,
+    /// Seconds to finish in-flight requests and flush the producer after SIGTERM.
+    #[arg(long = "shutdown-grace-secs", env = "SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ApiConfig {
+    pub fn sealing_key(&self) -> Result<SealingKey, ConfigError> {
+        SealingKey::from_base64(&self.seal_key_id, &self.seal_public_key).map_err(|e| match e {
+            common::seal::KeyError::KeyId => ConfigError::new("SEAL_KEY_ID", e),
+            other => ConfigError::new("SEAL_PUBLIC_KEY", other),
+        })
+    }
+
+    pub fn produce_timeout(&self) -> Duration {
+        Duration::from_millis(self.produce_timeout_ms)
+    }
+
+    pub fn health_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

@@ -1,0 +1,158 @@
+//! `ApiError`: every failure the HTTP layer can answer, mapped to a status and the
+//! error envelope `{"success":false,"error":{"code","message","details"?}}`. The cause of
+//! a 5xx goes to the log; the response stays opaque.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use common::registration::FieldError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body must be JSON")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("a registration for this email is already pending")]
+    RegistrationPending,
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    #[error("not found")]
+    NotFound(&'static str),
+    #[error("route not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Back-pressure: the caller should retry after the given seconds.
+    #[error("overloaded")]
+    Overloaded { retry_after_secs: u32 },
+    /// A dependency failed; retryable.
+    #[error("dependency unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RegistrationPending => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "VALIDATION_ERROR",
+            ApiError::MalformedJson(_) => "MALFORMED_JSON",
+            ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ApiError::RegistrationPending => "REGISTRATION_PENDING",
+            ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ApiError::NotFound(_) | ApiError::RouteNotFound => "NOT_FOUND",
+            ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::Overloaded { .. } => "OVERLOADED",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Validation(_) => "Validation failed".into(),
+            ApiError::MalformedJson(m) => format!("Request body is not valid JSON: {m}"),
+            ApiError::UnsupportedMediaType => {
+                "Request body must be JSON with Content-Type: application/json".into()
+            }
+            ApiError::PayloadTooLarge => "Request body exceeds 16 KiB".into(),
+            ApiError::RegistrationPending => {
+                "A registration for this email is already being processed".into()
+            }
+            ApiError::IdempotencyKeyReused => {
+                "This Idempotency-Key was used with a different request".into()
+            }
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::RouteNotFound => "No such route".into(),
+            ApiError::MethodNotAllowed => "Method not allowed on this route".into(),
+            ApiError::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
+            ApiError::Unavailable(_) => "A required service is unavailable; retry shortly".into(),
+            ApiError::Internal(_) => "Internal server error".into(),
+        }
+    }
+}
+
+/// Formats an error with its whole `source()` chain for the log.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Unavailable(e) => {
+                tracing::warn!(event = "dependency_unavailable", error = %error_chain(e.as_ref()));
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(event = "internal_error", error = %error_chain(e.as_ref()));
+            }
+            _ => {}
+        }
+        let mut error = json!({ "code": self.code(), "message": self.message() });
+        if let ApiError::Validation(details) = &self {
+            error["details"] = json!(details);
+        }
+        let mut response = (status, Json(json!({ "success": false, "error": error }))).into_response();
+        let retry_after = match &self {
+            ApiError::Overloaded { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Unavailable(_) => Some(5),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_5xx_body_never_contains_the_cause() {
+        let e = ApiError::Internal(anyhow::anyhow!("password authentication failed for user x"));
+        assert_eq!(e.message(), "Internal server error");
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn overload_carries_retry_after() {
+        let r = ApiError::Overloaded { retry_after_secs: 1 }.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,75 @@
+//! `ApiJson`: axum's JSON extractor with its rejections mapped into `ApiError`, so
+//! oversized, non-JSON and malformed bodies answer in the error envelope.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use common::registration::FieldError;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(map_rejection(rejection)),
+        }
+    }
+}
+
+fn map_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        JsonRejection::JsonDataError(e) => {
+            // A well-formed body of the wrong shape: unknown field, wrong type. serde's
+            // message names the field and says nothing about the server.
+            let message = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.body_text());
+            let field = unknown_field_name(&message).unwrap_or_else(|| "body".to_owned());
+            ApiError::Validation(vec![FieldError::new(field, message)])
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            let message = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "syntax error".to_owned());
+            ApiError::MalformedJson(message)
+        }
+        JsonRejection::BytesRejection(e) => {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson("body could not be read".to_owned())
+            }
+        }
+        other => ApiError::MalformedJson(other.body_text()),
+    }
+}
+
+/// Pulls `foo` out of serde's "unknown field `foo`, expected one of ...".
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unknown_field_is_named() {
+        assert_eq!(
+            unknown_field_name("unknown field `isAdmin`, expected one of `firstName`"),
+            Some("isAdmin".into())
+        );
+        assert_eq!(unknown_field_name("invalid type: integer"), None);
+    }
+}

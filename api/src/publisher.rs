@@ -1,0 +1,139 @@
+//! Publishing registration events: the `RegistrationPublisher` seam and its Kafka
+//! implementation (idempotent producer, acks=all, wait for the broker's acknowledgement).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::{ConfigError, KafkaConfig};
+use futures::future::BoxFuture;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The local producer queue is full: back-pressure, answer at once.
+    #[error("producer queue is full")]
+    QueueFull,
+    #[error("the broker did not acknowledge the record: {0}")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+pub trait RegistrationPublisher: Send + Sync + 'static {
+    /// Resolves once the broker acknowledged the record (or it definitely failed).
+    fn publish<'a>(
+        &'a self,
+        key: &'a str,
+        payload: &'a [u8],
+        request_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), PublishError>>;
+
+    /// Can the topic be reached? Used by the health endpoints.
+    fn check(&self, timeout: Duration) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// Delivers what is queued, bounded by `timeout`; called on shutdown.
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+}
+
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    topic: String,
+    produce_timeout: Duration,
+}
+
+impl KafkaPublisher {
+    pub fn new(
+        kafka: &KafkaConfig,
+        produce_timeout: Duration,
+        queue_max_messages: u32,
+        linger_ms: u32,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let mut cc = common::kafka::client_config(kafka)?;
+        cc.set("client.id", "registrar-api")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", produce_timeout.as_millis().to_string())
+            .set("queue.buffering.max.messages", queue_max_messages.to_string())
+            .set("linger.ms", linger_ms.to_string())
+            // Fail fast when the broker is unreachable instead of retrying silently.
+            .set("socket.connection.setup.timeout.ms", "3000");
+        let producer: FutureProducer = cc
+            .create()
+            .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;
+        Ok(Arc::new(Self {
+            producer,
+            topic: kafka.topic.clone(),
+            produce_timeout,
+        }))
+    }
+}
+
+impl RegistrationPublisher for KafkaPublisher {
+    fn publish<'a>(
+        &'a self,
+        key: &'a str,
+        payload: &'a [u8],
+        request_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), PublishError>> {
+        Box::pin(async move {
+            let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            if let Some(id) = request_id {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: common::kafka::REQUEST_ID_HEADER,
+                    value: Some(id),
+                }));
+            }
+            let delivery = match self.producer.send_result(record) {
+                Ok(delivery) => delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(PublishError::QueueFull)
+                }
+                Err((e, _)) => return Err(PublishError::Unavailable(e.into())),
+            };
+            // librdkafka fails the record after message.timeout.ms; the outer bound only
+            // guards against a lost delivery report.
+            match tokio::time::timeout(self.produce_timeout + Duration::from_secs(1), delivery).await
+            {
+                Ok(Ok(Ok(_))) => Ok(()),
+                Ok(Ok(Err((e, _)))) => Err(PublishError::Unavailable(e.into())),
+                Ok(Err(_canceled)) => Err(PublishError::Unavailable(anyhow::anyhow!(
+                    "producer dropped the delivery report"
+                ))),
+                Err(_) => Err(PublishError::Unavailable(anyhow::anyhow!(
+                    "no delivery report within {:?}",
+                    self.produce_timeout
+                ))),
+            }
+        })
+    }
+
+    fn check(&self, timeout: Duration) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let client = self.producer.clone();
+            let topic = self.topic.clone();
+            let partitions = tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_metadata(Some(&topic), Timeout::After(timeout))
+                    .map(|m| m.topics().first().map(|t| t.partitions().len()).unwrap_or(0))
+            })
+            .await??;
+            anyhow::ensure!(partitions > 0, "topic has no partitions");
+            Ok(())
+        })
+    }
+
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let producer = self.producer.clone();
+            let result =
+                tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;
+            match result {
+                Ok(Ok(())) => tracing::info!(event = "producer_flushed"),
+                Ok(Err(e)) => tracing::error!(event = "producer_flush_failed", error = %e),
+                Err(e) => tracing::error!(event = "producer_flush_failed", error = %e),
+            }
+        })
+    }
+}
