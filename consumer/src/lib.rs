@@ -1,1 +1,126 @@
-//! placeholder
+//! Registrar's consumer: reads registrations from Kafka, opens and hashes passwords,
+//! and persists users to PostgreSQL. `main.rs` only parses configuration and calls
+//! `Consumer::build` and `Consumer::run`.
+
+pub mod config;
+pub mod dlq;
+pub mod hasher;
+pub mod kafka;
+pub mod pipeline;
+pub mod server;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::config::ConfigError;
+use common::password::PasswordHasherService;
+use common::redis_store::{RedisKeys, StatusStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::dlq::DlqProducer;
+use crate::hasher::HashPool;
+use crate::pipeline::Pipeline;
+
+/// What the probes report about the loop.
+#[derive(Default)]
+pub struct ConsumerHealth {
+    running: AtomicBool,
+    degraded: AtomicBool,
+}
+
+impl ConsumerHealth {
+    pub fn set_running(&self, v: bool) {
+        self.running.store(v, Ordering::SeqCst);
+    }
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+    /// A dependency is failing and the loop is backing off.
+    pub fn set_degraded(&self, v: bool) {
+        self.degraded.store(v, Ordering::SeqCst);
+    }
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the hashing pool: {0}")]
+    HashPool(anyhow::Error),
+}
+
+pub struct Consumer {
+    pipeline: Pipeline,
+    probes: server::ProbeState,
+    dlq: Arc<DlqProducer>,
+    shutdown: CancellationToken,
+    grace: std::time::Duration,
+}
+
+impl Consumer {
+    /// Wires everything; nothing connects yet except the Kafka client's background
+    /// threads, so this succeeds while dependencies are down.
+    pub fn build(config: &ConsumerConfig, shutdown: CancellationToken) -> Result<Self, StartError> {
+        config.validate()?;
+        let keys = config.opening_keys()?;
+        let hasher = PasswordHasherService::new(config.argon2)?;
+        let hash_pool =
+            HashPool::new(config.hash_threads(), hasher, keys).map_err(StartError::HashPool)?;
+        let pg = common::db::pool(&config.postgres)?;
+        let store = StatusStore::new(
+            common::redis_store::pool(&config.redis)?,
+            RedisKeys::new(config.redis.key_prefix.clone()),
+            config.redis.timeout(),
+        );
+        let dlq = Arc::new(DlqProducer::new(&config.kafka)?);
+        let health = Arc::new(ConsumerHealth::default());
+        let pipeline = Pipeline {
+            consumer: kafka::create(config)?,
+            store: store.clone(),
+            pg: pg.clone(),
+            hasher: hash_pool,
+            dlq: Arc::clone(&dlq),
+            batch_size: config.batch_size,
+            batch_wait: config.batch_wait(),
+            backoff_max: config.backoff_max(),
+            shutdown: shutdown.clone(),
+            health: Arc::clone(&health),
+        };
+        Ok(Self {
+            pipeline,
+            probes: server::ProbeState {
+                health,
+                store,
+                pg,
+                timeout: config.health_timeout(),
+            },
+            dlq,
+            shutdown,
+            grace: config.shutdown_grace(),
+        })
+    }
+
+    /// Runs the loop and the probe server until the shutdown token is cancelled; then
+    /// finishes the batch in hand, commits offsets, leaves the group and flushes the DLQ
+    /// producer.
+    pub async fn run(self, listener: TcpListener) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let server = axum::serve(listener, server::router(self.probes))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let server = tokio::spawn(async move { server.await });
+        let loop_handle = tokio::spawn(self.pipeline.run());
+        self.shutdown.cancelled().await;
+        if tokio::time::timeout(self.grace, loop_handle).await.is_err() {
+            tracing::warn!(event = "shutdown_grace_exceeded", grace_secs = self.grace.as_secs());
+        }
+        self.dlq.flush(self.grace).await;
+        server.abort();
+        tracing::info!(event = "consumer_stopped");
+        Ok(())
+    }
+}

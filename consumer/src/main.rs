@@ -1,1 +1,61 @@
-fn main() {}
+//! The `consumer` binary.
+
+use clap::Parser;
+use registrar_consumer::config::ConsumerConfig;
+use registrar_consumer::{Consumer, StartError};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "consumer", version, about = "Registrar Kafka consumer")]
+struct Cli {
+    #[command(flatten)]
+    config: ConsumerConfig,
+}
+
+fn main() {
+    common::config::load_dotenv();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    std::process::exit(runtime.block_on(run(cli.config)));
+}
+
+async fn run(config: ConsumerConfig) -> i32 {
+    if let Err(e) = common::telemetry::init(&config.log) {
+        e.exit();
+    }
+    let shutdown = CancellationToken::new();
+    let consumer = match Consumer::build(&config, shutdown.clone()) {
+        Ok(c) => c,
+        Err(StartError::Config(e)) => e.exit(),
+        Err(e) => {
+            tracing::error!(event = "startup_failed", error = %e);
+            return 1;
+        }
+    };
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(event = "bind_failed", %addr, error = %e);
+            return 1;
+        }
+    };
+    tracing::info!(event = "consumer_started", %addr, topic = %config.kafka.topic, group = %config.group_id, hash_threads = config.hash_threads());
+    tokio::spawn(async move {
+        common::shutdown::signal().await;
+        shutdown.cancel();
+    });
+    match consumer.run(listener).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(event = "consumer_failed", error = format!("{e:#}"));
+            1
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The consumer's configuration: one typed struct read from the environment.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Args;
+use common::config::{ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
+use common::password::Argon2Config;
+use common::seal::OpeningKeys;
+
+#[derive(Args, Clone, Debug)]
+pub struct ConsumerConfig {
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port of the probes (and metrics).
+    #[arg(long = "consumer-port", env = "CONSUMER_PORT", default_value_t = 8001)]
+    pub port: u16,
+    #[command(flatten)]
+    pub postgres: PostgresConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
+    #[command(flatten)]
+    pub argon2: Argon2Config,
+    /// The consumers' private keys as `kid:base64` pairs, comma-separated (current first,
+    /// then previous ones still in flight during a rotation).
+    #[arg(long = "seal-private-keys", env = "SEAL_PRIVATE_KEYS", hide_env_values = true)]
+    pub seal_private_keys: String,
+    /// Consumer group.
+    #[arg(long = "kafka-group-id", env = "KAFKA_GROUP_ID", default_value = "registrar-consumer")]
+    pub group_id: String,
+    /// Group session timeout; a dead member is replaced after it.
+    #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u32,
+    /// Most messages processed together (one transaction, one Redis pipeline).
+    #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill once its first message arrived, in ms.
+    #[arg(long = "batch-wait-ms", env = "BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+    /// Threads hashing passwords; 0 = one per core.
+    #[arg(long = "hash-threads", env = "HASH_THREADS", default_value_t = 0)]
+    pub hash_threads: usize,
+    /// Cap of the exponential backoff while PostgreSQL, Redis or the broker fail, in ms.
+    #[arg(long = "retry-backoff-max-ms", env = "RETRY_BACKOFF_MAX_MS", default_value_t = 30_000)]
+    pub retry_backoff_max_ms: u64,
+    #[arg(long = "health-timeout-ms", env = "HEALTH_TIMEOUT_MS", default_value_t = 1000)]
+    pub health_timeout_ms: u64,
+    /// Seconds to finish the batch in hand, commit and flush after SIGTERM.
+    #[arg(long = "shutdown-grace-secs", env = "SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ConsumerConfig {
+    pub fn opening_keys(&self) -> Result<OpeningKeys, ConfigError> {
+        OpeningKeys::parse(&self.seal_private_keys)
+            .map_err(|e| ConfigError::new("SEAL_PRIVATE_KEYS", e))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err(ConfigError::new("BATCH_SIZE", "must be 1-10000"));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(ConfigError::new("KAFKA_GROUP_ID", "is empty"));
+        }
+        Ok(())
+    }
+
+    pub fn hash_threads(&self) -> usize {
+        if self.hash_threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.hash_threads
+        }
+    }
+
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_max_ms)
+    }
+
+    pub fn health_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

@@ -1,0 +1,62 @@
+//! The Kafka consumer: configuration and a context that logs rebalances and commits
+//! what was processed before partitions are taken away.
+
+use common::config::ConfigError;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::TopicPartitionList;
+
+use crate::config::ConsumerConfig;
+
+pub struct LoggingContext;
+
+impl ClientContext for LoggingContext {}
+
+impl ConsumerContext for LoggingContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(event = "partitions_revoked", count = tpl.count());
+                // Offsets are stored only for finished work, so committing them here
+                // hands the partitions over without redelivering finished records.
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(event = "commit_on_revoke_skipped", reason = %e);
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(event = "partitions_assigned", count = tpl.count());
+            }
+            Rebalance::Error(e) => tracing::warn!(event = "rebalance_failed", error = %e),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(event = "offset_commit_result", error = %e);
+        }
+    }
+}
+
+pub fn create(config: &ConsumerConfig) -> Result<StreamConsumer<LoggingContext>, ConfigError> {
+    let mut cc = common::kafka::client_config(&config.kafka)?;
+    cc.set("group.id", &config.group_id)
+        .set("client.id", "registrar-consumer")
+        .set("enable.auto.commit", "true")
+        // Offsets are stored by hand after each batch's writes succeeded.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 3).max(1).to_string(),
+        );
+    let consumer: StreamConsumer<LoggingContext> = cc
+        .create_with_context(LoggingContext)
+        .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;
+    consumer
+        .subscribe(&[&config.kafka.topic])
+        .map_err(|e| ConfigError::new("KAFKA_TOPIC", e))?;
+    Ok(consumer)
+}

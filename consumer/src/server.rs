@@ -1,0 +1,59 @@
+//! The consumer's probe server: `/health/live`, `/health/ready` and `/api/health*`
+//! aliases, on `CONSUMER_PORT`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use common::health::check;
+use common::redis_store::StatusStore;
+use serde_json::json;
+
+use crate::ConsumerHealth;
+
+#[derive(Clone)]
+pub struct ProbeState {
+    pub health: Arc<ConsumerHealth>,
+    pub store: StatusStore,
+    pub pg: deadpool_postgres::Pool,
+    pub timeout: Duration,
+}
+
+pub fn router(state: ProbeState) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/api/health/live", get(live))
+        .route("/api/health/ready", get(ready))
+        .route("/api/health", get(ready))
+        .with_state(state)
+}
+
+async fn live(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Value>) {
+    if s.health.is_running() {
+        (StatusCode::OK, Json(json!({ "status": "alive" })))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "stopped" })))
+    }
+}
+
+/// Ready when the loop runs and PostgreSQL and Redis answer.
+async fn ready(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Value>) {
+    let (redis, postgres) = tokio::join!(
+        check("redis", s.timeout, s.store.ping()),
+        check("postgres", s.timeout, common::db::ping(&s.pg, s.timeout)),
+    );
+    let ok = s.health.is_running() && redis.is_healthy() && postgres.is_healthy();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        Json(json!({
+            "status": if ok { "ready" } else { "not ready" },
+            "degraded": s.health.is_degraded(),
+            "services": { "redis": redis, "postgres": postgres },
+        })),
+    )
+}
