@@ -30,7 +30,11 @@ pub struct ApiConfig {
     #[arg(long = "seal-public-key", env = "SEAL_PUBLIC_KEY")]
     pub seal_public_key: String,
     /// How long a registration waits for the broker's acknowledgement before 503.
-    #[arg(long = "produce-timeout-ms", env = "PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long = "produce-timeout-ms",
+        env = "PRODUCE_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub produce_timeout_ms: u64,
     /// Messages the producer may hold unacknowledged; beyond it registrations get 503
     /// with Retry-After at once.
@@ -41,16 +45,28 @@ pub struct ApiConfig {
     )]
     pub producer_queue_max_messages: u32,
     /// Producer batching delay in milliseconds (librdkafka `linger.ms`).
-    #[arg(long = "producer-linger-ms", env = "PRODUCER_LINGER_MS", default_value_t = 2)]
+    #[arg(
+        long = "producer-linger-ms",
+        env = "PRODUCER_LINGER_MS",
+        default_value_t = 2
+    )]
     pub producer_linger_ms: u32,
     /// Apply migrations at start (`api migrate` applies them alone).
     #[arg(long = "run-migrations", env = "RUN_MIGRATIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub run_migrations: bool,
     /// Bound on each dependency check of the health endpoints, in milliseconds.
-    #[arg(long = "health-timeout-ms", env = "HEALTH_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(
+        long = "health-timeout-ms",
+        env = "HEALTH_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
     pub health_timeout_ms: u64,
     /// Seconds to finish in-flight requests and flush the producer after SIGTERM.
-    #[arg(long = "shutdown-grace-secs", env = "SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    #[arg(
+        long = "shutdown-grace-secs",
+        env = "SHUTDOWN_GRACE_SECS",
+        default_value_t = 25
+    )]
     pub shutdown_grace_secs: u64,
 }
 

@@ -123,7 +123,8 @@ impl IntoResponse for ApiError {
         if let ApiError::Validation(details) = &self {
             error["details"] = json!(details);
         }
-        let mut response = (status, Json(json!({ "success": false, "error": error }))).into_response();
+        let mut response =
+            (status, Json(json!({ "success": false, "error": error }))).into_response();
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs } => Some(*retry_after_secs),
             ApiError::Unavailable(_) => Some(5),
@@ -151,7 +152,10 @@ mod tests {
 
     #[test]
     fn overload_carries_retry_after() {
-        let r = ApiError::Overloaded { retry_after_secs: 1 }.into_response();
+        let r = ApiError::Overloaded {
+            retry_after_secs: 1,
+        }
+        .into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
     }

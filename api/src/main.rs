@@ -38,7 +38,10 @@ fn main() {
         args.push("serve".into());
     }
     let cli = Cli::parse_from(args);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -60,7 +63,11 @@ async fn run(cli: Cli) -> i32 {
             let pool = common::db::pool(&postgres).unwrap_or_else(|e| e.exit());
             match common::db::migrate(&pool).await {
                 Ok(applied) => {
-                    tracing::info!(event = "migrations_applied", count = applied.len(), ?applied);
+                    tracing::info!(
+                        event = "migrations_applied",
+                        count = applied.len(),
+                        ?applied
+                    );
                     0
                 }
                 Err(e) => {
@@ -115,14 +122,30 @@ fn keygen(key_id: Option<String>) {
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         )
     });
-    if let Err(e) = common::seal::SealingKey::from_base64(&key_id, &common::seal::generate_key_pair().1) {
+    if let Err(e) =
+        common::seal::SealingKey::from_base64(&key_id, &common::seal::generate_key_pair().1)
+    {
         ConfigError::new("--key-id", e).exit();
     }
     let (private, public) = common::seal::generate_key_pair();
-    println!("# Registrar password-sealing key pair (HPKE X25519), generated {}", chrono::Utc::now().to_rfc3339());
+    println!(
+        "# Registrar password-sealing key pair (HPKE X25519), generated {}",
+        chrono::Utc::now().to_rfc3339()
+    );
     println!("# api:");
     println!("SEAL_KEY_ID={key_id}");
     println!("SEAL_PUBLIC_KEY={public}");
     println!("# consumer (append older pairs after a comma while rotating):");
     println!("SEAL_PRIVATE_KEYS={key_id}:{}", private.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

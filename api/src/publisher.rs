@@ -53,8 +53,14 @@ impl KafkaPublisher {
         cc.set("client.id", "registrar-api")
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", produce_timeout.as_millis().to_string())
-            .set("queue.buffering.max.messages", queue_max_messages.to_string())
+            .set(
+                "message.timeout.ms",
+                produce_timeout.as_millis().to_string(),
+            )
+            .set(
+                "queue.buffering.max.messages",
+                queue_max_messages.to_string(),
+            )
             .set("linger.ms", linger_ms.to_string())
             // Fail fast when the broker is unreachable instead of retrying silently.
             .set("socket.connection.setup.timeout.ms", "3000");
@@ -93,7 +99,8 @@ impl RegistrationPublisher for KafkaPublisher {
             };
             // librdkafka fails the record after message.timeout.ms; the outer bound only
             // guards against a lost delivery report.
-            match tokio::time::timeout(self.produce_timeout + Duration::from_secs(1), delivery).await
+            match tokio::time::timeout(self.produce_timeout + Duration::from_secs(1), delivery)
+                .await
             {
                 Ok(Ok(Ok(_))) => Ok(()),
                 Ok(Ok(Err((e, _)))) => Err(PublishError::Unavailable(e.into())),
@@ -116,7 +123,12 @@ impl RegistrationPublisher for KafkaPublisher {
                 client
                     .client()
                     .fetch_metadata(Some(&topic), Timeout::After(timeout))
-                    .map(|m| m.topics().first().map(|t| t.partitions().len()).unwrap_or(0))
+                    .map(|m| {
+                        m.topics()
+                            .first()
+                            .map(|t| t.partitions().len())
+                            .unwrap_or(0)
+                    })
             })
             .await??;
             anyhow::ensure!(partitions > 0, "topic has no partitions");

@@ -56,7 +56,11 @@ impl Application {
             let applied = common::db::migrate(&pg)
                 .await
                 .map_err(StartError::Migrations)?;
-            tracing::info!(event = "migrations_applied", count = applied.len(), ?applied);
+            tracing::info!(
+                event = "migrations_applied",
+                count = applied.len(),
+                ?applied
+            );
         }
         let state = AppState::new(
             store,

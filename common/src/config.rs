@@ -51,20 +51,31 @@ fn secret(s: &str) -> Result<SecretString, String> {
 pub struct PostgresConfig {
     /// PostgreSQL connection URL.
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/registrar",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/registrar",
         hide_env_values = true,
         hide_default_value = true,
         value_parser = secret
     )]
     pub url: SecretString,
     /// Maximum connections in the pool.
-    #[arg(long = "database-pool-size", env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    #[arg(
+        id = "database_pool_size",
+        long = "database-pool-size",
+        env = "DATABASE_POOL_SIZE",
+        default_value_t = 16
+    )]
     pub pool_size: usize,
     /// Bound on connecting and on waiting for a pooled connection, in milliseconds.
-    #[arg(long = "database-timeout-ms", env = "DATABASE_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(
+        id = "database_timeout_ms",
+        long = "database-timeout-ms",
+        env = "DATABASE_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
     pub timeout_ms: u64,
 }
 
@@ -85,6 +96,7 @@ impl PostgresConfig {
 pub struct RedisConfig {
     /// Redis URL (`redis://host:port/db` or `rediss://` for TLS).
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "REDIS_URL",
         value_name = "REDIS_URL",
@@ -93,13 +105,28 @@ pub struct RedisConfig {
         value_parser = secret
     )]
     pub url: SecretString,
-    #[arg(long = "redis-pool-size", env = "REDIS_POOL_SIZE", default_value_t = 32)]
+    #[arg(
+        id = "redis_pool_size",
+        long = "redis-pool-size",
+        env = "REDIS_POOL_SIZE",
+        default_value_t = 32
+    )]
     pub pool_size: usize,
     /// Bound on every Redis round trip, in milliseconds.
-    #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(
+        id = "redis_timeout_ms",
+        long = "redis-timeout-ms",
+        env = "REDIS_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
     pub timeout_ms: u64,
     /// Prefix for every key (empty in production; tests isolate themselves with it).
-    #[arg(long = "redis-key-prefix", env = "REDIS_KEY_PREFIX", default_value = "")]
+    #[arg(
+        id = "redis_key_prefix",
+        long = "redis-key-prefix",
+        env = "REDIS_KEY_PREFIX",
+        default_value = ""
+    )]
     pub key_prefix: String,
 }
 
@@ -112,14 +139,25 @@ impl RedisConfig {
 #[derive(Args, Clone, Debug)]
 pub struct KafkaConfig {
     /// Comma-separated bootstrap brokers.
-    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        id = "kafka_brokers",
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// Registration topic; the dead-letter topic is `<topic>.dlq`.
-    #[arg(long = "kafka-topic", env = "KAFKA_TOPIC", default_value = "user-registration")]
+    #[arg(
+        id = "kafka_topic",
+        long = "kafka-topic",
+        env = "KAFKA_TOPIC",
+        default_value = "user-registration"
+    )]
     pub topic: String,
     /// Extra librdkafka properties as `key=value` pairs separated by commas, e.g.
     /// `security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512`.
     #[arg(
+        id = "kafka_properties",
         long = "kafka-properties",
         env = "KAFKA_PROPERTIES",
         default_value = "",
@@ -156,9 +194,15 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `registrar_consumer=debug,info`...
-    #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "info")]
+    #[arg(
+        id = "log_level",
+        long = "log-level",
+        env = "LOG_LEVEL",
+        default_value = "info"
+    )]
     pub level: String,
-    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    #[arg(
+        id = "log_format",long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub format: LogFormat,
 }
 

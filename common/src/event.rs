@@ -248,8 +248,8 @@ impl Fields {
 }
 
 fn encode_value(writer: &KnownSchema, value: Value) -> Result<Vec<u8>, EncodeError> {
-    let body =
-        apache_avro::to_avro_datum(&writer.schema, value).map_err(|e| EncodeError(e.to_string()))?;
+    let body = apache_avro::to_avro_datum(&writer.schema, value)
+        .map_err(|e| EncodeError(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&writer.fingerprint.to_le_bytes());
@@ -297,7 +297,12 @@ pub mod compat {
             Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
             _ => Vec::new(),
         };
-        let value = Value::Record(fields.into_iter().filter(|(n, _)| names.contains(n)).collect());
+        let value = Value::Record(
+            fields
+                .into_iter()
+                .filter(|(n, _)| names.contains(n))
+                .collect(),
+        );
         encode_value(&writer, value).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -357,7 +362,10 @@ mod tests {
         // Reference value of the Avro specification's CRC-64-AVRO for the schema "int".
         let schema = Schema::parse_str(r#""int""#).unwrap();
         let fp = schema.fingerprint::<Rabin>().bytes;
-        assert_eq!(u64::from_le_bytes(fp.try_into().unwrap()), 0x7275d51a3f395c8f);
+        assert_eq!(
+            u64::from_le_bytes(fp.try_into().unwrap()),
+            0x7275d51a3f395c8f
+        );
     }
 
     #[test]
@@ -366,7 +374,9 @@ mod tests {
         let Value::Record(fields) = compat::decode_with_historic_reader(&bytes, 0).unwrap() else {
             panic!("not a record")
         };
-        assert!(fields.iter().any(|(n, v)| n == "email" && *v == Value::String("jane@example.com".into())));
+        assert!(fields
+            .iter()
+            .any(|(n, v)| n == "email" && *v == Value::String("jane@example.com".into())));
         assert!(!fields.iter().any(|(n, _)| n == "requestId"));
     }
 
@@ -381,16 +391,25 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_without_panicking() {
-        assert!(matches!(RegistrationEvent::decode(b"hello"), Err(DecodeError::TooShort)));
+        assert!(matches!(
+            RegistrationEvent::decode(b"hello"),
+            Err(DecodeError::TooShort)
+        ));
         assert!(matches!(
             RegistrationEvent::decode(b"not avro at all"),
             Err(DecodeError::BadMagic)
         ));
         let mut bytes = event().encode().unwrap();
         bytes[3] ^= 0xFF;
-        assert!(matches!(RegistrationEvent::decode(&bytes), Err(DecodeError::UnknownSchema(_))));
+        assert!(matches!(
+            RegistrationEvent::decode(&bytes),
+            Err(DecodeError::UnknownSchema(_))
+        ));
         let mut bytes = event().encode().unwrap();
         bytes.truncate(20);
-        assert!(matches!(RegistrationEvent::decode(&bytes), Err(DecodeError::Body(_))));
+        assert!(matches!(
+            RegistrationEvent::decode(&bytes),
+            Err(DecodeError::Body(_))
+        ));
     }
 }

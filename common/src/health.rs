@@ -32,7 +32,11 @@ where
             ServiceHealth::Unhealthy
         }
         Err(_) => {
-            tracing::warn!(event = "health_check_timed_out", service = name, timeout_ms = timeout.as_millis() as u64);
+            tracing::warn!(
+                event = "health_check_timed_out",
+                service = name,
+                timeout_ms = timeout.as_millis() as u64
+            );
             ServiceHealth::Unhealthy
         }
     }

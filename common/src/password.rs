@@ -10,13 +10,25 @@ use crate::config::ConfigError;
 #[derive(Args, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Argon2Config {
     /// Memory cost in KiB.
-    #[arg(long = "argon2-memory-kib", env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    #[arg(
+        long = "argon2-memory-kib",
+        env = "ARGON2_MEMORY_KIB",
+        default_value_t = 19_456
+    )]
     pub memory_kib: u32,
     /// Iterations (time cost).
-    #[arg(long = "argon2-iterations", env = "ARGON2_ITERATIONS", default_value_t = 2)]
+    #[arg(
+        long = "argon2-iterations",
+        env = "ARGON2_ITERATIONS",
+        default_value_t = 2
+    )]
     pub iterations: u32,
     /// Lanes per hash; parallelism across registrations comes from the hashing pool.
-    #[arg(long = "argon2-parallelism", env = "ARGON2_PARALLELISM", default_value_t = 1)]
+    #[arg(
+        long = "argon2-parallelism",
+        env = "ARGON2_PARALLELISM",
+        default_value_t = 1
+    )]
     pub parallelism: u32,
 }
 
@@ -41,8 +53,15 @@ pub struct HashError(String);
 
 impl PasswordHasherService {
     pub fn new(config: Argon2Config) -> Result<Self, ConfigError> {
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|e| ConfigError::new("ARGON2_MEMORY_KIB/ARGON2_ITERATIONS/ARGON2_PARALLELISM", e))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| {
+            ConfigError::new("ARGON2_MEMORY_KIB/ARGON2_ITERATIONS/ARGON2_PARALLELISM", e)
+        })?;
         Ok(Self { params })
     }
 
@@ -113,7 +132,9 @@ mod tests {
     fn only_argon2id_phc_strings_are_accepted_for_import() {
         let phc = light().hash(&SecretString::from("correct horse")).unwrap();
         assert!(PasswordHasherService::is_argon2id_phc(&phc));
-        assert!(!PasswordHasherService::is_argon2id_phc("$2b$10$abcdefghijklmnopqrstuv"));
+        assert!(!PasswordHasherService::is_argon2id_phc(
+            "$2b$10$abcdefghijklmnopqrstuv"
+        ));
         assert!(!PasswordHasherService::is_argon2id_phc("plaintext"));
     }
 

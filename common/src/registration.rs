@@ -138,18 +138,21 @@ impl Profile {
         );
         let occupation = text_field(&mut errors, "occupation", input.occupation, 2, 255);
         match (email, first_name, last_name, gender, sex, occupation) {
-            (Some(email), Some(first_name), Some(last_name), Some(gender), Some(sex), Some(occupation))
-                if errors.is_empty() =>
-            {
-                Ok(Profile {
-                    email,
-                    first_name,
-                    last_name,
-                    gender,
-                    sex,
-                    occupation,
-                })
-            }
+            (
+                Some(email),
+                Some(first_name),
+                Some(last_name),
+                Some(gender),
+                Some(sex),
+                Some(occupation),
+            ) if errors.is_empty() => Ok(Profile {
+                email,
+                first_name,
+                last_name,
+                gender,
+                sex,
+                occupation,
+            }),
             _ => Err(errors),
         }
     }
@@ -175,7 +178,10 @@ fn text_field(
         return None;
     }
     if value.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
         return None;
     }
     Some(value.to_owned())
@@ -222,7 +228,8 @@ pub struct RegistrationRequest {
 
 impl fmt::Debug for RegistrationRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistrationRequest").finish_non_exhaustive()
+        f.debug_struct("RegistrationRequest")
+            .finish_non_exhaustive()
     }
 }
 
@@ -350,7 +357,10 @@ mod tests {
     #[test]
     fn a_one_character_first_name_is_rejected() {
         let errors = errors_for("firstName", "J".into());
-        assert_eq!(errors, vec![FieldError::new("firstName", "must be 2-100 characters")]);
+        assert_eq!(
+            errors,
+            vec![FieldError::new("firstName", "must be 2-100 characters")]
+        );
     }
 
     #[test]
@@ -368,12 +378,18 @@ mod tests {
 
     #[test]
     fn a_seven_character_password_is_rejected() {
-        assert_eq!(errors_for("password", "1234567".into())[0].field, "password");
+        assert_eq!(
+            errors_for("password", "1234567".into())[0].field,
+            "password"
+        );
     }
 
     #[test]
     fn a_129_character_password_is_rejected() {
-        assert_eq!(errors_for("password", "p".repeat(129).into())[0].field, "password");
+        assert_eq!(
+            errors_for("password", "p".repeat(129).into())[0].field,
+            "password"
+        );
     }
 
     #[test]
@@ -395,7 +411,10 @@ mod tests {
 
     #[test]
     fn an_occupation_of_256_characters_is_rejected() {
-        assert_eq!(errors_for("occupation", "o".repeat(256).into())[0].field, "occupation");
+        assert_eq!(
+            errors_for("occupation", "o".repeat(256).into())[0].field,
+            "occupation"
+        );
     }
 
     #[test]
@@ -404,7 +423,15 @@ mod tests {
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["firstName", "lastName", "email", "password", "gender", "sex", "occupation"]
+            [
+                "firstName",
+                "lastName",
+                "email",
+                "password",
+                "gender",
+                "sex",
+                "occupation"
+            ]
         );
     }
 

@@ -164,7 +164,9 @@ impl fmt::Debug for OpeningKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ids: Vec<_> = self.keys.keys().collect();
         ids.sort();
-        f.debug_struct("OpeningKeys").field("key_ids", &ids).finish()
+        f.debug_struct("OpeningKeys")
+            .field("key_ids", &ids)
+            .finish()
     }
 }
 
@@ -254,7 +256,11 @@ mod tests {
     #[test]
     fn the_ciphertext_does_not_contain_the_password() {
         let (seal, _) = pair("k1");
-        let sealed = seal.seal(Uuid::new_v4(), &email(), &SecretString::from("hunter2hunter2"));
+        let sealed = seal.seal(
+            Uuid::new_v4(),
+            &email(),
+            &SecretString::from("hunter2hunter2"),
+        );
         let needle = b"hunter2hunter2";
         assert!(!sealed.ciphertext.windows(needle.len()).any(|w| w == needle));
     }
@@ -265,13 +271,20 @@ mod tests {
         let id = Uuid::new_v4();
         let mut sealed = seal.seal(id, &email(), &SecretString::from("hunter2hunter2"));
         sealed.ciphertext[0] ^= 1;
-        assert_eq!(open.open(&sealed, id, &email()).unwrap_err(), OpenError::Tampered);
+        assert_eq!(
+            open.open(&sealed, id, &email()).unwrap_err(),
+            OpenError::Tampered
+        );
     }
 
     #[test]
     fn a_sealed_password_does_not_open_for_another_registration() {
         let (seal, open) = pair("k1");
-        let sealed = seal.seal(Uuid::new_v4(), &email(), &SecretString::from("hunter2hunter2"));
+        let sealed = seal.seal(
+            Uuid::new_v4(),
+            &email(),
+            &SecretString::from("hunter2hunter2"),
+        );
         assert_eq!(
             open.open(&sealed, Uuid::new_v4(), &email()).unwrap_err(),
             OpenError::Tampered

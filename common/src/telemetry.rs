@@ -5,8 +5,7 @@ use tracing_subscriber::{fmt, EnvFilter};
 use crate::config::{ConfigError, LogConfig, LogFormat};
 
 pub fn init(config: &LogConfig) -> Result<(), ConfigError> {
-    let filter = EnvFilter::try_new(&config.level)
-        .map_err(|e| ConfigError::new("LOG_LEVEL", e))?;
+    let filter = EnvFilter::try_new(&config.level).map_err(|e| ConfigError::new("LOG_LEVEL", e))?;
     let builder = fmt().with_env_filter(filter).with_target(true);
     let result = match config.format {
         LogFormat::Json => builder

@@ -39,11 +39,17 @@ pub async fn insert_batch(
     let ids: Vec<Uuid> = users.iter().map(|_| Uuid::now_v7()).collect();
     let registration_ids: Vec<Uuid> = users.iter().map(|u| u.registration_id).collect();
     let emails: Vec<&str> = users.iter().map(|u| u.profile.email.as_str()).collect();
-    let first: Vec<&str> = users.iter().map(|u| u.profile.first_name.as_str()).collect();
+    let first: Vec<&str> = users
+        .iter()
+        .map(|u| u.profile.first_name.as_str())
+        .collect();
     let last: Vec<&str> = users.iter().map(|u| u.profile.last_name.as_str()).collect();
     let gender: Vec<&str> = users.iter().map(|u| u.profile.gender.as_str()).collect();
     let sex: Vec<&str> = users.iter().map(|u| u.profile.sex.as_str()).collect();
-    let occupation: Vec<&str> = users.iter().map(|u| u.profile.occupation.as_str()).collect();
+    let occupation: Vec<&str> = users
+        .iter()
+        .map(|u| u.profile.occupation.as_str())
+        .collect();
     let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
 
     let tx = client.transaction().await?;

@@ -27,13 +27,25 @@ pub struct ConsumerConfig {
     pub argon2: Argon2Config,
     /// The consumers' private keys as `kid:base64` pairs, comma-separated (current first,
     /// then previous ones still in flight during a rotation).
-    #[arg(long = "seal-private-keys", env = "SEAL_PRIVATE_KEYS", hide_env_values = true)]
+    #[arg(
+        long = "seal-private-keys",
+        env = "SEAL_PRIVATE_KEYS",
+        hide_env_values = true
+    )]
     pub seal_private_keys: String,
     /// Consumer group.
-    #[arg(long = "kafka-group-id", env = "KAFKA_GROUP_ID", default_value = "registrar-consumer")]
+    #[arg(
+        long = "kafka-group-id",
+        env = "KAFKA_GROUP_ID",
+        default_value = "registrar-consumer"
+    )]
     pub group_id: String,
     /// Group session timeout; a dead member is replaced after it.
-    #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long = "kafka-session-timeout-ms",
+        env = "KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub session_timeout_ms: u32,
     /// Most messages processed together (one transaction, one Redis pipeline).
     #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 256)]
@@ -45,12 +57,24 @@ pub struct ConsumerConfig {
     #[arg(long = "hash-threads", env = "HASH_THREADS", default_value_t = 0)]
     pub hash_threads: usize,
     /// Cap of the exponential backoff while PostgreSQL, Redis or the broker fail, in ms.
-    #[arg(long = "retry-backoff-max-ms", env = "RETRY_BACKOFF_MAX_MS", default_value_t = 30_000)]
+    #[arg(
+        long = "retry-backoff-max-ms",
+        env = "RETRY_BACKOFF_MAX_MS",
+        default_value_t = 30_000
+    )]
     pub retry_backoff_max_ms: u64,
-    #[arg(long = "health-timeout-ms", env = "HEALTH_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(
+        long = "health-timeout-ms",
+        env = "HEALTH_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
     pub health_timeout_ms: u64,
     /// Seconds to finish the batch in hand, commit and flush after SIGTERM.
-    #[arg(long = "shutdown-grace-secs", env = "SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    #[arg(
+        long = "shutdown-grace-secs",
+        env = "SHUTDOWN_GRACE_SECS",
+        default_value_t = 25
+    )]
     pub shutdown_grace_secs: u64,
 }
 

@@ -116,7 +116,10 @@ impl Consumer {
         let loop_handle = tokio::spawn(self.pipeline.run());
         self.shutdown.cancelled().await;
         if tokio::time::timeout(self.grace, loop_handle).await.is_err() {
-            tracing::warn!(event = "shutdown_grace_exceeded", grace_secs = self.grace.as_secs());
+            tracing::warn!(
+                event = "shutdown_grace_exceeded",
+                grace_secs = self.grace.as_secs()
+            );
         }
         self.dlq.flush(self.grace).await;
         server.abort();

@@ -173,7 +173,11 @@ impl Pipeline {
             match result {
                 Ok(v) => {
                     if attempt > 0 {
-                        tracing::info!(event = "batch_step_recovered", step, attempts = attempt + 1);
+                        tracing::info!(
+                            event = "batch_step_recovered",
+                            step,
+                            attempts = attempt + 1
+                        );
                         self.health.set_degraded(false);
                     }
                     return Ok(v);
@@ -234,7 +238,11 @@ impl Pipeline {
                         .join("; ");
                     tracing::warn!(event = "registration_invalid", registration_id = %event.registration_id, error = %error);
                     if let Ok(email) = Email::parse(&event.email) {
-                        finished.push(failed(email, event.registration_id, FailureReason::InvalidRegistration));
+                        finished.push(failed(
+                            email,
+                            event.registration_id,
+                            FailureReason::InvalidRegistration,
+                        ));
                     }
                     letters.push(DeadLetter {
                         item,
@@ -271,7 +279,11 @@ impl Pipeline {
                     to_insert.push(new_user(&event, profile, hash));
                 }
                 Credential::PasswordHash(_) => {
-                    finished.push(failed(profile.email, event.registration_id, FailureReason::InvalidRegistration));
+                    finished.push(failed(
+                        profile.email,
+                        event.registration_id,
+                        FailureReason::InvalidRegistration,
+                    ));
                     letters.push(DeadLetter {
                         item,
                         kind: DlqKind::Invalid,
@@ -294,7 +306,11 @@ impl Pipeline {
                 Ok(hash) => to_insert.push(new_user(&event, profile, hash)),
                 Err(e) => {
                     tracing::warn!(event = "credential_envelope_rejected", registration_id = %event.registration_id, error = %e);
-                    finished.push(failed(profile.email, event.registration_id, FailureReason::InvalidCredentialEnvelope));
+                    finished.push(failed(
+                        profile.email,
+                        event.registration_id,
+                        FailureReason::InvalidCredentialEnvelope,
+                    ));
                     letters.push(DeadLetter {
                         item,
                         kind: DlqKind::Credential,
@@ -323,14 +339,20 @@ impl Pipeline {
                 }
                 InsertOutcome::EmailTaken => {
                     tracing::info!(event = "registration_rejected", reason = "EMAIL_TAKEN", email = %email.masked(), registration_id = %user.registration_id);
-                    finished.push(failed(email, user.registration_id, FailureReason::EmailTaken));
+                    finished.push(failed(
+                        email,
+                        user.registration_id,
+                        FailureReason::EmailTaken,
+                    ));
                 }
             }
         }
 
         // 5. Outcomes to Redis, one pipeline.
-        self.retry("update_status", || async { Ok(self.store.finish(&finished).await?) })
-            .await?;
+        self.retry("update_status", || async {
+            Ok(self.store.finish(&finished).await?)
+        })
+        .await?;
 
         // 6. Dead letters, acknowledged by the broker before the offsets move on.
         if !letters.is_empty() {

@@ -36,7 +36,10 @@ async fn live(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Valu
     if s.health.is_running() {
         (StatusCode::OK, Json(json!({ "status": "alive" })))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "stopped" })))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "stopped" })),
+        )
     }
 }
 
@@ -47,7 +50,11 @@ async fn ready(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Val
         check("postgres", s.timeout, common::db::ping(&s.pg, s.timeout)),
     );
     let ok = s.health.is_running() && redis.is_healthy() && postgres.is_healthy();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({

@@ -1,0 +1,20 @@
+# The two commands of the README: `make run` and `make test`.
+.PHONY: run test services lint fmt check-static clean-test-dbs
+
+CARGO ?= cargo
+
+run:
+	scripts/run.sh
+
+test: services
+	$(CARGO) test --workspace
+
+services:
+	scripts/services.sh up
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make run`: local services, a development .env (created once, kept out of git), then
+# api and consumer in the foreground. Ctrl-C stops both cleanly (SIGTERM to each).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/services.sh up
+cargo build --release --bin api --bin consumer
+if [ ! -f .env ]; then
+  echo "[run] creating .env with a fresh development key pair (not committed)" >&2
+  { echo "# Development settings created by 'make run'. Not committed; delete to regenerate."
+    echo "LOG_FORMAT=pretty"
+    target/release/api keygen --key-id dev1; } > .env
+fi
+target/release/api migrate
+target/release/api serve & api=$!
+target/release/consumer & consumer=$!
+stop() { kill -TERM "$api" "$consumer" 2>/dev/null || true; wait "$api" "$consumer" 2>/dev/null || true; }
+trap stop INT TERM
+echo "[run] api on http://127.0.0.1:${PORT:-8000}, consumer probes on http://127.0.0.1:${CONSUMER_PORT:-8001} (Ctrl-C stops both)" >&2
+# Whichever exits first, stop the other too.
+wait -n "$api" "$consumer" || true
+stop

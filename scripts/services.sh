@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Makes PostgreSQL, Redis and a Kafka-API broker (tansu) available on 127.0.0.1:
+# starts them when installed, installs them when missing (Debian packages for
+# PostgreSQL and Redis; `cargo install tansu` once, cached outside the checkout), then
+# creates the database and the topics. Idempotent: rerun it any time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${REGISTRAR_CACHE:-$HOME/.cache/registrar}"
+TANSU_ROOT="$CACHE/tansu"
+TANSU="$TANSU_ROOT/bin/tansu"
+TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+DATA="${REGISTRAR_DATA:-$ROOT/.local}"
+PG_HOST=127.0.0.1 PG_PORT="${PG_PORT:-5432}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+DB_NAME="${DB_NAME:-registrar}"
+TOPIC="${KAFKA_TOPIC:-user-registration}"
+PARTITIONS="${KAFKA_PARTITIONS:-4}"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port name seconds
+  for _ in $(seq 1 $(( $3 * 10 ))); do port_open "$1" && return 0; sleep 0.1; done
+  log "$2 did not open port $1 within $3 s"; return 1
+}
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_install() {
+  log "installing $* from the OS packages"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if ! port_open "$PG_PORT"; then
+    if ! command -v pg_ctlcluster >/dev/null; then apt_install postgresql postgresql-client; fi
+    local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
+    log "starting PostgreSQL $version"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_port "$PG_PORT" PostgreSQL 30
+  fi
+  # A fresh package install only trusts local socket peers; give the `postgres` role the
+  # password the default DATABASE_URL uses (with trust auth it is ignored).
+  if ! PGPASSWORD=postgres psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+    log "setting the postgres role's local password"
+    $SUDO -u postgres psql -p "$PG_PORT" -tAc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null 2>&1 \
+      || su postgres -c "psql -p $PG_PORT -tAc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  fi
+  if ! PGPASSWORD=postgres psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then
+    log "creating database $DB_NAME"
+    PGPASSWORD=postgres psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE \"$DB_NAME\""
+  fi
+  log "PostgreSQL ready on $PG_HOST:$PG_PORT (database $DB_NAME)"
+}
+
+ensure_redis() {
+  if ! port_open "$REDIS_PORT"; then
+    if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
+    log "starting Redis"
+    mkdir -p "$DATA/redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+      --appendonly no --dir "$DATA/redis" --logfile "$DATA/redis/redis.log"
+    wait_port "$REDIS_PORT" Redis 15
+  fi
+  log "Redis ready on 127.0.0.1:$REDIS_PORT"
+}
+
+ensure_tansu_binary() {
+  if [ -x "$TANSU" ]; then return 0; fi
+  log "building tansu $TANSU_VERSION once (about 17 minutes); cached in $TANSU_ROOT"
+  mkdir -p "$TANSU_ROOT"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql,dynostore \
+    --root "$TANSU_ROOT" >&2
+}
+
+ensure_tansu() {
+  ensure_tansu_binary
+  if ! port_open "$KAFKA_PORT"; then
+    mkdir -p "$DATA/tansu"
+    log "starting tansu (sqlite storage in $DATA/tansu)"
+    # The sqlite path is relative to the working directory: run from the data dir so
+    # topics and messages survive a restart.
+    (cd "$DATA/tansu" && nohup "$TANSU" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine sqlite://tansu.db >>tansu.log 2>&1 &
+     echo $! > tansu.pid)
+    wait_port "$KAFKA_PORT" tansu 30
+  fi
+  local existing; existing="$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)"
+  for t in "$TOPIC" "$TOPIC.dlq"; do
+    if ! grep -q "\"$t\"\|^$t\$\|[[:space:]]$t\([[:space:]]\|\$\)" <<<"$existing"; then
+      log "creating topic $t ($PARTITIONS partitions)"
+      "$TANSU" topic create "$t" --partitions "$PARTITIONS" --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 || true
+    fi
+  done
+  log "tansu ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq)"
+}
+
+stop_tansu() {
+  local pidfile="$DATA/tansu/tansu.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    kill "$(cat "$pidfile")"; rm -f "$pidfile"; log "tansu stopped"
+  fi
+}
+
+case "${1:-up}" in
+  up) ensure_postgres; ensure_redis; ensure_tansu ;;
+  tansu-binary) ensure_tansu_binary ;;
+  stop-tansu) stop_tansu ;;
+  *) echo "usage: $0 [up|tansu-binary|stop-tansu]" >&2; exit 2 ;;
+esac
