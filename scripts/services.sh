@@ -76,16 +76,21 @@ ensure_tansu_binary() {
 
 ensure_tansu() {
   ensure_tansu_binary
+  if port_open "$KAFKA_PORT" && ! tansu_answers; then
+    log "tansu on port $KAFKA_PORT does not answer; restarting it"
+    stop_tansu
+  fi
   if ! port_open "$KAFKA_PORT"; then
     mkdir -p "$DATA/tansu"
     log "starting tansu (sqlite storage in $DATA/tansu)"
     # The sqlite path is relative to the working directory: run from the data dir so
     # topics and messages survive a restart.
-    (cd "$DATA/tansu" && nohup "$TANSU" broker \
+    # exec: the subshell becomes tansu, holding none of this script's pipes.
+    (cd "$DATA/tansu" && exec nohup "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --storage-engine sqlite://tansu.db >>tansu.log 2>&1 &
-     echo $! > tansu.pid)
+        --storage-engine sqlite://tansu.db </dev/null >>tansu.log 2>&1) &
+    echo $! > "$DATA/tansu/tansu.pid"
     wait_port "$KAFKA_PORT" tansu 30
   fi
   local existing; existing="$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)"
@@ -101,8 +106,16 @@ ensure_tansu() {
 stop_tansu() {
   local pidfile="$DATA/tansu/tansu.pid"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    kill "$(cat "$pidfile")"; rm -f "$pidfile"; log "tansu stopped"
+    kill "$(cat "$pidfile")" 2>/dev/null || true
   fi
+  rm -f "$pidfile"
+  pkill -f "tansu broker --listener-url tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true
+  for _ in $(seq 1 50); do port_open "$KAFKA_PORT" || break; sleep 0.1; done
+  log "tansu stopped"
+}
+
+tansu_answers() {
+  timeout 10 "$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
 }
 
 case "${1:-up}" in

@@ -34,7 +34,7 @@ fn map_rejection(rejection: JsonRejection) -> ApiError {
             let message = std::error::Error::source(&e)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| e.body_text());
-            let field = unknown_field_name(&message).unwrap_or_else(|| "body".to_owned());
+            let (field, message) = split_field(&message);
             ApiError::Validation(vec![FieldError::new(field, message)])
         }
         JsonRejection::JsonSyntaxError(e) => {
@@ -51,6 +51,20 @@ fn map_rejection(rejection: JsonRejection) -> ApiError {
             }
         }
         other => ApiError::MalformedJson(other.body_text()),
+    }
+}
+
+/// Splits serde's "path: message" into the field and the message; the unknown-field
+/// error names its field inside the message instead.
+fn split_field(message: &str) -> (String, String) {
+    if let Some(field) = unknown_field_name(message) {
+        return (field, "unknown field".to_owned());
+    }
+    match message.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && path != "." && !path.contains(' ') => {
+            (path.to_owned(), rest.to_owned())
+        }
+        _ => ("body".to_owned(), message.to_owned()),
     }
 }
 
@@ -71,5 +85,14 @@ mod tests {
             Some("isAdmin".into())
         );
         assert_eq!(unknown_field_name("invalid type: integer"), None);
+    }
+
+    #[test]
+    fn a_wrong_type_is_reported_on_its_field() {
+        assert_eq!(
+            split_field("firstName: invalid type: integer `42`, expected a string"),
+            ("firstName".to_owned(), "invalid type: integer `42`, expected a string".to_owned())
+        );
+        assert_eq!(split_field("trailing characters").0, "body");
     }
 }

@@ -1,1 +1,495 @@
-//! placeholder
+//! Test support: spawns the api and the consumer in-process against the real local
+//! PostgreSQL, Redis and Kafka-API broker, each test with its own database, topics,
+//! consumer group and Redis key prefix, all removed again when the test ends.
+
+pub mod chaos;
+pub mod kafka;
+pub mod logs;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use registrar_api::config::ApiConfig;
+use registrar_api::startup::Application;
+use registrar_consumer::config::ConsumerConfig;
+use registrar_consumer::Consumer;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn pg_admin_url() -> String {
+    env_or(
+        "TEST_DATABASE_ADMIN_URL",
+        "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+    )
+}
+
+pub fn redis_url() -> String {
+    env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+pub fn kafka_brokers() -> String {
+    env_or("TEST_KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+/// Light argon2 parameters for tests that are not about hashing cost.
+pub const LIGHT_ARGON2: [&str; 6] = [
+    "--argon2-memory-kib",
+    "256",
+    "--argon2-iterations",
+    "1",
+    "--argon2-parallelism",
+    "1",
+];
+
+#[derive(Parser)]
+struct ApiCli {
+    #[command(flatten)]
+    config: ApiConfig,
+}
+
+#[derive(Parser)]
+struct ConsumerCli {
+    #[command(flatten)]
+    config: ConsumerConfig,
+}
+
+/// Everything one test owns. Dropping it stops the binaries and removes the database,
+/// topics and Redis keys.
+pub struct TestApp {
+    pub id: String,
+    pub address: SocketAddr,
+    pub http: reqwest::Client,
+    pub database: String,
+    pub database_url: String,
+    pub topic: String,
+    pub group: String,
+    pub redis_prefix: String,
+    pub seal_key_id: String,
+    pub seal_public_key: String,
+    pub seal_private_keys: String,
+    pub redis: deadpool_redis::Pool,
+    api_shutdown: CancellationToken,
+    api_task: Option<JoinHandle<anyhow::Result<()>>>,
+    consumer: Option<RunningConsumer>,
+    /// Extra arguments for the consumer (argon2 cost, batch size...).
+    pub consumer_args: Vec<String>,
+}
+
+pub struct RunningConsumer {
+    token: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    pub probe_address: SocketAddr,
+}
+
+#[derive(Default)]
+pub struct TestOptions {
+    /// Don't start a consumer (registrations stay pending).
+    pub without_consumer: bool,
+    /// Use production argon2 parameters in the consumer.
+    pub production_argon2: bool,
+    /// Broker address the api uses (default: the real one).
+    pub api_kafka_brokers: Option<String>,
+    /// Redis URL the api uses (default: the real one).
+    pub api_redis_url: Option<String>,
+    /// Database URL the consumer uses (default: the test database).
+    pub consumer_database_url: Option<String>,
+    pub consumer_batch_size: Option<usize>,
+    pub partitions: Option<i32>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        logs::install();
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let database = format!("registrar_test_{id}");
+        let database_url = create_database(&database).await;
+        let topic = format!("test-registration-{id}");
+        kafka::create_topics(&topic, options.partitions.unwrap_or(2)).await;
+        let (private, public) = common::seal::generate_key_pair();
+        let seal_key_id = format!("t{id}");
+        let redis_prefix = format!("test:{id}:");
+        let redis = common::redis_store::pool(&common::config::RedisConfig {
+            url: secrecy::SecretString::from(redis_url()),
+            pool_size: 4,
+            timeout_ms: 2000,
+            key_prefix: redis_prefix.clone(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        let api_args: Vec<String> = [
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--database-url",
+            &database_url,
+            "--redis-url",
+            options.api_redis_url.as_deref().unwrap_or(&redis_url()),
+            "--redis-key-prefix",
+            &redis_prefix,
+            "--kafka-brokers",
+            options
+                .api_kafka_brokers
+                .as_deref()
+                .unwrap_or(&kafka_brokers()),
+            "--kafka-topic",
+            &topic,
+            "--seal-key-id",
+            &seal_key_id,
+            "--seal-public-key",
+            &public,
+            "--produce-timeout-ms",
+            "3000",
+            "--run-migrations",
+            "false",
+            "--shutdown-grace-secs",
+            "5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let config = ApiCli::parse_from(api_args).config;
+        let app = Application::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("api failed to build: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let api_shutdown = CancellationToken::new();
+        let token = api_shutdown.clone();
+        let api_task = tokio::spawn(async move {
+            app.serve(listener, async move { token.cancelled().await })
+                .await
+        });
+
+        let mut consumer_args: Vec<String> = Vec::new();
+        if !options.production_argon2 {
+            consumer_args.extend(LIGHT_ARGON2.iter().map(|s| s.to_string()));
+        }
+        if let Some(size) = options.consumer_batch_size {
+            consumer_args.extend(["--batch-size".to_string(), size.to_string()]);
+        }
+        if let Some(url) = &options.consumer_database_url {
+            consumer_args.extend(["--database-url".to_string(), url.clone()]);
+        }
+        let mut test_app = TestApp {
+            group: format!("test-group-{id}"),
+            id,
+            address,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+            database,
+            database_url,
+            topic,
+            redis_prefix,
+            seal_key_id,
+            seal_public_key: public,
+            seal_private_keys: String::new(),
+            redis,
+            api_shutdown,
+            api_task: Some(api_task),
+            consumer: None,
+            consumer_args,
+        };
+        test_app.seal_private_keys = format!("{}:{}", test_app.seal_key_id, private.as_str());
+        if !options.without_consumer {
+            test_app.start_consumer().await;
+        }
+        test_app
+    }
+
+    fn consumer_config(&self) -> ConsumerConfig {
+        let mut args: Vec<String> = [
+            "consumer",
+            "--host",
+            "127.0.0.1",
+            "--consumer-port",
+            "0",
+            "--database-url",
+            &self.database_url,
+            "--redis-url",
+            &redis_url(),
+            "--redis-key-prefix",
+            &self.redis_prefix,
+            "--kafka-brokers",
+            &kafka_brokers(),
+            "--kafka-topic",
+            &self.topic,
+            "--kafka-group-id",
+            &self.group,
+            "--kafka-session-timeout-ms",
+            "6000",
+            "--seal-private-keys",
+            &self.seal_private_keys,
+            "--batch-wait-ms",
+            "10",
+            "--retry-backoff-max-ms",
+            "1000",
+            "--shutdown-grace-secs",
+            "10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.consumer_args.iter().cloned());
+        ConsumerCli::parse_from(args).config
+    }
+
+    /// Starts a consumer (again) in this test's group.
+    pub async fn start_consumer(&mut self) {
+        let config = self.consumer_config();
+        let token = CancellationToken::new();
+        let consumer = Consumer::build(&config, token.clone())
+            .unwrap_or_else(|e| panic!("consumer failed to build: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let probe_address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let task = tokio::spawn(consumer.run(listener));
+        self.consumer = Some(RunningConsumer {
+            token,
+            task,
+            probe_address,
+        });
+    }
+
+    /// Graceful stop, as on SIGTERM: finish the batch, commit, leave the group.
+    pub async fn stop_consumer(&mut self) {
+        if let Some(c) = self.consumer.take() {
+            c.token.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(20), c.task).await;
+        }
+    }
+
+    /// Abrupt stop: the consumer's task is aborted wherever it is, mid-batch included.
+    /// Nothing is committed for unfinished work; the rdkafka client is dropped.
+    pub async fn abort_consumer(&mut self) {
+        if let Some(c) = self.consumer.take() {
+            c.task.abort();
+            let _ = c.task.await;
+        }
+    }
+
+    pub fn consumer_probe_address(&self) -> Option<SocketAddr> {
+        self.consumer.as_ref().map(|c| c.probe_address)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn post_registration(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/users"))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST failed: {e}"))
+    }
+
+    pub async fn get_status(&self, email: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/api/users/{email}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET failed: {e}"))
+    }
+
+    /// Polls until the registration reaches `status` (or fails the test after `within`).
+    pub async fn wait_for_status(&self, email: &str, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            let response = self.get_status(email).await;
+            if response.status().is_success() {
+                last = response.json().await.unwrap_or(Value::Null);
+                if last["data"]["status"] == status {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("registration of {email} did not reach {status} within {within:?}; last: {last}");
+    }
+
+    pub async fn pg(&self) -> tokio_postgres::Client {
+        connect(&self.database_url).await
+    }
+
+    pub async fn redis_conn(&self) -> deadpool_redis::Connection {
+        self.redis
+            .get()
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"))
+    }
+
+    /// Every Redis key of this test, prefix removed.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let mut conn = self.redis_conn().await;
+        let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+            .arg(format!("{}*", self.redis_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        keys.into_iter()
+            .map(|k| k.trim_start_matches(&self.redis_prefix).to_owned())
+            .collect()
+    }
+
+    pub async fn redis_get(&self, key: &str) -> Option<String> {
+        let mut conn = self.redis_conn().await;
+        deadpool_redis::redis::cmd("GET")
+            .arg(format!("{}{key}", self.redis_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None)
+    }
+
+    pub async fn redis_ttl(&self, key: &str) -> i64 {
+        let mut conn = self.redis_conn().await;
+        deadpool_redis::redis::cmd("TTL")
+            .arg(format!("{}{key}", self.redis_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(-3)
+    }
+
+    pub async fn user_count(&self) -> i64 {
+        self.pg()
+            .await
+            .query_one("SELECT count(*) FROM users", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.api_shutdown.cancel();
+        if let Some(t) = self.api_task.take() {
+            t.abort();
+        }
+        if let Some(c) = self.consumer.take() {
+            c.token.cancel();
+            c.task.abort();
+        }
+        let database = self.database.clone();
+        let topic = self.topic.clone();
+        let prefix = self.redis_prefix.clone();
+        // Cleanup needs async clients; run it on its own runtime so it also works while
+        // the test's runtime is shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async move {
+                    // Topics are not deleted: tansu 0.6 (sqlite) panics when an
+                    // idempotent producer's in-flight batch meets a deleted topic, and
+                    // that takes its storage down for every other test. Names are
+                    // unique per test; `make test` starts tansu with a scratch store.
+                    let _ = topic;
+                    drop_database(&database).await;
+                    clear_redis_prefix(&prefix).await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+fn database_url(name: &str) -> String {
+    let admin = pg_admin_url();
+    match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("TEST_DATABASE_ADMIN_URL has no database part"),
+    }
+}
+
+async fn create_database(name: &str) -> String {
+    let admin = connect(&pg_admin_url()).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE failed: {e}"));
+    let url = database_url(name);
+    let pool = common::db::pool(&common::config::PostgresConfig {
+        url: secrecy::SecretString::from(url.clone()),
+        pool_size: 2,
+        timeout_ms: 5000,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    common::db::migrate(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("migrations failed: {e:#}"));
+    url
+}
+
+async fn drop_database(name: &str) {
+    let admin = connect(&pg_admin_url()).await;
+    if let Err(e) = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+    {
+        eprintln!("could not drop test database {name}: {e}");
+    }
+}
+
+async fn clear_redis_prefix(prefix: &str) {
+    let Ok(client) = deadpool_redis::redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<i64, _> = deadpool_redis::redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await;
+    }
+}
+
+/// A valid registration body with a unique email and password.
+pub fn registration_body() -> (String, String, Value) {
+    let id = Uuid::new_v4().simple().to_string();
+    let email = format!("user.{}@example.com", &id[..16]);
+    let password = format!("pw-{}-secret", &id[16..]);
+    let body = json!({
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "email": email,
+        "password": password,
+        "gender": "female",
+        "sex": "female",
+        "occupation": "Mathematician",
+    });
+    (email, password, body)
+}

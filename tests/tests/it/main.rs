@@ -1,0 +1,7 @@
+//! Integration tests: api and consumer in-process against real PostgreSQL, Redis and a
+//! Kafka-API broker (`make test` starts them). One binary, one module per area.
+
+mod consumer;
+mod health;
+mod registration;
+mod resilience;
