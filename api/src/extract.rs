@@ -91,7 +91,10 @@ mod tests {
     fn a_wrong_type_is_reported_on_its_field() {
         assert_eq!(
             split_field("firstName: invalid type: integer `42`, expected a string"),
-            ("firstName".to_owned(), "invalid type: integer `42`, expected a string".to_owned())
+            (
+                "firstName".to_owned(),
+                "invalid type: integer `42`, expected a string".to_owned()
+            )
         );
         assert_eq!(split_field("trailing characters").0, "body");
     }

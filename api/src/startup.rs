@@ -111,6 +111,16 @@ impl Application {
     }
 }
 
+/// The request span names the matched route, never the raw path: paths carry emails.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    tracing::info_span!("request", method = %request.method(), route = %route)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/users", post(registration::register))
@@ -122,6 +132,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

@@ -26,7 +26,10 @@ pub async fn create_topics(topic: &str, partitions: i32) {
         NewTopic::new(&dlq, partitions, TopicReplication::Fixed(1)),
     ];
     let results = admin()
-        .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .unwrap_or_else(|e| panic!("create topics: {e}"));
     for r in results {
@@ -110,7 +113,8 @@ pub async fn read_all(topic: &str, expected: usize, within: Duration) -> Vec<Raw
                             .map(|h| {
                                 (
                                     h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
                                 )
                             })
                             .collect()

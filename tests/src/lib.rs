@@ -49,12 +49,14 @@ pub const LIGHT_ARGON2: [&str; 6] = [
 ];
 
 #[derive(Parser)]
+#[command(args_override_self = true)]
 struct ApiCli {
     #[command(flatten)]
     config: ApiConfig,
 }
 
 #[derive(Parser)]
+#[command(args_override_self = true)]
 struct ConsumerCli {
     #[command(flatten)]
     config: ConsumerConfig,
@@ -101,6 +103,10 @@ pub struct TestOptions {
     /// Database URL the consumer uses (default: the test database).
     pub consumer_database_url: Option<String>,
     pub consumer_batch_size: Option<usize>,
+    /// Extra api arguments, e.g. `--producer-queue-max-messages 1`.
+    pub api_args: Vec<String>,
+    /// Redis URL the consumer uses (default: the real one).
+    pub consumer_redis_url: Option<String>,
     pub partitions: Option<i32>,
 }
 
@@ -157,6 +163,7 @@ impl TestApp {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(options.api_args.iter().cloned())
         .collect();
         let config = ApiCli::parse_from(api_args).config;
         let app = Application::build(config)
@@ -182,6 +189,9 @@ impl TestApp {
         }
         if let Some(url) = &options.consumer_database_url {
             consumer_args.extend(["--database-url".to_string(), url.clone()]);
+        }
+        if let Some(url) = &options.consumer_redis_url {
+            consumer_args.extend(["--redis-url".to_string(), url.clone()]);
         }
         let mut test_app = TestApp {
             group: format!("test-group-{id}"),

@@ -1,1 +1,333 @@
-mod placeholder {}
+//! The consumer: dead letters, broken credentials, crashes and outages.
+
+use std::time::Duration;
+
+use common::email::Email;
+use common::event::{Credential, RegistrationEvent};
+use common::seal::SealingKey;
+use registrar_tests::chaos::ChaosProxy;
+use registrar_tests::kafka::{produce_raw, read_all};
+use registrar_tests::{logs, registration_body, TestApp, TestOptions};
+use secrecy::SecretString;
+use serde_json::Value;
+use uuid::Uuid;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// An event as the api would publish it, sealed to this test's consumer key.
+fn sealed_event(app: &TestApp, email: &str, password: &str) -> RegistrationEvent {
+    let key = SealingKey::from_base64(&app.seal_key_id, &app.seal_public_key).unwrap();
+    let registration_id = Uuid::now_v7();
+    let sealed = key.seal(
+        registration_id,
+        &Email::parse(email).unwrap(),
+        &SecretString::from(password.to_owned()),
+    );
+    RegistrationEvent {
+        registration_id,
+        email: email.to_owned(),
+        first_name: "Grace".into(),
+        last_name: "Hopper".into(),
+        gender: "female".into(),
+        sex: "female".into(),
+        occupation: "Admiral".into(),
+        credential: Credential::Sealed(sealed),
+        submitted_at_ms: chrono_now_ms(),
+        request_id: None,
+    }
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_topic_goes_to_the_dlq_with_its_origin_and_the_next_registration_persists() {
+    let app = TestApp::spawn().await;
+    produce_raw(&app.topic, "garbage", b"\x00\x01 definitely not avro").await;
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", SETTLE).await;
+
+    let dlq = read_all(&format!("{}.dlq", app.topic), 1, SETTLE).await;
+    assert_eq!(dlq.len(), 1);
+    let letter = &dlq[0];
+    assert_eq!(letter.payload, b"\x00\x01 definitely not avro");
+    assert_eq!(letter.key.as_deref(), Some(&b"garbage"[..]));
+    assert_eq!(letter.header("origin.topic"), Some(app.topic.as_str()));
+    assert_eq!(letter.header("error.kind"), Some("undecodable"));
+    assert!(letter.header("error").unwrap().contains("C3 01"));
+
+    let source = read_all(&app.topic, 2, SETTLE).await;
+    let original = source
+        .iter()
+        .find(|r| r.key.as_deref() == Some(&b"garbage"[..]))
+        .unwrap();
+    assert_eq!(
+        letter.header("origin.partition"),
+        Some(original.partition.to_string().as_str())
+    );
+    assert_eq!(
+        letter.header("origin.offset"),
+        Some(original.offset.to_string().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_ciphertext_and_an_unknown_key_id_fail_their_registrations_and_the_consumer_goes_on(
+) {
+    let app = TestApp::spawn().await;
+    let tampered_email = format!("tampered.{}@example.com", Uuid::new_v4().simple());
+    let mut tampered = sealed_event(&app, &tampered_email, "tampered-password");
+    if let Credential::Sealed(s) = &mut tampered.credential {
+        s.ciphertext[0] ^= 0x55;
+    }
+    let unknown_email = format!("unknown.{}@example.com", Uuid::new_v4().simple());
+    let mut unknown = sealed_event(&app, &unknown_email, "unknown-password");
+    if let Credential::Sealed(s) = &mut unknown.credential {
+        s.key_id = "retired-key".into();
+    }
+    produce_raw(&app.topic, &tampered_email, &tampered.encode().unwrap()).await;
+    produce_raw(&app.topic, &unknown_email, &unknown.encode().unwrap()).await;
+
+    for email in [&tampered_email, &unknown_email] {
+        let failed = app.wait_for_status(email, "failed", SETTLE).await;
+        assert_eq!(failed["data"]["reason"], "INVALID_CREDENTIAL_ENVELOPE");
+    }
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", SETTLE).await;
+
+    assert_eq!(app.user_count().await, 1);
+    let dlq = read_all(&format!("{}.dlq", app.topic), 2, SETTLE).await;
+    assert_eq!(dlq.len(), 2);
+    assert!(dlq
+        .iter()
+        .all(|r| r.header("error.kind") == Some("credential")));
+    assert!(dlq
+        .iter()
+        .any(|r| r.header("error").unwrap().contains("retired-key")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_registration_is_a_success_without_a_second_row_or_audit_row() {
+    let app = TestApp::spawn().await;
+    let email = format!("twice.{}@example.com", Uuid::new_v4().simple());
+    let event = sealed_event(&app, &email, "twice-password");
+    let bytes = event.encode().unwrap();
+    produce_raw(&app.topic, &email, &bytes).await;
+    app.wait_for_status(&email, "completed", SETTLE).await;
+    produce_raw(&app.topic, &email, &bytes).await;
+    // A later registration on the same partition proves the duplicate was processed.
+    let marker = sealed_event(&app, &email.replace("twice", "marker"), "marker-password");
+    produce_raw(&app.topic, &email, &marker.encode().unwrap()).await;
+    app.wait_for_status(&email.replace("twice", "marker"), "completed", SETTLE)
+        .await;
+
+    let status = app.wait_for_status(&email, "completed", SETTLE).await;
+    assert_eq!(
+        status["data"]["registrationId"],
+        event.registration_id.to_string()
+    );
+    let pg = app.pg().await;
+    let users: i64 = pg
+        .query_one("SELECT count(*) FROM users WHERE email = $1", &[&email])
+        .await
+        .unwrap()
+        .get(0);
+    let audits: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM user_audit_log WHERE registration_id = $1",
+            &[&event.registration_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((users, audits), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plaintext_password_appears_nowhere_kafka_redis_postgresql_or_logs() {
+    let app = TestApp::spawn().await;
+    let (email, password, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", SETTLE).await;
+    let needle = password.as_bytes();
+    let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+
+    let records = read_all(&app.topic, 1, SETTLE).await;
+    assert_eq!(records.len(), 1);
+    assert!(
+        !contains(&records[0].payload),
+        "password in the Kafka record"
+    );
+    assert!(records[0]
+        .headers
+        .iter()
+        .all(|(_, v)| !contains(v.as_bytes())));
+
+    for key in app.redis_keys().await {
+        let value = app.redis_get(&key).await.unwrap_or_default();
+        assert!(!contains(value.as_bytes()), "password in Redis key {key}");
+    }
+
+    let pg = app.pg().await;
+    for table in ["users", "user_audit_log"] {
+        let rows = pg
+            .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
+            .await
+            .unwrap();
+        for row in rows {
+            let text: String = row.get(0);
+            assert!(!text.contains(&password), "password in {table}");
+        }
+    }
+
+    let logs = logs::captured();
+    assert!(!logs.is_empty(), "the logs were captured");
+    assert!(!logs.contains(&password), "password in the logs");
+    assert!(!logs.contains(&email), "full email in the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_aborted_mid_stream_and_restarted_persists_every_accepted_registration_exactly_once(
+) {
+    let mut app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        production_argon2: true,
+        consumer_batch_size: Some(4),
+        ..Default::default()
+    })
+    .await;
+    let total: i64 = 40;
+    let mut emails = Vec::new();
+    for _ in 0..total {
+        let (email, _, body) = registration_body();
+        assert_eq!(app.post_registration(&body).await.status(), 202);
+        emails.push(email);
+    }
+    app.start_consumer().await;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while app.user_count().await < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumer made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.abort_consumer().await;
+    let persisted_at_crash = app.user_count().await;
+    assert!(
+        persisted_at_crash < total,
+        "the crash must happen mid-stream ({persisted_at_crash} of {total} persisted)"
+    );
+
+    app.start_consumer().await;
+    for email in &emails {
+        app.wait_for_status(email, "completed", Duration::from_secs(90))
+            .await;
+    }
+    let pg = app.pg().await;
+    let row = pg
+        .query_one(
+            "SELECT count(*), count(DISTINCT email), (SELECT count(*) FROM user_audit_log) FROM users",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (users, distinct, audits): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (users, distinct, audits),
+        (total, total, total)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_backs_off_while_postgresql_is_down_and_resumes_by_itself() {
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        ..Default::default()
+    })
+    .await;
+    let through_proxy = app
+        .database_url
+        .replace("127.0.0.1:5432", &proxy.address.to_string());
+    app.consumer_args
+        .extend(["--database-url".to_string(), through_proxy]);
+    app.consumer_args
+        .extend(["--database-timeout-ms".to_string(), "500".to_string()]);
+    app.start_consumer().await;
+    proxy.cut();
+
+    let (email, _, body) = registration_body();
+    assert_eq!(
+        app.post_registration(&body).await.status(),
+        202,
+        "intake needs no PostgreSQL"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status: Value = app.get_status(&email).await.json().await.unwrap();
+    assert_eq!(status["data"]["status"], "pending");
+    assert_eq!(app.user_count().await, 0);
+    let probe = app.consumer_probe_address().unwrap();
+    let ready = app
+        .http
+        .get(format!("http://{probe}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    proxy.restore();
+    app.wait_for_status(&email, "completed", SETTLE).await;
+    assert_eq!(app.user_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_backs_off_while_redis_is_down_and_resumes_by_itself() {
+    let proxy = ChaosProxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let app = TestApp::spawn_with(TestOptions {
+        consumer_redis_url: Some(format!("redis://{}", proxy.address)),
+        ..Default::default()
+    })
+    .await;
+    proxy.cut();
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The user may be in PostgreSQL already; Redis was not told, so the offset must not
+    // have moved on: after the outage the status is completed.
+    let status: Value = app.get_status(&email).await.json().await.unwrap();
+    assert_eq!(status["data"]["status"], "pending");
+    proxy.restore();
+    app.wait_for_status(&email, "completed", SETTLE).await;
+    assert_eq!(app.user_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_and_commits_so_a_new_consumer_redelivers_nothing() {
+    let mut app = TestApp::spawn().await;
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", SETTLE).await;
+    app.stop_consumer().await;
+    // Remove the outcome from Redis: only a redelivery would write it again.
+    let mut conn = app.redis_conn().await;
+    let _: i64 = deadpool_redis::redis::cmd("DEL")
+        .arg(format!("{}user:completed:{email}", app.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    app.start_consumer().await;
+    let (second, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&second, "completed", SETTLE).await;
+    assert_eq!(
+        app.redis_get(&format!("user:completed:{email}")).await,
+        None
+    );
+}

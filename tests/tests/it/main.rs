@@ -1,6 +1,8 @@
 //! Integration tests: api and consumer in-process against real PostgreSQL, Redis and a
 //! Kafka-API broker (`make test` starts them). One binary, one module per area.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod consumer;
 mod health;
 mod registration;

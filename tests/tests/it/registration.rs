@@ -23,14 +23,23 @@ async fn a_registration_is_persisted_with_an_argon2id_hash_an_audit_row_and_redi
     assert_eq!(location, format!("/api/users/{email}"));
     let accepted: Value = response.json().await.unwrap();
     assert_eq!(accepted["success"], true);
-    assert_eq!(accepted["message"], "User registration submitted successfully");
+    assert_eq!(
+        accepted["message"],
+        "User registration submitted successfully"
+    );
     assert_eq!(accepted["data"]["email"], email.as_str());
     assert_eq!(accepted["data"]["status"], "pending");
-    let registration_id = accepted["data"]["registrationId"].as_str().unwrap().to_owned();
+    let registration_id = accepted["data"]["registrationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let done = app.wait_for_status(&email, "completed", SETTLE).await;
     assert_eq!(done["data"]["registrationId"], registration_id.as_str());
-    assert!(done["data"].get("firstName").is_none(), "no profile without a token");
+    assert!(
+        done["data"].get("firstName").is_none(),
+        "no profile without a token"
+    );
 
     let pg = app.pg().await;
     let rows = pg
@@ -42,7 +51,10 @@ async fn a_registration_is_persisted_with_an_argon2id_hash_an_audit_row_and_redi
         .unwrap();
     assert_eq!(rows.len(), 1);
     let hash: String = rows[0].get(2);
-    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
     let hasher = common::password::PasswordHasherService::new(Default::default()).unwrap();
     assert!(hasher.verify(&secrecy::SecretString::from(password.clone()), &hash));
     assert_eq!(rows[0].get::<_, String>(1), registration_id);
@@ -62,7 +74,10 @@ async fn a_registration_is_persisted_with_an_argon2id_hash_an_audit_row_and_redi
     assert_eq!(audit[0].get::<_, String>(2), registration_id);
 
     assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
-    let completed = app.redis_get(&format!("user:completed:{email}")).await.unwrap();
+    let completed = app
+        .redis_get(&format!("user:completed:{email}"))
+        .await
+        .unwrap();
     assert!(completed.contains(&registration_id));
     let ttl = app.redis_ttl(&format!("user:completed:{email}")).await;
     assert!(ttl > 23 * 3600 && ttl <= 24 * 3600, "ttl {ttl}");
@@ -122,7 +137,10 @@ async fn a_second_registration_of_a_taken_email_fails_with_email_taken_and_leave
     app.wait_for_status(&email, "completed", SETTLE).await;
     let pg = app.pg().await;
     let before: String = pg
-        .query_one("SELECT password_hash FROM users WHERE email = $1", &[&email])
+        .query_one(
+            "SELECT password_hash FROM users WHERE email = $1",
+            &[&email],
+        )
         .await
         .unwrap()
         .get(0);
@@ -135,7 +153,10 @@ async fn a_second_registration_of_a_taken_email_fails_with_email_taken_and_leave
     assert_eq!(failed["data"]["reason"], "EMAIL_TAKEN");
 
     let rows = pg
-        .query("SELECT first_name, password_hash FROM users WHERE email = $1", &[&email])
+        .query(
+            "SELECT first_name, password_hash FROM users WHERE email = $1",
+            &[&email],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -244,7 +265,15 @@ async fn each_validation_rule_answers_400_and_stores_nothing() {
         body[field] = value;
         assert_rejected(&app, body, field).await;
     }
-    for field in ["firstName", "lastName", "email", "password", "gender", "sex", "occupation"] {
+    for field in [
+        "firstName",
+        "lastName",
+        "email",
+        "password",
+        "gender",
+        "sex",
+        "occupation",
+    ] {
         let mut body = valid.clone();
         body.as_object_mut().unwrap().remove(field);
         assert_rejected(&app, body, field).await;
@@ -253,7 +282,10 @@ async fn each_validation_rule_answers_400_and_stores_nothing() {
     unknown["role"] = json!("admin");
     assert_rejected(&app, unknown, "role").await;
 
-    assert!(app.redis_keys().await.is_empty(), "a rejected request stores nothing");
+    assert!(
+        app.redis_keys().await.is_empty(),
+        "a rejected request stores nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +382,12 @@ async fn unknown_routes_and_methods_answer_in_the_error_envelope() {
     assert_eq!(missing.status(), 404);
     let e: Value = missing.json().await.unwrap();
     assert_eq!(e["error"]["code"], "NOT_FOUND");
-    let method = app.http.delete(app.url("/api/health")).send().await.unwrap();
+    let method = app
+        .http
+        .delete(app.url("/api/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(method.status(), 405);
     let e: Value = method.json().await.unwrap();
     assert_eq!(e["error"]["code"], "METHOD_NOT_ALLOWED");

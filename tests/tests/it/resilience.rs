@@ -1,1 +1,85 @@
+//! The api when a dependency is missing: 503 in seconds, nothing left behind.
 
+use std::time::{Duration, Instant};
+
+use registrar_tests::{registration_body, TestApp, TestOptions};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_gets_503_within_seconds_and_leaves_no_pending_key() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_kafka_brokers: Some("127.0.0.1:1".into()),
+        ..Default::default()
+    })
+    .await;
+    let (email, _, body) = registration_body();
+    let started = Instant::now();
+    let response = app.post_registration(&body).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "SERVICE_UNAVAILABLE");
+    assert!(
+        !error.to_string().contains("127.0.0.1"),
+        "no internals in the body"
+    );
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    // The email is free again: a retry is not a 409.
+    assert_eq!(app.post_registration(&body).await.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_gets_503_and_nothing_is_published() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_redis_url: Some("redis://127.0.0.1:1".into()),
+        ..Default::default()
+    })
+    .await;
+    let (email, _, body) = registration_body();
+    let response = app.post_registration(&body).await;
+    assert_eq!(response.status(), 503);
+    let records = registrar_tests::kafka::read_all(&app.topic, 1, Duration::from_secs(3)).await;
+    assert!(
+        records.is_empty(),
+        "nothing published without a pending key"
+    );
+    // Polling degrades to PostgreSQL, which does not know the email: 503, not 404.
+    assert_eq!(app.get_status(&email).await.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        // A broker that never answers keeps the one queue slot busy.
+        api_kafka_brokers: Some("127.0.0.1:1".into()),
+        api_args: vec!["--producer-queue-max-messages".into(), "1".into()],
+        ..Default::default()
+    })
+    .await;
+    let (_, _, first) = registration_body();
+    let stuck = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.url("/api/users");
+        async move { http.post(url).json(&first).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (email, _, second) = registration_body();
+    let started = Instant::now();
+    let response = app.post_registration(&second).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "OVERLOADED");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "answered in {elapsed:?}, not at once"
+    );
+    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    assert_eq!(stuck.await.unwrap().unwrap(), 503);
+}
