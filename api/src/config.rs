@@ -61,6 +61,56 @@ pub struct ApiConfig {
         default_value_t = 1000
     )]
     pub health_timeout_ms: u64,
+    /// Consumer group whose lag the api reports (`registrar_consumer_lag`).
+    #[arg(
+        long = "kafka-group-id",
+        env = "KAFKA_GROUP_ID",
+        default_value = "registrar-consumer"
+    )]
+    pub group_id: String,
+    /// Allowed CORS origins, comma-separated (`*` for any, without credentials).
+    #[arg(long = "cors-origins", env = "CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+    /// The seeds' single frontend origin; used when `CORS_ORIGINS` is empty.
+    #[arg(long = "frontend-url", env = "FRONTEND_URL", default_value = "")]
+    pub frontend_url: String,
+    /// Requests per minute per client IP on every route; 0 turns the limit off.
+    #[arg(
+        long = "rate-limit-per-minute",
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub rate_limit_per_minute: u32,
+    /// Requests a client may send at once before the per-minute rate applies.
+    #[arg(
+        long = "rate-limit-burst",
+        env = "RATE_LIMIT_BURST",
+        default_value_t = 120
+    )]
+    pub rate_limit_burst: u32,
+    /// Stricter limit for registration (and, later, login and refresh); 0 turns it off.
+    #[arg(
+        long = "auth-rate-limit-per-minute",
+        env = "AUTH_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 20
+    )]
+    pub auth_rate_limit_per_minute: u32,
+    #[arg(
+        long = "auth-rate-limit-burst",
+        env = "AUTH_RATE_LIMIT_BURST",
+        default_value_t = 10
+    )]
+    pub auth_rate_limit_burst: u32,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    #[arg(long = "trusted-proxies", env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Bound on handling one request, in milliseconds.
+    #[arg(
+        long = "request-timeout-ms",
+        env = "REQUEST_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub request_timeout_ms: u64,
     /// Seconds to finish in-flight requests and flush the producer after SIGTERM.
     #[arg(
         long = "shutdown-grace-secs",
@@ -76,6 +126,28 @@ impl ApiConfig {
             common::seal::KeyError::KeyId => ConfigError::new("SEAL_KEY_ID", e),
             other => ConfigError::new("SEAL_PUBLIC_KEY", other),
         })
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        let raw = if self.cors_origins.trim().is_empty() {
+            &self.frontend_url
+        } else {
+            &self.cors_origins
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        crate::protection::parse_trusted_proxies(&self.trusted_proxies)
+            .map_err(|e| ConfigError::new("TRUSTED_PROXIES", e))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     pub fn produce_timeout(&self) -> Duration {

@@ -31,6 +31,12 @@ pub enum ApiError {
     /// Back-pressure: the caller should retry after the given seconds.
     #[error("overloaded")]
     Overloaded { retry_after_secs: u32 },
+    /// The client exceeded its rate limit.
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u32 },
+    /// The request took longer than the configured timeout.
+    #[error("request timed out")]
+    Timeout,
     /// A dependency failed; retryable.
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -48,9 +54,10 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,6 +73,8 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::RouteNotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Overloaded { .. } => "OVERLOADED",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::Timeout => "TIMEOUT",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -89,6 +98,8 @@ impl ApiError {
             ApiError::RouteNotFound => "No such route".into(),
             ApiError::MethodNotAllowed => "Method not allowed on this route".into(),
             ApiError::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
+            ApiError::RateLimited { .. } => "Too many requests; retry later".into(),
+            ApiError::Timeout => "The request took too long; retry shortly".into(),
             ApiError::Unavailable(_) => "A required service is unavailable; retry shortly".into(),
             ApiError::Internal(_) => "Internal server error".into(),
         }
@@ -126,7 +137,9 @@ impl IntoResponse for ApiError {
         let mut response =
             (status, Json(json!({ "success": false, "error": error }))).into_response();
         let retry_after = match &self {
-            ApiError::Overloaded { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Overloaded { retry_after_secs }
+            | ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Timeout => Some(1),
             ApiError::Unavailable(_) => Some(5),
             _ => None,
         };

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod metrics;
+pub mod protection;
 pub mod publisher;
 pub mod routes;
 pub mod startup;

@@ -4,19 +4,29 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use common::config::ConfigError;
 use common::redis_store::{RedisKeys, StatusStore};
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::metrics::ApiMetrics;
+use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::routes::{health, registration};
 use crate::state::AppState;
+
+/// How often the consumer group's lag is measured.
+const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest accepted request body (DESIGN.md).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
@@ -32,6 +42,8 @@ pub enum StartError {
 pub struct Application {
     pub state: AppState,
     pub config: ApiConfig,
+    lag_monitor: Arc<common::metrics::LagMonitor>,
+    client_ip: ClientIp,
 }
 
 impl Application {
@@ -39,6 +51,10 @@ impl Application {
     /// dependency is down; only migrations (when enabled) need PostgreSQL now.
     pub async fn build(config: ApiConfig) -> Result<Self, StartError> {
         let sealing_key = config.sealing_key()?;
+        let client_ip = ClientIp::new(config.trusted_proxies()?);
+        let metrics = ApiMetrics::new();
+        let lag_monitor =
+            common::metrics::LagMonitor::new(&config.kafka, &config.group_id, &metrics.registry)?;
         let pg = common::db::pool(&config.postgres)?;
         let redis = common::redis_store::pool(&config.redis)?;
         let store = StatusStore::new(
@@ -69,8 +85,14 @@ impl Application {
             publisher,
             sealing_key,
             config.health_timeout(),
+            metrics,
         );
-        Ok(Self { state, config })
+        Ok(Self {
+            state,
+            config,
+            lag_monitor,
+            client_ip,
+        })
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -89,9 +111,11 @@ impl Application {
             draining_state.start_draining();
             let _ = drained_tx.send(());
         };
+        let lag = Arc::clone(&self.lag_monitor).spawn(LAG_REFRESH);
+        let router = router(state.clone(), &self.config, self.client_ip.clone());
         let server = axum::serve(
             listener,
-            router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal);
         let server = tokio::spawn(async move { server.await });
@@ -105,33 +129,87 @@ impl Application {
                 }
             }
         }
+        lag.abort();
         state.publisher.flush(grace).await;
         tracing::info!(event = "api_stopped");
         Ok(())
     }
 }
 
-/// The request span names the matched route, never the raw path: paths carry emails.
+/// The request span names the matched route, never the raw path (paths carry emails),
+/// and the request id, so every log line of a request can be found.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    tracing::info_span!("request", method = %request.method(), route = %route)
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id)
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, common::metrics::CONTENT_TYPE)],
+        common::metrics::render(&state.metrics.registry),
+    )
+}
+
+async fn timeout_error(_: tower::BoxError) -> ApiError {
+    ApiError::Timeout
+}
+
+pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
+    let mut registration = Router::new()
         .route("/api/users", post(registration::register))
-        .route("/api/auth/register", post(registration::register))
+        .route("/api/auth/register", post(registration::register));
+    if let Some(limit) = protection::rate_limit(
+        config.auth_rate_limit_per_minute,
+        config.auth_rate_limit_burst,
+        client_ip.clone(),
+    ) {
+        registration = registration.layer(limit);
+    }
+    let mut app = Router::new()
+        .merge(registration)
         .route("/api/users/{email}", get(registration::status))
-        .route("/api/health", get(health::health))
-        .route("/api/health/live", get(health::live))
-        .route("/api/health/ready", get(health::ready))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timeout_error))
+                .timeout(config.request_timeout()),
+        );
+    if let Some(limit) = protection::rate_limit(
+        config.rate_limit_per_minute,
+        config.rate_limit_burst,
+        client_ip,
+    ) {
+        app = app.layer(limit);
+    }
+    // Probes and metrics stay outside the rate limits and the timeout.
+    let mut app = app
+        .route("/metrics", get(metrics))
+        .route("/api/health", get(health::health))
+        .route("/api/health/live", get(health::live))
+        .route("/api/health/ready", get(health::ready))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            crate::metrics::track,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    for layer in protection::security_headers() {
+        app = app.layer(layer);
+    }
+    if let Some(cors) = protection::cors(&config.cors_origins()) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use common::redis_store::StatusStore;
 use common::seal::SealingKey;
 
+use crate::metrics::ApiMetrics;
 use crate::publisher::RegistrationPublisher;
 
 #[derive(Clone)]
@@ -20,6 +21,7 @@ pub struct Inner {
     pub sealing_key: SealingKey,
     pub started: Instant,
     pub health_timeout: Duration,
+    pub metrics: Arc<ApiMetrics>,
     draining: AtomicBool,
 }
 
@@ -38,6 +40,7 @@ impl AppState {
         publisher: Arc<dyn RegistrationPublisher>,
         sealing_key: SealingKey,
         health_timeout: Duration,
+        metrics: Arc<ApiMetrics>,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
@@ -47,6 +50,7 @@ impl AppState {
             sealing_key,
             started: Instant::now(),
             health_timeout,
+            metrics,
             draining: AtomicBool::new(false),
         }))
     }

@@ -15,4 +15,5 @@ pub mod telemetry;
 pub mod users;
 
 pub use email::Email;
+pub mod metrics;
 pub mod shutdown;

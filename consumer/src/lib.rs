@@ -6,6 +6,7 @@ pub mod config;
 pub mod dlq;
 pub mod hasher;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod server;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::dlq::DlqProducer;
 use crate::hasher::HashPool;
+use crate::metrics::ConsumerMetrics;
 use crate::pipeline::Pipeline;
 
 /// What the probes report about the loop.
@@ -58,6 +60,7 @@ pub struct Consumer {
     pipeline: Pipeline,
     probes: server::ProbeState,
     dlq: Arc<DlqProducer>,
+    lag_monitor: Arc<common::metrics::LagMonitor>,
     shutdown: CancellationToken,
     grace: std::time::Duration,
 }
@@ -79,6 +82,9 @@ impl Consumer {
         );
         let dlq = Arc::new(DlqProducer::new(&config.kafka)?);
         let health = Arc::new(ConsumerHealth::default());
+        let metrics = ConsumerMetrics::new();
+        let lag_monitor =
+            common::metrics::LagMonitor::new(&config.kafka, &config.group_id, &metrics.registry)?;
         let pipeline = Pipeline {
             consumer: kafka::create(config)?,
             store: store.clone(),
@@ -90,16 +96,19 @@ impl Consumer {
             backoff_max: config.backoff_max(),
             shutdown: shutdown.clone(),
             health: Arc::clone(&health),
+            metrics: Arc::clone(&metrics),
         };
         Ok(Self {
             pipeline,
             probes: server::ProbeState {
                 health,
+                metrics,
                 store,
                 pg,
                 timeout: config.health_timeout(),
             },
             dlq,
+            lag_monitor,
             shutdown,
             grace: config.shutdown_grace(),
         })
@@ -113,6 +122,7 @@ impl Consumer {
         let server = axum::serve(listener, server::router(self.probes))
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
         let server = tokio::spawn(async move { server.await });
+        let lag = self.lag_monitor.spawn(std::time::Duration::from_secs(5));
         let loop_handle = tokio::spawn(self.pipeline.run());
         self.shutdown.cancelled().await;
         if tokio::time::timeout(self.grace, loop_handle).await.is_err() {
@@ -122,6 +132,7 @@ impl Consumer {
             );
         }
         self.dlq.flush(self.grace).await;
+        lag.abort();
         server.abort();
         tracing::info!(event = "consumer_stopped");
         Ok(())

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::dlq::{DeadLetter, DlqKind, DlqProducer};
 use crate::hasher::{HashJob, HashPool};
 use crate::kafka::LoggingContext;
+use crate::metrics::ConsumerMetrics;
 use crate::ConsumerHealth;
 
 /// Bound on one attempt of one step (a transaction, a pipeline, a DLQ send), so a
@@ -78,6 +79,7 @@ pub struct Pipeline {
     pub(crate) backoff_max: Duration,
     pub(crate) shutdown: CancellationToken,
     pub(crate) health: Arc<ConsumerHealth>,
+    pub(crate) metrics: Arc<ConsumerMetrics>,
 }
 
 impl Pipeline {
@@ -97,6 +99,11 @@ impl Pipeline {
             match self.process(&batch).await {
                 Ok(()) => {
                     self.store_offsets(&batch);
+                    self.metrics.messages.inc_by(batch.len() as u64);
+                    self.metrics.batch_size.observe(batch.len() as f64);
+                    self.metrics
+                        .batch_duration
+                        .observe(started.elapsed().as_secs_f64());
                     tracing::debug!(
                         event = "batch_processed",
                         size = batch.len(),
@@ -185,6 +192,7 @@ impl Pipeline {
                 Err(e) => {
                     attempt += 1;
                     self.health.set_degraded(true);
+                    self.metrics.step_failures.with_label_values(&[step]).inc();
                     tracing::warn!(
                         event = "batch_step_failed",
                         step,
@@ -331,7 +339,17 @@ impl Pipeline {
             let email = user.profile.email;
             match outcome {
                 InsertOutcome::Created { .. } => {
-                    tracing::info!(event = "user_persisted", email = %email.masked(), registration_id = %user.registration_id);
+                    tracing::info!(
+                        event = "user_persisted",
+                        email = %email.masked(),
+                        registration_id = %user.registration_id,
+                        request_id = user.request_id.as_deref().unwrap_or_default(),
+                    );
+                    self.metrics.users_persisted.inc();
+                    let e2e = chrono::Utc::now() - user.submitted_at;
+                    self.metrics
+                        .e2e_latency
+                        .observe(e2e.num_microseconds().unwrap_or_default().max(0) as f64 / 1e6);
                     finished.push(completed(email, user.registration_id));
                 }
                 InsertOutcome::AlreadyPersisted { .. } => {
@@ -348,6 +366,15 @@ impl Pipeline {
             }
         }
 
+        for f in &finished {
+            if let Some(reason) = f.reason {
+                self.metrics
+                    .registrations_failed
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+            }
+        }
+
         // 5. Outcomes to Redis, one pipeline.
         self.retry("update_status", || async {
             Ok(self.store.finish(&finished).await?)
@@ -359,6 +386,12 @@ impl Pipeline {
             self.retry("dead_letter", || self.dlq.send_all(&letters))
                 .await?;
             tracing::warn!(event = "records_dead_lettered", count = letters.len());
+            for letter in &letters {
+                self.metrics
+                    .dlq_messages
+                    .with_label_values(&[letter.kind.as_str()])
+                    .inc();
+            }
         }
         Ok(())
     }

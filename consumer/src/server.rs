@@ -12,11 +12,13 @@ use common::health::check;
 use common::redis_store::StatusStore;
 use serde_json::json;
 
+use crate::metrics::ConsumerMetrics;
 use crate::ConsumerHealth;
 
 #[derive(Clone)]
 pub struct ProbeState {
     pub health: Arc<ConsumerHealth>,
+    pub metrics: Arc<ConsumerMetrics>,
     pub store: StatusStore,
     pub pg: deadpool_postgres::Pool,
     pub timeout: Duration,
@@ -29,7 +31,18 @@ pub fn router(state: ProbeState) -> Router {
         .route("/api/health/live", get(live))
         .route("/api/health/ready", get(ready))
         .route("/api/health", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+async fn metrics(State(s): State<ProbeState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            common::metrics::CONTENT_TYPE,
+        )],
+        common::metrics::render(&s.metrics.registry),
+    )
 }
 
 async fn live(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Value>) {

@@ -150,6 +150,8 @@ impl TestApp {
                 .unwrap_or(&kafka_brokers()),
             "--kafka-topic",
             &topic,
+            "--kafka-group-id",
+            &format!("test-group-{id}"),
             "--seal-key-id",
             &seal_key_id,
             "--seal-public-key",
@@ -160,6 +162,11 @@ impl TestApp {
             "false",
             "--shutdown-grace-secs",
             "5",
+            // Tests send bursts from one address; the limits have their own test.
+            "--rate-limit-per-minute",
+            "0",
+            "--auth-rate-limit-per-minute",
+            "0",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -115,11 +115,35 @@ fn answer(status: StatusCode, location: &str, body: serde_json::Value) -> Respon
 pub async fn register(
     State(app): State<AppState>,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<RegistrationRequest>,
+    request: Result<ApiJson<RegistrationRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let result = match request {
+        Ok(ApiJson(request)) => accept(&app, &headers, request).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok(r) if r.headers().contains_key(REPLAYED_HEADER) => "replayed",
+        Ok(_) => "accepted",
+        Err(e) => e.code(),
+    };
+    app.metrics
+        .registrations
+        .with_label_values(&[outcome])
+        .inc();
+    result
+}
+
+/// Marks an answer replayed from the idempotency store.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+async fn accept(
+    app: &AppState,
+    headers: &HeaderMap,
+    request: RegistrationRequest,
 ) -> Result<Response, ApiError> {
     let Registration { profile, password } =
         Registration::parse(request).map_err(ApiError::Validation)?;
-    let idempotency = idempotency_key(&headers)?;
+    let idempotency = idempotency_key(headers)?;
     let fingerprint = fingerprint(&profile);
     if let Some(key) = &idempotency {
         if let Some(stored) = app
@@ -134,7 +158,11 @@ pub async fn register(
                 return Err(ApiError::IdempotencyKeyReused);
             }
             let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::ACCEPTED);
-            return Ok(answer(status, &stored.location, stored.body));
+            let mut response = answer(status, &stored.location, stored.body);
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            return Ok(response);
         }
     }
     let request_id = headers
@@ -170,11 +198,23 @@ pub async fn register(
     {
         return Err(ApiError::RegistrationPending);
     }
-    if let Err(e) = app
+    let started = std::time::Instant::now();
+    let published = app
         .publisher
         .publish(email.as_str(), &payload, request_id.as_deref())
-        .await
-    {
+        .await;
+    app.metrics
+        .produce_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = published {
+        let reason = match e {
+            PublishError::QueueFull => "queue_full",
+            PublishError::Unavailable(_) => "unavailable",
+        };
+        app.metrics
+            .produce_failures
+            .with_label_values(&[reason])
+            .inc();
         // The broker did not take it: release the email so the client can retry.
         if let Err(cleanup) = app.store.remove_pending(email, registration_id).await {
             tracing::error!(

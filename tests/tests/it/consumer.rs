@@ -239,10 +239,7 @@ async fn a_consumer_aborted_mid_stream_and_restarted_persists_every_accepted_reg
         .await
         .unwrap();
     let (users, distinct, audits): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    assert_eq!(
-        (users, distinct, audits),
-        (total, total, total)
-    );
+    assert_eq!((users, distinct, audits), (total, total, total));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

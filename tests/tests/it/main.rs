@@ -5,5 +5,6 @@
 
 mod consumer;
 mod health;
+mod operations;
 mod registration;
 mod resilience;

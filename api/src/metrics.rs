@@ -1,0 +1,114 @@
+//! The api's Prometheus metrics, one registry per application instance.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use common::metrics::{latency_buckets, register};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+pub struct ApiMetrics {
+    pub registry: Registry,
+    /// `registrar_http_requests_total{method,route,status}`
+    pub requests: IntCounterVec,
+    /// `registrar_http_request_duration_seconds{method,route}`
+    pub request_duration: HistogramVec,
+    /// `registrar_registrations_total{outcome}`: accepted, replayed, or the error code.
+    pub registrations: IntCounterVec,
+    /// `registrar_produce_duration_seconds`: publish until the broker's acknowledgement.
+    pub produce_duration: Histogram,
+    /// `registrar_produce_failures_total{reason}`: queue_full, unavailable.
+    pub produce_failures: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl ApiMetrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let requests = register(
+            &registry,
+            counter(
+                "registrar_http_requests_total",
+                "HTTP requests by method, matched route and status",
+                &["method", "route", "status"],
+            ),
+        );
+        let request_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "registrar_http_request_duration_seconds",
+                    "HTTP request latency by method and matched route",
+                )
+                .buckets(latency_buckets()),
+                &["method", "route"],
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let registrations = register(
+            &registry,
+            counter(
+                "registrar_registrations_total",
+                "Registration requests by outcome (accepted, replayed or the error code)",
+                &["outcome"],
+            ),
+        );
+        let produce_duration = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "registrar_produce_duration_seconds",
+                    "Time from publishing a registration to the broker's acknowledgement",
+                )
+                .buckets(latency_buckets()),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let produce_failures = register(
+            &registry,
+            counter(
+                "registrar_produce_failures_total",
+                "Registrations the broker did not take, by reason",
+                &["reason"],
+            ),
+        );
+        Arc::new(Self {
+            registry,
+            requests,
+            request_duration,
+            registrations,
+            produce_duration,
+            produce_failures,
+        })
+    }
+}
+
+/// Counts and times every request under its matched route (never the raw path, which
+/// would carry emails and explode the label set).
+pub async fn track(
+    State(metrics): State<Arc<ApiMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .request_duration
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}

@@ -1,0 +1,208 @@
+//! Request protection: security headers, CORS, per-client rate limits (tower_governor)
+//! with trusted proxies, and the request timeout.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request};
+use ipnet::IpNet;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::KeyExtractor;
+use tower_governor::{GovernorError, GovernorLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::error::ApiError;
+
+/// Headers every answer carries. The CSP is the strictest there is: the api serves JSON.
+pub fn security_headers() -> Vec<SetResponseHeaderLayer<HeaderValue>> {
+    [
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+    ]
+    .into_iter()
+    .map(|(name, value)| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    })
+    .collect()
+}
+
+/// CORS for the configured origins. `*` allows any origin without credentials; explicit
+/// origins may send credentials. No origins: no CORS headers (same-origin only).
+pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+            header::IF_MATCH,
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::ETAG,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return Some(layer.allow_origin(AllowOrigin::any()));
+    }
+    let values: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    Some(layer.allow_origin(values).allow_credentials(true))
+}
+
+/// The client's IP: the TCP peer, or, when the peer is a trusted proxy, the rightmost
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+#[derive(Clone)]
+pub struct ClientIp {
+    trusted: Arc<Vec<IpNet>>,
+}
+
+impl ClientIp {
+    pub fn new(trusted: Vec<IpNet>) -> Self {
+        Self {
+            trusted: Arc::new(trusted),
+        }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn client_ip<T>(&self, req: &Request<T>) -> Option<IpAddr> {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())?;
+        if !self.is_trusted(peer) {
+            return Some(peer);
+        }
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        Some(
+            forwarded
+                .into_iter()
+                .rev()
+                .find(|ip| !self.is_trusted(*ip))
+                .unwrap_or(peer),
+        )
+    }
+}
+
+impl KeyExtractor for ClientIp {
+    type Key = IpAddr;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, GovernorError> {
+        self.client_ip(req).ok_or(GovernorError::UnableToExtractKey)
+    }
+}
+
+/// Parses `TRUSTED_PROXIES`: IPs or CIDRs, comma-separated.
+pub fn parse_trusted_proxies(raw: &str) -> Result<Vec<IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("`{s}` is not an IP address or CIDR"))
+        })
+        .collect()
+}
+
+pub type RateLimit =
+    GovernorLayer<ClientIp, governor::middleware::NoOpMiddleware, axum::body::Body>;
+
+/// A limit of `per_minute` requests per client IP with `burst` allowed at once; `None`
+/// when `per_minute` is 0 (off).
+pub fn rate_limit(per_minute: u32, burst: u32, key: ClientIp) -> Option<RateLimit> {
+    if per_minute == 0 {
+        return None;
+    }
+    let period = Duration::from_nanos(60_000_000_000 / u64::from(per_minute));
+    let config = GovernorConfigBuilder::default()
+        .period(period)
+        .burst_size(burst.max(1))
+        .key_extractor(key)
+        .finish()?;
+    Some(GovernorLayer::new(config).error_handler(|e| {
+        let retry_after_secs = match e {
+            GovernorError::TooManyRequests { wait_time, .. } => wait_time.max(1),
+            _ => 1,
+        };
+        axum::response::IntoResponse::into_response(ApiError::RateLimited {
+            retry_after_secs: u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: &str, xff: Option<&str>) -> Request<()> {
+        let mut b = Request::builder();
+        if let Some(x) = xff {
+            b = b.header("x-forwarded-for", x);
+        }
+        let mut r = b.body(()).unwrap();
+        r.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(peer.parse().unwrap(), 1234)));
+        r
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_an_untrusted_peer() {
+        let k = ClientIp::new(parse_trusted_proxies("10.0.0.0/8").unwrap());
+        let ip = k
+            .client_ip(&request("203.0.113.9", Some("1.2.3.4")))
+            .unwrap();
+        assert_eq!(ip.to_string(), "203.0.113.9");
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_forwarded_address_is_the_client() {
+        let k = ClientIp::new(parse_trusted_proxies("10.0.0.0/8, 192.168.1.1").unwrap());
+        let ip = k
+            .client_ip(&request("10.1.1.1", Some("6.6.6.6, 1.2.3.4, 192.168.1.1")))
+            .unwrap();
+        assert_eq!(ip.to_string(), "1.2.3.4");
+    }
+
+    #[test]
+    fn a_malformed_proxy_list_is_rejected() {
+        assert!(parse_trusted_proxies("10.0.0.0/8, nonsense").is_err());
+    }
+}

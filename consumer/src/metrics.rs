@@ -1,0 +1,107 @@
+//! The consumer's Prometheus metrics, one registry per consumer instance.
+
+use std::sync::Arc;
+
+use common::metrics::{latency_buckets, register};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+pub struct ConsumerMetrics {
+    pub registry: Registry,
+    /// `registrar_consumer_messages_total`
+    pub messages: IntCounter,
+    /// `registrar_consumer_users_persisted_total`
+    pub users_persisted: IntCounter,
+    /// `registrar_consumer_registrations_failed_total{reason}`
+    pub registrations_failed: IntCounterVec,
+    /// `registrar_consumer_dlq_messages_total{kind}`
+    pub dlq_messages: IntCounterVec,
+    /// `registrar_consumer_batch_size`
+    pub batch_size: Histogram,
+    /// `registrar_consumer_batch_duration_seconds`
+    pub batch_duration: Histogram,
+    /// `registrar_consumer_e2e_latency_seconds`: submission at the api to persisted.
+    pub e2e_latency: Histogram,
+    /// `registrar_consumer_step_failures_total{step}`: retried dependency failures.
+    pub step_failures: IntCounterVec,
+}
+
+fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), &[label]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl ConsumerMetrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let r = &registry;
+        let metrics = Self {
+            messages: register(
+                r,
+                IntCounter::new("registrar_consumer_messages_total", "Records consumed")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            users_persisted: register(
+                r,
+                IntCounter::new(
+                    "registrar_consumer_users_persisted_total",
+                    "New users written to PostgreSQL",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            registrations_failed: register(
+                r,
+                counter_vec(
+                    "registrar_consumer_registrations_failed_total",
+                    "Registrations rejected, by reason",
+                    "reason",
+                ),
+            ),
+            dlq_messages: register(
+                r,
+                counter_vec(
+                    "registrar_consumer_dlq_messages_total",
+                    "Records sent to the dead-letter topic, by kind",
+                    "kind",
+                ),
+            ),
+            batch_size: register(
+                r,
+                histogram(
+                    "registrar_consumer_batch_size",
+                    "Records per processed batch",
+                    prometheus::exponential_buckets(1.0, 2.0, 14).unwrap_or_default(),
+                ),
+            ),
+            batch_duration: register(
+                r,
+                histogram(
+                    "registrar_consumer_batch_duration_seconds",
+                    "Time to process one batch, hashing included",
+                    latency_buckets(),
+                ),
+            ),
+            e2e_latency: register(
+                r,
+                histogram(
+                    "registrar_consumer_e2e_latency_seconds",
+                    "Time from the api accepting a registration to the user being persisted",
+                    latency_buckets(),
+                ),
+            ),
+            step_failures: register(
+                r,
+                counter_vec(
+                    "registrar_consumer_step_failures_total",
+                    "Failed attempts of a batch step (retried with backoff), by step",
+                    "step",
+                ),
+            ),
+            registry,
+        };
+        Arc::new(metrics)
+    }
+}

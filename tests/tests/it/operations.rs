@@ -1,0 +1,234 @@
+//! What operators rely on: metrics, request ids, protection headers, rate limits, CORS.
+
+use std::time::Duration;
+
+use registrar_tests::kafka::read_all;
+use registrar_tests::{registration_body, TestApp, TestOptions};
+use serde_json::Value;
+
+async fn metrics_text(app: &TestApp, url: String) -> String {
+    app.http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Sum of every sample of `name` (all label sets) in a Prometheus text exposition.
+fn sample_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
+    let app = TestApp::spawn().await;
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", Duration::from_secs(20))
+        .await;
+
+    let api = metrics_text(&app, app.url("/metrics")).await;
+    assert!(
+        api.contains(r#"registrar_registrations_total{outcome="accepted"} 1"#),
+        "{api}"
+    );
+    assert!(api.contains(r#"route="/api/users/{email}""#));
+    assert!(!api.contains(&email), "no raw path or email in labels");
+    assert!(sample_sum(&api, "registrar_produce_duration_seconds_count") >= 1.0);
+    assert!(api.contains("registrar_http_request_duration_seconds_bucket"));
+
+    let probe = app.consumer_probe_address().unwrap();
+    let consumer = metrics_text(&app, format!("http://{probe}/metrics")).await;
+    assert_eq!(
+        sample_sum(&consumer, "registrar_consumer_users_persisted_total"),
+        1.0
+    );
+    assert!(sample_sum(&consumer, "registrar_consumer_messages_total") >= 1.0);
+    assert!(sample_sum(&consumer, "registrar_consumer_e2e_latency_seconds_count") >= 1.0);
+    assert!(sample_sum(&consumer, "registrar_consumer_batch_size_count") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_rises_while_the_consumer_is_stopped_and_falls_when_it_returns() {
+    let mut app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        ..Default::default()
+    })
+    .await;
+    let mut emails = Vec::new();
+    for _ in 0..3 {
+        let (email, _, body) = registration_body();
+        assert_eq!(app.post_registration(&body).await.status(), 202);
+        emails.push(email);
+    }
+    let lag_of = |text: String| sample_sum(&text, "registrar_consumer_lag");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let lag = lag_of(metrics_text(&app, app.url("/metrics")).await);
+        if lag >= 3.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag stayed at {lag}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    app.start_consumer().await;
+    for email in &emails {
+        app.wait_for_status(email, "completed", Duration::from_secs(20))
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lag = lag_of(metrics_text(&app, app.url("/metrics")).await);
+        if lag == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag stayed at {lag}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_id_is_returned_and_travels_to_kafka_and_the_audit_row() {
+    let app = TestApp::spawn().await;
+    let (email, _, body) = registration_body();
+    let response = app
+        .http
+        .post(app.url("/api/users"))
+        .header("x-request-id", "trace-me-123")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+    app.wait_for_status(&email, "completed", Duration::from_secs(20))
+        .await;
+    let records = read_all(&app.topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(records[0].header("request-id"), Some("trace-me-123"));
+    let details: Value = app
+        .pg()
+        .await
+        .query_one("SELECT details FROM user_audit_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(details["requestId"], "trace-me-123");
+
+    let generated = app
+        .http
+        .get(app.url("/api/health/live"))
+        .send()
+        .await
+        .unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID is generated when none is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        ..Default::default()
+    })
+    .await;
+    for path in [
+        "/api/health/live",
+        "/api/nope",
+        "/api/users/nobody@example.com",
+    ] {
+        let r = app.http.get(app.url(path)).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age="));
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_over_the_auth_rate_limit_get_429_with_retry_after() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_args: [
+            "--auth-rate-limit-per-minute",
+            "2",
+            "--auth-rate-limit-burst",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let (_, _, body) = registration_body();
+        assert_eq!(app.post_registration(&body).await.status(), 202);
+    }
+    let (email, _, body) = registration_body();
+    let limited = app.post_registration(&body).await;
+    assert_eq!(limited.status(), 429);
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            >= 1
+    );
+    let e: Value = limited.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "RATE_LIMITED");
+    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    // Polling is not under the registration limit.
+    assert_ne!(app.get_status(&email).await.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_the_configured_origin_only() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_args: ["--cors-origins", "https://app.example.com"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/api/users"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(!denied.headers().contains_key("access-control-allow-origin"));
+}
