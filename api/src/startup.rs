@@ -152,11 +152,21 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id)
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, common::metrics::CONTENT_TYPE)],
         common::metrics::render(&state.metrics.registry),
     )
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", responses(
+    (status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"),
+))]
+pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(crate::openapi::document())
 }
 
 async fn timeout_error(_: tower::BoxError) -> ApiError {
@@ -166,7 +176,7 @@ async fn timeout_error(_: tower::BoxError) -> ApiError {
 pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
     let mut registration = Router::new()
         .route("/api/users", post(registration::register))
-        .route("/api/auth/register", post(registration::register));
+        .route("/api/auth/register", post(registration::register_alias));
     if let Some(limit) = protection::rate_limit(
         config.auth_rate_limit_per_minute,
         config.auth_rate_limit_burst,
@@ -193,8 +203,9 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         app = app.layer(limit);
     }
     // Probes and metrics stay outside the rate limits and the timeout.
-    let mut app = app
+    let app = app
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi_json))
         .route("/api/health", get(health::health))
         .route("/api/health/live", get(health::live))
         .route("/api/health/ready", get(health::ready))
@@ -205,6 +216,18 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    // Swagger UI needs scripts and styles of its own origin; the rest keeps the strict CSP.
+    let docs: Router<AppState> = Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs")
+            .config(utoipa_swagger_ui::Config::new(["/api/openapi.json"])),
+    )
+    .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    ));
+    let mut app = app.merge(docs);
     for layer in protection::security_headers() {
         app = app.layer(layer);
     }

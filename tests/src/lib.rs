@@ -291,6 +291,16 @@ impl TestApp {
         }
     }
 
+    /// Stops the api as SIGTERM does: stop accepting, finish in-flight requests, flush the
+    /// producer. Returns what `serve` returned.
+    pub async fn shutdown_api(&mut self) -> anyhow::Result<()> {
+        self.api_shutdown.cancel();
+        match self.api_task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+
     /// Abrupt stop: the consumer's task is aborted wherever it is, mid-batch included.
     /// Nothing is committed for unfinished work; the rdkafka client is dropped.
     pub async fn abort_consumer(&mut self) {

@@ -28,6 +28,10 @@ async fn services(app: &AppState) -> Services {
     }
 }
 
+#[utoipa::path(get, path = "/api/health", tag = "health", responses(
+    (status = 200, description = "Every dependency healthy", body = crate::openapi::HealthBody),
+    (status = 503, description = "A dependency is unhealthy", body = crate::openapi::HealthBody),
+))]
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let s = services(&app).await;
     let all = s.redis.is_healthy() && s.postgres.is_healthy() && s.kafka.is_healthy();
@@ -45,6 +49,9 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<serde_json
     (status, Json(body))
 }
 
+#[utoipa::path(get, path = "/api/health/live", tag = "health", responses(
+    (status = 200, description = "The process serves", body = crate::openapi::ProbeBody),
+))]
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
@@ -52,6 +59,10 @@ pub async fn live() -> Json<serde_json::Value> {
 /// Ready when registrations can be accepted: Redis and the broker answer. PostgreSQL is
 /// not required: the api keeps accepting while it is down, which is the point of the
 /// queue.
+#[utoipa::path(get, path = "/api/health/ready", tag = "health", responses(
+    (status = 200, description = "Redis and the broker answer", body = crate::openapi::ProbeBody),
+    (status = 503, description = "Not ready or draining", body = crate::openapi::ProbeBody),
+))]
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     if app.is_draining() {
         return (

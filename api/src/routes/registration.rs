@@ -112,6 +112,23 @@ fn answer(status: StatusCode, location: &str, body: serde_json::Value) -> Respon
     response
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "registration",
+    request_body = crate::openapi::RegistrationBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first answer")),
+    responses(
+        (status = 202, description = "Accepted; poll the Location", body = crate::openapi::RegistrationAnswer),
+        (status = 400, description = "Validation failed or malformed JSON", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A registration of this email is pending", body = crate::openapi::ErrorEnvelope),
+        (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = crate::openapi::ErrorEnvelope),
+        (status = 422, description = "Idempotency-Key reused with another body", body = crate::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "Overloaded or a dependency is down; nothing accepted", body = crate::openapi::ErrorEnvelope),
+    )
+)]
 pub async fn register(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -131,6 +148,25 @@ pub async fn register(
         .with_label_values(&[outcome])
         .inc();
     result
+}
+
+/// `POST /api/auth/register`: the same contract under the seeds' other name.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    tag = "registration",
+    request_body = crate::openapi::RegistrationBody,
+    responses(
+        (status = 202, description = "Accepted; same contract as POST /api/users", body = crate::openapi::RegistrationAnswer),
+        (status = 400, description = "Validation failed", body = crate::openapi::ErrorEnvelope),
+    )
+)]
+pub async fn register_alias(
+    state: State<AppState>,
+    headers: HeaderMap,
+    request: Result<ApiJson<RegistrationRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    register(state, headers, request).await
 }
 
 /// Marks an answer replayed from the idempotency store.
@@ -256,6 +292,18 @@ async fn accept(
     Ok(answer(StatusCode::ACCEPTED, &location, body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/users/{email}",
+    tag = "registration",
+    params(("email" = String, Path, description = "The registered email")),
+    responses(
+        (status = 200, description = "pending, completed or failed (with reason)", body = crate::openapi::RegistrationAnswer),
+        (status = 400, description = "Not an email", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "Nothing known about this email", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "Redis and PostgreSQL unavailable", body = crate::openapi::ErrorEnvelope),
+    )
+)]
 pub async fn status(
     State(app): State<AppState>,
     Path(raw): Path<String>,

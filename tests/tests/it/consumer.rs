@@ -328,3 +328,78 @@ async fn a_graceful_stop_finishes_and_commits_so_a_new_consumer_redelivers_nothi
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_accepted_registration_is_lost_across_a_graceful_shutdown_under_load() {
+    let mut app = TestApp::spawn_with(TestOptions {
+        consumer_batch_size: Some(8),
+        ..Default::default()
+    })
+    .await;
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (http, url, accepted, stop) = (
+            app.http.clone(),
+            app.url("/api/users"),
+            accepted.clone(),
+            stop.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let (email, _, body) = registration_body();
+                match http.post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == 202 => accepted.lock().unwrap().push(email),
+                    Ok(_) => {}
+                    Err(_) => break, // the listener is closed: shutdown reached us
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SIGTERM under load: the api drains and flushes, then the consumer finishes its
+    // batch and commits.
+    app.shutdown_api().await.unwrap();
+    app.stop_consumer().await;
+    stop.cancel();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() >= 10,
+        "load was applied ({} accepted)",
+        accepted.len()
+    );
+
+    // A new consumer finishes what the old one left; every 202 must be in PostgreSQL.
+    app.start_consumer().await;
+    let pg = app.pg().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let count: i64 = pg
+            .query_one("SELECT count(*) FROM users", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if count >= accepted.len() as i64 {
+            assert_eq!(count, accepted.len() as i64, "exactly once");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} of {} persisted",
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for email in &accepted {
+        let n: i64 = pg
+            .query_one("SELECT count(*) FROM users WHERE email = $1", &[email])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{email}");
+    }
+}

@@ -232,3 +232,75 @@ async fn cors_allows_the_configured_origin_only() {
     let denied = preflight("https://evil.example").await.unwrap();
     assert!(!denied.headers().contains_key("access-control-allow-origin"));
 }
+
+/// `(method, path)` of every `.route(...)` in the api's router source.
+fn routes_in_router_source() -> Vec<(String, String)> {
+    let source = include_str!("../../../api/src/startup.rs");
+    source
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (path, rest) = rest.split_once('"')?;
+            let method = rest.trim_start_matches([',', ' ']).split('(').next()?;
+            Some((method.trim().to_owned(), path.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_the_router_serves() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        ..Default::default()
+    })
+    .await;
+    let doc: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let routes = routes_in_router_source();
+    assert!(routes.len() >= 8, "{routes:?}");
+    for (method, path) in routes {
+        assert!(
+            doc["paths"][&path][&method].is_object(),
+            "{method} {path} is served but not documented"
+        );
+        let concrete = path.replace("{email}", "someone@example.com");
+        let request = match method.as_str() {
+            "post" => app
+                .http
+                .post(app.url(&concrete))
+                .json(&serde_json::json!({})),
+            _ => app.http.get(app.url(&concrete)),
+        };
+        let response = request.send().await.unwrap();
+        if response.status() == 404 {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert_ne!(
+                body["error"]["message"], "No such route",
+                "{method} {path} not served"
+            );
+        }
+    }
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(html.to_lowercase().contains("swagger"), "Swagger UI served");
+    let asset = app
+        .http
+        .get(app.url("/docs/swagger-ui.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        asset.status(),
+        200,
+        "assets are vendored, not fetched from a CDN"
+    );
+}
