@@ -23,6 +23,12 @@ enum Command {
         #[command(flatten)]
         log: LogConfig,
     },
+    /// Exit 0 when a probe URL answers 200: the container HEALTHCHECK (no curl in the
+    /// image).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8000/api/health/live")]
+        url: String,
+    },
     /// Print a new sealing key pair as `.env` lines.
     Keygen {
         /// Key id to print; defaults to one derived from today's date.
@@ -77,6 +83,7 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Serve(config) => serve(*config).await,
+        Command::Healthcheck { url } => healthcheck(&url).await,
     }
 }
 
@@ -109,6 +116,39 @@ async fn serve(config: ApiConfig) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(event = "api_failed", error = format!("{e:#}"));
+            1
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET over TCP, enough for a local probe.
+async fn healthcheck(url: &str) -> i32 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("healthcheck: only http:// URLs are supported");
+        return 2;
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(authority).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        std::io::Result::Ok(head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), attempt).await {
+        Ok(Ok(true)) => 0,
+        Ok(Ok(false)) => 1,
+        Ok(Err(e)) => {
+            eprintln!("healthcheck: {e}");
+            1
+        }
+        Err(_) => {
+            eprintln!("healthcheck: no answer within 3 s");
             1
         }
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod consumer;
+mod deploy_files;
 mod health;
 mod operations;
 mod registration;

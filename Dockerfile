@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# One image with both binaries (`api` and `consumer`); pick one with the command.
+
+FROM rust:1.90-bookworm AS build
+WORKDIR /src
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+# Dependency layer: build the dependency graph against stub sources, so source edits do
+# not rebuild librdkafka and the rest.
+COPY Cargo.toml Cargo.lock ./
+COPY common/Cargo.toml common/
+COPY api/Cargo.toml api/
+COPY consumer/Cargo.toml consumer/
+COPY tests/Cargo.toml tests/
+RUN for c in common api consumer tests; do mkdir -p $c/src && echo "" > $c/src/lib.rs; done \
+ && echo "fn main() {}" > api/src/main.rs && echo "fn main() {}" > consumer/src/main.rs \
+ && mkdir -p tests/tests/it && echo "" > tests/tests/it/main.rs \
+ && cargo build --release --locked -p registrar-api -p registrar-consumer \
+ && rm -rf common/src api/src consumer/src
+COPY . .
+RUN touch common/src/lib.rs api/src/lib.rs api/src/main.rs consumer/src/lib.rs consumer/src/main.rs \
+ && cargo build --release --locked --bin api --bin consumer
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home registrar
+COPY --from=build /src/target/release/api /src/target/release/consumer /usr/local/bin/
+USER 10001
+ENV LOG_FORMAT=json
+EXPOSE 8000 8001
+HEALTHCHECK --interval=10s --timeout=4s --retries=3 CMD ["api", "healthcheck"]
+CMD ["api", "serve"]

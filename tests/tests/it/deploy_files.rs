@@ -1,0 +1,286 @@
+//! Static checks of the deployment files (no Docker or cluster here): every YAML file
+//! parses; probe paths and ports match what the binaries serve; the dashboard queries
+//! only exported metrics; every environment variable set is one the configuration reads.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value as Yaml;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn files_under(dir: &str, exts: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root().join(dir)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if exts.iter().any(|e| p.extension().is_some_and(|x| x == *e)) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn documents(text: &str) -> Vec<Yaml> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+/// Environment variable names the binaries read: every `env = "X"` in the config code.
+fn config_env_names() -> BTreeSet<String> {
+    [
+        "common/src/config.rs",
+        "common/src/password.rs",
+        "api/src/config.rs",
+        "consumer/src/config.rs",
+    ]
+    .iter()
+    .flat_map(|f| {
+        read(f)
+            .split("env = \"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next().map(str::to_owned))
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+fn exported_metric_names() -> BTreeSet<String> {
+    [
+        "api/src/metrics.rs",
+        "consumer/src/metrics.rs",
+        "common/src/metrics.rs",
+    ]
+    .iter()
+    .flat_map(|f| {
+        read(f)
+            .split('"')
+            .filter(|s| s.starts_with("registrar_") && !s.contains(' '))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+/// Paths the api router and the consumer probe server serve.
+fn served_paths() -> BTreeSet<String> {
+    ["api/src/startup.rs", "consumer/src/server.rs"]
+        .iter()
+        .flat_map(|f| {
+            read(f)
+                .split(".route(\"")
+                .skip(1)
+                .filter_map(|s| s.split('"').next().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_yaml_file_parses() {
+    let mut files = files_under("k8s", &["yaml", "yml"]);
+    files.extend(files_under("deploy", &["yaml", "yml"]));
+    files.push(root().join("docker-compose.yml"));
+    files.push(root().join("helm/registrar/Chart.yaml"));
+    files.push(root().join("helm/registrar/values.yaml"));
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(!documents(&text).is_empty(), "{}", f.display());
+    }
+    assert!(files.len() >= 12, "{files:?}");
+    serde_json::from_str::<serde_json::Value>(&read("deploy/grafana/dashboards/registrar.json"))
+        .unwrap();
+}
+
+fn containers(docs: &[Yaml]) -> Vec<Yaml> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn kubernetes_probes_use_paths_and_ports_the_binaries_serve() {
+    let served = served_paths();
+    for (file, port) in [("k8s/api.yaml", 8000), ("k8s/consumer.yaml", 8001)] {
+        let docs = documents(&read(file));
+        let cs = containers(&docs);
+        assert_eq!(cs.len(), 1, "{file}");
+        for probe in ["livenessProbe", "readinessProbe"] {
+            let get = &cs[0][probe]["httpGet"];
+            let path = get["path"].as_str().unwrap();
+            assert!(served.contains(path), "{file} {probe} {path} is not served");
+            assert_eq!(get["port"].as_u64(), Some(port), "{file} {probe}");
+        }
+        assert_eq!(cs[0]["ports"][0]["containerPort"].as_u64(), Some(port));
+    }
+    let config = documents(&read("k8s/configmap.yaml"));
+    assert_eq!(config[0]["data"]["PORT"], "8000");
+    assert_eq!(config[0]["data"]["CONSUMER_PORT"], "8001");
+}
+
+#[test]
+fn helm_templates_probe_served_paths_on_the_configured_ports() {
+    let served = served_paths();
+    let values = documents(&read("helm/registrar/values.yaml")).remove(0);
+    assert_eq!(values["api"]["port"].as_u64(), Some(8000));
+    assert_eq!(values["consumer"]["port"].as_u64(), Some(8001));
+    for (file, component) in [
+        ("helm/registrar/templates/api.yaml", "api"),
+        ("helm/registrar/templates/consumer.yaml", "consumer"),
+    ] {
+        let text = read(file);
+        let paths: Vec<&str> = text
+            .split("httpGet: {path: ")
+            .skip(1)
+            .filter_map(|s| s.split(',').next())
+            .collect();
+        assert_eq!(paths.len(), 2, "{file}");
+        for p in paths {
+            assert!(served.contains(p), "{file}: {p} is not served");
+        }
+        assert!(
+            text.contains(&format!("port: {{{{ .Values.{component}.port }}}}")),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn compose_healthchecks_use_served_paths_and_ports() {
+    let served = served_paths();
+    let compose = documents(&read("docker-compose.yml")).remove(0);
+    for (service, port) in [("api", "8000"), ("consumer", "8001")] {
+        let test: Vec<String> = compose["services"][service]["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let url = test.iter().find(|t| t.starts_with("http://")).unwrap();
+        let rest = url.trim_start_matches("http://127.0.0.1:");
+        let (p, path) = rest.split_once('/').unwrap();
+        assert_eq!(p, port, "{service}");
+        assert!(served.contains(&format!("/{path}")), "{service}: /{path}");
+    }
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.contains("USER 10001"),
+        "the image runs as non-root"
+    );
+    assert!(dockerfile.contains("HEALTHCHECK"));
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_the_code_exports() {
+    let exported = exported_metric_names();
+    assert!(exported.contains("registrar_consumer_lag"));
+    let dashboard = read("deploy/grafana/dashboards/registrar.json");
+    let mut queried = BTreeSet::new();
+    for piece in dashboard.split("registrar_").skip(1) {
+        let name: String = piece
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+            .collect();
+        let name = format!("registrar_{name}");
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name)
+            .to_owned();
+        queried.insert(base);
+    }
+    // The dashboard uid and title are not metrics.
+    queried.remove("registrar_");
+    assert!(queried.len() >= 8, "{queried:?}");
+    for q in &queried {
+        assert!(
+            exported.contains(q),
+            "dashboard queries {q}, which is not exported"
+        );
+    }
+}
+
+#[test]
+fn every_environment_variable_in_the_deployment_files_is_read_by_the_configuration() {
+    let known = config_env_names();
+    assert!(known.contains("DATABASE_URL") && known.contains("SEAL_PRIVATE_KEYS"));
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let configmap = documents(&read("k8s/configmap.yaml")).remove(0);
+    let secret = documents(&read("k8s/secret.example.yaml")).remove(0);
+    for map in [&configmap["data"], &secret["stringData"]] {
+        used.extend(
+            map.as_mapping()
+                .unwrap()
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_owned)),
+        );
+    }
+    let compose = documents(&read("docker-compose.yml")).remove(0);
+    for service in ["api", "consumer", "migrate"] {
+        if let Some(env) = compose["services"][service]["environment"].as_mapping() {
+            used.extend(
+                env.keys()
+                    .filter_map(|k| k.as_str())
+                    .filter(|k| *k != "<<")
+                    .map(str::to_owned),
+            );
+        }
+    }
+    used.extend(
+        compose["x-registrar-env"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned)),
+    );
+    let values = documents(&read("helm/registrar/values.yaml")).remove(0);
+    for section in ["config", "secrets"] {
+        used.extend(
+            values[section]
+                .as_mapping()
+                .unwrap()
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_owned)),
+        );
+    }
+    let helm_configmap = read("helm/registrar/templates/configmap.yaml");
+    used.extend(
+        helm_configmap
+            .lines()
+            .filter_map(|l| l.trim().split_once(": {{"))
+            .map(|(k, _)| k.to_owned())
+            .filter(|k| k.chars().all(|c| c.is_ascii_uppercase() || c == '_')),
+    );
+    used.extend(
+        read(".env.example")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, _)| k.to_owned()),
+    );
+    assert!(used.len() >= 15, "{used:?}");
+    for name in &used {
+        assert!(
+            known.contains(name),
+            "{name} is set in a deployment file but never read"
+        );
+    }
+}
