@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test services lint fmt check-static clean-test-dbs
+.PHONY: run test services lint fmt bench
 
 CARGO ?= cargo
 
@@ -18,3 +18,6 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+bench:
+	scripts/bench.sh

@@ -12,6 +12,7 @@ if [ ! -f .env ]; then
     echo "LOG_FORMAT=pretty"
     target/release/api keygen --key-id dev1; } > .env
 fi
+export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
 target/release/api migrate
 target/release/api serve & api=$!
 target/release/consumer & consumer=$!

@@ -62,6 +62,8 @@ impl KafkaPublisher {
                 queue_max_messages.to_string(),
             )
             .set("linger.ms", linger_ms.to_string())
+            // Bounds the producer's buffer memory (librdkafka's default is 1 GiB).
+            .set("queue.buffering.max.kbytes", "32768")
             // Fail fast when the broker is unreachable instead of retrying silently.
             .set("socket.connection.setup.timeout.ms", "3000");
         let producer: FutureProducer = cc

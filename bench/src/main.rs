@@ -1,0 +1,477 @@
+//! `registrar-bench`: a load harness for a running api + consumer (and an in-process
+//! consumer for `drain`). Each benchmark prints a Markdown table and writes it, with an
+//! SVG latency plot, under `target/bench/`. `make bench` runs them all.
+
+mod report;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use report::{ms, new_histogram, Report};
+use secrecy::SecretString;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "registrar-bench", about = "Registrar load harness")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// The running api.
+    #[arg(long, env = "BENCH_API", default_value = "http://127.0.0.1:8000", global = true)]
+    api: String,
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres:postgres@127.0.0.1:5432/registrar", global = true)]
+    database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    redis_url: String,
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    brokers: String,
+    /// Named in the reports: which storage the broker runs on.
+    #[arg(long, env = "BENCH_BROKER_STORAGE", default_value = "tansu 0.6, sqlite storage", global = true)]
+    broker_storage: String,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// POST registrations: closed loop with N clients, or open loop at --rate.
+    Intake(LoadArgs),
+    /// GET /api/users/{email} for completed and pending emails.
+    Poll(LoadArgs),
+    /// Put N registrations on a fresh topic, then start a consumer and time the drain.
+    Drain(DrainArgs),
+    /// Registration to `completed` on the poll endpoint, at a fixed rate.
+    E2e(E2eArgs),
+    /// Raw argon2id rate of this machine with the configured parameters.
+    Hash(HashArgs),
+    /// Everything, with defaults that finish in a few minutes on 2 cores.
+    All,
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Requests per second (open loop); 0 = closed loop with `concurrency` clients.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct DrainArgs {
+    #[arg(long, default_value_t = 600)]
+    count: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+}
+
+#[derive(Args, Clone)]
+struct E2eArgs {
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct HashArgs {
+    #[command(flatten)]
+    argon2: common::password::Argon2Config,
+    /// 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn registration(email: &str) -> serde_json::Value {
+    json!({
+        "firstName": "Bench", "lastName": "Mark", "email": email,
+        "password": "bench-password-123", "gender": "prefer-not-to-say",
+        "sex": "intersex", "occupation": "Load generator"
+    })
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Latencies and status mix shared by load tasks.
+#[derive(Default)]
+struct Tally {
+    ok: Option<Histogram<u64>>,
+    other: Option<Histogram<u64>>,
+    statuses: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn record(&mut self, status: String, success: bool, us: u64) {
+        let h = if success { &mut self.ok } else { &mut self.other };
+        let _ = h.get_or_insert_with(new_histogram).record(us.max(1));
+        *self.statuses.entry(status).or_default() += 1;
+    }
+}
+
+/// Runs `op` in a closed loop (N clients) or an open loop (fixed rate, latency measured
+/// from the scheduled start so a stall is not hidden).
+async fn load<F, Fut>(args: &LoadArgs, op: F) -> (Tally, Duration)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (String, bool)> + Send,
+{
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let op = Arc::new(op);
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    if args.rate == 0 {
+        let mut tasks = Vec::new();
+        for c in 0..args.concurrency {
+            let (tally, op) = (tally.clone(), op.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = c as u64 * 1_000_000_000;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let (status, ok) = op(i).await;
+                    let us = t.elapsed().as_micros() as u64;
+                    if let Ok(mut t) = tally.lock() {
+                        t.record(status, ok, us);
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        futures::future::join_all(tasks).await;
+    } else {
+        let interval = Duration::from_nanos(1_000_000_000 / args.rate);
+        let limit = Arc::new(tokio::sync::Semaphore::new(8192));
+        let mut tasks = Vec::new();
+        let mut next = Instant::now();
+        let mut i = 0u64;
+        while next < deadline {
+            tokio::time::sleep_until(next.into()).await;
+            let scheduled = next;
+            let (tally, op, limit) = (tally.clone(), op.clone(), limit.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let (status, ok) = op(i).await;
+                let us = scheduled.elapsed().as_micros() as u64;
+                if let Ok(mut t) = tally.lock() {
+                    t.record(status, ok, us);
+                }
+            }));
+            i += 1;
+            next += interval;
+        }
+        futures::future::join_all(tasks).await;
+    }
+    let elapsed = started.elapsed();
+    let tally = Arc::try_unwrap(tally)
+        .ok()
+        .and_then(|m| m.into_inner().ok())
+        .unwrap_or_default();
+    (tally, elapsed)
+}
+
+fn mode(args: &LoadArgs) -> String {
+    if args.rate == 0 {
+        format!("{} concurrent clients for {} s", args.concurrency, args.seconds)
+    } else {
+        format!("open loop at {} req/s for {} s", args.rate, args.seconds)
+    }
+}
+
+fn add_tally(r: &mut Report, tally: &Tally, elapsed: Duration, ok_label: &str) {
+    let ok = tally.ok.as_ref().map_or(0, |h| h.len());
+    r.row(format!("{ok_label}/s"), format!("{:.0}", ok as f64 / elapsed.as_secs_f64()));
+    let mix: Vec<String> = tally.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    r.row("status mix", mix.join(", "));
+    if let Some(h) = &tally.ok {
+        r.latency_rows(h, ok_label);
+    }
+    if let Some(h) = &tally.other {
+        r.latency_rows(h, "non-success");
+    }
+}
+
+async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
+    let client = http();
+    let url = format!("{}/api/users", c.api);
+    let run = unique("intake");
+    let (tally, elapsed) = load(&args, move |i| {
+        let (client, url) = (client.clone(), url.clone());
+        let email = format!("{run}-{i}@bench.example");
+        async move {
+            match client.post(&url).json(&registration(&email)).send().await {
+                Ok(r) => (r.status().as_u16().to_string(), r.status() == 202),
+                Err(_) => ("error".into(), false),
+            }
+        }
+    })
+    .await;
+    let name = if args.rate == 0 { "intake" } else { "intake-fixed-rate" };
+    let mut r = Report::new(name, format!("POST /api/users, unique emails, {}; broker: {}", mode(&args), c.broker_storage));
+    add_tally(&mut r, &tally, elapsed, "accepted");
+    r.latency = tally.ok;
+    Ok(r)
+}
+
+async fn wait_completed(client: &reqwest::Client, api: &str, email: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("{api}/api/users/{email}")).send().await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["data"]["status"] == "completed" {
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
+    let client = http();
+    let run = unique("poll");
+    let mut emails = Vec::new();
+    for i in 0..20 {
+        let email = format!("{run}-{i}@bench.example");
+        client.post(format!("{}/api/users", c.api)).json(&registration(&email)).send().await?;
+        emails.push(email);
+    }
+    // Half of them completed, half possibly still pending: both kinds are polled.
+    for e in &emails[..10] {
+        wait_completed(&client, &c.api, e, Duration::from_secs(10)).await;
+    }
+    let emails = Arc::new(emails);
+    let api = c.api.clone();
+    let (tally, elapsed) = load(&args, move |i| {
+        let client = client.clone();
+        let url = format!("{api}/api/users/{}", emails[(i % emails.len() as u64) as usize]);
+        async move {
+            match client.get(&url).send().await {
+                Ok(r) => (r.status().as_u16().to_string(), r.status() == 200),
+                Err(_) => ("error".into(), false),
+            }
+        }
+    })
+    .await;
+    let name = if args.rate == 0 { "poll" } else { "poll-fixed-rate" };
+    let mut r = Report::new(name, format!("GET /api/users/{{email}} over 20 emails (completed and pending), {}", mode(&args)));
+    add_tally(&mut r, &tally, elapsed, "requests");
+    r.latency = tally.ok;
+    Ok(r)
+}
+
+async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
+    let client = http();
+    let run = unique("e2e");
+    let api = c.api.clone();
+    let load_args = LoadArgs { concurrency: 0, rate: args.rate, seconds: args.seconds };
+    let (tally, elapsed) = load(&load_args, move |i| {
+        let (client, api) = (client.clone(), api.clone());
+        let email = format!("{run}-{i}@bench.example");
+        async move {
+            match client.post(format!("{api}/api/users")).json(&registration(&email)).send().await {
+                Ok(r) if r.status() == 202 => {
+                    if wait_completed(&client, &api, &email, Duration::from_secs(60)).await {
+                        ("completed".into(), true)
+                    } else {
+                        ("not completed in 60 s".into(), false)
+                    }
+                }
+                Ok(r) => (r.status().as_u16().to_string(), false),
+                Err(_) => ("error".into(), false),
+            }
+        }
+    })
+    .await;
+    let mut r = Report::new("e2e", format!("POST then poll every 5 ms until completed, open loop at {} registrations/s for {} s; broker: {}", args.rate, args.seconds, c.broker_storage));
+    add_tally(&mut r, &tally, elapsed, "completed");
+    r.latency = tally.ok;
+    Ok(r)
+}
+
+fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {
+    use rayon::prelude::*;
+    let hasher = common::password::PasswordHasherService::new(args.argon2)?;
+    let threads = if args.threads == 0 { cores() } else { args.threads };
+    let pw = SecretString::from("bench-password-123".to_owned());
+    let mut single = new_histogram();
+    for _ in 0..5 {
+        let t = Instant::now();
+        hasher.hash(&pw)?;
+        single.record(t.elapsed().as_micros() as u64)?;
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let started = Instant::now();
+    pool.install(|| (0..args.count).into_par_iter().try_for_each(|_| hasher.hash(&pw).map(|_| ())))?;
+    let rate = args.count as f64 / started.elapsed().as_secs_f64();
+    let a = args.argon2;
+    let mut r = Report::new("hash", format!("argon2id m={} KiB, t={}, p={}; {} hashes on {threads} threads", a.memory_kib, a.iterations, a.parallelism, args.count));
+    r.row("hashes/s (all threads)", format!("{rate:.1}"));
+    r.row("hashes/s per thread", format!("{:.1}", rate / threads as f64));
+    r.row("one hash p50 (single thread)", ms(single.value_at_quantile(0.5)));
+    r.latency = Some(single);
+    Ok((r, rate))
+}
+
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct ConsumerCli {
+    #[command(flatten)]
+    config: registrar_consumer::config::ConsumerConfig,
+}
+
+async fn drain(c: &CommonArgs, args: DrainArgs, hash_rate: Option<f64>) -> anyhow::Result<(Report, f64)> {
+    let run = unique("drain");
+    let topic = format!("bench-{run}");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &c.brokers).create()?;
+    let dlq = format!("{topic}.dlq");
+    let topics = [
+        NewTopic::new(&topic, args.partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+    ];
+    admin.create_topics(&topics, &AdminOptions::new()).await?;
+    let (private, public) = common::seal::generate_key_pair();
+    let key = common::seal::SealingKey::from_base64("bench", &public)?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &c.brokers)
+        .set("linger.ms", "5")
+        .create()?;
+    let pw = SecretString::from("bench-password-123".to_owned());
+    let mut sends = Vec::new();
+    for i in 0..args.count {
+        let email = common::Email::parse(&format!("{run}-{i}@bench.example"))?;
+        let id = common::registration::new_registration_id();
+        let event = common::event::RegistrationEvent {
+            registration_id: id,
+            email: email.as_str().to_owned(),
+            first_name: "Bench".into(),
+            last_name: "Mark".into(),
+            gender: "male".into(),
+            sex: "male".into(),
+            occupation: "Load generator".into(),
+            credential: common::event::Credential::Sealed(key.seal(id, &email, &pw)),
+            submitted_at_ms: 0,
+            request_id: None,
+        };
+        let payload = event.encode()?;
+        let producer = producer.clone();
+        let (topic, email) = (topic.clone(), email.as_str().to_owned());
+        sends.push(async move {
+            producer
+                .send(FutureRecord::to(&topic).key(&email).payload(&payload), Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)
+        });
+    }
+    for s in futures::future::join_all(sends).await {
+        s?;
+    }
+    let args_vec: Vec<String> = [
+        "consumer", "--consumer-port", "0", "--host", "127.0.0.1",
+        "--database-url", &c.database_url, "--redis-url", &c.redis_url,
+        "--redis-key-prefix", &format!("{run}:"), "--kafka-brokers", &c.brokers,
+        "--kafka-topic", &topic, "--kafka-group-id", &format!("{run}-group"),
+        "--seal-private-keys", &format!("bench:{}", private.as_str()),
+        "--log-level", "warn",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let config = ConsumerCli::parse_from(args_vec).config;
+    let token = tokio_util::sync::CancellationToken::new();
+    let consumer = registrar_consumer::Consumer::build(&config, token.clone())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (pg, conn) = tokio_postgres::connect(&c.database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let pattern = format!("{run}-%");
+    let started = Instant::now();
+    let task = tokio::spawn(consumer.run(listener));
+    let mut persisted = 0i64;
+    while started.elapsed() < Duration::from_secs(600) {
+        persisted = pg
+            .query_one("SELECT count(*) FROM users WHERE email LIKE $1", &[&pattern])
+            .await?
+            .get(0);
+        if persisted as usize >= args.count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    token.cancel();
+    let _ = task.await;
+    pg.execute("DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)", &[&pattern]).await?;
+    pg.execute("DELETE FROM users WHERE email LIKE $1", &[&pattern]).await?;
+    let rate = persisted as f64 / elapsed.as_secs_f64();
+    let mut r = Report::new("drain", format!("{} sealed registrations on a fresh {}-partition topic, consumer started afterwards (batch {}, {} hash threads, argon2 OWASP defaults); broker: {}", args.count, args.partitions, config.batch_size, config.hash_threads(), c.broker_storage));
+    r.row("persisted", format!("{persisted} of {}", args.count));
+    r.row("persisted/s", format!("{rate:.1}"));
+    r.row("time to drain", format!("{:.2} s", elapsed.as_secs_f64()));
+    if let Some(h) = hash_rate {
+        r.row("share of the raw hash rate", format!("{:.0} %", 100.0 * rate / h));
+    }
+    Ok((r, rate))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let c = cli.common;
+    match cli.bench {
+        Bench::Intake(a) => intake(&c, a).await?.publish()?,
+        Bench::Poll(a) => poll(&c, a).await?.publish()?,
+        Bench::Drain(a) => drain(&c, a, None).await?.0.publish()?,
+        Bench::E2e(a) => e2e(&c, a).await?.publish()?,
+        Bench::Hash(a) => hash(&a)?.0.publish()?,
+        Bench::All => {
+            let (h, hash_rate) = hash(&HashArgs {
+                argon2: Default::default(),
+                threads: 0,
+                count: 64,
+            })?;
+            h.publish()?;
+            let (d, d_rate) = drain(&c, DrainArgs { count: 600, partitions: 4 }, Some(hash_rate)).await?;
+            d.publish()?;
+            // e2e and poll before intake: intake leaves a backlog the consumer works
+            // through for minutes, which would be measured as e2e latency.
+            let e2e_rate = (d_rate / 2.0).max(1.0) as u64;
+            e2e(&c, E2eArgs { rate: e2e_rate, seconds: 10 }).await?.publish()?;
+            poll(&c, LoadArgs { concurrency: 64, rate: 0, seconds: 10 }).await?.publish()?;
+            poll(&c, LoadArgs { concurrency: 0, rate: 5000, seconds: 10 }).await?.publish()?;
+            intake(&c, LoadArgs { concurrency: 64, rate: 0, seconds: 10 }).await?.publish()?;
+            intake(&c, LoadArgs { concurrency: 0, rate: 300, seconds: 10 }).await?.publish()?;
+            let mut overload = intake(&c, LoadArgs { concurrency: 0, rate: 3000, seconds: 5 }).await?;
+            overload.name = "intake-overload";
+            overload.publish()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make bench`: local services, release builds, an api + consumer with a throwaway key
+# pair and rate limits off, then every benchmark. Reports land in target/bench/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/services.sh up
+cargo build --release --bin api --bin consumer --bin registrar-bench
+keys="$(target/release/api keygen --key-id bench)"
+export $(grep -v '^#' <<<"$keys" | xargs)
+export RATE_LIMIT_PER_MINUTE=0 AUTH_RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn LOG_FORMAT=json
+export PORT="${BENCH_PORT:-18000}" CONSUMER_PORT="${BENCH_CONSUMER_PORT:-18001}"
+export BENCH_API="http://127.0.0.1:$PORT"
+# glibc keeps freed argon2 blocks (19 MiB each) in per-thread arenas; bound both.
+export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
+TANSU="${REGISTRAR_CACHE:-$HOME/.cache/registrar}/tansu/bin/tansu"
+# BENCH_BROKER=memory (default): a scratch tansu with in-memory storage on :19092, so the
+# numbers show Registrar rather than the sqlite engine; BENCH_BROKER=sqlite uses the
+# persistent broker of `make run`.
+broker_pid=""
+if [ "${BENCH_BROKER:-memory}" = memory ]; then
+  mkdir -p .local/bench-tansu
+  (cd .local/bench-tansu && exec "$TANSU" broker --listener-url tcp://127.0.0.1:19092 \
+     --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine memory://tansu/ \
+     </dev/null >tansu.log 2>&1) & broker_pid=$!
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/19092) 2>/dev/null && break; sleep 0.1; done
+  export KAFKA_BROKERS=127.0.0.1:19092 BENCH_BROKER_STORAGE="tansu 0.6, memory storage"
+else
+  export KAFKA_BROKERS=127.0.0.1:9092 BENCH_BROKER_STORAGE="tansu 0.6, sqlite storage"
+fi
+# A topic and group of its own: no backlog from earlier runs, none left for `make run`.
+export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
+"$TANSU" topic create "$KAFKA_TOPIC" --partitions 4 --broker "tcp://$KAFKA_BROKERS" >/dev/null
+"$TANSU" topic create "$KAFKA_TOPIC.dlq" --partitions 1 --broker "tcp://$KAFKA_BROKERS" >/dev/null
+# Shed overload at once instead of queueing for PRODUCE_TIMEOUT_MS: about 0.5 s of
+# this machine's intake capacity.
+export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"
+target/release/api serve > target/bench-api.log 2>&1 & api=$!
+target/release/consumer > target/bench-consumer.log 2>&1 & consumer=$!
+trap 'kill -TERM $api $consumer $broker_pid 2>/dev/null; wait $api $consumer 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  target/release/api healthcheck --url "$BENCH_API/api/health/ready" 2>/dev/null && break
+  sleep 0.2
+done
+mkdir -p target/bench
+{ echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%F)"; echo; } > target/bench/machine.md
+target/release/registrar-bench "${@:-all}"
+echo "api RSS: $(ps -o rss= -p $api | awk '{printf "%.1f MiB", $1/1024}'), consumer RSS: $(ps -o rss= -p $consumer | awk '{printf "%.1f MiB", $1/1024}')" | tee target/bench/memory.md
