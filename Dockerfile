@@ -26,9 +26,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && useradd --system --uid 10001 --no-create-home registrar
 COPY --from=build /src/target/release/api /src/target/release/consumer /usr/local/bin/
 USER 10001
-ENV LOG_FORMAT=json \
-    # glibc: keep freed argon2 blocks (19 MiB each) from piling up in per-thread arenas.
-    MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
+# glibc: keep freed argon2 blocks (19 MiB each) from piling up in per-thread arenas.
+ENV LOG_FORMAT=json MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=4s --retries=3 CMD ["api", "healthcheck"]
 CMD ["api", "serve"]

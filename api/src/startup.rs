@@ -188,7 +188,6 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .merge(registration)
         .route("/api/users/{email}", get(registration::status))
         .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             ServiceBuilder::new()
@@ -227,7 +226,10 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
         ),
     ));
-    let mut app = app.merge(docs);
+    // After every route: it only reaches the routes that exist when it is set.
+    let mut app = app
+        .merge(docs)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     for layer in protection::security_headers() {
         app = app.layer(layer);
     }

@@ -41,7 +41,10 @@ fn a_malformed_port_stops_the_binary_with_status_2() {
 
 #[test]
 fn keygen_prints_env_lines_that_the_binaries_accept() {
-    let out = api().args(["keygen", "--key-id", "k2026"]).output().unwrap();
+    let out = api()
+        .args(["keygen", "--key-id", "k2026"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let value = |name: &str| {

@@ -30,16 +30,41 @@ struct Cli {
 #[derive(Args, Clone)]
 struct CommonArgs {
     /// The running api.
-    #[arg(long, env = "BENCH_API", default_value = "http://127.0.0.1:8000", global = true)]
+    #[arg(
+        long,
+        env = "BENCH_API",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
     api: String,
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres:postgres@127.0.0.1:5432/registrar", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/registrar",
+        global = true
+    )]
     database_url: String,
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     redis_url: String,
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    #[arg(
+        long,
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
     brokers: String,
     /// Named in the reports: which storage the broker runs on.
-    #[arg(long, env = "BENCH_BROKER_STORAGE", default_value = "tansu 0.6, sqlite storage", global = true)]
+    #[arg(
+        long,
+        env = "BENCH_BROKER_STORAGE",
+        default_value = "tansu 0.6, sqlite storage",
+        global = true
+    )]
     broker_storage: String,
 }
 
@@ -131,7 +156,11 @@ struct Tally {
 
 impl Tally {
     fn record(&mut self, status: String, success: bool, us: u64) {
-        let h = if success { &mut self.ok } else { &mut self.other };
+        let h = if success {
+            &mut self.ok
+        } else {
+            &mut self.other
+        };
         let _ = h.get_or_insert_with(new_histogram).record(us.max(1));
         *self.statuses.entry(status).or_default() += 1;
     }
@@ -148,26 +177,8 @@ where
     let op = Arc::new(op);
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
-    if args.rate == 0 {
-        let mut tasks = Vec::new();
-        for c in 0..args.concurrency {
-            let (tally, op) = (tally.clone(), op.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut i = c as u64 * 1_000_000_000;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let (status, ok) = op(i).await;
-                    let us = t.elapsed().as_micros() as u64;
-                    if let Ok(mut t) = tally.lock() {
-                        t.record(status, ok, us);
-                    }
-                    i += 1;
-                }
-            }));
-        }
-        futures::future::join_all(tasks).await;
-    } else {
-        let interval = Duration::from_nanos(1_000_000_000 / args.rate);
+    if let Some(nanos) = 1_000_000_000u64.checked_div(args.rate) {
+        let interval = Duration::from_nanos(nanos);
         let limit = Arc::new(tokio::sync::Semaphore::new(8192));
         let mut tasks = Vec::new();
         let mut next = Instant::now();
@@ -188,6 +199,24 @@ where
             next += interval;
         }
         futures::future::join_all(tasks).await;
+    } else {
+        let mut tasks = Vec::new();
+        for c in 0..args.concurrency {
+            let (tally, op) = (tally.clone(), op.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = c as u64 * 1_000_000_000;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let (status, ok) = op(i).await;
+                    let us = t.elapsed().as_micros() as u64;
+                    if let Ok(mut t) = tally.lock() {
+                        t.record(status, ok, us);
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        futures::future::join_all(tasks).await;
     }
     let elapsed = started.elapsed();
     let tally = Arc::try_unwrap(tally)
@@ -199,7 +228,10 @@ where
 
 fn mode(args: &LoadArgs) -> String {
     if args.rate == 0 {
-        format!("{} concurrent clients for {} s", args.concurrency, args.seconds)
+        format!(
+            "{} concurrent clients for {} s",
+            args.concurrency, args.seconds
+        )
     } else {
         format!("open loop at {} req/s for {} s", args.rate, args.seconds)
     }
@@ -207,8 +239,15 @@ fn mode(args: &LoadArgs) -> String {
 
 fn add_tally(r: &mut Report, tally: &Tally, elapsed: Duration, ok_label: &str) {
     let ok = tally.ok.as_ref().map_or(0, |h| h.len());
-    r.row(format!("{ok_label}/s"), format!("{:.0}", ok as f64 / elapsed.as_secs_f64()));
-    let mix: Vec<String> = tally.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    r.row(
+        format!("{ok_label}/s"),
+        format!("{:.0}", ok as f64 / elapsed.as_secs_f64()),
+    );
+    let mix: Vec<String> = tally
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
     r.row("status mix", mix.join(", "));
     if let Some(h) = &tally.ok {
         r.latency_rows(h, ok_label);
@@ -233,14 +272,30 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         }
     })
     .await;
-    let name = if args.rate == 0 { "intake" } else { "intake-fixed-rate" };
-    let mut r = Report::new(name, format!("POST /api/users, unique emails, {}; broker: {}", mode(&args), c.broker_storage));
+    let name = if args.rate == 0 {
+        "intake"
+    } else {
+        "intake-fixed-rate"
+    };
+    let mut r = Report::new(
+        name,
+        format!(
+            "POST /api/users, unique emails, {}; broker: {}",
+            mode(&args),
+            c.broker_storage
+        ),
+    );
     add_tally(&mut r, &tally, elapsed, "accepted");
     r.latency = tally.ok;
     Ok(r)
 }
 
-async fn wait_completed(client: &reqwest::Client, api: &str, email: &str, within: Duration) -> bool {
+async fn wait_completed(
+    client: &reqwest::Client,
+    api: &str,
+    email: &str,
+    within: Duration,
+) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{api}/api/users/{email}")).send().await {
@@ -261,7 +316,11 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let mut emails = Vec::new();
     for i in 0..20 {
         let email = format!("{run}-{i}@bench.example");
-        client.post(format!("{}/api/users", c.api)).json(&registration(&email)).send().await?;
+        client
+            .post(format!("{}/api/users", c.api))
+            .json(&registration(&email))
+            .send()
+            .await?;
         emails.push(email);
     }
     // Half of them completed, half possibly still pending: both kinds are polled.
@@ -272,7 +331,10 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let api = c.api.clone();
     let (tally, elapsed) = load(&args, move |i| {
         let client = client.clone();
-        let url = format!("{api}/api/users/{}", emails[(i % emails.len() as u64) as usize]);
+        let url = format!(
+            "{api}/api/users/{}",
+            emails[(i % emails.len() as u64) as usize]
+        );
         async move {
             match client.get(&url).send().await {
                 Ok(r) => (r.status().as_u16().to_string(), r.status() == 200),
@@ -281,8 +343,18 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         }
     })
     .await;
-    let name = if args.rate == 0 { "poll" } else { "poll-fixed-rate" };
-    let mut r = Report::new(name, format!("GET /api/users/{{email}} over 20 emails (completed and pending), {}", mode(&args)));
+    let name = if args.rate == 0 {
+        "poll"
+    } else {
+        "poll-fixed-rate"
+    };
+    let mut r = Report::new(
+        name,
+        format!(
+            "GET /api/users/{{email}} over 20 emails (completed and pending), {}",
+            mode(&args)
+        ),
+    );
     add_tally(&mut r, &tally, elapsed, "requests");
     r.latency = tally.ok;
     Ok(r)
@@ -292,12 +364,21 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
     let client = http();
     let run = unique("e2e");
     let api = c.api.clone();
-    let load_args = LoadArgs { concurrency: 0, rate: args.rate, seconds: args.seconds };
+    let load_args = LoadArgs {
+        concurrency: 0,
+        rate: args.rate,
+        seconds: args.seconds,
+    };
     let (tally, elapsed) = load(&load_args, move |i| {
         let (client, api) = (client.clone(), api.clone());
         let email = format!("{run}-{i}@bench.example");
         async move {
-            match client.post(format!("{api}/api/users")).json(&registration(&email)).send().await {
+            match client
+                .post(format!("{api}/api/users"))
+                .json(&registration(&email))
+                .send()
+                .await
+            {
                 Ok(r) if r.status() == 202 => {
                     if wait_completed(&client, &api, &email, Duration::from_secs(60)).await {
                         ("completed".into(), true)
@@ -320,7 +401,11 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
 fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {
     use rayon::prelude::*;
     let hasher = common::password::PasswordHasherService::new(args.argon2)?;
-    let threads = if args.threads == 0 { cores() } else { args.threads };
+    let threads = if args.threads == 0 {
+        cores()
+    } else {
+        args.threads
+    };
     let pw = SecretString::from("bench-password-123".to_owned());
     let mut single = new_histogram();
     for _ in 0..5 {
@@ -328,15 +413,33 @@ fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {
         hasher.hash(&pw)?;
         single.record(t.elapsed().as_micros() as u64)?;
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
     let started = Instant::now();
-    pool.install(|| (0..args.count).into_par_iter().try_for_each(|_| hasher.hash(&pw).map(|_| ())))?;
+    pool.install(|| {
+        (0..args.count)
+            .into_par_iter()
+            .try_for_each(|_| hasher.hash(&pw).map(|_| ()))
+    })?;
     let rate = args.count as f64 / started.elapsed().as_secs_f64();
     let a = args.argon2;
-    let mut r = Report::new("hash", format!("argon2id m={} KiB, t={}, p={}; {} hashes on {threads} threads", a.memory_kib, a.iterations, a.parallelism, args.count));
+    let mut r = Report::new(
+        "hash",
+        format!(
+            "argon2id m={} KiB, t={}, p={}; {} hashes on {threads} threads",
+            a.memory_kib, a.iterations, a.parallelism, args.count
+        ),
+    );
     r.row("hashes/s (all threads)", format!("{rate:.1}"));
-    r.row("hashes/s per thread", format!("{:.1}", rate / threads as f64));
-    r.row("one hash p50 (single thread)", ms(single.value_at_quantile(0.5)));
+    r.row(
+        "hashes/s per thread",
+        format!("{:.1}", rate / threads as f64),
+    );
+    r.row(
+        "one hash p50 (single thread)",
+        ms(single.value_at_quantile(0.5)),
+    );
     r.latency = Some(single);
     Ok((r, rate))
 }
@@ -348,10 +451,16 @@ struct ConsumerCli {
     config: registrar_consumer::config::ConsumerConfig,
 }
 
-async fn drain(c: &CommonArgs, args: DrainArgs, hash_rate: Option<f64>) -> anyhow::Result<(Report, f64)> {
+async fn drain(
+    c: &CommonArgs,
+    args: DrainArgs,
+    hash_rate: Option<f64>,
+) -> anyhow::Result<(Report, f64)> {
     let run = unique("drain");
     let topic = format!("bench-{run}");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &c.brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &c.brokers)
+        .create()?;
     let dlq = format!("{topic}.dlq");
     let topics = [
         NewTopic::new(&topic, args.partitions, TopicReplication::Fixed(1)),
@@ -386,7 +495,10 @@ async fn drain(c: &CommonArgs, args: DrainArgs, hash_rate: Option<f64>) -> anyho
         let (topic, email) = (topic.clone(), email.as_str().to_owned());
         sends.push(async move {
             producer
-                .send(FutureRecord::to(&topic).key(&email).payload(&payload), Duration::from_secs(30))
+                .send(
+                    FutureRecord::to(&topic).key(&email).payload(&payload),
+                    Duration::from_secs(30),
+                )
                 .await
                 .map_err(|(e, _)| e)
         });
@@ -395,12 +507,27 @@ async fn drain(c: &CommonArgs, args: DrainArgs, hash_rate: Option<f64>) -> anyho
         s?;
     }
     let args_vec: Vec<String> = [
-        "consumer", "--consumer-port", "0", "--host", "127.0.0.1",
-        "--database-url", &c.database_url, "--redis-url", &c.redis_url,
-        "--redis-key-prefix", &format!("{run}:"), "--kafka-brokers", &c.brokers,
-        "--kafka-topic", &topic, "--kafka-group-id", &format!("{run}-group"),
-        "--seal-private-keys", &format!("bench:{}", private.as_str()),
-        "--log-level", "warn",
+        "consumer",
+        "--consumer-port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--database-url",
+        &c.database_url,
+        "--redis-url",
+        &c.redis_url,
+        "--redis-key-prefix",
+        &format!("{run}:"),
+        "--kafka-brokers",
+        &c.brokers,
+        "--kafka-topic",
+        &topic,
+        "--kafka-group-id",
+        &format!("{run}-group"),
+        "--seal-private-keys",
+        &format!("bench:{}", private.as_str()),
+        "--log-level",
+        "warn",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -417,7 +544,10 @@ async fn drain(c: &CommonArgs, args: DrainArgs, hash_rate: Option<f64>) -> anyho
     let mut persisted = 0i64;
     while started.elapsed() < Duration::from_secs(600) {
         persisted = pg
-            .query_one("SELECT count(*) FROM users WHERE email LIKE $1", &[&pattern])
+            .query_one(
+                "SELECT count(*) FROM users WHERE email LIKE $1",
+                &[&pattern],
+            )
             .await?
             .get(0);
         if persisted as usize >= args.count {
@@ -428,15 +558,23 @@ async fn drain(c: &CommonArgs, args: DrainArgs, hash_rate: Option<f64>) -> anyho
     let elapsed = started.elapsed();
     token.cancel();
     let _ = task.await;
-    pg.execute("DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)", &[&pattern]).await?;
-    pg.execute("DELETE FROM users WHERE email LIKE $1", &[&pattern]).await?;
+    pg.execute(
+        "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        &[&pattern],
+    )
+    .await?;
+    pg.execute("DELETE FROM users WHERE email LIKE $1", &[&pattern])
+        .await?;
     let rate = persisted as f64 / elapsed.as_secs_f64();
     let mut r = Report::new("drain", format!("{} sealed registrations on a fresh {}-partition topic, consumer started afterwards (batch {}, {} hash threads, argon2 OWASP defaults); broker: {}", args.count, args.partitions, config.batch_size, config.hash_threads(), c.broker_storage));
     r.row("persisted", format!("{persisted} of {}", args.count));
     r.row("persisted/s", format!("{rate:.1}"));
     r.row("time to drain", format!("{:.2} s", elapsed.as_secs_f64()));
     if let Some(h) = hash_rate {
-        r.row("share of the raw hash rate", format!("{:.0} %", 100.0 * rate / h));
+        r.row(
+            "share of the raw hash rate",
+            format!("{:.0} %", 100.0 * rate / h),
+        );
     }
     Ok((r, rate))
 }
@@ -458,17 +596,77 @@ async fn main() -> anyhow::Result<()> {
                 count: 64,
             })?;
             h.publish()?;
-            let (d, d_rate) = drain(&c, DrainArgs { count: 600, partitions: 4 }, Some(hash_rate)).await?;
+            let (d, d_rate) = drain(
+                &c,
+                DrainArgs {
+                    count: 600,
+                    partitions: 4,
+                },
+                Some(hash_rate),
+            )
+            .await?;
             d.publish()?;
             // e2e and poll before intake: intake leaves a backlog the consumer works
             // through for minutes, which would be measured as e2e latency.
             let e2e_rate = (d_rate / 2.0).max(1.0) as u64;
-            e2e(&c, E2eArgs { rate: e2e_rate, seconds: 10 }).await?.publish()?;
-            poll(&c, LoadArgs { concurrency: 64, rate: 0, seconds: 10 }).await?.publish()?;
-            poll(&c, LoadArgs { concurrency: 0, rate: 5000, seconds: 10 }).await?.publish()?;
-            intake(&c, LoadArgs { concurrency: 64, rate: 0, seconds: 10 }).await?.publish()?;
-            intake(&c, LoadArgs { concurrency: 0, rate: 300, seconds: 10 }).await?.publish()?;
-            let mut overload = intake(&c, LoadArgs { concurrency: 0, rate: 3000, seconds: 5 }).await?;
+            e2e(
+                &c,
+                E2eArgs {
+                    rate: e2e_rate,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            poll(
+                &c,
+                LoadArgs {
+                    concurrency: 64,
+                    rate: 0,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            poll(
+                &c,
+                LoadArgs {
+                    concurrency: 0,
+                    rate: 5000,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            intake(
+                &c,
+                LoadArgs {
+                    concurrency: 64,
+                    rate: 0,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            intake(
+                &c,
+                LoadArgs {
+                    concurrency: 0,
+                    rate: 300,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            let mut overload = intake(
+                &c,
+                LoadArgs {
+                    concurrency: 0,
+                    rate: 3000,
+                    seconds: 5,
+                },
+            )
+            .await?;
             overload.name = "intake-overload";
             overload.publish()?;
         }

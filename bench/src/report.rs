@@ -47,7 +47,10 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let mut out = format!("### {}\n\n{}\n\n| metric | value |\n|---|---|\n", self.name, self.setup);
+        let mut out = format!(
+            "### {}\n\n{}\n\n| metric | value |\n|---|---|\n",
+            self.name, self.setup
+        );
         for (k, v) in &self.rows {
             let _ = writeln!(out, "| {k} | {v} |");
         }
@@ -58,7 +61,8 @@ impl Report {
     pub fn publish(&self) -> anyhow::Result<()> {
         let md = self.markdown();
         println!("{md}");
-        let dir = PathBuf::from(std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench".into()));
+        let dir =
+            PathBuf::from(std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench".into()));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(format!("{}.md", self.name)), &md)?;
         if let Some(h) = &self.latency {
@@ -70,7 +74,9 @@ impl Report {
 
 /// Latency by percentile, x spaced as "nines" (50, 90, 99, 99.9, ...).
 fn svg(title: &str, h: &Histogram<u64>) -> String {
-    let qs = [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0];
+    let qs = [
+        0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0,
+    ];
     let values: Vec<f64> = qs
         .iter()
         .map(|q| h.value_at_quantile(*q) as f64 / 1000.0)

@@ -35,11 +35,15 @@ impl ConfigError {
 /// Loads `.env` from the working directory if there is one; real environment variables
 /// win over it. Call before any thread starts.
 pub fn load_dotenv() {
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("error: cannot read .env: {e}");
-            std::process::exit(2);
-        }
+    // Only the working directory's file: dotenvy's default also searches parent
+    // directories, which would pick up an unrelated project's secrets.
+    let path = std::path::Path::new(".env");
+    if !path.exists() {
+        return;
+    }
+    if let Err(e) = dotenvy::from_path(path) {
+        eprintln!("error: cannot read .env: {e}");
+        std::process::exit(2);
     }
 }
 
