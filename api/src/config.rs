@@ -1,20 +1,20 @@
 //! The api's configuration: one typed struct read from the environment.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Args;
-use common::config::{ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
+use common::config::{
+    ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
+};
 use common::seal::SealingKey;
 
 #[derive(Args, Clone, Debug)]
 pub struct ApiConfig {
-    /// Address to listen on.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
     /// HTTP port.
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
+    #[command(flatten)]
+    pub service: ServiceConfig,
     #[command(flatten)]
     pub postgres: PostgresConfig,
     #[command(flatten)]
@@ -54,13 +54,6 @@ pub struct ApiConfig {
     /// Apply migrations at start (`api migrate` applies them alone).
     #[arg(long = "run-migrations", env = "RUN_MIGRATIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub run_migrations: bool,
-    /// Bound on each dependency check of the health endpoints, in milliseconds.
-    #[arg(
-        long = "health-timeout-ms",
-        env = "HEALTH_TIMEOUT_MS",
-        default_value_t = 1000
-    )]
-    pub health_timeout_ms: u64,
     /// Consumer group whose lag the api reports (`registrar_consumer_lag`).
     #[arg(
         long = "kafka-group-id",
@@ -111,13 +104,6 @@ pub struct ApiConfig {
         default_value_t = 15_000
     )]
     pub request_timeout_ms: u64,
-    /// Seconds to finish in-flight requests and flush the producer after SIGTERM.
-    #[arg(
-        long = "shutdown-grace-secs",
-        env = "SHUTDOWN_GRACE_SECS",
-        default_value_t = 25
-    )]
-    pub shutdown_grace_secs: u64,
 }
 
 impl ApiConfig {
@@ -152,13 +138,5 @@ impl ApiConfig {
 
     pub fn produce_timeout(&self) -> Duration {
         Duration::from_millis(self.produce_timeout_ms)
-    }
-
-    pub fn health_timeout(&self) -> Duration {
-        Duration::from_millis(self.health_timeout_ms)
-    }
-
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
     }
 }

@@ -44,18 +44,7 @@ fn main() {
         args.push("serve".into());
     }
     let cli = Cli::parse_from(args);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let code = runtime.block_on(run(cli));
-    std::process::exit(code);
+    common::config::run_main(run(cli))
 }
 
 async fn run(cli: Cli) -> i32 {
@@ -95,7 +84,7 @@ fn init_logs(log: &LogConfig) {
 
 async fn serve(config: ApiConfig) -> i32 {
     init_logs(&config.log);
-    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let addr = config.service.address(config.port);
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(StartError::Config(e)) => e.exit(),

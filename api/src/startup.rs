@@ -84,7 +84,7 @@ impl Application {
             config.postgres.timeout(),
             publisher,
             sealing_key,
-            config.health_timeout(),
+            config.service.health_timeout(),
             metrics,
         );
         Ok(Self {
@@ -103,7 +103,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let grace = self.config.shutdown_grace();
+        let grace = self.config.service.shutdown_grace();
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let draining_state = state.clone();
         let signal = async move {

@@ -189,6 +189,61 @@ impl KafkaConfig {
     }
 }
 
+/// What every binary's process needs besides its dependencies: where to listen, how long
+/// health checks may take, how long to drain on SIGTERM.
+#[derive(Args, Clone, Debug)]
+pub struct ServiceConfig {
+    /// Address to listen on.
+    #[arg(id = "host", long = "host", env = "HOST", default_value = "0.0.0.0")]
+    pub host: std::net::IpAddr,
+    /// Bound on each dependency check of the health endpoints, in milliseconds.
+    #[arg(
+        id = "health_timeout_ms",
+        long = "health-timeout-ms",
+        env = "HEALTH_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    pub health_timeout_ms: u64,
+    /// Seconds to finish in-flight work, commit and flush after SIGTERM.
+    #[arg(
+        id = "shutdown_grace_secs",
+        long = "shutdown-grace-secs",
+        env = "SHUTDOWN_GRACE_SECS",
+        default_value_t = 25
+    )]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServiceConfig {
+    pub fn health_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn address(&self, port: u16) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.host, port)
+    }
+}
+
+/// Runs a binary's async entry point on a multi-threaded runtime and exits with the
+/// status it returns.
+pub fn run_main<F: std::future::Future<Output = i32>>(main: F) -> ! {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    std::process::exit(runtime.block_on(main))
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,

@@ -1,20 +1,21 @@
 //! The consumer's configuration: one typed struct read from the environment.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Args;
-use common::config::{ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig};
+use common::config::{
+    ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
+};
 use common::password::Argon2Config;
 use common::seal::OpeningKeys;
 
 #[derive(Args, Clone, Debug)]
 pub struct ConsumerConfig {
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
     /// Port of the probes (and metrics).
     #[arg(long = "consumer-port", env = "CONSUMER_PORT", default_value_t = 8001)]
     pub port: u16,
+    #[command(flatten)]
+    pub service: ServiceConfig,
     #[command(flatten)]
     pub postgres: PostgresConfig,
     #[command(flatten)]
@@ -63,19 +64,6 @@ pub struct ConsumerConfig {
         default_value_t = 30_000
     )]
     pub retry_backoff_max_ms: u64,
-    #[arg(
-        long = "health-timeout-ms",
-        env = "HEALTH_TIMEOUT_MS",
-        default_value_t = 1000
-    )]
-    pub health_timeout_ms: u64,
-    /// Seconds to finish the batch in hand, commit and flush after SIGTERM.
-    #[arg(
-        long = "shutdown-grace-secs",
-        env = "SHUTDOWN_GRACE_SECS",
-        default_value_t = 25
-    )]
-    pub shutdown_grace_secs: u64,
 }
 
 impl ConsumerConfig {
@@ -108,13 +96,5 @@ impl ConsumerConfig {
 
     pub fn backoff_max(&self) -> Duration {
         Duration::from_millis(self.retry_backoff_max_ms)
-    }
-
-    pub fn health_timeout(&self) -> Duration {
-        Duration::from_millis(self.health_timeout_ms)
-    }
-
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
     }
 }

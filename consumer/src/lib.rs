@@ -105,12 +105,12 @@ impl Consumer {
                 metrics,
                 store,
                 pg,
-                timeout: config.health_timeout(),
+                timeout: config.service.health_timeout(),
             },
             dlq,
             lag_monitor,
             shutdown,
-            grace: config.shutdown_grace(),
+            grace: config.service.shutdown_grace(),
         })
     }
 

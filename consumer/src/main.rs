@@ -15,17 +15,7 @@ struct Cli {
 fn main() {
     common::config::load_dotenv();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    std::process::exit(runtime.block_on(run(cli.config)));
+    common::config::run_main(run(cli.config))
 }
 
 async fn run(config: ConsumerConfig) -> i32 {
@@ -41,7 +31,7 @@ async fn run(config: ConsumerConfig) -> i32 {
             return 1;
         }
     };
-    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let addr = config.service.address(config.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
