@@ -180,8 +180,9 @@ async fn accept(
     let Registration { profile, password } =
         Registration::parse(request).map_err(ApiError::Validation)?;
     let idempotency = idempotency_key(headers)?;
-    let fingerprint = fingerprint(&profile);
-    if let Some(key) = &idempotency {
+    // Only a request that carries a key pays for the fingerprint.
+    let fingerprint = idempotency.as_ref().map(|_| fingerprint(&profile));
+    if let (Some(key), Some(fingerprint)) = (&idempotency, &fingerprint) {
         if let Some(stored) = app
             .store
             .idempotent_answer(key)
@@ -190,7 +191,7 @@ async fn accept(
         {
             let stored: StoredAnswer =
                 serde_json::from_str(&stored).map_err(|e| ApiError::Internal(e.into()))?;
-            if stored.fingerprint != fingerprint {
+            if &stored.fingerprint != fingerprint {
                 return Err(ApiError::IdempotencyKeyReused);
             }
             let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::ACCEPTED);
@@ -207,13 +208,21 @@ async fn accept(
         .map(str::to_owned);
 
     let registration_id = new_registration_id();
-    let sealed = app
-        .sealing_key
-        .seal(registration_id, &profile.email, &password);
+    let email = &profile.email;
+    // The pending key first: a conflicting request costs no sealing work.
+    if !app
+        .store
+        .create_pending(email, registration_id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ApiError::RegistrationPending);
+    }
+    let sealed = app.sealing_key.seal(registration_id, email, &password);
     drop(password);
     let event = RegistrationEvent {
         registration_id,
-        email: profile.email.as_str().to_owned(),
+        email: email.as_str().to_owned(),
         first_name: profile.first_name.clone(),
         last_name: profile.last_name.clone(),
         gender: profile.gender.as_str().to_owned(),
@@ -223,35 +232,12 @@ async fn accept(
         submitted_at_ms: chrono::Utc::now().timestamp_millis(),
         request_id: request_id.clone(),
     };
-    let payload = event.encode().map_err(|e| ApiError::Internal(e.into()))?;
-
-    let email = &profile.email;
-    if !app
-        .store
-        .create_pending(email, registration_id)
-        .await
-        .map_err(unavailable)?
-    {
-        return Err(ApiError::RegistrationPending);
-    }
-    let started = std::time::Instant::now();
-    let published = app
-        .publisher
-        .publish(email.as_str(), &payload, request_id.as_deref())
-        .await;
-    app.metrics
-        .produce_duration
-        .observe(started.elapsed().as_secs_f64());
+    let published = match event.encode() {
+        Ok(payload) => publish(app, email, &payload, request_id.as_deref()).await,
+        Err(e) => Err(ApiError::Internal(e.into())),
+    };
     if let Err(e) = published {
-        let reason = match e {
-            PublishError::QueueFull => "queue_full",
-            PublishError::Unavailable(_) => "unavailable",
-        };
-        app.metrics
-            .produce_failures
-            .with_label_values(&[reason])
-            .inc();
-        // The broker did not take it: release the email so the client can retry.
+        // Not taken: release the email so the client can retry.
         if let Err(cleanup) = app.store.remove_pending(email, registration_id).await {
             tracing::error!(
                 event = "pending_key_not_released",
@@ -261,7 +247,7 @@ async fn accept(
             );
         }
         tracing::warn!(event = "registration_not_published", email = %email.masked(), %registration_id);
-        return Err(e.into());
+        return Err(e);
     }
     tracing::info!(event = "registration_accepted", email = %email.masked(), %registration_id);
 
@@ -275,7 +261,7 @@ async fn accept(
         }
     });
     let location = location(email);
-    if let Some(key) = &idempotency {
+    if let (Some(key), Some(fingerprint)) = (&idempotency, fingerprint) {
         let stored = StoredAnswer {
             fingerprint,
             status: StatusCode::ACCEPTED.as_u16(),
@@ -290,6 +276,34 @@ async fn accept(
         }
     }
     Ok(answer(StatusCode::ACCEPTED, &location, body))
+}
+
+/// Publishes and waits for the broker's acknowledgement, recording latency and failures.
+async fn publish(
+    app: &AppState,
+    email: &Email,
+    payload: &[u8],
+    request_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    let published = app
+        .publisher
+        .publish(email.as_str(), payload, request_id)
+        .await;
+    app.metrics
+        .produce_duration
+        .observe(started.elapsed().as_secs_f64());
+    published.map_err(|e| {
+        let reason = match e {
+            PublishError::QueueFull => "queue_full",
+            PublishError::Unavailable(_) => "unavailable",
+        };
+        app.metrics
+            .produce_failures
+            .with_label_values(&[reason])
+            .inc();
+        ApiError::from(e)
+    })
 }
 
 #[utoipa::path(
