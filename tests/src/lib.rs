@@ -115,6 +115,15 @@ impl TestApp {
         Self::spawn_with(TestOptions::default()).await
     }
 
+    /// The api alone: registrations stay pending.
+    pub async fn spawn_without_consumer() -> Self {
+        Self::spawn_with(TestOptions {
+            without_consumer: true,
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn spawn_with(options: TestOptions) -> Self {
         logs::install();
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();

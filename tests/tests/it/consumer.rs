@@ -245,11 +245,7 @@ async fn a_consumer_aborted_mid_stream_and_restarted_persists_every_accepted_reg
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_backs_off_while_postgresql_is_down_and_resumes_by_itself() {
     let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let mut app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let mut app = TestApp::spawn_without_consumer().await;
     let through_proxy = app
         .database_url
         .replace("127.0.0.1:5432", &proxy.address.to_string());

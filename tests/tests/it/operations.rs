@@ -57,11 +57,7 @@ async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_lag_rises_while_the_consumer_is_stopped_and_falls_when_it_returns() {
-    let mut app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let mut app = TestApp::spawn_without_consumer().await;
     let mut emails = Vec::new();
     for _ in 0..3 {
         let (email, _, body) = registration_body();
@@ -139,11 +135,7 @@ async fn the_request_id_is_returned_and_travels_to_kafka_and_the_audit_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_carries_the_security_headers() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     for path in [
         "/api/health/live",
         "/api/nope",
@@ -249,11 +241,7 @@ fn routes_in_router_source() -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route_the_router_serves() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let doc: Value = app
         .http
         .get(app.url("/api/openapi.json"))

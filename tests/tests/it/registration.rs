@@ -100,11 +100,7 @@ async fn the_auth_register_alias_accepts_a_registration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_key_is_set_with_a_one_hour_ttl_while_the_consumer_is_away() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let (email, _, body) = registration_body();
     assert_eq!(app.post_registration(&body).await.status(), 202);
     let ttl = app.redis_ttl(&format!("user:pending:{email}")).await;
@@ -115,11 +111,7 @@ async fn a_pending_key_is_set_with_a_one_hour_ttl_while_the_consumer_is_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_registration_while_one_is_pending_gets_409() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let (_, _, body) = registration_body();
     assert_eq!(app.post_registration(&body).await.status(), 202);
     let second = app.post_registration(&body).await;
@@ -194,11 +186,7 @@ async fn fifty_concurrent_registrations_of_one_email_make_exactly_one_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_retry_returns_the_first_answer_and_a_different_body_is_rejected() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let (_, _, body) = registration_body();
     let post = |b: Value| {
         app.http
@@ -239,11 +227,7 @@ async fn assert_rejected(app: &TestApp, body: Value, field: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_validation_rule_answers_400_and_stores_nothing() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let (_, _, valid) = registration_body();
     let cases: Vec<(&str, Value)> = vec![
         ("firstName", json!("A")),
@@ -290,11 +274,7 @@ async fn each_validation_rule_answers_400_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_missing_field_is_reported_in_one_answer() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let response = app.post_registration(&json!({})).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
@@ -303,11 +283,7 @@ async fn every_missing_field_is_reported_in_one_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_16_kib_non_json_and_malformed_json_are_rejected_in_the_envelope() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let (_, _, mut body) = registration_body();
     body["occupation"] = json!("x".repeat(17 * 1024));
     let big = app.post_registration(&body).await;
@@ -343,11 +319,7 @@ async fn bodies_over_16_kib_non_json_and_malformed_json_are_rejected_in_the_enve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_an_unknown_email_is_404_and_an_invalid_one_is_400() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let unknown = app.get_status("nobody@example.com").await;
     assert_eq!(unknown.status(), 404);
     let e: Value = unknown.json().await.unwrap();
@@ -373,11 +345,7 @@ async fn polling_falls_back_to_postgresql_when_redis_forgot_the_registration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_answer_in_the_error_envelope() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_consumer().await;
     let missing = app.http.get(app.url("/api/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     let e: Value = missing.json().await.unwrap();
