@@ -44,5 +44,7 @@ for _ in $(seq 1 100); do
 done
 mkdir -p target/bench
 { echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%F)"; echo; } > target/bench/machine.md
+ulimit -n 65536 2>/dev/null || true
+export BENCH_API_PID=$api BENCH_CONSUMER_PID=$consumer
 target/release/registrar-bench "${@:-all}"
-echo "api RSS: $(ps -o rss= -p $api | awk '{printf "%.1f MiB", $1/1024}'), consumer RSS: $(ps -o rss= -p $consumer | awk '{printf "%.1f MiB", $1/1024}')" | tee target/bench/memory.md
+echo "At the end of the run: api RSS $(ps -o rss= -p $api | awk '{printf "%.1f MiB", $1/1024}'), consumer RSS $(ps -o rss= -p $consumer | awk '{printf "%.1f MiB", $1/1024}')" | tee target/bench/memory-end.md

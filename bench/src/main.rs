@@ -80,6 +80,8 @@ enum Bench {
     E2e(E2eArgs),
     /// Raw argon2id rate of this machine with the configured parameters.
     Hash(HashArgs),
+    /// Hold N open keep-alive connections to the api and report its resident memory.
+    Connections(ConnectionsArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
     All,
 }
@@ -109,6 +111,18 @@ struct E2eArgs {
     rate: u64,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct ConnectionsArgs {
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// The api's process id, to read its RSS (`make bench` passes it).
+    #[arg(long, env = "BENCH_API_PID")]
+    api_pid: Option<u32>,
+    /// The consumer's process id.
+    #[arg(long, env = "BENCH_CONSUMER_PID")]
+    consumer_pid: Option<u32>,
 }
 
 #[derive(Args, Clone)]
@@ -444,6 +458,61 @@ fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {
     Ok((r, rate))
 }
 
+/// Resident set size of a process in MiB, from /proc.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+async fn connections(c: &CommonArgs, args: ConnectionsArgs) -> anyhow::Result<Report> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = c.api.trim_start_matches("http://").to_owned();
+    let before = args.api_pid.and_then(rss_mib);
+    let mut open = Vec::with_capacity(args.count);
+    for _ in 0..args.count {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        stream
+            .write_all(
+                format!("GET /api/health/live HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+            )
+            .await?;
+        let mut buf = [0u8; 512];
+        let _ = stream.read(&mut buf).await?;
+        open.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = args.api_pid.and_then(rss_mib);
+    let fmt = |v: Option<f64>| {
+        v.map_or("unknown (no --api-pid)".to_owned(), |m| {
+            format!("{m:.1} MiB")
+        })
+    };
+    let mut r = Report::new(
+        "memory",
+        format!(
+            "{} keep-alive connections held open, one request served on each",
+            open.len()
+        ),
+    );
+    r.row("api RSS before", fmt(before));
+    r.row(
+        format!("api RSS with {} connections", open.len()),
+        fmt(during),
+    );
+    if let Some(pid) = args.consumer_pid {
+        r.row("consumer RSS", fmt(rss_mib(pid)));
+    }
+    drop(open);
+    Ok(r)
+}
+
 #[derive(Parser)]
 #[command(args_override_self = true)]
 struct ConsumerCli {
@@ -589,6 +658,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Drain(a) => drain(&c, a, None).await?.0.publish()?,
         Bench::E2e(a) => e2e(&c, a).await?.publish()?,
         Bench::Hash(a) => hash(&a)?.0.publish()?,
+        Bench::Connections(a) => connections(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),
@@ -654,6 +724,20 @@ async fn main() -> anyhow::Result<()> {
                     concurrency: 0,
                     rate: 300,
                     seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            connections(
+                &c,
+                ConnectionsArgs {
+                    count: 1000,
+                    api_pid: std::env::var("BENCH_API_PID")
+                        .ok()
+                        .and_then(|p| p.parse().ok()),
+                    consumer_pid: std::env::var("BENCH_CONSUMER_PID")
+                        .ok()
+                        .and_then(|p| p.parse().ok()),
                 },
             )
             .await?
