@@ -240,6 +240,14 @@ where
     (tally, elapsed)
 }
 
+/// A response's status as a label, and whether it is the one expected.
+fn outcome(response: reqwest::Result<reqwest::Response>, expected: u16) -> (String, bool) {
+    match response {
+        Ok(r) => (r.status().as_u16().to_string(), r.status() == expected),
+        Err(_) => ("error".into(), false),
+    }
+}
+
 fn mode(args: &LoadArgs) -> String {
     if args.rate == 0 {
         format!(
@@ -279,10 +287,10 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         let (client, url) = (client.clone(), url.clone());
         let email = format!("{run}-{i}@bench.example");
         async move {
-            match client.post(&url).json(&registration(&email)).send().await {
-                Ok(r) => (r.status().as_u16().to_string(), r.status() == 202),
-                Err(_) => ("error".into(), false),
-            }
+            outcome(
+                client.post(&url).json(&registration(&email)).send().await,
+                202,
+            )
         }
     })
     .await;
@@ -349,12 +357,7 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
             "{api}/api/users/{}",
             emails[(i % emails.len() as u64) as usize]
         );
-        async move {
-            match client.get(&url).send().await {
-                Ok(r) => (r.status().as_u16().to_string(), r.status() == 200),
-                Err(_) => ("error".into(), false),
-            }
-        }
+        async move { outcome(client.get(&url).send().await, 200) }
     })
     .await;
     let name = if args.rate == 0 {

@@ -327,6 +327,18 @@ impl TestApp {
         format!("http://{}{}", self.address, path)
     }
 
+    /// GET `path` on the api and parse the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"))
+    }
+
     pub async fn post_registration(&self, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url("/api/users"))

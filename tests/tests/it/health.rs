@@ -15,15 +15,7 @@ async fn health_reports_every_dependency_healthy_and_the_probes_answer() {
     for service in ["redis", "postgres", "kafka"] {
         assert_eq!(body["services"][service], "healthy", "{service}");
     }
-    let live: Value = app
-        .http
-        .get(app.url("/api/health/live"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let live: Value = app.get_json("/api/health/live").await;
     assert_eq!(live["status"], "alive");
     let ready = app
         .http

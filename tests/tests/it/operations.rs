@@ -242,15 +242,7 @@ fn routes_in_router_source() -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route_the_router_serves() {
     let app = TestApp::spawn_without_consumer().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/api/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let routes = routes_in_router_source();
     assert!(routes.len() >= 8, "{routes:?}");
