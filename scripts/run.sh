@@ -12,6 +12,10 @@ if [ ! -f .env ]; then
     echo "LOG_FORMAT=pretty"
     target/release/api keygen --key-id dev1; } > .env
 fi
+if ! grep -q '^JWT_SIGNING_KEY=' .env; then
+  echo "[run] adding a development JWT signing key to .env" >&2
+  target/release/api keygen --key-id dev1 | grep '^JWT_SIGNING_KEY=' >> .env
+fi
 export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
 target/release/api migrate
 target/release/api serve & api=$!

@@ -6,7 +6,11 @@ use clap::Args;
 use common::config::{
     ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
 };
+use common::password::Argon2Config;
 use common::seal::SealingKey;
+use secrecy::SecretString;
+
+use crate::auth::keys::JwtKeys;
 
 #[derive(Args, Clone, Debug)]
 pub struct ApiConfig {
@@ -97,6 +101,88 @@ pub struct ApiConfig {
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     #[arg(long = "trusted-proxies", env = "TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    /// Parameters of the hashes the api writes (password changes, re-hashing at login);
+    /// the same variables as the consumer's.
+    #[command(flatten)]
+    pub argon2: Argon2Config,
+    /// The access-token signing key, `<kid>:<base64 Ed25519 seed>` (`api keygen`).
+    #[arg(
+        long = "jwt-signing-key",
+        env = "JWT_SIGNING_KEY",
+        hide_env_values = true,
+        value_parser = common::config::secret
+    )]
+    pub jwt_signing_key: Option<SecretString>,
+    /// A file holding the signing key instead (a mounted Kubernetes secret).
+    #[arg(long = "jwt-signing-key-file", env = "JWT_SIGNING_KEY_FILE")]
+    pub jwt_signing_key_file: Option<std::path::PathBuf>,
+    /// Public keys of earlier signing keys, `<kid>:<base64>` comma-separated: their
+    /// tokens stay valid until they expire.
+    #[arg(
+        long = "jwt-verification-keys",
+        env = "JWT_VERIFICATION_KEYS",
+        default_value = ""
+    )]
+    pub jwt_verification_keys: String,
+    /// `iss` of the access tokens.
+    #[arg(long = "jwt-issuer", env = "JWT_ISSUER", default_value = "registrar")]
+    pub jwt_issuer: String,
+    /// `aud` of the access tokens.
+    #[arg(
+        long = "jwt-audience",
+        env = "JWT_AUDIENCE",
+        default_value = "registrar"
+    )]
+    pub jwt_audience: String,
+    /// Access-token lifetime in seconds.
+    #[arg(
+        long = "access-token-ttl-secs",
+        env = "ACCESS_TOKEN_TTL_SECS",
+        default_value_t = 900
+    )]
+    pub access_token_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(
+        long = "refresh-token-ttl-secs",
+        env = "REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 604_800
+    )]
+    pub refresh_token_ttl_secs: u64,
+    /// Password hashes computed at once in the api; 0 means one per core.
+    #[arg(
+        long = "password-hash-workers",
+        env = "PASSWORD_HASH_WORKERS",
+        default_value_t = 0
+    )]
+    pub password_hash_workers: usize,
+    /// Logins that may wait for a hashing worker; beyond it they get 503 at once.
+    #[arg(
+        long = "password-hash-queue",
+        env = "PASSWORD_HASH_QUEUE",
+        default_value_t = 64
+    )]
+    pub password_hash_queue: usize,
+    /// Longest wait for a hashing worker before 503, in milliseconds.
+    #[arg(
+        long = "password-hash-max-wait-ms",
+        env = "PASSWORD_HASH_MAX_WAIT_MS",
+        default_value_t = 2000
+    )]
+    pub password_hash_max_wait_ms: u64,
+    /// Failed logins per account before it is locked for the rest of the window.
+    #[arg(
+        long = "login-max-attempts",
+        env = "LOGIN_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub login_max_attempts: u64,
+    /// The lockout window in seconds.
+    #[arg(
+        long = "login-lockout-secs",
+        env = "LOGIN_LOCKOUT_SECS",
+        default_value_t = 900
+    )]
+    pub login_lockout_secs: u64,
     /// Bound on handling one request, in milliseconds.
     #[arg(
         long = "request-timeout-ms",
@@ -112,6 +198,63 @@ impl ApiConfig {
             common::seal::KeyError::KeyId => ConfigError::new("SEAL_KEY_ID", e),
             other => ConfigError::new("SEAL_PUBLIC_KEY", other),
         })
+    }
+
+    /// The access-token keys from `JWT_SIGNING_KEY` or `JWT_SIGNING_KEY_FILE`.
+    pub fn jwt_keys(&self) -> Result<JwtKeys, ConfigError> {
+        let signing = match (&self.jwt_signing_key, &self.jwt_signing_key_file) {
+            (Some(key), None) => key.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| SecretString::from(s.trim().to_owned()))
+                .map_err(|e| {
+                    ConfigError::new("JWT_SIGNING_KEY_FILE", format!("cannot be read: {e}"))
+                })?,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "JWT_SIGNING_KEY",
+                    "set either JWT_SIGNING_KEY or JWT_SIGNING_KEY_FILE, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "JWT_SIGNING_KEY",
+                    "is required (or JWT_SIGNING_KEY_FILE); `api keygen` prints one",
+                ))
+            }
+        };
+        if self.access_token_ttl_secs == 0 {
+            return Err(ConfigError::new(
+                "ACCESS_TOKEN_TTL_SECS",
+                "must be positive",
+            ));
+        }
+        if self.refresh_token_ttl_secs == 0 {
+            return Err(ConfigError::new(
+                "REFRESH_TOKEN_TTL_SECS",
+                "must be positive",
+            ));
+        }
+        let previous: Vec<String> = self
+            .jwt_verification_keys
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        JwtKeys::new(
+            &signing,
+            &previous,
+            &self.jwt_issuer,
+            &self.jwt_audience,
+            Duration::from_secs(self.access_token_ttl_secs),
+        )
+        .map_err(|(var, e)| ConfigError::new(var, e))
+    }
+
+    pub fn password_hash_workers(&self) -> usize {
+        if self.password_hash_workers == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            self.password_hash_workers
+        }
     }
 
     pub fn cors_origins(&self) -> Vec<String> {

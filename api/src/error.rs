@@ -24,6 +24,26 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("not found")]
     NotFound(&'static str),
+    /// No credentials were presented.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The access or refresh token is malformed, expired, revoked or not ours.
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("forbidden")]
+    Forbidden,
+    /// Too many failed logins for this account.
+    #[error("account locked")]
+    AccountLocked { retry_after_secs: u32 },
+    /// `If-Match` does not name the current version.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("email taken")]
+    EmailTaken,
+    #[error("data key exists")]
+    DataKeyExists,
     #[error("route not found")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -54,6 +74,13 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthenticated | ApiError::InvalidToken | ApiError::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::AccountLocked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::EmailTaken | ApiError::DataKeyExists => StatusCode::CONFLICT,
             ApiError::Overloaded { .. } | ApiError::Unavailable(_) | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -72,6 +99,14 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ApiError::NotFound(_) | ApiError::RouteNotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::Unauthenticated => "UNAUTHENTICATED",
+            ApiError::InvalidToken => "INVALID_TOKEN",
+            ApiError::InvalidCredentials => "INVALID_CREDENTIALS",
+            ApiError::Forbidden => "FORBIDDEN",
+            ApiError::AccountLocked { .. } => "ACCOUNT_LOCKED",
+            ApiError::PreconditionFailed => "PRECONDITION_FAILED",
+            ApiError::EmailTaken => "EMAIL_TAKEN",
+            ApiError::DataKeyExists => "DATA_KEY_EXISTS",
             ApiError::Overloaded { .. } => "OVERLOADED",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Timeout => "TIMEOUT",
@@ -97,6 +132,20 @@ impl ApiError {
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::RouteNotFound => "No such route".into(),
             ApiError::MethodNotAllowed => "Method not allowed on this route".into(),
+            ApiError::Unauthenticated => {
+                "Authentication required: send a Bearer access token".into()
+            }
+            ApiError::InvalidToken => "The token is invalid, expired or revoked".into(),
+            ApiError::InvalidCredentials => "Invalid email or password".into(),
+            ApiError::Forbidden => "You are not allowed to do this".into(),
+            ApiError::AccountLocked { .. } => {
+                "Too many failed logins for this account; retry later".into()
+            }
+            ApiError::PreconditionFailed => {
+                "The resource changed since it was read (If-Match does not match its ETag)".into()
+            }
+            ApiError::EmailTaken => "This email belongs to another account".into(),
+            ApiError::DataKeyExists => "An item with this key exists; use PUT to change it".into(),
             ApiError::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
             ApiError::RateLimited { .. } => "Too many requests; retry later".into(),
             ApiError::Timeout => "The request took too long; retry shortly".into(),
@@ -138,11 +187,23 @@ impl IntoResponse for ApiError {
             (status, Json(json!({ "success": false, "error": error }))).into_response();
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs }
-            | ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            | ApiError::RateLimited { retry_after_secs }
+            | ApiError::AccountLocked { retry_after_secs } => Some(*retry_after_secs),
             ApiError::Timeout => Some(1),
             ApiError::Unavailable(_) => Some(5),
             _ => None,
         };
+        if matches!(self, ApiError::Unauthenticated) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, ApiError::InvalidToken) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

@@ -25,6 +25,38 @@ where
     }
 }
 
+/// `Query` with its rejection (unknown parameter, wrong type) as a 400 in the envelope.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => {
+                let message = std::error::Error::source(&rejection)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| rejection.body_text());
+                let (field, message) = split_field(&message);
+                let field = if field == "body" {
+                    "query".to_owned()
+                } else {
+                    field
+                };
+                Err(ApiError::Validation(vec![FieldError::new(field, message)]))
+            }
+        }
+    }
+}
+
 fn map_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,

@@ -1,4 +1,4 @@
-//! The `api` binary: `api [serve]`, `api migrate`, `api keygen`.
+//! The `api` binary: `api [serve]`, `api migrate`, `api keygen`, `api create-admin`.
 
 use clap::{Parser, Subcommand};
 use common::config::{ConfigError, LogConfig, PostgresConfig};
@@ -29,7 +29,22 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8000/api/health/live")]
         url: String,
     },
-    /// Print a new sealing key pair as `.env` lines.
+    /// Create an administrator, or promote the user with this email. The password is
+    /// read from --password-file or prompted for; never passed as an argument.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        /// A file whose first line is the password (for scripts and CI).
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        postgres: PostgresConfig,
+        #[command(flatten)]
+        argon2: common::password::Argon2Config,
+        #[command(flatten)]
+        log: LogConfig,
+    },
+    /// Print a new sealing key pair and a JWT signing key as `.env` lines.
     Keygen {
         /// Key id to print; defaults to one derived from today's date.
         #[arg(long)]
@@ -72,6 +87,41 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Serve(config) => serve(*config).await,
+        Command::CreateAdmin {
+            email,
+            password_file,
+            postgres,
+            argon2,
+            log,
+        } => {
+            init_logs(&log);
+            let pool = common::db::pool(&postgres).unwrap_or_else(|e| e.exit());
+            let hasher =
+                common::password::PasswordHasherService::new(argon2).unwrap_or_else(|e| e.exit());
+            let outcome = registrar_api::admin::create_admin(&pool, &hasher, &email, || {
+                registrar_api::admin::read_password(password_file.as_deref())
+            })
+            .await;
+            match outcome {
+                Ok(outcome) => {
+                    use registrar_api::admin::AdminOutcome;
+                    match outcome {
+                        AdminOutcome::Created(id) => println!("created admin {id}"),
+                        AdminOutcome::Promoted(id) => println!("promoted user {id} to admin"),
+                        AdminOutcome::AlreadyAdmin(id) => println!("user {id} is already an admin"),
+                    }
+                    0
+                }
+                Err(registrar_api::admin::AdminError::Invalid(m)) => {
+                    eprintln!("create-admin: {m}");
+                    2
+                }
+                Err(e) => {
+                    eprintln!("create-admin: {e}");
+                    1
+                }
+            }
+        }
         Command::Healthcheck { url } => healthcheck(&url).await,
     }
 }
@@ -166,6 +216,13 @@ fn keygen(key_id: Option<String>) {
     println!("SEAL_PUBLIC_KEY={public}");
     println!("# consumer (append older pairs after a comma while rotating):");
     println!("SEAL_PRIVATE_KEYS={key_id}:{}", private.as_str());
+    let (signing, verification) = registrar_api::auth::keys::generate(&format!("jwt-{key_id}"));
+    println!("# api: access-token signing key (Ed25519). When rotating, move the old key's");
+    println!("# public part into JWT_VERIFICATION_KEYS: {verification}");
+    println!(
+        "JWT_SIGNING_KEY={}",
+        secrecy::ExposeSecret::expose_secret(&signing)
+    );
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use common::metrics::{latency_buckets, register};
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct ApiMetrics {
     pub registry: Registry,
@@ -20,6 +20,12 @@ pub struct ApiMetrics {
     pub produce_duration: Histogram,
     /// `registrar_produce_failures_total{reason}`: queue_full, unavailable.
     pub produce_failures: IntCounterVec,
+    /// `registrar_logins_total{outcome}`: success or the error code.
+    pub logins: IntCounterVec,
+    /// `registrar_password_hash_queue_depth`: requests waiting for a hashing worker.
+    pub hash_queue_depth: IntGauge,
+    /// `registrar_password_hash_wait_seconds`: wait for a hashing worker.
+    pub hash_wait: Histogram,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -76,7 +82,37 @@ impl ApiMetrics {
                 &["reason"],
             ),
         );
+        let logins = register(
+            &registry,
+            counter(
+                "registrar_logins_total",
+                "Login attempts by outcome (success or the error code)",
+                &["outcome"],
+            ),
+        );
+        let hash_queue_depth = register(
+            &registry,
+            IntGauge::new(
+                "registrar_password_hash_queue_depth",
+                "Requests waiting for a password-hashing worker in the api",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let hash_wait = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "registrar_password_hash_wait_seconds",
+                    "Time a request waited for a password-hashing worker in the api",
+                )
+                .buckets(latency_buckets()),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
         Arc::new(Self {
+            logins,
+            hash_queue_depth,
+            hash_wait,
             registry,
             requests,
             request_duration,

@@ -95,16 +95,169 @@ pub struct ProbeBody {
     pub status: String,
 }
 
+/// `POST /api/auth/login` body.
+#[derive(Serialize, ToSchema)]
+pub struct LoginBody {
+    #[schema(example = "john.doe@example.com")]
+    pub email: String,
+    #[schema(example = "correct horse battery")]
+    pub password: String,
+}
+
+/// `POST /api/auth/refresh` body.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+/// The answer of login and refresh.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenAnswer {
+    pub success: bool,
+    /// EdDSA JWT; claims sub, role, iat, exp, jti, iss, aud, sid.
+    pub access_token: String,
+    /// Opaque; single use: each refresh returns the next one.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Access-token lifetime in seconds (900).
+    pub expires_in: u64,
+    /// Refresh-token lifetime in seconds (604800).
+    pub refresh_expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageAnswer {
+    pub success: bool,
+    pub message: String,
+}
+
+/// A user as the api shows it (never the password hash).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDoc {
+    pub id: String,
+    pub registration_id: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+    /// user | moderator | admin
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Present on deleted users (admins only see them).
+    pub deleted_at: Option<String>,
+    pub erased_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserAnswer {
+    pub success: bool,
+    pub data: UserDoc,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    pub limit: i64,
+    pub offset: i64,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserListAnswer {
+    pub success: bool,
+    pub count: usize,
+    pub data: Vec<UserDoc>,
+    pub pagination: Pagination,
+}
+
+/// `PUT` needs every profile field; `PATCH` any of them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUpdateBody {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+    /// Admin only.
+    pub role: Option<String>,
+    /// A new password (8-128 characters).
+    pub password: Option<String>,
+    /// Required when changing one's own password.
+    pub current_password: Option<String>,
+}
+
+/// `POST /api/data` body.
+#[derive(Serialize, ToSchema)]
+pub struct DataBody {
+    /// 1-128 characters.
+    #[schema(example = "theme")]
+    pub key: String,
+    /// Any JSON but null, up to 64 KiB.
+    #[schema(value_type = Object, example = json!({"mode": "dark"}))]
+    pub value: serde_json::Value,
+}
+
+/// `PUT /api/data/{key}` body.
+#[derive(Serialize, ToSchema)]
+pub struct DataValueBody {
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Registrar",
-        description = "Event-driven user registration: submit, then poll for completion."
+        description = "Event-driven user registration (submit, then poll for completion), login with JWT access and refresh tokens, user management with roles and audit, per-user data."
     ),
     paths(
         crate::routes::registration::register,
         crate::routes::registration::register_alias,
-        crate::routes::registration::status,
+        crate::routes::auth::login,
+        crate::routes::auth::refresh,
+        crate::routes::auth::logout,
+        crate::routes::auth::me,
+        crate::routes::auth::jwks,
+        crate::routes::users::list,
+        crate::routes::users::get,
+        crate::routes::users::replace,
+        crate::routes::users::modify,
+        crate::routes::users::delete,
+        crate::routes::users::export,
+        crate::routes::users::audit,
+        crate::routes::data::create,
+        crate::routes::data::list,
+        crate::routes::data::get,
+        crate::routes::data::replace,
+        crate::routes::data::delete,
         crate::routes::health::health,
         crate::routes::health::live,
         crate::routes::health::ready,
@@ -120,8 +273,20 @@ pub struct ProbeBody {
         FieldErrorDoc,
         HealthBody,
         Services,
-        ProbeBody
-    ))
+        ProbeBody,
+        LoginBody,
+        RefreshBody,
+        TokenAnswer,
+        MessageAnswer,
+        UserDoc,
+        UserAnswer,
+        Pagination,
+        UserListAnswer,
+        UserUpdateBody,
+        DataBody,
+        DataValueBody
+    )),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 

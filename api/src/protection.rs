@@ -96,15 +96,21 @@ impl ClientIp {
     }
 
     pub fn client_ip<T>(&self, req: &Request<T>) -> Option<IpAddr> {
-        let peer = req
-            .extensions()
+        self.from_parts(req.headers(), req.extensions())
+    }
+
+    pub fn from_parts(
+        &self,
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+    ) -> Option<IpAddr> {
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())?;
         if !self.is_trusted(peer) {
             return Some(peer);
         }
-        let forwarded = req
-            .headers()
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())

@@ -17,12 +17,14 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::hashing::HashingPool;
+use crate::auth::Accounts;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
-use crate::routes::{health, registration};
+use crate::routes::{auth, data, health, registration, users};
 use crate::state::AppState;
 
 /// How often the consumer group's lag is measured.
@@ -37,6 +39,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("migrations failed: {0:#}")]
     Migrations(anyhow::Error),
+    #[error("start-up failed: {0:#}")]
+    Startup(anyhow::Error),
 }
 
 pub struct Application {
@@ -78,6 +82,36 @@ impl Application {
                 ?applied
             );
         }
+        let jwt = config.jwt_keys()?;
+        let hasher = common::password::PasswordHasherService::new(config.argon2)?;
+        let dummy_hash = {
+            let hasher = hasher.clone();
+            tokio::task::spawn_blocking(move || {
+                hasher.hash(&secrecy::SecretString::from(
+                    uuid::Uuid::new_v4().to_string(),
+                ))
+            })
+            .await
+            .map_err(|e| StartError::Startup(e.into()))?
+            .map_err(|e| StartError::Startup(e.into()))?
+        };
+        let hashing = HashingPool::new(
+            hasher,
+            config.password_hash_workers(),
+            config.password_hash_queue,
+            std::time::Duration::from_millis(config.password_hash_max_wait_ms),
+            metrics.hash_queue_depth.clone(),
+            metrics.hash_wait.clone(),
+        );
+        let accounts = Accounts {
+            jwt,
+            hashing,
+            refresh_ttl: std::time::Duration::from_secs(config.refresh_token_ttl_secs),
+            lockout_max_attempts: config.login_max_attempts.max(1),
+            lockout_window: std::time::Duration::from_secs(config.login_lockout_secs.max(1)),
+            client_ip: client_ip.clone(),
+            dummy_hash,
+        };
         let state = AppState::new(
             store,
             pg,
@@ -86,6 +120,7 @@ impl Application {
             sealing_key,
             config.service.health_timeout(),
             metrics,
+            accounts,
         );
         Ok(Self {
             state,
@@ -174,21 +209,43 @@ async fn timeout_error(_: tower::BoxError) -> ApiError {
 }
 
 pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
-    let mut registration = Router::new()
+    // Registration, login and refresh: the stricter per-IP limit of the auth routes.
+    let mut auth_limited = Router::new()
         .route("/api/users", post(registration::register))
-        .route("/api/auth/register", post(registration::register_alias));
+        .route("/api/auth/register", post(registration::register_alias))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/refresh", post(auth::refresh));
     if let Some(limit) = protection::rate_limit(
         config.auth_rate_limit_per_minute,
         config.auth_rate_limit_burst,
         client_ip.clone(),
     ) {
-        registration = registration.layer(limit);
+        auth_limited = auth_limited.layer(limit);
     }
+    let data_routes = Router::new()
+        .route("/api/data", post(data::create).get(data::list))
+        .route(
+            "/api/data/{key}",
+            get(data::get).put(data::replace).delete(data::delete),
+        )
+        .layer(DefaultBodyLimit::max(data::BODY_LIMIT_BYTES));
     let mut app = Router::new()
-        .merge(registration)
-        .route("/api/users/{email}", get(registration::status))
-        .fallback(|| async { ApiError::RouteNotFound })
+        .merge(auth_limited)
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/users", get(users::list))
+        .route(
+            "/api/users/{id}",
+            get(users::get)
+                .put(users::replace)
+                .patch(users::modify)
+                .delete(users::delete),
+        )
+        .route("/api/users/{id}/export", get(users::export))
+        .route("/api/users/{id}/audit", get(users::audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .merge(data_routes)
+        .fallback(|| async { ApiError::RouteNotFound })
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(timeout_error))
@@ -208,6 +265,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route("/api/health", get(health::health))
         .route("/api/health/live", get(health::live))
         .route("/api/health/ready", get(health::ready))
+        .route("/.well-known/jwks.json", get(auth::jwks))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             crate::metrics::track,

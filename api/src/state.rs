@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use common::redis_store::StatusStore;
 use common::seal::SealingKey;
 
+use crate::auth::Accounts;
 use crate::metrics::ApiMetrics;
 use crate::publisher::RegistrationPublisher;
 
@@ -22,6 +23,7 @@ pub struct Inner {
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
+    pub accounts: Accounts,
     draining: AtomicBool,
 }
 
@@ -41,6 +43,7 @@ impl AppState {
         sealing_key: SealingKey,
         health_timeout: Duration,
         metrics: Arc<ApiMetrics>,
+        accounts: Accounts,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
@@ -51,6 +54,7 @@ impl AppState {
             started: Instant::now(),
             health_timeout,
             metrics,
+            accounts,
             draining: AtomicBool::new(false),
         }))
     }
@@ -63,5 +67,18 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::SeqCst)
+    }
+
+    /// A pooled PostgreSQL connection, the checkout bounded by the configured timeout.
+    pub async fn db(&self) -> Result<deadpool_postgres::Client, crate::error::ApiError> {
+        tokio::time::timeout(self.pg_timeout, self.pg.get())
+            .await
+            .map_err(|_| {
+                crate::error::ApiError::Unavailable(anyhow::anyhow!(
+                    "no PostgreSQL connection within {:?}",
+                    self.pg_timeout
+                ))
+            })?
+            .map_err(|e| crate::error::ApiError::Unavailable(e.into()))
     }
 }

@@ -47,7 +47,7 @@ pub fn load_dotenv() {
     }
 }
 
-fn secret(s: &str) -> Result<SecretString, String> {
+pub fn secret(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s.to_owned()))
 }
 

@@ -2,6 +2,7 @@
 //! codec, password sealing, Redis keys, PostgreSQL repositories and telemetry.
 
 pub mod config;
+pub mod data_store;
 pub mod db;
 pub mod email;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod password;
 pub mod redis_store;
 pub mod registration;
 pub mod seal;
+pub mod sessions;
 pub mod telemetry;
 pub mod users;
 

@@ -90,6 +90,25 @@ impl PasswordHasherService {
             .unwrap_or(false)
     }
 
+    /// Whether a stored hash was made with other (older, usually weaker) parameters than
+    /// the configured ones, or another algorithm, and should be replaced at next login.
+    pub fn needs_rehash(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        if parsed.algorithm.as_str() != "argon2id" {
+            return true;
+        }
+        match Params::try_from(&parsed) {
+            Ok(p) => {
+                p.m_cost() != self.params.m_cost()
+                    || p.t_cost() != self.params.t_cost()
+                    || p.p_cost() != self.params.p_cost()
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Whether `phc` is an argon2id hash this service can verify (bulk imports).
     pub fn is_argon2id_phc(phc: &str) -> bool {
         PasswordHash::new(phc)
@@ -136,6 +155,19 @@ mod tests {
             "$2b$10$abcdefghijklmnopqrstuv"
         ));
         assert!(!PasswordHasherService::is_argon2id_phc("plaintext"));
+    }
+
+    #[test]
+    fn a_hash_with_other_parameters_needs_a_rehash() {
+        let phc = light().hash(&SecretString::from("correct horse")).unwrap();
+        assert!(!light().needs_rehash(&phc));
+        let stronger = PasswordHasherService::new(Argon2Config {
+            memory_kib: 128,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert!(stronger.needs_rehash(&phc));
     }
 
     #[test]

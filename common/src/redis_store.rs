@@ -5,6 +5,9 @@
 //! - `user:completed:<email>` persisted; TTL 24 h
 //! - `user:failed:<email>`    rejected, with a reason; TTL 24 h
 //! - `idempotency:<key>`      the first answer to an `Idempotency-Key`; TTL 24 h
+//! - `auth:attempts:<email>`  login attempts in the lockout window
+//! - `auth:revoked:<sid>`     a revoked session; its access tokens are refused until
+//!   they would have expired anyway
 
 use std::time::Duration;
 
@@ -59,6 +62,12 @@ impl RedisKeys {
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}idempotency:{}", self.prefix, key)
     }
+    pub fn login_attempts(&self, email: &Email) -> String {
+        format!("{}auth:attempts:{}", self.prefix, email)
+    }
+    pub fn revoked_session(&self, session_id: Uuid) -> String {
+        format!("{}auth:revoked:{}", self.prefix, session_id)
+    }
 }
 
 /// The value stored under the pending, completed and failed keys.
@@ -95,6 +104,16 @@ if v and cjson.decode(v)['registrationId'] == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+"#;
+
+/// Counts one login attempt in a fixed window that starts with the first attempt:
+/// returns the count including this one and the seconds the window has left.
+const COUNT_ATTEMPT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
 "#;
 
 pub fn pool(config: &RedisConfig) -> Result<Pool, ConfigError> {
@@ -299,6 +318,90 @@ impl StatusStore {
                     .arg(IDEMPOTENCY_TTL.as_secs())
                     .query_async(c)
                     .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+/// Login lockout and session revocation.
+impl StatusStore {
+    /// Counts a login attempt before the password is checked, so parallel attempts
+    /// cannot all slip in under the limit. Returns `(attempts, window_secs_left)`.
+    pub async fn count_login_attempt(
+        &self,
+        email: &Email,
+        window: Duration,
+    ) -> Result<(u64, u64), StoreError> {
+        let key = self.keys.login_attempts(email);
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let (n, ttl): (u64, i64) = redis::cmd("EVAL")
+                    .arg(COUNT_ATTEMPT)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(window.as_secs().max(1))
+                    .query_async(c)
+                    .await?;
+                Ok((n, u64::try_from(ttl).unwrap_or(1).max(1)))
+            })
+        })
+        .await
+    }
+
+    /// A successful login clears the count.
+    pub async fn clear_login_attempts(&self, email: &Email) -> Result<(), StoreError> {
+        let key = self.keys.login_attempts(email);
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let _: i64 = c.del(&key).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Refuses the access tokens of these sessions for `ttl` (their longest lifetime).
+    pub async fn revoke_sessions(
+        &self,
+        sessions: &[Uuid],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for sid in sessions {
+            pipe.cmd("SET")
+                .arg(self.keys.revoked_session(*sid))
+                .arg(1)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1))
+                .ignore();
+        }
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let () = pipe.query_async(c).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub async fn is_session_revoked(&self, session_id: Uuid) -> Result<bool, StoreError> {
+        let key = self.keys.revoked_session(session_id);
+        self.with_conn(move |c| Box::pin(async move { Ok(c.exists(&key).await?) }))
+            .await
+    }
+
+    /// Forgets the completed/failed status of an email (after its account was deleted
+    /// or moved to another address), so polling answers from PostgreSQL.
+    pub async fn forget_status(&self, email: &Email) -> Result<(), StoreError> {
+        let keys = [self.keys.completed(email), self.keys.failed(email)];
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let _: i64 = c.del(&keys).await?;
                 Ok(())
             })
         })

@@ -108,44 +108,16 @@ pub struct ProfileInput<'a> {
 impl Profile {
     /// Validates every field and reports every problem, one entry per field.
     pub fn parse(input: ProfileInput<'_>) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let first_name = text_field(&mut errors, "firstName", input.first_name, 2, 100);
-        let last_name = text_field(&mut errors, "lastName", input.last_name, 2, 100);
-        let email = match input.email.map(Email::parse) {
-            None => {
-                errors.push(FieldError::new("email", "is required"));
-                None
-            }
-            Some(Err(e)) => {
-                errors.push(FieldError::new("email", e.to_string()));
-                None
-            }
-            Some(Ok(email)) => Some(email),
-        };
-        let gender = enum_field(
-            &mut errors,
-            "gender",
-            input.gender,
-            Gender::parse,
-            "must be one of male, female, non-binary, prefer-not-to-say",
-        );
-        let sex = enum_field(
-            &mut errors,
-            "sex",
-            input.sex,
-            Sex::parse,
-            "must be one of male, female, intersex",
-        );
-        let occupation = text_field(&mut errors, "occupation", input.occupation, 2, 255);
-        match (email, first_name, last_name, gender, sex, occupation) {
-            (
-                Some(email),
-                Some(first_name),
-                Some(last_name),
-                Some(gender),
-                Some(sex),
-                Some(occupation),
-            ) if errors.is_empty() => Ok(Profile {
+        let patch = ProfilePatch::parse(input, true)?;
+        match patch {
+            ProfilePatch {
+                email: Some(email),
+                first_name: Some(first_name),
+                last_name: Some(last_name),
+                gender: Some(gender),
+                sex: Some(sex),
+                occupation: Some(occupation),
+            } => Ok(Profile {
                 email,
                 first_name,
                 last_name,
@@ -153,8 +125,91 @@ impl Profile {
                 sex,
                 occupation,
             }),
-            _ => Err(errors),
+            // `require_all` reports every missing field, so this is unreachable in
+            // practice; answer as a validation error rather than panic.
+            _ => Err(vec![FieldError::new("profile", "is incomplete")]),
         }
+    }
+}
+
+/// Profile changes (`PUT`/`PATCH /api/users/:id`): the same rules as a registration, each
+/// applied to the fields that are present, or to all of them when `require_all`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfilePatch {
+    pub email: Option<Email>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<Gender>,
+    pub sex: Option<Sex>,
+    pub occupation: Option<String>,
+}
+
+impl ProfilePatch {
+    pub fn parse(input: ProfileInput<'_>, require_all: bool) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let wanted = |v: Option<&str>| require_all || v.is_some();
+        let mut patch = ProfilePatch::default();
+        if wanted(input.first_name) {
+            patch.first_name = text_field(&mut errors, "firstName", input.first_name, 2, 100);
+        }
+        if wanted(input.last_name) {
+            patch.last_name = text_field(&mut errors, "lastName", input.last_name, 2, 100);
+        }
+        if wanted(input.email) {
+            patch.email = match input.email.map(Email::parse) {
+                None => {
+                    errors.push(FieldError::new("email", "is required"));
+                    None
+                }
+                Some(Err(e)) => {
+                    errors.push(FieldError::new("email", e.to_string()));
+                    None
+                }
+                Some(Ok(email)) => Some(email),
+            };
+        }
+        if wanted(input.gender) {
+            patch.gender = enum_field(
+                &mut errors,
+                "gender",
+                input.gender,
+                Gender::parse,
+                "must be one of male, female, non-binary, prefer-not-to-say",
+            );
+        }
+        if wanted(input.sex) {
+            patch.sex = enum_field(
+                &mut errors,
+                "sex",
+                input.sex,
+                Sex::parse,
+                "must be one of male, female, intersex",
+            );
+        }
+        if wanted(input.occupation) {
+            patch.occupation = text_field(&mut errors, "occupation", input.occupation, 2, 255);
+        }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Checks a new password against the length rule of registrations.
+pub fn validate_password(field: &str, password: &SecretString) -> Result<(), FieldError> {
+    if password.expose_secret().validate_length(
+        Some(PASSWORD_MIN_CHARS),
+        Some(PASSWORD_MAX_CHARS),
+        None,
+    ) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"),
+        ))
     }
 }
 
@@ -261,19 +316,7 @@ impl Registration {
         });
         let password = match request.password {
             None => Err(FieldError::new("password", "is required")),
-            Some(p)
-                if !p.expose_secret().validate_length(
-                    Some(PASSWORD_MIN_CHARS),
-                    Some(PASSWORD_MAX_CHARS),
-                    None,
-                ) =>
-            {
-                Err(FieldError::new(
-                    "password",
-                    format!("must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"),
-                ))
-            }
-            Some(p) => Ok(p),
+            Some(p) => validate_password("password", &p).map(|()| p),
         };
         match (profile, password) {
             (Ok(profile), Ok(password)) => Ok(Registration { profile, password }),
@@ -440,6 +483,43 @@ mod tests {
         let mut body = valid();
         body["isAdmin"] = true.into();
         assert!(serde_json::from_value::<RegistrationRequest>(body).is_err());
+    }
+
+    #[test]
+    fn a_patch_validates_only_the_fields_it_carries() {
+        let patch = ProfilePatch::parse(
+            ProfileInput {
+                first_name: Some("Ada"),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(patch.first_name.as_deref(), Some("Ada"));
+        assert!(patch.email.is_none());
+        let errors = ProfilePatch::parse(
+            ProfileInput {
+                sex: Some("unknown"),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "sex");
+    }
+
+    #[test]
+    fn a_full_replacement_requires_every_field() {
+        let errors = ProfilePatch::parse(
+            ProfileInput {
+                first_name: Some("Ada"),
+                ..Default::default()
+            },
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 5);
     }
 
     #[test]

@@ -166,3 +166,439 @@ pub async fn find_registered_by_email(
         created_at: r.get(2),
     }))
 }
+
+/// Roles, least to most privileged.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Moderator,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+}
+
+/// A user as stored; the password hash is never serialised.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub registration_id: Uuid,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+    pub role: Role,
+    #[serde(skip)]
+    pub password_hash: String,
+    #[serde(skip)]
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+impl UserRecord {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
+    /// The strong entity tag of this version of the user.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at";
+
+fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
+    UserRecord {
+        id: r.get(0),
+        registration_id: r.get(1),
+        email: r.get(2),
+        first_name: r.get(3),
+        last_name: r.get(4),
+        gender: r.get(5),
+        sex: r.get(6),
+        occupation: r.get(7),
+        // The CHECK constraint admits only the three roles.
+        role: Role::parse(r.get::<_, &str>(8)).unwrap_or(Role::User),
+        password_hash: r.get(9),
+        version: r.get(10),
+        created_at: r.get(11),
+        updated_at: r.get(12),
+        deleted_at: r.get(13),
+        erased_at: r.get(14),
+    }
+}
+
+/// A user by id, deleted ones included.
+pub async fn find_by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    Ok(client
+        .query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// The same, locking the row until the transaction ends.
+pub async fn lock_by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE");
+    Ok(client
+        .query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// A user by (normalised) email, deleted ones included.
+pub async fn find_by_email(
+    client: &impl GenericClient,
+    email: &str,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+    Ok(client
+        .query_opt(&sql, &[&email])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// Position in the newest-first listing, for keyset pagination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub role: Option<Role>,
+    /// Case-insensitive prefix of the email, first name or last name.
+    pub prefix: Option<String>,
+    pub include_deleted: bool,
+    pub after: Option<ListCursor>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Escapes `%`, `_` and `\` so a search term is matched literally by `LIKE`.
+fn like_prefix(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 1);
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Users newest first. Returns up to `limit` rows.
+pub async fn list(
+    client: &impl GenericClient,
+    query: &UserQuery,
+) -> Result<Vec<UserRecord>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users
+         WHERE ($1::text IS NULL OR role = $1)
+           AND ($2::text IS NULL OR email LIKE $2 OR lower(first_name) LIKE $2 OR lower(last_name) LIKE $2)
+           AND ($3 OR deleted_at IS NULL)
+           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $6 OFFSET $7"
+    );
+    let role = query.role.map(Role::as_str);
+    let prefix = query.prefix.as_deref().map(like_prefix);
+    let after_at = query.after.map(|c| c.created_at);
+    let after_id = query.after.map(|c| c.id);
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &role,
+                &prefix,
+                &query.include_deleted,
+                &after_at,
+                &after_id,
+                &query.limit,
+                &query.offset,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(user_from_row).collect())
+}
+
+/// Who did what, from where: the context of an audit row.
+#[derive(Debug, Clone, Default)]
+pub struct AuditContext {
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// Writes one audit row. Call it on the transaction of the change it records.
+pub async fn audit(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    action: &str,
+    context: &AuditContext,
+    details: serde_json::Value,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO user_audit_log (user_id, action, actor_id, ip, user_agent, details)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &user_id,
+                &action,
+                &context.actor_id,
+                &context.ip,
+                &context.user_agent,
+                &details,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub id: i64,
+    pub action: String,
+    pub actor_id: Option<Uuid>,
+    pub registration_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's audit rows, newest first; `before` is a keyset cursor (an audit id).
+pub async fn audit_trail(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    limit: i64,
+    offset: i64,
+    before: Option<i64>,
+) -> Result<Vec<AuditRecord>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, action, actor_id, registration_id, ip, user_agent, details, created_at
+             FROM user_audit_log
+             WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3 OFFSET $4",
+            &[&user_id, &before, &limit, &offset],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AuditRecord {
+            id: r.get(0),
+            action: r.get(1),
+            actor_id: r.get(2),
+            registration_id: r.get(3),
+            ip: r
+                .get::<_, Option<std::net::IpAddr>>(4)
+                .map(|ip| ip.to_string()),
+            user_agent: r.get(5),
+            details: r.get(6),
+            created_at: r.get(7),
+        })
+        .collect())
+}
+
+/// The columns a profile change may set; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+    pub role: Option<Role>,
+    pub password_hash: Option<String>,
+}
+
+/// Applies `changes` to a live user and increments its version. Fails with a unique
+/// violation when the new email belongs to another account.
+pub async fn update(
+    client: &impl GenericClient,
+    id: Uuid,
+    changes: &UserChanges,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE users SET
+            email = COALESCE($2, email),
+            first_name = COALESCE($3, first_name),
+            last_name = COALESCE($4, last_name),
+            gender = COALESCE($5, gender),
+            sex = COALESCE($6, sex),
+            occupation = COALESCE($7, occupation),
+            role = COALESCE($8, role),
+            password_hash = COALESCE($9, password_hash),
+            version = version + 1,
+            updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL
+         RETURNING {USER_COLUMNS}"
+    );
+    let role = changes.role.map(Role::as_str);
+    Ok(client
+        .query_opt(
+            &sql,
+            &[
+                &id,
+                &changes.email,
+                &changes.first_name,
+                &changes.last_name,
+                &changes.gender,
+                &changes.sex,
+                &changes.occupation,
+                &role,
+                &changes.password_hash,
+            ],
+        )
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// Replaces a hash with a stronger one after a successful login, unless the password
+/// changed meanwhile. Not a profile change: the version stays.
+pub async fn upgrade_password_hash(
+    client: &impl GenericClient,
+    id: Uuid,
+    old_hash: &str,
+    new_hash: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL",
+            &[&id, &old_hash, &new_hash],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Soft delete: the row stays (for audit and uniqueness), login is refused.
+pub async fn soft_delete(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "UPDATE users SET deleted_at = now(), updated_at = now(), version = version + 1
+             WHERE id = $1 AND deleted_at IS NULL",
+            &[&id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// GDPR erasure: every personal field replaced, the password made unusable, the audit
+/// trail kept without addresses, user agents or data keys, the user's data removed.
+pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_postgres::Error> {
+    let placeholder = format!("erased-{}@erased.invalid", id.simple());
+    let n = client
+        .execute(
+            "UPDATE users SET email = $2, first_name = NULL, last_name = NULL, gender = NULL,
+                 sex = NULL, occupation = NULL, password_hash = '!erased',
+                 deleted_at = COALESCE(deleted_at, now()), erased_at = now(),
+                 updated_at = now(), version = version + 1
+             WHERE id = $1 AND erased_at IS NULL",
+            &[&id, &placeholder],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    client
+        .execute(
+            "UPDATE user_audit_log SET ip = NULL, user_agent = NULL, details = details - 'key' - 'requestId'
+             WHERE user_id = $1 OR actor_id = $1",
+            &[&id],
+        )
+        .await?;
+    client
+        .execute("DELETE FROM data_store WHERE user_id = $1", &[&id])
+        .await?;
+    Ok(true)
+}
+
+/// Creates an account directly (not through the registration pipeline), for
+/// `api create-admin`. Profile answers stay empty; the user can fill them in.
+pub async fn create_account(
+    client: &impl GenericClient,
+    email: &str,
+    password_hash: &str,
+    role: Role,
+    context: &AuditContext,
+) -> Result<Uuid, tokio_postgres::Error> {
+    let id = Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO users (id, registration_id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &Uuid::now_v7(), &email, &password_hash, &role.as_str()],
+        )
+        .await?;
+    audit(
+        client,
+        id,
+        "user.created",
+        context,
+        serde_json::json!({ "source": "create-admin", "role": role.as_str() }),
+    )
+    .await?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_prefix_matches_wildcards_literally() {
+        assert_eq!(like_prefix("A_b%"), "a\\_b\\%%");
+        assert_eq!(like_prefix("x\\"), "x\\\\%");
+    }
+
+    #[test]
+    fn roles_round_trip_and_order_by_privilege() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert!(Role::Admin > Role::Moderator && Role::Moderator > Role::User);
+        assert_eq!(Role::parse("root"), None);
+    }
+}

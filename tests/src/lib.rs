@@ -76,6 +76,8 @@ pub struct TestApp {
     pub seal_key_id: String,
     pub seal_public_key: String,
     pub seal_private_keys: String,
+    /// The api's access-token signing key (`<kid>:<base64 seed>`).
+    pub jwt_signing_key: String,
     pub redis: deadpool_redis::Pool,
     api_shutdown: CancellationToken,
     api_task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -94,7 +96,7 @@ pub struct RunningConsumer {
 pub struct TestOptions {
     /// Don't start a consumer (registrations stay pending).
     pub without_consumer: bool,
-    /// Use production argon2 parameters in the consumer.
+    /// Use production argon2 parameters in the consumer and the api.
     pub production_argon2: bool,
     /// Broker address the api uses (default: the real one).
     pub api_kafka_brokers: Option<String>,
@@ -142,7 +144,9 @@ impl TestApp {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 
-        let api_args: Vec<String> = [
+        let (jwt_signing_key, _) = registrar_api::auth::keys::generate(&format!("jwt{id}"));
+        let jwt_signing_key = secrecy::ExposeSecret::expose_secret(&jwt_signing_key).to_owned();
+        let mut api_args: Vec<String> = [
             "api",
             "--host",
             "127.0.0.1",
@@ -176,11 +180,16 @@ impl TestApp {
             "0",
             "--auth-rate-limit-per-minute",
             "0",
+            "--jwt-signing-key",
+            &jwt_signing_key,
         ]
         .iter()
         .map(|s| s.to_string())
-        .chain(options.api_args.iter().cloned())
         .collect();
+        if !options.production_argon2 {
+            api_args.extend(LIGHT_ARGON2.iter().map(|s| s.to_string()));
+        }
+        api_args.extend(options.api_args.iter().cloned());
         let config = ApiCli::parse_from(api_args).config;
         let app = Application::build(config)
             .await
@@ -224,6 +233,7 @@ impl TestApp {
             seal_key_id,
             seal_public_key: public,
             seal_private_keys: String::new(),
+            jwt_signing_key,
             redis,
             api_shutdown,
             api_task: Some(api_task),
@@ -415,6 +425,101 @@ impl TestApp {
             .unwrap_or(-3)
     }
 
+    /// Sends a request with an optional Bearer token and JSON body; returns the status,
+    /// the headers and the JSON body (`Null` when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.request(method.clone(), self.url(path));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        let (status, _, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/auth/login",
+                None,
+                Some(&json!({ "email": email, "password": password })),
+            )
+            .await;
+        (status, body)
+    }
+
+    /// Registers through the pipeline, waits until the user is persisted and logs in.
+    pub async fn register_and_login(&self) -> Account {
+        let (email, password, body) = registration_body();
+        let response = self.post_registration(&body).await;
+        assert_eq!(response.status().as_u16(), 202);
+        self.wait_for_status(&email, "completed", Duration::from_secs(30))
+            .await;
+        self.log_in_again(Account {
+            id: Uuid::nil(),
+            email,
+            password,
+            access: String::new(),
+            refresh: String::new(),
+        })
+        .await
+    }
+
+    /// A new login (a new session) for an existing account.
+    pub async fn log_in_again(&self, account: Account) -> Account {
+        let (status, tokens) = self.login(&account.email, &account.password).await;
+        assert_eq!(status, 200, "login failed: {tokens}");
+        let access = tokens["accessToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let (_, _, me) = self
+            .call(reqwest::Method::GET, "/api/auth/me", Some(&access), None)
+            .await;
+        Account {
+            id: me["data"]["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("/api/auth/me answered {me}")),
+            access,
+            refresh: tokens["refreshToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            ..account
+        }
+    }
+
+    /// A registered account with `role` (set in the database), logged in afresh so its
+    /// token carries the role.
+    pub async fn account_with_role(&self, role: &str) -> Account {
+        let account = self.register_and_login().await;
+        self.pg()
+            .await
+            .execute(
+                "UPDATE users SET role = $2 WHERE id = $1",
+                &[&account.id, &role],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.log_in_again(account).await
+    }
+
     pub async fn user_count(&self) -> i64 {
         self.pg()
             .await
@@ -523,6 +628,16 @@ async fn clear_redis_prefix(prefix: &str) {
             .query_async(&mut conn)
             .await;
     }
+}
+
+/// A logged-in user of a test.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub access: String,
+    pub refresh: String,
 }
 
 /// A valid registration body with a unique email and password.

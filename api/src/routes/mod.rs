@@ -1,4 +1,7 @@
 //! HTTP handlers, one module per resource.
 
+pub mod auth;
+pub mod data;
 pub mod health;
 pub mod registration;
+pub mod users;

@@ -1,7 +1,7 @@
-//! `POST /api/users` (also `/api/auth/register`) and the polling endpoint
+//! `POST /api/users` (also `/api/auth/register`) and the polling answer of
 //! `GET /api/users/{email}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::auth::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::publisher::PublishError;
@@ -306,23 +307,36 @@ async fn publish(
     })
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/users/{email}",
-    tag = "registration",
-    params(("email" = String, Path, description = "The registered email")),
-    responses(
-        (status = 200, description = "pending, completed or failed (with reason)", body = crate::openapi::RegistrationAnswer),
-        (status = 400, description = "Not an email", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "Nothing known about this email", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "Redis and PostgreSQL unavailable", body = crate::openapi::ErrorEnvelope),
-    )
-)]
+/// The polling answer for an email (`GET /api/users/{id}` with an email): status only,
+/// plus the profile when the caller owns the account or is an admin.
 pub async fn status(
-    State(app): State<AppState>,
-    Path(raw): Path<String>,
+    app: &AppState,
+    raw: &str,
+    caller: Option<&Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let email = Email::parse(&raw)
+    let mut answer = registration_status(app, raw).await?;
+    if let Some(caller) = caller {
+        let email = answer.0["data"]["email"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let client = app.db().await?;
+        let user = users::find_by_email(&**client, &email)
+            .await
+            .map_err(unavailable)?
+            .filter(|u| !u.is_deleted() && caller.is_self_or_admin(u.id));
+        if let Some(user) = user {
+            answer.0["data"]["user"] = json!(user);
+        }
+    }
+    Ok(answer)
+}
+
+async fn registration_status(
+    app: &AppState,
+    raw: &str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let email = Email::parse(raw)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("email", e.to_string())]))?;
     let redis_failed = match app.store.lookup(&email).await {
         Ok(Some(status)) => return Ok(Json(status_body(&email, &status))),

@@ -39,7 +39,7 @@ async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
         api.contains(r#"registrar_registrations_total{outcome="accepted"} 1"#),
         "{api}"
     );
-    assert!(api.contains(r#"route="/api/users/{email}""#));
+    assert!(api.contains(r#"route="/api/users/{id}""#));
     assert!(!api.contains(&email), "no raw path or email in labels");
     assert!(sample_sum(&api, "registrar_produce_duration_seconds_count") >= 1.0);
     assert!(api.contains("registrar_http_request_duration_seconds_bucket"));

@@ -1,0 +1,26 @@
+//! Authentication and authorisation: access tokens, the caller extractor, the bounded
+//! password-hashing pool and the account settings.
+
+pub mod caller;
+pub mod hashing;
+pub mod keys;
+
+use std::time::Duration;
+
+use hashing::HashingPool;
+use keys::JwtKeys;
+
+use crate::protection::ClientIp;
+
+/// Everything the account routes need beside the pools.
+pub struct Accounts {
+    pub jwt: JwtKeys,
+    pub hashing: HashingPool,
+    pub refresh_ttl: Duration,
+    pub lockout_max_attempts: u64,
+    pub lockout_window: Duration,
+    pub client_ip: ClientIp,
+    /// A hash of a random password with the configured parameters: an unknown email is
+    /// verified against it, so it costs the same time as a wrong password.
+    pub dummy_hash: String,
+}

@@ -1,0 +1,108 @@
+//! Per-user key/value data (seed 003): every statement takes the owner's id, so one
+//! user can never reach another's items.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataItem {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn item(r: &tokio_postgres::Row) -> DataItem {
+    DataItem {
+        key: r.get(0),
+        value: r.get(1),
+        created_at: r.get(2),
+        updated_at: r.get(3),
+    }
+}
+
+/// Inserts an item; `None` when the owner already has this key.
+pub async fn create(
+    client: &impl GenericClient,
+    owner: Uuid,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<Option<DataItem>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "INSERT INTO data_store (user_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, key) DO NOTHING
+             RETURNING key, value, created_at, updated_at",
+            &[&owner, &key, value],
+        )
+        .await?
+        .as_ref()
+        .map(item))
+}
+
+pub async fn get(
+    client: &impl GenericClient,
+    owner: Uuid,
+    key: &str,
+) -> Result<Option<DataItem>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT key, value, created_at, updated_at FROM data_store WHERE user_id = $1 AND key = $2",
+            &[&owner, &key],
+        )
+        .await?
+        .as_ref()
+        .map(item))
+}
+
+/// Replaces the value of an existing item; `None` when there is none.
+pub async fn update(
+    client: &impl GenericClient,
+    owner: Uuid,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<Option<DataItem>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "UPDATE data_store SET value = $3, updated_at = now() WHERE user_id = $1 AND key = $2
+             RETURNING key, value, created_at, updated_at",
+            &[&owner, &key, value],
+        )
+        .await?
+        .as_ref()
+        .map(item))
+}
+
+pub async fn delete(
+    client: &impl GenericClient,
+    owner: Uuid,
+    key: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .execute(
+            "DELETE FROM data_store WHERE user_id = $1 AND key = $2",
+            &[&owner, &key],
+        )
+        .await?
+        == 1)
+}
+
+/// The owner's items in key order, a page at a time (`after` is the last key seen).
+pub async fn list(
+    client: &impl GenericClient,
+    owner: Uuid,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DataItem>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT key, value, created_at, updated_at FROM data_store
+             WHERE user_id = $1 AND ($2::text IS NULL OR key > $2)
+             ORDER BY key LIMIT $3",
+            &[&owner, &after, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(item).collect())
+}

@@ -1,0 +1,118 @@
+//! Refresh-token families in PostgreSQL. Tokens are stored only as SHA-256 digests; a
+//! login starts a family (its id is the `sid` claim of every access token it yields),
+//! each refresh uses one token and adds the next.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+pub async fn insert(
+    client: &impl GenericClient,
+    family_id: Uuid,
+    user_id: Uuid,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&Uuid::now_v7(), &family_id, &user_id, &token_hash, &expires_at],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A presented refresh token, locked until the transaction ends.
+#[derive(Debug, Clone)]
+pub struct PresentedToken {
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub used: bool,
+    pub revoked: bool,
+}
+
+pub async fn lock(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Option<PresentedToken>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT family_id, user_id, expires_at, used_at IS NOT NULL, revoked_at IS NOT NULL
+             FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(row.map(|r| PresentedToken {
+        family_id: r.get(0),
+        user_id: r.get(1),
+        expires_at: r.get(2),
+        used: r.get(3),
+        revoked: r.get(4),
+    }))
+}
+
+pub async fn mark_used(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Revokes every token of a family.
+pub async fn revoke_family(
+    client: &impl GenericClient,
+    family_id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+            &[&family_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Revokes every family of a user except `keep`; returns the families that may still
+/// have access tokens alive (not expired), so their `sid`s can be revoked too.
+pub async fn revoke_user(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "UPDATE refresh_tokens SET revoked_at = now()
+             WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR family_id <> $2)
+             RETURNING family_id",
+            &[&user_id, &keep],
+        )
+        .await?;
+    let mut families: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    families.sort();
+    families.dedup();
+    Ok(families)
+}
+
+/// Removes every token of a user (GDPR erasure).
+pub async fn delete_user(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "DELETE FROM refresh_tokens WHERE user_id = $1 RETURNING family_id",
+            &[&user_id],
+        )
+        .await?;
+    let mut families: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    families.sort();
+    families.dedup();
+    Ok(families)
+}
