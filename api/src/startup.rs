@@ -25,7 +25,7 @@ use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::routes::{auth, data, health, registration, users};
-use crate::state::AppState;
+use crate::state::{AppState, Dependencies};
 
 /// How often the consumer group's lag is measured.
 const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
@@ -112,16 +112,16 @@ impl Application {
             client_ip: client_ip.clone(),
             dummy_hash,
         };
-        let state = AppState::new(
+        let state = AppState::new(Dependencies {
             store,
             pg,
-            config.postgres.timeout(),
+            pg_timeout: config.postgres.timeout(),
             publisher,
             sealing_key,
-            config.service.health_timeout(),
+            health_timeout: config.service.health_timeout(),
             metrics,
             accounts,
-        );
+        });
         Ok(Self {
             state,
             config,

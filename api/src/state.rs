@@ -27,6 +27,18 @@ pub struct Inner {
     draining: AtomicBool,
 }
 
+/// What the state is built from.
+pub struct Dependencies {
+    pub store: StatusStore,
+    pub pg: deadpool_postgres::Pool,
+    pub pg_timeout: Duration,
+    pub publisher: Arc<dyn RegistrationPublisher>,
+    pub sealing_key: SealingKey,
+    pub health_timeout: Duration,
+    pub metrics: Arc<ApiMetrics>,
+    pub accounts: Accounts,
+}
+
 impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -35,16 +47,17 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        store: StatusStore,
-        pg: deadpool_postgres::Pool,
-        pg_timeout: Duration,
-        publisher: Arc<dyn RegistrationPublisher>,
-        sealing_key: SealingKey,
-        health_timeout: Duration,
-        metrics: Arc<ApiMetrics>,
-        accounts: Accounts,
-    ) -> Self {
+    pub fn new(deps: Dependencies) -> Self {
+        let Dependencies {
+            store,
+            pg,
+            pg_timeout,
+            publisher,
+            sealing_key,
+            health_timeout,
+            metrics,
+            accounts,
+        } = deps;
         Self(Arc::new(Inner {
             store,
             pg,

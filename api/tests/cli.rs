@@ -56,4 +56,55 @@ fn keygen_prints_env_lines_that_the_binaries_accept() {
     assert_eq!(value("SEAL_KEY_ID"), "k2026");
     common::seal::SealingKey::from_base64("k2026", &value("SEAL_PUBLIC_KEY")).unwrap();
     common::seal::OpeningKeys::parse(&value("SEAL_PRIVATE_KEYS")).unwrap();
+    let jwt = value("JWT_SIGNING_KEY");
+    assert!(jwt.starts_with("jwt-k2026:"), "{jwt}");
+    registrar_api::auth::keys::JwtKeys::new(
+        &secrecy::SecretString::from(jwt),
+        &[],
+        "registrar",
+        "registrar",
+        std::time::Duration::from_secs(900),
+    )
+    .unwrap();
+}
+
+fn sealed_env(c: &mut Command) -> &mut Command {
+    let (_, public) = common::seal::generate_key_pair();
+    c.env("SEAL_KEY_ID", "k1").env("SEAL_PUBLIC_KEY", public)
+}
+
+#[test]
+fn a_missing_jwt_signing_key_stops_serve_with_status_2_naming_the_variable() {
+    let out = sealed_env(api().arg("serve")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_SIGNING_KEY"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_jwt_signing_key_is_named_without_echoing_its_value() {
+    let out = sealed_env(api().arg("serve"))
+        .env("JWT_SIGNING_KEY", "k1:not-a-key-secret-value")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_SIGNING_KEY"), "{stderr}");
+    assert!(!stderr.contains("not-a-key-secret-value"), "{stderr}");
+}
+
+#[test]
+fn create_admin_takes_no_password_argument() {
+    let out = api()
+        .args([
+            "create-admin",
+            "--email",
+            "a@b.io",
+            "--password",
+            "hunter22hunter",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password"));
 }
