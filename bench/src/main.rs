@@ -80,6 +80,10 @@ enum Bench {
     E2e(E2eArgs),
     /// Raw argon2id rate of this machine with the configured parameters.
     Hash(HashArgs),
+    /// POST /api/auth/login with correct passwords (argon2 verify on the api's pool).
+    Login(LoadArgs),
+    /// GET /api/auth/me with a valid access token (JWT verify + revocation check + read).
+    Me(LoadArgs),
     /// Hold N open keep-alive connections to the api and report its resident memory.
     Connections(ConnectionsArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
@@ -377,6 +381,92 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     Ok(r)
 }
 
+/// Registers `n` users and waits until they are persisted; returns their emails.
+async fn completed_users(c: &CommonArgs, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let client = http();
+    let run = unique(prefix);
+    let mut emails = Vec::new();
+    for i in 0..n {
+        let email = format!("{run}-{i}@bench.example");
+        let status = client
+            .post(format!("{}/api/users", c.api))
+            .json(&registration(&email))
+            .send()
+            .await?
+            .status();
+        if status != 202 {
+            anyhow::bail!("registration answered {status} (rate limits must be off: AUTH_RATE_LIMIT_PER_MINUTE=0)");
+        }
+        emails.push(email);
+    }
+    for e in &emails {
+        if !wait_completed(&client, &c.api, e, Duration::from_secs(60)).await {
+            anyhow::bail!("{e} was not persisted within 60 s");
+        }
+    }
+    Ok(emails)
+}
+
+async fn login(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
+    let emails = Arc::new(completed_users(c, "login", 32).await?);
+    let client = http();
+    let url = format!("{}/api/auth/login", c.api);
+    let (tally, elapsed) = load(&args, move |i| {
+        let (client, url) = (client.clone(), url.clone());
+        // Clients start at i = client * 10^9: spread them over the users so no account
+        // sees more than a couple of logins at once (more would trip its lockout).
+        let n = emails.len() as u64;
+        let email = emails[((i / 1_000_000_000 + i) % n) as usize].clone();
+        async move {
+            let body = json!({ "email": email, "password": "bench-password-123" });
+            outcome(client.post(&url).json(&body).send().await, 200)
+        }
+    })
+    .await;
+    let mut r = Report::new(
+        "login",
+        format!(
+            "POST /api/auth/login over 32 users with their passwords (argon2id verify with the api's ARGON2_* parameters), {}",
+            mode(&args)
+        ),
+    );
+    add_tally(&mut r, &tally, elapsed, "logins");
+    r.latency = tally.ok;
+    Ok(r)
+}
+
+async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
+    let email = completed_users(c, "me", 1).await?.remove(0);
+    let client = http();
+    let tokens: serde_json::Value = client
+        .post(format!("{}/api/auth/login", c.api))
+        .json(&json!({ "email": email, "password": "bench-password-123" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = tokens["accessToken"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("login failed: {tokens}"))?
+        .to_owned();
+    let url = format!("{}/api/auth/me", c.api);
+    let (tally, elapsed) = load(&args, move |_| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        async move { outcome(client.get(&url).bearer_auth(token).send().await, 200) }
+    })
+    .await;
+    let mut r = Report::new(
+        "me",
+        format!(
+            "GET /api/auth/me with an access token (EdDSA verify, Redis revocation check, PostgreSQL read), {}",
+            mode(&args)
+        ),
+    );
+    add_tally(&mut r, &tally, elapsed, "requests");
+    r.latency = tally.ok;
+    Ok(r)
+}
+
 async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
     let client = http();
     let run = unique("e2e");
@@ -662,6 +752,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::E2e(a) => e2e(&c, a).await?.publish()?,
         Bench::Hash(a) => hash(&a)?.0.publish()?,
         Bench::Connections(a) => connections(&c, a).await?.publish()?,
+        Bench::Login(a) => login(&c, a).await?.publish()?,
+        Bench::Me(a) => me(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),
@@ -706,6 +798,26 @@ async fn main() -> anyhow::Result<()> {
                 LoadArgs {
                     concurrency: 0,
                     rate: 5000,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            login(
+                &c,
+                LoadArgs {
+                    concurrency: 16,
+                    rate: 0,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            me(
+                &c,
+                LoadArgs {
+                    concurrency: 64,
+                    rate: 0,
                     seconds: 10,
                 },
             )

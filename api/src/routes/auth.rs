@@ -172,17 +172,16 @@ async fn authenticate(
             retry_after_secs: u32::try_from(window_left).unwrap_or(u32::MAX),
         });
     }
+    // Both lookups run for every login, known email or not, so neither path is
+    // measurably shorter than the other.
+    let status = app.store.lookup(&email).await.map_err(unavailable)?;
     let mut client = app.db().await?;
     let user = users::find_by_email(&**client, email.as_str())
         .await
         .map_err(unavailable)?
         .filter(|u| !u.is_deleted());
-    if user.is_none() {
-        if let Some(RegistrationStatus::Pending(_)) =
-            app.store.lookup(&email).await.map_err(unavailable)?
-        {
-            return Err(ApiError::RegistrationPending);
-        }
+    if user.is_none() && matches!(status, Some(RegistrationStatus::Pending(_))) {
+        return Err(ApiError::RegistrationPending);
     }
     // An unknown email is checked against a dummy hash: the same work, the same time.
     let stored = user.as_ref().map_or_else(

@@ -83,3 +83,35 @@ async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
     assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
     assert_eq!(stuck.await.unwrap().unwrap(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_logins_and_authenticated_calls_get_503_never_a_pass() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_redis_url: Some("redis://127.0.0.1:1".into()),
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = app.login("someone@example.com", "a password").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+    // A correctly signed token cannot be checked against revocations: fail closed.
+    let keys = registrar_api::auth::keys::JwtKeys::new(
+        &secrecy::SecretString::from(app.jwt_signing_key.clone()),
+        &[],
+        "registrar",
+        "registrar",
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    let (token, _) = keys.issue(
+        uuid::Uuid::now_v7(),
+        common::users::Role::Admin,
+        uuid::Uuid::now_v7(),
+    );
+    let (status, headers, _) = app
+        .call(reqwest::Method::GET, "/api/users", Some(&token), None)
+        .await;
+    assert_eq!(status, 503);
+    assert!(headers.contains_key("retry-after"));
+}
