@@ -156,17 +156,7 @@ impl ProfilePatch {
             patch.last_name = text_field(&mut errors, "lastName", input.last_name, 2, 100);
         }
         if wanted(input.email) {
-            patch.email = match input.email.map(Email::parse) {
-                None => {
-                    errors.push(FieldError::new("email", "is required"));
-                    None
-                }
-                Some(Err(e)) => {
-                    errors.push(FieldError::new("email", e.to_string()));
-                    None
-                }
-                Some(Ok(email)) => Some(email),
-            };
+            patch.email = email_field(&mut errors, input.email);
         }
         if wanted(input.gender) {
             patch.gender = enum_field(
@@ -210,6 +200,21 @@ pub fn validate_password(field: &str, password: &SecretString) -> Result<(), Fie
             field,
             format!("must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"),
         ))
+    }
+}
+
+/// Parses a required `email` field, recording what is wrong with it in `errors`.
+pub fn email_field(errors: &mut Vec<FieldError>, value: Option<&str>) -> Option<Email> {
+    match value.map(Email::parse) {
+        None => {
+            errors.push(FieldError::new("email", "is required"));
+            None
+        }
+        Some(Err(e)) => {
+            errors.push(FieldError::new("email", e.to_string()));
+            None
+        }
+        Some(Ok(email)) => Some(email),
     }
 }
 

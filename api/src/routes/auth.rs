@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::email::Email;
 use common::redis_store::RegistrationStatus;
-use common::registration::FieldError;
+use common::registration::{email_field, FieldError};
 use common::users::{self, UserRecord};
 use common::{sessions, users::AuditContext};
 use rand::RngCore;
@@ -125,17 +125,7 @@ pub async fn login(
 
 fn parse_login(request: LoginRequest) -> Result<(Email, SecretString), ApiError> {
     let mut errors = Vec::new();
-    let email = match request.email.as_deref().map(Email::parse) {
-        None => {
-            errors.push(FieldError::new("email", "is required"));
-            None
-        }
-        Some(Err(e)) => {
-            errors.push(FieldError::new("email", e.to_string()));
-            None
-        }
-        Some(Ok(e)) => Some(e),
-    };
+    let email = email_field(&mut errors, request.email.as_deref());
     let password = match request.password {
         None => {
             errors.push(FieldError::new("password", "is required"));

@@ -34,6 +34,18 @@ async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// `method path` with `who`'s token and a JSON body: the status and the answer.
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    who: &Account,
+    body: Value,
+) -> (u16, Value) {
+    let (status, _, answer) = app.call(method, path, Some(&who.access), Some(&body)).await;
+    (status, answer)
+}
+
 async fn audit_actions(app: &TestApp, user: Uuid) -> Vec<String> {
     app.pg()
         .await
@@ -115,14 +127,14 @@ async fn every_route_answers_each_kind_of_caller_as_the_role_table_says() {
         app.account_with_role("moderator"),
         app.account_with_role("admin"),
     );
-    let (status, _, _) = app
-        .call(
-            POST,
-            "/api/data",
-            Some(&me_.access),
-            Some(&json!({ "key": "mine", "value": 1 })),
-        )
-        .await;
+    let (status, _) = send(
+        &app,
+        POST,
+        "/api/data",
+        &me_,
+        json!({ "key": "mine", "value": 1 }),
+    )
+    .await;
     assert_eq!(status, 201);
     let id = me_.id;
     let email = me_.email.clone();
@@ -823,14 +835,14 @@ async fn the_export_holds_the_profile_the_audit_trail_and_the_data_items() {
     let app = TestApp::spawn().await;
     let user = app.register_and_login().await;
     for key in ["b", "a"] {
-        let (status, _, _) = app
-            .call(
-                POST,
-                "/api/data",
-                Some(&user.access),
-                Some(&json!({"key": key, "value": [key]})),
-            )
-            .await;
+        let (status, _) = send(
+            &app,
+            POST,
+            "/api/data",
+            &user,
+            json!({"key": key, "value": [key]}),
+        )
+        .await;
         assert_eq!(status, 201);
     }
     let (status, headers, export) = app
@@ -998,14 +1010,7 @@ async fn put_replaces_the_whole_profile_and_email_stays_unique() {
     let app = TestApp::spawn().await;
     let (user, other) = tokio::join!(app.register_and_login(), app.register_and_login());
     let path = format!("/api/users/{}", user.id);
-    let (status, _, body) = app
-        .call(
-            PUT,
-            &path,
-            Some(&user.access),
-            Some(&json!({"firstName": "Only"})),
-        )
-        .await;
+    let (status, body) = send(&app, PUT, &path, &user, json!({"firstName": "Only"})).await;
     assert_eq!(status, 400);
     assert_eq!(
         body["error"]["details"].as_array().unwrap().len(),
@@ -1037,14 +1042,14 @@ async fn put_replaces_the_whole_profile_and_email_stays_unique() {
     assert_eq!(body["data"]["email"], new_email);
     assert_eq!(body["data"]["lastName"], "Hopper");
     assert_eq!(app.login(&new_email, &user.password).await.0, 200);
-    let (status, _, body) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&user.access),
-            Some(&json!({"sex": "robot", "isAdmin": true})),
-        )
-        .await;
+    let (status, body) = send(
+        &app,
+        PATCH,
+        &path,
+        &user,
+        json!({"sex": "robot", "isAdmin": true}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
 }
 
@@ -1054,33 +1059,33 @@ async fn a_password_change_needs_the_current_password_and_ends_other_sessions() 
     let user = app.register_and_login().await;
     let other_session = app.log_in_again(user.clone()).await;
     let path = format!("/api/users/{}", user.id);
-    let (status, _, body) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&user.access),
-            Some(&json!({"password": "a-new-password"})),
-        )
-        .await;
+    let (status, body) = send(
+        &app,
+        PATCH,
+        &path,
+        &user,
+        json!({"password": "a-new-password"}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["details"][0]["field"], "currentPassword");
-    let (status, _, _) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&user.access),
-            Some(&json!({"password": "a-new-password", "currentPassword": "wrong-one"})),
-        )
-        .await;
+    let (status, _) = send(
+        &app,
+        PATCH,
+        &path,
+        &user,
+        json!({"password": "a-new-password", "currentPassword": "wrong-one"}),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _, body) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&user.access),
-            Some(&json!({"password": "a-new-password", "currentPassword": user.password})),
-        )
-        .await;
+    let (status, body) = send(
+        &app,
+        PATCH,
+        &path,
+        &user,
+        json!({"password": "a-new-password", "currentPassword": user.password}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(app.login(&user.email, &user.password).await.0, 401);
     assert_eq!(app.login(&user.email, "a-new-password").await.0, 200);
@@ -1106,32 +1111,11 @@ async fn only_an_admin_changes_roles_and_the_new_role_needs_a_new_login() {
     let app = TestApp::spawn().await;
     let (user, admin) = tokio::join!(app.register_and_login(), app.account_with_role("admin"));
     let path = format!("/api/users/{}", user.id);
-    let (status, _, _) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&user.access),
-            Some(&json!({"role": "admin"})),
-        )
-        .await;
+    let (status, _) = send(&app, PATCH, &path, &user, json!({"role": "admin"})).await;
     assert_eq!(status, 403);
-    let (status, _, _) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&admin.access),
-            Some(&json!({"role": "root"})),
-        )
-        .await;
+    let (status, _) = send(&app, PATCH, &path, &admin, json!({"role": "root"})).await;
     assert_eq!(status, 400);
-    let (status, _, body) = app
-        .call(
-            PATCH,
-            &path,
-            Some(&admin.access),
-            Some(&json!({"role": "moderator"})),
-        )
-        .await;
+    let (status, body) = send(&app, PATCH, &path, &admin, json!({"role": "moderator"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["role"], "moderator");
     // Old tokens carried the old role: they are revoked.
@@ -1233,14 +1217,7 @@ async fn data_items_are_scoped_to_their_owner() {
             .0,
         413
     );
-    let (status, _, _) = app
-        .call(
-            POST,
-            "/api/data",
-            Some(&alice.access),
-            Some(&json!({"key": "n"})),
-        )
-        .await;
+    let (status, _) = send(&app, POST, "/api/data", &alice, json!({"key": "n"})).await;
     assert_eq!(status, 400);
 }
 
