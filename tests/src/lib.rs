@@ -102,6 +102,8 @@ pub struct TestOptions {
     pub api_kafka_brokers: Option<String>,
     /// Redis URL the api uses (default: the real one).
     pub api_redis_url: Option<String>,
+    /// Database URL the api uses (default: the test database).
+    pub api_database_url: Option<String>,
     /// Database URL the consumer uses (default: the test database).
     pub consumer_database_url: Option<String>,
     pub consumer_batch_size: Option<usize>,
@@ -151,7 +153,7 @@ impl TestApp {
             "--host",
             "127.0.0.1",
             "--database-url",
-            &database_url,
+            options.api_database_url.as_deref().unwrap_or(&database_url),
             "--redis-url",
             options.api_redis_url.as_deref().unwrap_or(&redis_url()),
             "--redis-key-prefix",
@@ -449,6 +451,18 @@ impl TestApp {
         let headers = response.headers().clone();
         let body = response.json().await.unwrap_or(Value::Null);
         (status, headers, body)
+    }
+
+    /// The api's access-token keys, to sign tokens it will accept (and, altered, refuse).
+    pub fn jwt_keys(&self) -> registrar_api::auth::keys::JwtKeys {
+        registrar_api::auth::keys::JwtKeys::new(
+            &secrecy::SecretString::from(self.jwt_signing_key.clone()),
+            &[],
+            "registrar",
+            "registrar",
+            Duration::from_secs(900),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     pub async fn login(&self, email: &str, password: &str) -> (u16, Value) {

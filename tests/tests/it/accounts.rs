@@ -295,17 +295,6 @@ async fn every_route_answers_each_kind_of_caller_as_the_role_table_says() {
     }
 }
 
-fn forge(app: &TestApp) -> JwtKeys {
-    JwtKeys::new(
-        &secrecy::SecretString::from(app.jwt_signing_key.clone()),
-        &[],
-        "registrar",
-        "registrar",
-        Duration::from_secs(900),
-    )
-    .unwrap()
-}
-
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }
@@ -317,7 +306,7 @@ async fn forged_expired_and_foreign_tokens_are_rejected() {
     let (status, body) = me(&app, &user.access).await;
     assert_eq!(status, 200, "{body}");
 
-    let keys = forge(&app);
+    let keys = app.jwt_keys();
     let now = chrono::Utc::now().timestamp();
     let base = Claims {
         sub: user.id,

@@ -192,6 +192,22 @@ async fn registrations_over_the_auth_rate_limit_get_429_with_retry_after() {
     assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
     // Polling is not under the registration limit.
     assert_ne!(app.get_status(&email).await.status(), 429);
+    // Login is under the same per-IP auth limit (before any password is checked).
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = app.login(&email, "a wrong password").await;
+        codes.push((
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    assert!(
+        codes.contains(&(429, "RATE_LIMITED".to_owned())),
+        "{codes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,14 +96,7 @@ async fn without_redis_logins_and_authenticated_calls_get_503_never_a_pass() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
     // A correctly signed token cannot be checked against revocations: fail closed.
-    let keys = registrar_api::auth::keys::JwtKeys::new(
-        &secrecy::SecretString::from(app.jwt_signing_key.clone()),
-        &[],
-        "registrar",
-        "registrar",
-        Duration::from_secs(900),
-    )
-    .unwrap();
+    let keys = app.jwt_keys();
     let (token, _) = keys.issue(
         uuid::Uuid::now_v7(),
         common::users::Role::Admin,
@@ -114,4 +107,34 @@ async fn without_redis_logins_and_authenticated_calls_get_503_never_a_pass() {
         .await;
     assert_eq!(status, 503);
     assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_with_a_token_still_answers_the_status_when_postgresql_is_down() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_database_url: Some("postgres://postgres@127.0.0.1:1/none".into()),
+        ..Default::default()
+    })
+    .await;
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", Duration::from_secs(30))
+        .await;
+    let keys = app.jwt_keys();
+    let (token, _) = keys.issue(
+        uuid::Uuid::now_v7(),
+        common::users::Role::Admin,
+        uuid::Uuid::now_v7(),
+    );
+    let (status, _, answer) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/users/{email}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["status"], "completed");
+    assert!(answer["data"].get("user").is_none());
 }
