@@ -116,6 +116,13 @@ if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) 
 return {n, ttl}
 "#;
 
+/// Takes one attempt back, never below zero and never creating the key.
+const REFUND_ATTEMPT: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"#;
+
 pub fn pool(config: &RedisConfig) -> Result<Pool, ConfigError> {
     let mut cfg = Config::from_url(config.url.expose_secret());
     let mut pool_cfg = deadpool_redis::PoolConfig::new(config.pool_size);
@@ -345,6 +352,23 @@ impl StatusStore {
                     .query_async(c)
                     .await?;
                 Ok((n, u64::try_from(ttl).unwrap_or(1).max(1)))
+            })
+        })
+        .await
+    }
+
+    /// Gives back an attempt that ended without checking the password.
+    pub async fn refund_login_attempt(&self, email: &Email) -> Result<(), StoreError> {
+        let key = self.keys.login_attempts(email);
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let _: i64 = redis::cmd("EVAL")
+                    .arg(REFUND_ATTEMPT)
+                    .arg(1)
+                    .arg(&key)
+                    .query_async(c)
+                    .await?;
+                Ok(())
             })
         })
         .await

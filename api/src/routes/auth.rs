@@ -162,9 +162,30 @@ async fn authenticate(
             retry_after_secs: u32::try_from(window_left).unwrap_or(u32::MAX),
         });
     }
+    let result = verify_and_start_session(app, context, &email, password, attempts).await;
+    // An attempt that ended without a verdict on the password (overload, a dependency
+    // down, a pending registration) is given back: only checked passwords count.
+    if matches!(
+        result,
+        Err(ApiError::Overloaded { .. } | ApiError::Unavailable(_) | ApiError::RegistrationPending)
+    ) {
+        if let Err(e) = app.store.refund_login_attempt(&email).await {
+            tracing::warn!(event = "login_attempt_not_refunded", error = %e);
+        }
+    }
+    result
+}
+
+async fn verify_and_start_session(
+    app: &AppState,
+    context: &RequestContext,
+    email: &Email,
+    password: SecretString,
+    attempts: u64,
+) -> Result<Response, ApiError> {
     // Both lookups run for every login, known email or not, so neither path is
     // measurably shorter than the other.
-    let status = app.store.lookup(&email).await.map_err(unavailable)?;
+    let status = app.store.lookup(email).await.map_err(unavailable)?;
     let mut client = app.db().await?;
     let user = users::find_by_email(&**client, email.as_str())
         .await
@@ -193,7 +214,7 @@ async fn authenticate(
         tracing::info!(event = "login_failed", email = %email.masked(), attempts);
         return Err(ApiError::InvalidCredentials);
     };
-    if let Err(e) = app.store.clear_login_attempts(&email).await {
+    if let Err(e) = app.store.clear_login_attempts(email).await {
         tracing::warn!(event = "login_attempts_not_cleared", error = %e);
     }
 

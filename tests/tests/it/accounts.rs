@@ -1359,3 +1359,37 @@ async fn create_admin_creates_or_promotes_and_the_admin_can_log_in() {
     .await;
     assert!(short.is_err());
 }
+
+#[tokio::test]
+async fn logins_refused_for_overload_do_not_count_towards_the_lockout() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_args: [
+            "--argon2-memory-kib",
+            "65536",
+            "--argon2-iterations",
+            "4",
+            "--password-hash-workers",
+            "1",
+            "--password-hash-queue",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        ..Default::default()
+    })
+    .await;
+    let email = "busy.user@example.com";
+    let logins = (0..4).map(|_| app.login(email, "a wrong password"));
+    let results = futures::future::join_all(logins).await;
+    let verified = results.iter().filter(|(s, _)| *s == 401).count();
+    let overloaded = results.iter().filter(|(s, _)| *s == 503).count();
+    assert!(verified >= 1 && overloaded >= 1, "{results:?}");
+    // Only the attempts whose password was checked count.
+    let counted = app
+        .redis_get(&format!("auth:attempts:{email}"))
+        .await
+        .unwrap();
+    assert_eq!(counted, verified.to_string());
+}
