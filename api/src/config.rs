@@ -283,3 +283,62 @@ impl ApiConfig {
         Duration::from_millis(self.produce_timeout_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ApiConfig,
+    }
+
+    fn config(extra: &[&str]) -> ApiConfig {
+        let (_, public) = common::seal::generate_key_pair();
+        let mut args = vec!["api", "--seal-key-id", "k1", "--seal-public-key"];
+        args.push(&public);
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args).unwrap().config
+    }
+
+    #[test]
+    fn the_signing_key_is_read_from_a_file() {
+        let (private, _) = crate::auth::keys::generate("from-file");
+        let path = std::env::temp_dir().join(format!("jwt-{}.key", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            format!("{}\n", secrecy::ExposeSecret::expose_secret(&private)),
+        )
+        .unwrap();
+        let keys = config(&["--jwt-signing-key-file", path.to_str().unwrap()])
+            .jwt_keys()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(keys.jwks()["keys"][0]["kid"], "from-file");
+    }
+
+    #[test]
+    fn the_signing_key_is_required_once() {
+        let e = config(&[]).jwt_keys().err().unwrap();
+        assert!(e.to_string().contains("JWT_SIGNING_KEY"), "{e}");
+        let (private, _) = crate::auth::keys::generate("k");
+        let key = secrecy::ExposeSecret::expose_secret(&private).to_owned();
+        let e = config(&[
+            "--jwt-signing-key",
+            &key,
+            "--jwt-signing-key-file",
+            "/nonexistent",
+        ])
+        .jwt_keys()
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = config(&["--jwt-signing-key-file", "/nonexistent/key"])
+            .jwt_keys()
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("JWT_SIGNING_KEY_FILE"), "{e}");
+    }
+}

@@ -1112,6 +1112,17 @@ async fn only_an_admin_changes_roles_and_the_new_role_needs_a_new_login() {
     let user = app.log_in_again(user).await;
     let (status, _, _) = app.call(GET, "/api/users", Some(&user.access), None).await;
     assert_eq!(status, 200);
+    // An admin may set another user's password without knowing the old one.
+    let (status, _) = send(
+        &app,
+        PATCH,
+        &path,
+        &admin,
+        json!({"password": "set-by-an-admin"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.login(&user.email, "set-by-an-admin").await.0, 200);
 }
 
 #[tokio::test]
