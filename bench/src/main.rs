@@ -263,6 +263,20 @@ fn mode(args: &LoadArgs) -> String {
     }
 }
 
+/// The report of a load run: throughput and latencies of the successes, status mix.
+fn load_report(
+    name: &'static str,
+    setup: String,
+    tally: Tally,
+    elapsed: Duration,
+    ok_label: &str,
+) -> Report {
+    let mut r = Report::new(name, setup);
+    add_tally(&mut r, &tally, elapsed, ok_label);
+    r.latency = tally.ok;
+    r
+}
+
 fn add_tally(r: &mut Report, tally: &Tally, elapsed: Duration, ok_label: &str) {
     let ok = tally.ok.as_ref().map_or(0, |h| h.len());
     r.row(
@@ -303,17 +317,17 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     } else {
         "intake-fixed-rate"
     };
-    let mut r = Report::new(
+    Ok(load_report(
         name,
         format!(
             "POST /api/users, unique emails, {}; broker: {}",
             mode(&args),
             c.broker_storage
         ),
-    );
-    add_tally(&mut r, &tally, elapsed, "accepted");
-    r.latency = tally.ok;
-    Ok(r)
+        tally,
+        elapsed,
+        "accepted",
+    ))
 }
 
 async fn wait_completed(
@@ -369,16 +383,16 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     } else {
         "poll-fixed-rate"
     };
-    let mut r = Report::new(
+    Ok(load_report(
         name,
         format!(
             "GET /api/users/{{email}} over 20 emails (completed and pending), {}",
             mode(&args)
         ),
-    );
-    add_tally(&mut r, &tally, elapsed, "requests");
-    r.latency = tally.ok;
-    Ok(r)
+        tally,
+        elapsed,
+        "requests",
+    ))
 }
 
 /// Registers `n` users and waits until they are persisted; returns their emails.
@@ -423,16 +437,16 @@ async fn login(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         }
     })
     .await;
-    let mut r = Report::new(
+    Ok(load_report(
         "login",
         format!(
             "POST /api/auth/login over 32 users with their passwords (argon2id verify with the api's ARGON2_* parameters), {}",
             mode(&args)
         ),
-    );
-    add_tally(&mut r, &tally, elapsed, "logins");
-    r.latency = tally.ok;
-    Ok(r)
+        tally,
+        elapsed,
+        "logins",
+    ))
 }
 
 async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
@@ -455,16 +469,16 @@ async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         async move { outcome(client.get(&url).bearer_auth(token).send().await, 200) }
     })
     .await;
-    let mut r = Report::new(
+    Ok(load_report(
         "me",
         format!(
             "GET /api/auth/me with an access token (EdDSA verify, Redis revocation check, PostgreSQL read), {}",
             mode(&args)
         ),
-    );
-    add_tally(&mut r, &tally, elapsed, "requests");
-    r.latency = tally.ok;
-    Ok(r)
+        tally,
+        elapsed,
+        "requests",
+    ))
 }
 
 async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
@@ -499,10 +513,12 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
         }
     })
     .await;
-    let mut r = Report::new("e2e", format!("POST then poll every 5 ms until completed, open loop at {} registrations/s for {} s; broker: {}", args.rate, args.seconds, c.broker_storage));
-    add_tally(&mut r, &tally, elapsed, "completed");
-    r.latency = tally.ok;
-    Ok(r)
+    Ok(load_report(
+        "e2e", format!("POST then poll every 5 ms until completed, open loop at {} registrations/s for {} s; broker: {}", args.rate, args.seconds, c.broker_storage),
+        tally,
+        elapsed,
+        "completed",
+    ))
 }
 
 fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {

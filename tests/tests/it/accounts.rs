@@ -654,11 +654,10 @@ async fn login_verifies_hashes_made_with_the_production_argon2_parameters() {
     assert_eq!(app.login(&user.email, "wrong password!").await.0, 401);
 }
 
-#[tokio::test]
-async fn a_saturated_hashing_pool_answers_503_with_retry_after_instead_of_queueing() {
-    // One worker, no queue, and costly hashes: concurrent logins beyond the first are
-    // refused at once.
-    let app = TestApp::spawn_with(TestOptions {
+/// An api whose hashing pool has one worker, no queue and costly hashes: concurrent
+/// logins beyond the first are refused at once.
+async fn spawn_with_one_slow_hashing_worker() -> TestApp {
+    TestApp::spawn_with(TestOptions {
         without_consumer: true,
         api_args: [
             "--argon2-memory-kib",
@@ -675,7 +674,12 @@ async fn a_saturated_hashing_pool_answers_503_with_retry_after_instead_of_queuei
         .collect(),
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_saturated_hashing_pool_answers_503_with_retry_after_instead_of_queueing() {
+    let app = spawn_with_one_slow_hashing_worker().await;
     let logins = (0..8).map(|i| {
         let app = &app;
         async move {
@@ -1373,24 +1377,7 @@ async fn create_admin_creates_or_promotes_and_the_admin_can_log_in() {
 
 #[tokio::test]
 async fn logins_refused_for_overload_do_not_count_towards_the_lockout() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        api_args: [
-            "--argon2-memory-kib",
-            "65536",
-            "--argon2-iterations",
-            "4",
-            "--password-hash-workers",
-            "1",
-            "--password-hash-queue",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_one_slow_hashing_worker().await;
     let email = "busy.user@example.com";
     let logins = (0..4).map(|_| app.login(email, "a wrong password"));
     let results = futures::future::join_all(logins).await;
