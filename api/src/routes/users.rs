@@ -645,6 +645,7 @@ pub struct AuditParams {
     responses(
         (status = 200, description = "The user's audit entries, newest first", content_type = "application/json"),
         (status = 403, description = "Not self or admin", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "No such user", body = crate::openapi::ErrorEnvelope),
     )
 )]
 pub async fn audit(
@@ -668,6 +669,11 @@ pub async fn audit(
         })
         .transpose()?;
     let client = app.db().await?;
+    // Erased and deleted users keep their trail; an unknown id has none.
+    users::find_by_id(&**client, id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("User"))?;
     let mut rows = users::audit_trail(&**client, id, limit + 1, offset, before)
         .await
         .map_err(unavailable)?;

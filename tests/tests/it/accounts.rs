@@ -821,6 +821,16 @@ async fn every_change_writes_its_audit_row_with_actor_address_and_fields() {
         }
     }
     assert_eq!(seen.len(), rows.len());
+    // An id nobody has is not an empty trail.
+    let (status, _, _) = app
+        .call(
+            GET,
+            &format!("/api/users/{}/audit", Uuid::now_v7()),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
