@@ -2,10 +2,11 @@
 //! The password comes from a file or an interactive prompt, never from an argument
 //! (arguments are visible in `ps` and shell history).
 
-use common::email::Email;
-use common::password::PasswordHasherService;
-use common::registration::validate_password;
-use common::users::{self, AuditContext, Role};
+use common::domain::email::Email;
+use common::domain::password::PasswordHasherService;
+use common::domain::registration::validate_password;
+use common::domain::Role;
+use common::store::users::{self, AuditContext};
 use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;

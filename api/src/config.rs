@@ -6,8 +6,8 @@ use clap::Args;
 use common::config::{
     ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
 };
-use common::password::Argon2Config;
-use common::seal::SealingKey;
+use common::domain::password::Argon2Config;
+use common::events::seal::SealingKey;
 use secrecy::SecretString;
 
 use crate::auth::keys::JwtKeys;
@@ -195,7 +195,7 @@ pub struct ApiConfig {
 impl ApiConfig {
     pub fn sealing_key(&self) -> Result<SealingKey, ConfigError> {
         SealingKey::from_base64(&self.seal_key_id, &self.seal_public_key).map_err(|e| match e {
-            common::seal::KeyError::KeyId => ConfigError::new("SEAL_KEY_ID", e),
+            common::events::seal::KeyError::KeyId => ConfigError::new("SEAL_KEY_ID", e),
             other => ConfigError::new("SEAL_PUBLIC_KEY", other),
         })
     }
@@ -296,7 +296,7 @@ mod tests {
     }
 
     fn config(extra: &[&str]) -> ApiConfig {
-        let (_, public) = common::seal::generate_key_pair();
+        let (_, public) = common::events::seal::generate_key_pair();
         let mut args = vec!["api", "--seal-key-id", "k1", "--seal-public-key"];
         args.push(&public);
         args.extend_from_slice(extra);

@@ -5,8 +5,10 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use common::registration::FieldError;
-use serde_json::json;
+use common::domain::registration::FieldError;
+
+use crate::bodies::{ErrorBody, ErrorEnvelope};
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -155,6 +157,32 @@ impl ApiError {
     }
 }
 
+/// The one mapping of use-case failures to HTTP answers.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(fields) => ApiError::Validation(fields),
+            ServiceError::RegistrationPending => ApiError::RegistrationPending,
+            ServiceError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            ServiceError::NotFound(what) => ApiError::NotFound(what),
+            ServiceError::InvalidToken => ApiError::InvalidToken,
+            ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
+            ServiceError::Forbidden => ApiError::Forbidden,
+            ServiceError::AccountLocked { retry_after_secs } => {
+                ApiError::AccountLocked { retry_after_secs }
+            }
+            ServiceError::PreconditionFailed => ApiError::PreconditionFailed,
+            ServiceError::EmailTaken => ApiError::EmailTaken,
+            ServiceError::DataKeyExists => ApiError::DataKeyExists,
+            ServiceError::Overloaded { retry_after_secs } => {
+                ApiError::Overloaded { retry_after_secs }
+            }
+            ServiceError::Unavailable(e) => ApiError::Unavailable(e),
+            ServiceError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 /// Formats an error with its whole `source()` chain for the log.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -179,12 +207,20 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut error = json!({ "code": self.code(), "message": self.message() });
-        if let ApiError::Validation(details) = &self {
-            error["details"] = json!(details);
-        }
-        let mut response =
-            (status, Json(json!({ "success": false, "error": error }))).into_response();
+        let body = ErrorEnvelope {
+            success: false,
+            error: ErrorBody {
+                code: self.code(),
+                message: self.message(),
+                details: match &self {
+                    ApiError::Validation(details) => {
+                        Some(details.iter().cloned().map(Into::into).collect())
+                    }
+                    _ => None,
+                },
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         let retry_after = match &self {
             ApiError::Overloaded { retry_after_secs }
             | ApiError::RateLimited { retry_after_secs }

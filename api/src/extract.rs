@@ -3,7 +3,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use common::registration::FieldError;
+use common::domain::registration::FieldError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;

@@ -40,7 +40,7 @@ enum Command {
         #[command(flatten)]
         postgres: PostgresConfig,
         #[command(flatten)]
-        argon2: common::password::Argon2Config,
+        argon2: common::domain::password::Argon2Config,
         #[command(flatten)]
         log: LogConfig,
     },
@@ -70,8 +70,8 @@ async fn run(cli: Cli) -> i32 {
         }
         Command::Migrate { postgres, log } => {
             init_logs(&log);
-            let pool = common::db::pool(&postgres).unwrap_or_else(|e| e.exit());
-            match common::db::migrate(&pool).await {
+            let pool = common::store::postgres::pool(&postgres).unwrap_or_else(|e| e.exit());
+            match common::store::postgres::migrate(&pool).await {
                 Ok(applied) => {
                     tracing::info!(
                         event = "migrations_applied",
@@ -95,9 +95,9 @@ async fn run(cli: Cli) -> i32 {
             log,
         } => {
             init_logs(&log);
-            let pool = common::db::pool(&postgres).unwrap_or_else(|e| e.exit());
-            let hasher =
-                common::password::PasswordHasherService::new(argon2).unwrap_or_else(|e| e.exit());
+            let pool = common::store::postgres::pool(&postgres).unwrap_or_else(|e| e.exit());
+            let hasher = common::domain::password::PasswordHasherService::new(argon2)
+                .unwrap_or_else(|e| e.exit());
             let outcome = registrar_api::admin::create_admin(&pool, &hasher, &email, || {
                 registrar_api::admin::read_password(password_file.as_deref())
             })
@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> i32 {
 }
 
 fn init_logs(log: &LogConfig) {
-    if let Err(e) = common::telemetry::init(log) {
+    if let Err(e) = common::ops::telemetry::init(log) {
         e.exit()
     }
 }
@@ -151,7 +151,7 @@ async fn serve(config: ApiConfig) -> i32 {
         }
     };
     tracing::info!(event = "api_listening", %addr);
-    match app.serve(listener, common::shutdown::signal()).await {
+    match app.serve(listener, common::ops::shutdown::signal()).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(event = "api_failed", error = format!("{e:#}"));
@@ -201,12 +201,13 @@ fn keygen(key_id: Option<String>) {
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         )
     });
-    if let Err(e) =
-        common::seal::SealingKey::from_base64(&key_id, &common::seal::generate_key_pair().1)
-    {
+    if let Err(e) = common::events::seal::SealingKey::from_base64(
+        &key_id,
+        &common::events::seal::generate_key_pair().1,
+    ) {
         ConfigError::new("--key-id", e).exit();
     }
-    let (private, public) = common::seal::generate_key_pair();
+    let (private, public) = common::events::seal::generate_key_pair();
     println!(
         "# Registrar password-sealing key pair (HPKE X25519), generated {}",
         chrono::Utc::now().to_rfc3339()

@@ -49,7 +49,7 @@ impl KafkaPublisher {
         queue_max_messages: u32,
         linger_ms: u32,
     ) -> Result<Arc<Self>, ConfigError> {
-        let mut cc = common::kafka::client_config(kafka)?;
+        let mut cc = common::events::kafka::client_config(kafka)?;
         cc.set("client.id", "registrar-api")
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -88,7 +88,7 @@ impl RegistrationPublisher for KafkaPublisher {
             let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
             if let Some(id) = request_id {
                 record = record.headers(OwnedHeaders::new().insert(Header {
-                    key: common::kafka::REQUEST_ID_HEADER,
+                    key: common::events::kafka::REQUEST_ID_HEADER,
                     value: Some(id),
                 }));
             }

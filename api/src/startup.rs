@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use common::config::ConfigError;
-use common::redis_store::{RedisKeys, StatusStore};
+use common::store::redis::Redis;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -25,7 +25,7 @@ use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::routes::{auth, data, health, registration, users};
-use crate::state::{AppState, Dependencies};
+use crate::state::{AppState, Dependencies, Stores};
 
 /// How often the consumer group's lag is measured.
 const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
@@ -46,7 +46,7 @@ pub enum StartError {
 pub struct Application {
     pub state: AppState,
     pub config: ApiConfig,
-    lag_monitor: Arc<common::metrics::LagMonitor>,
+    lag_monitor: Arc<common::ops::metrics::LagMonitor>,
     client_ip: ClientIp,
 }
 
@@ -57,15 +57,13 @@ impl Application {
         let sealing_key = config.sealing_key()?;
         let client_ip = ClientIp::new(config.trusted_proxies()?);
         let metrics = ApiMetrics::new();
-        let lag_monitor =
-            common::metrics::LagMonitor::new(&config.kafka, &config.group_id, &metrics.registry)?;
-        let pg = common::db::pool(&config.postgres)?;
-        let redis = common::redis_store::pool(&config.redis)?;
-        let store = StatusStore::new(
-            redis,
-            RedisKeys::new(config.redis.key_prefix.clone()),
-            config.redis.timeout(),
-        );
+        let lag_monitor = common::ops::metrics::LagMonitor::new(
+            &config.kafka,
+            &config.group_id,
+            &metrics.registry,
+        )?;
+        let pg = common::store::postgres::pool(&config.postgres)?;
+        let redis = Redis::from_config(&config.redis)?;
         let publisher: Arc<dyn RegistrationPublisher> = KafkaPublisher::new(
             &config.kafka,
             config.produce_timeout(),
@@ -73,7 +71,7 @@ impl Application {
             config.producer_linger_ms,
         )?;
         if config.run_migrations {
-            let applied = common::db::migrate(&pg)
+            let applied = common::store::postgres::migrate(&pg)
                 .await
                 .map_err(StartError::Migrations)?;
             tracing::info!(
@@ -83,7 +81,7 @@ impl Application {
             );
         }
         let jwt = config.jwt_keys()?;
-        let hasher = common::password::PasswordHasherService::new(config.argon2)?;
+        let hasher = common::domain::password::PasswordHasherService::new(config.argon2)?;
         let dummy_hash = {
             let hasher = hasher.clone();
             tokio::task::spawn_blocking(move || {
@@ -113,7 +111,7 @@ impl Application {
             dummy_hash,
         };
         let state = AppState::new(Dependencies {
-            store,
+            stores: Stores::new(redis),
             pg,
             pg_timeout: config.postgres.timeout(),
             publisher,
@@ -192,8 +190,8 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, common::metrics::CONTENT_TYPE)],
-        common::metrics::render(&state.metrics.registry),
+        [(header::CONTENT_TYPE, common::ops::metrics::CONTENT_TYPE)],
+        common::ops::metrics::render(&state.metrics.registry),
     )
 }
 

@@ -4,8 +4,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::redis_store::StatusStore;
-use common::seal::SealingKey;
+use common::events::seal::SealingKey;
+use common::store::idempotency::IdempotencyStore;
+use common::store::login_attempts::LoginAttemptStore;
+use common::store::redis::Redis;
+use common::store::registration_status::RegistrationStatusStore;
+use common::store::revoked_sessions::RevokedSessionStore;
 
 use crate::auth::Accounts;
 use crate::metrics::ApiMetrics;
@@ -14,8 +18,30 @@ use crate::publisher::RegistrationPublisher;
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// The Redis stores, each for one job, over one connection pool.
+pub struct Stores {
+    /// The connection itself, for the health check.
+    pub redis: Redis,
+    pub status: RegistrationStatusStore,
+    pub login_attempts: LoginAttemptStore,
+    pub revoked_sessions: RevokedSessionStore,
+    pub idempotency: IdempotencyStore,
+}
+
+impl Stores {
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            status: RegistrationStatusStore::new(redis.clone()),
+            login_attempts: LoginAttemptStore::new(redis.clone()),
+            revoked_sessions: RevokedSessionStore::new(redis.clone()),
+            idempotency: IdempotencyStore::new(redis.clone()),
+            redis,
+        }
+    }
+}
+
 pub struct Inner {
-    pub store: StatusStore,
+    pub stores: Stores,
     pub pg: deadpool_postgres::Pool,
     pub pg_timeout: Duration,
     pub publisher: Arc<dyn RegistrationPublisher>,
@@ -29,7 +55,7 @@ pub struct Inner {
 
 /// What the state is built from.
 pub struct Dependencies {
-    pub store: StatusStore,
+    pub stores: Stores,
     pub pg: deadpool_postgres::Pool,
     pub pg_timeout: Duration,
     pub publisher: Arc<dyn RegistrationPublisher>,
@@ -49,7 +75,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(deps: Dependencies) -> Self {
         let Dependencies {
-            store,
+            stores,
             pg,
             pg_timeout,
             publisher,
@@ -59,7 +85,7 @@ impl AppState {
             accounts,
         } = deps;
         Self(Arc::new(Inner {
-            store,
+            stores,
             pg,
             pg_timeout,
             publisher,
@@ -80,18 +106,5 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::SeqCst)
-    }
-
-    /// A pooled PostgreSQL connection, the checkout bounded by the configured timeout.
-    pub async fn db(&self) -> Result<deadpool_postgres::Client, crate::error::ApiError> {
-        tokio::time::timeout(self.pg_timeout, self.pg.get())
-            .await
-            .map_err(|_| {
-                crate::error::ApiError::Unavailable(anyhow::anyhow!(
-                    "no PostgreSQL connection within {:?}",
-                    self.pg_timeout
-                ))
-            })?
-            .map_err(|e| crate::error::ApiError::Unavailable(e.into()))
     }
 }

@@ -54,8 +54,8 @@ fn keygen_prints_env_lines_that_the_binaries_accept() {
             .to_owned()
     };
     assert_eq!(value("SEAL_KEY_ID"), "k2026");
-    common::seal::SealingKey::from_base64("k2026", &value("SEAL_PUBLIC_KEY")).unwrap();
-    common::seal::OpeningKeys::parse(&value("SEAL_PRIVATE_KEYS")).unwrap();
+    common::events::seal::SealingKey::from_base64("k2026", &value("SEAL_PUBLIC_KEY")).unwrap();
+    common::events::seal::OpeningKeys::parse(&value("SEAL_PRIVATE_KEYS")).unwrap();
     let jwt = value("JWT_SIGNING_KEY");
     assert!(jwt.starts_with("jwt-k2026:"), "{jwt}");
     registrar_api::auth::keys::JwtKeys::new(
@@ -69,7 +69,7 @@ fn keygen_prints_env_lines_that_the_binaries_accept() {
 }
 
 fn sealed_env(c: &mut Command) -> &mut Command {
-    let (_, public) = common::seal::generate_key_pair();
+    let (_, public) = common::events::seal::generate_key_pair();
     c.env("SEAL_KEY_ID", "k1").env("SEAL_PUBLIC_KEY", public)
 }
 

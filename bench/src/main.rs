@@ -132,7 +132,7 @@ struct ConnectionsArgs {
 #[derive(Args, Clone)]
 struct HashArgs {
     #[command(flatten)]
-    argon2: common::password::Argon2Config,
+    argon2: common::domain::password::Argon2Config,
     /// 0 = one per core.
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -523,7 +523,7 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
 
 fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {
     use rayon::prelude::*;
-    let hasher = common::password::PasswordHasherService::new(args.argon2)?;
+    let hasher = common::domain::password::PasswordHasherService::new(args.argon2)?;
     let threads = if args.threads == 0 {
         cores()
     } else {
@@ -645,8 +645,8 @@ async fn drain(
         NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
     ];
     admin.create_topics(&topics, &AdminOptions::new()).await?;
-    let (private, public) = common::seal::generate_key_pair();
-    let key = common::seal::SealingKey::from_base64("bench", &public)?;
+    let (private, public) = common::events::seal::generate_key_pair();
+    let key = common::events::seal::SealingKey::from_base64("bench", &public)?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &c.brokers)
         .set("linger.ms", "5")
@@ -654,9 +654,9 @@ async fn drain(
     let pw = SecretString::from("bench-password-123".to_owned());
     let mut sends = Vec::new();
     for i in 0..args.count {
-        let email = common::Email::parse(&format!("{run}-{i}@bench.example"))?;
-        let id = common::registration::new_registration_id();
-        let event = common::event::RegistrationEvent {
+        let email = common::domain::Email::parse(&format!("{run}-{i}@bench.example"))?;
+        let id = common::domain::registration::new_registration_id();
+        let event = common::events::registration::RegistrationEvent {
             registration_id: id,
             email: email.as_str().to_owned(),
             first_name: "Bench".into(),
@@ -664,7 +664,7 @@ async fn drain(
             gender: "male".into(),
             sex: "male".into(),
             occupation: "Load generator".into(),
-            credential: common::event::Credential::Sealed(key.seal(id, &email, &pw)),
+            credential: common::events::registration::Credential::Sealed(key.seal(id, &email, &pw)),
             submitted_at_ms: 0,
             request_id: None,
         };

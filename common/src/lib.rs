@@ -1,21 +1,12 @@
-//! Code shared by the api and the consumer: domain types, configuration, the Avro event
-//! codec, password sealing, Redis keys, PostgreSQL repositories and telemetry.
+//! Code shared by the api and the consumer, grouped by concern:
+//! - `domain`: types that cannot hold invalid data (email, profile, role, password hashing);
+//! - `events`: the Avro registration event, password sealing and the Kafka client settings;
+//! - `store`: PostgreSQL repositories and Redis stores, each owning its SQL or key names;
+//! - `ops`: health checks, metrics, telemetry and shutdown shared by both binaries;
+//! - `config`: the typed configuration pieces both binaries read from the environment.
 
 pub mod config;
-pub mod data_store;
-pub mod db;
-pub mod email;
-pub mod event;
-pub mod health;
-pub mod kafka;
-pub mod password;
-pub mod redis_store;
-pub mod registration;
-pub mod seal;
-pub mod sessions;
-pub mod telemetry;
-pub mod users;
-
-pub use email::Email;
-pub mod metrics;
-pub mod shutdown;
+pub mod domain;
+pub mod events;
+pub mod ops;
+pub mod store;

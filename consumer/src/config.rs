@@ -6,8 +6,8 @@ use clap::Args;
 use common::config::{
     ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
 };
-use common::password::Argon2Config;
-use common::seal::OpeningKeys;
+use common::domain::password::Argon2Config;
+use common::events::seal::OpeningKeys;
 
 #[derive(Args, Clone, Debug)]
 pub struct ConsumerConfig {

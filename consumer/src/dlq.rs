@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use common::config::{ConfigError, KafkaConfig};
-use common::kafka::dlq_headers;
+use common::events::kafka::dlq_headers;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -45,7 +45,7 @@ pub struct DlqProducer {
 
 impl DlqProducer {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, ConfigError> {
-        let mut cc = common::kafka::client_config(kafka)?;
+        let mut cc = common::events::kafka::client_config(kafka)?;
         cc.set("client.id", "registrar-consumer-dlq")
             .set("enable.idempotence", "true")
             .set("acks", "all")

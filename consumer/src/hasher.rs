@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use common::email::Email;
-use common::password::PasswordHasherService;
-use common::seal::{OpenError, OpeningKeys, SealedPassword};
+use common::domain::email::Email;
+use common::domain::password::PasswordHasherService;
+use common::events::seal::{OpenError, OpeningKeys, SealedPassword};
 use rayon::prelude::*;
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ pub enum HashJobError {
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error(transparent)]
-    Hash(#[from] common::password::HashError),
+    Hash(#[from] common::domain::password::HashError),
     #[error("the hashing worker stopped before answering")]
     WorkerLost,
 }

@@ -41,7 +41,7 @@ impl ConsumerContext for LoggingContext {
 }
 
 pub fn create(config: &ConsumerConfig) -> Result<StreamConsumer<LoggingContext>, ConfigError> {
-    let mut cc = common::kafka::client_config(&config.kafka)?;
+    let mut cc = common::events::kafka::client_config(&config.kafka)?;
     cc.set("group.id", &config.group_id)
         .set("client.id", "registrar-consumer")
         .set("enable.auto.commit", "true")

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::config::ConfigError;
-use common::password::PasswordHasherService;
-use common::redis_store::{RedisKeys, StatusStore};
+use common::domain::password::PasswordHasherService;
+use common::store::redis::Redis;
+use common::store::registration_status::RegistrationStatusStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +61,7 @@ pub struct Consumer {
     pipeline: Pipeline,
     probes: server::ProbeState,
     dlq: Arc<DlqProducer>,
-    lag_monitor: Arc<common::metrics::LagMonitor>,
+    lag_monitor: Arc<common::ops::metrics::LagMonitor>,
     shutdown: CancellationToken,
     grace: std::time::Duration,
 }
@@ -74,20 +75,19 @@ impl Consumer {
         let hasher = PasswordHasherService::new(config.argon2)?;
         let hash_pool =
             HashPool::new(config.hash_threads(), hasher, keys).map_err(StartError::HashPool)?;
-        let pg = common::db::pool(&config.postgres)?;
-        let store = StatusStore::new(
-            common::redis_store::pool(&config.redis)?,
-            RedisKeys::new(config.redis.key_prefix.clone()),
-            config.redis.timeout(),
-        );
+        let pg = common::store::postgres::pool(&config.postgres)?;
+        let redis = Redis::from_config(&config.redis)?;
         let dlq = Arc::new(DlqProducer::new(&config.kafka)?);
         let health = Arc::new(ConsumerHealth::default());
         let metrics = ConsumerMetrics::new();
-        let lag_monitor =
-            common::metrics::LagMonitor::new(&config.kafka, &config.group_id, &metrics.registry)?;
+        let lag_monitor = common::ops::metrics::LagMonitor::new(
+            &config.kafka,
+            &config.group_id,
+            &metrics.registry,
+        )?;
         let pipeline = Pipeline {
             consumer: kafka::create(config)?,
-            store: store.clone(),
+            store: RegistrationStatusStore::new(redis.clone()),
             pg: pg.clone(),
             hasher: hash_pool,
             dlq: Arc::clone(&dlq),
@@ -103,7 +103,7 @@ impl Consumer {
             probes: server::ProbeState {
                 health,
                 metrics,
-                store,
+                redis,
                 pg,
                 timeout: config.service.health_timeout(),
             },

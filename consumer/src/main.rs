@@ -19,7 +19,7 @@ fn main() {
 }
 
 async fn run(config: ConsumerConfig) -> i32 {
-    if let Err(e) = common::telemetry::init(&config.log) {
+    if let Err(e) = common::ops::telemetry::init(&config.log) {
         e.exit();
     }
     let shutdown = CancellationToken::new();
@@ -41,7 +41,7 @@ async fn run(config: ConsumerConfig) -> i32 {
     };
     tracing::info!(event = "consumer_started", %addr, topic = %config.kafka.topic, group = %config.group_id, hash_threads = config.hash_threads());
     tokio::spawn(async move {
-        common::shutdown::signal().await;
+        common::ops::shutdown::signal().await;
         shutdown.cancel();
     });
     match consumer.run(listener).await {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use common::metrics::{latency_buckets, register};
+use common::ops::metrics::{latency_buckets, register};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 pub struct ConsumerMetrics {

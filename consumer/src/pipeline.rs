@@ -9,12 +9,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::email::Email;
-use common::event::{Credential, RegistrationEvent};
-use common::password::PasswordHasherService;
-use common::redis_store::{Finished, StatusStore};
-use common::registration::{FailureReason, Profile, ProfileInput};
-use common::users::{self, InsertOutcome, NewUser};
+use common::domain::email::Email;
+use common::domain::password::PasswordHasherService;
+use common::domain::registration::{FailureReason, Profile};
+use common::events::registration::{Credential, RegistrationEvent};
+use common::store::registration_status::{Finished, RegistrationStatusStore};
+use common::store::users::{self, InsertOutcome, NewUser};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
@@ -47,7 +47,7 @@ impl Item {
     fn from_message(m: &BorrowedMessage<'_>) -> Self {
         let request_id = m.headers().and_then(|h| {
             h.iter()
-                .find(|h| h.key == common::kafka::REQUEST_ID_HEADER)
+                .find(|h| h.key == common::events::kafka::REQUEST_ID_HEADER)
                 .and_then(|h| h.value)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .map(str::to_owned)
@@ -70,7 +70,7 @@ pub struct Interrupted;
 
 pub struct Pipeline {
     pub(crate) consumer: StreamConsumer<LoggingContext>,
-    pub(crate) store: StatusStore,
+    pub(crate) store: RegistrationStatusStore,
     pub(crate) pg: deadpool_postgres::Pool,
     pub(crate) hasher: HashPool,
     pub(crate) dlq: Arc<DlqProducer>,
@@ -210,134 +210,110 @@ impl Pipeline {
         }
     }
 
+    /// One batch through the named steps: decode → validate → skip the persisted →
+    /// open and hash → persist → record outcomes → dead-letter. The caller stores the
+    /// offsets only when every step succeeded.
     pub(crate) async fn process(&self, batch: &[Item]) -> Result<(), Interrupted> {
-        let mut letters: Vec<DeadLetter<'_>> = Vec::new();
-        let mut finished: Vec<Finished> = Vec::new();
+        let mut outcome = BatchOutcome::default();
+        let candidates = decode_and_validate(batch, &mut outcome);
+        let candidates = self.skip_persisted(candidates, &mut outcome).await?;
+        let users = self.open_and_hash(candidates, &mut outcome).await;
+        self.persist(users, &mut outcome).await?;
+        self.record_outcomes(&outcome.finished).await?;
+        self.dead_letter(&outcome.letters).await
+    }
 
-        // 1. Decode and validate.
-        let mut candidates: Vec<(&Item, RegistrationEvent, Profile)> = Vec::new();
-        for item in batch {
-            let event = match RegistrationEvent::decode(&item.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(event = "record_undecodable", partition = item.partition, offset = item.offset, error = %e);
-                    letters.push(DeadLetter {
-                        item,
-                        kind: DlqKind::Undecodable,
-                        error: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            match Profile::parse(ProfileInput {
-                email: Some(&event.email),
-                first_name: Some(&event.first_name),
-                last_name: Some(&event.last_name),
-                gender: Some(&event.gender),
-                sex: Some(&event.sex),
-                occupation: Some(&event.occupation),
-            }) {
-                Ok(profile) => candidates.push((item, event, profile)),
-                Err(errors) => {
-                    let error = errors
-                        .iter()
-                        .map(|e| format!("{} {}", e.field, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    tracing::warn!(event = "registration_invalid", registration_id = %event.registration_id, error = %error);
-                    if let Ok(email) = Email::parse(&event.email) {
-                        finished.push(failed(
-                            email,
-                            event.registration_id,
-                            FailureReason::InvalidRegistration,
-                        ));
-                    }
-                    letters.push(DeadLetter {
-                        item,
-                        kind: DlqKind::Invalid,
-                        error,
-                    });
-                }
-            }
-        }
-
-        // 2. Skip the expensive hash for registrations persisted before (redelivery).
-        let ids: Vec<Uuid> = candidates.iter().map(|c| c.1.registration_id).collect();
+    /// Redelivered registrations that are already users skip the expensive hash.
+    async fn skip_persisted<'a>(
+        &self,
+        candidates: Vec<Candidate<'a>>,
+        outcome: &mut BatchOutcome<'a>,
+    ) -> Result<Vec<Candidate<'a>>, Interrupted> {
+        let ids: Vec<Uuid> = candidates.iter().map(|c| c.event.registration_id).collect();
         let persisted = self
             .retry("check_persisted", || async {
                 let client = self.pg.get().await?;
                 Ok(users::persisted_registrations(&**client, &ids).await?)
             })
             .await?;
+        let (done, rest): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|c| persisted.contains(&c.event.registration_id));
+        for c in done {
+            outcome.finished.push(Finished::completed(
+                c.profile.email,
+                c.event.registration_id,
+            ));
+        }
+        Ok(rest)
+    }
 
-        // 3. Open and hash the rest on the hashing pool.
-        let mut to_insert: Vec<NewUser> = Vec::new();
+    /// Opens sealed passwords and hashes them on the hashing pool; imported argon2id
+    /// hashes pass as they are. What cannot be opened fails and is dead-lettered.
+    async fn open_and_hash<'a>(
+        &self,
+        candidates: Vec<Candidate<'a>>,
+        outcome: &mut BatchOutcome<'a>,
+    ) -> Vec<NewUser> {
+        let mut ready = Vec::new();
         let mut jobs = Vec::new();
-        let mut job_owners = Vec::new();
-        for (item, event, profile) in candidates {
-            if persisted.contains(&event.registration_id) {
-                finished.push(completed(profile.email, event.registration_id));
-                continue;
-            }
-            match event.credential {
-                Credential::PasswordHash(ref phc)
-                    if PasswordHasherService::is_argon2id_phc(phc) =>
-                {
+        let mut sealed_owners = Vec::new();
+        for c in candidates {
+            match &c.event.credential {
+                Credential::PasswordHash(phc) if PasswordHasherService::is_argon2id_phc(phc) => {
                     let hash = phc.clone();
-                    to_insert.push(new_user(&event, profile, hash));
+                    ready.push(new_user(&c.event, c.profile, hash));
                 }
-                Credential::PasswordHash(_) => {
-                    finished.push(failed(
-                        profile.email,
-                        event.registration_id,
-                        FailureReason::InvalidRegistration,
-                    ));
-                    letters.push(DeadLetter {
-                        item,
-                        kind: DlqKind::Invalid,
-                        error: "imported password hash is not an argon2id PHC string".into(),
-                    });
-                }
-                Credential::Sealed(ref sealed) => {
+                Credential::PasswordHash(_) => outcome.reject(
+                    c,
+                    FailureReason::InvalidRegistration,
+                    DlqKind::Invalid,
+                    "imported password hash is not an argon2id PHC string".into(),
+                ),
+                Credential::Sealed(sealed) => {
                     jobs.push(HashJob {
-                        registration_id: event.registration_id,
-                        email: profile.email.clone(),
+                        registration_id: c.event.registration_id,
+                        email: c.profile.email.clone(),
                         sealed: sealed.clone(),
                     });
-                    job_owners.push((item, event, profile));
+                    sealed_owners.push(c);
                 }
             }
         }
         let hashed = self.hasher.open_and_hash(jobs).await;
-        for ((item, event, profile), result) in job_owners.into_iter().zip(hashed) {
+        for (c, result) in sealed_owners.into_iter().zip(hashed) {
             match result {
-                Ok(hash) => to_insert.push(new_user(&event, profile, hash)),
+                Ok(hash) => ready.push(new_user(&c.event, c.profile, hash)),
                 Err(e) => {
-                    tracing::warn!(event = "credential_envelope_rejected", registration_id = %event.registration_id, error = %e);
-                    finished.push(failed(
-                        profile.email,
-                        event.registration_id,
+                    tracing::warn!(event = "credential_envelope_rejected", registration_id = %c.event.registration_id, error = %e);
+                    outcome.reject(
+                        c,
                         FailureReason::InvalidCredentialEnvelope,
-                    ));
-                    letters.push(DeadLetter {
-                        item,
-                        kind: DlqKind::Credential,
-                        error: e.to_string(),
-                    });
+                        DlqKind::Credential,
+                        e.to_string(),
+                    );
                 }
             }
         }
+        ready
+    }
 
-        // 4. Users and audit rows, one transaction.
-        let outcomes = self
+    /// Users and their audit rows in one transaction; an email someone else owns fails
+    /// the registration, never overwrites the user.
+    async fn persist(
+        &self,
+        to_insert: Vec<NewUser>,
+        outcome: &mut BatchOutcome<'_>,
+    ) -> Result<(), Interrupted> {
+        let results = self
             .retry("insert_users", || async {
                 let mut client = self.pg.get().await?;
                 Ok(users::insert_batch(&mut client, &to_insert).await?)
             })
             .await?;
-        for (user, outcome) in to_insert.into_iter().zip(outcomes) {
+        for (user, result) in to_insert.into_iter().zip(results) {
             let email = user.profile.email;
-            match outcome {
+            match result {
                 InsertOutcome::Created { .. } => {
                     tracing::info!(
                         event = "user_persisted",
@@ -350,14 +326,18 @@ impl Pipeline {
                     self.metrics
                         .e2e_latency
                         .observe(e2e.num_microseconds().unwrap_or_default().max(0) as f64 / 1e6);
-                    finished.push(completed(email, user.registration_id));
+                    outcome
+                        .finished
+                        .push(Finished::completed(email, user.registration_id));
                 }
                 InsertOutcome::AlreadyPersisted { .. } => {
-                    finished.push(completed(email, user.registration_id));
+                    outcome
+                        .finished
+                        .push(Finished::completed(email, user.registration_id));
                 }
                 InsertOutcome::EmailTaken => {
                     tracing::info!(event = "registration_rejected", reason = "EMAIL_TAKEN", email = %email.masked(), registration_id = %user.registration_id);
-                    finished.push(failed(
+                    outcome.finished.push(Finished::failed(
                         email,
                         user.registration_id,
                         FailureReason::EmailTaken,
@@ -365,52 +345,122 @@ impl Pipeline {
                 }
             }
         }
+        Ok(())
+    }
 
-        for f in &finished {
-            if let Some(reason) = f.reason {
-                self.metrics
-                    .registrations_failed
-                    .with_label_values(&[reason.as_str()])
-                    .inc();
-            }
+    /// Completed and failed keys to Redis in one pipeline.
+    async fn record_outcomes(&self, finished: &[Finished]) -> Result<(), Interrupted> {
+        for reason in finished.iter().filter_map(|f| f.reason) {
+            self.metrics
+                .registrations_failed
+                .with_label_values(&[reason.as_str()])
+                .inc();
         }
-
-        // 5. Outcomes to Redis, one pipeline.
         self.retry("update_status", || async {
-            Ok(self.store.finish(&finished).await?)
+            Ok(self.store.finish(finished).await?)
         })
-        .await?;
+        .await
+    }
 
-        // 6. Dead letters, acknowledged by the broker before the offsets move on.
-        if !letters.is_empty() {
-            self.retry("dead_letter", || self.dlq.send_all(&letters))
-                .await?;
-            tracing::warn!(event = "records_dead_lettered", count = letters.len());
-            for letter in &letters {
-                self.metrics
-                    .dlq_messages
-                    .with_label_values(&[letter.kind.as_str()])
-                    .inc();
-            }
+    /// Dead letters, acknowledged by the broker before the offsets move on.
+    async fn dead_letter(&self, letters: &[DeadLetter<'_>]) -> Result<(), Interrupted> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.retry("dead_letter", || self.dlq.send_all(letters))
+            .await?;
+        tracing::warn!(event = "records_dead_lettered", count = letters.len());
+        for letter in letters {
+            self.metrics
+                .dlq_messages
+                .with_label_values(&[letter.kind.as_str()])
+                .inc();
         }
         Ok(())
     }
 }
 
-fn completed(email: Email, registration_id: Uuid) -> Finished {
-    Finished {
-        email,
-        registration_id,
-        reason: None,
+/// A decoded registration that passed the rules.
+struct Candidate<'a> {
+    item: &'a Item,
+    event: RegistrationEvent,
+    profile: Profile,
+}
+
+/// What a batch has produced so far: registrations that ended, and records to
+/// dead-letter.
+#[derive(Default)]
+struct BatchOutcome<'a> {
+    finished: Vec<Finished>,
+    letters: Vec<DeadLetter<'a>>,
+}
+
+impl<'a> BatchOutcome<'a> {
+    /// A registration that cannot become a user: failed status and a dead letter.
+    fn reject(&mut self, c: Candidate<'a>, reason: FailureReason, kind: DlqKind, error: String) {
+        self.finished.push(Finished::failed(
+            c.profile.email,
+            c.event.registration_id,
+            reason,
+        ));
+        self.letters.push(DeadLetter {
+            item: c.item,
+            kind,
+            error,
+        });
     }
 }
 
-fn failed(email: Email, registration_id: Uuid, reason: FailureReason) -> Finished {
-    Finished {
-        email,
-        registration_id,
-        reason: Some(reason),
+/// Decodes each record and applies the registration rules; undecodable and invalid
+/// records are dead-lettered (an invalid one with a failed status when its email is
+/// readable).
+fn decode_and_validate<'a>(
+    batch: &'a [Item],
+    outcome: &mut BatchOutcome<'a>,
+) -> Vec<Candidate<'a>> {
+    let mut candidates = Vec::with_capacity(batch.len());
+    for item in batch {
+        let event = match RegistrationEvent::decode(&item.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(event = "record_undecodable", partition = item.partition, offset = item.offset, error = %e);
+                outcome.letters.push(DeadLetter {
+                    item,
+                    kind: DlqKind::Undecodable,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match Profile::parse(event.profile_input()) {
+            Ok(profile) => candidates.push(Candidate {
+                item,
+                event,
+                profile,
+            }),
+            Err(errors) => {
+                let error = errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::warn!(event = "registration_invalid", registration_id = %event.registration_id, error = %error);
+                if let Ok(email) = Email::parse(&event.email) {
+                    outcome.finished.push(Finished::failed(
+                        email,
+                        event.registration_id,
+                        FailureReason::InvalidRegistration,
+                    ));
+                }
+                outcome.letters.push(DeadLetter {
+                    item,
+                    kind: DlqKind::Invalid,
+                    error,
+                });
+            }
+        }
     }
+    candidates
 }
 
 fn new_user(event: &RegistrationEvent, profile: Profile, password_hash: String) -> NewUser {

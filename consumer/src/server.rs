@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::health::check;
-use common::redis_store::StatusStore;
+use common::ops::health::check;
+use common::store::redis::Redis;
 use serde_json::json;
 
 use crate::metrics::ConsumerMetrics;
@@ -19,7 +19,7 @@ use crate::ConsumerHealth;
 pub struct ProbeState {
     pub health: Arc<ConsumerHealth>,
     pub metrics: Arc<ConsumerMetrics>,
-    pub store: StatusStore,
+    pub redis: Redis,
     pub pg: deadpool_postgres::Pool,
     pub timeout: Duration,
 }
@@ -39,9 +39,9 @@ async fn metrics(State(s): State<ProbeState>) -> impl axum::response::IntoRespon
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            common::metrics::CONTENT_TYPE,
+            common::ops::metrics::CONTENT_TYPE,
         )],
-        common::metrics::render(&s.metrics.registry),
+        common::ops::metrics::render(&s.metrics.registry),
     )
 }
 
@@ -59,8 +59,12 @@ async fn live(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Valu
 /// Ready when the loop runs and PostgreSQL and Redis answer.
 async fn ready(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Value>) {
     let (redis, postgres) = tokio::join!(
-        check("redis", s.timeout, s.store.ping()),
-        check("postgres", s.timeout, common::db::ping(&s.pg, s.timeout)),
+        check("redis", s.timeout, s.redis.ping()),
+        check(
+            "postgres",
+            s.timeout,
+            common::store::postgres::ping(&s.pg, s.timeout)
+        ),
     );
     let ok = s.health.is_running() && redis.is_healthy() && postgres.is_healthy();
     let status = if ok {

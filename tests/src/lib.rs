@@ -135,10 +135,10 @@ impl TestApp {
         let database_url = create_database(&database).await;
         let topic = format!("test-registration-{id}");
         kafka::create_topics(&topic, options.partitions.unwrap_or(2)).await;
-        let (private, public) = common::seal::generate_key_pair();
+        let (private, public) = common::events::seal::generate_key_pair();
         let seal_key_id = format!("t{id}");
         let redis_prefix = format!("test:{id}:");
-        let redis = common::redis_store::pool(&common::config::RedisConfig {
+        let redis = common::store::redis::pool(&common::config::RedisConfig {
             url: secrecy::SecretString::from(redis_url()),
             pool_size: 4,
             timeout_ms: 2000,
@@ -602,13 +602,13 @@ async fn create_database(name: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("CREATE DATABASE failed: {e}"));
     let url = database_url(name);
-    let pool = common::db::pool(&common::config::PostgresConfig {
+    let pool = common::store::postgres::pool(&common::config::PostgresConfig {
         url: secrecy::SecretString::from(url.clone()),
         pool_size: 2,
         timeout_ms: 5000,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    common::db::migrate(&pool)
+    common::store::postgres::migrate(&pool)
         .await
         .unwrap_or_else(|e| panic!("migrations failed: {e:#}"));
     url

@@ -4,7 +4,8 @@
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use common::users::{AuditContext, Role};
+use common::domain::Role;
+use common::store::users::AuditContext;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -56,8 +57,9 @@ async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError>
     })?;
     // Fail closed: without Redis a revoked session cannot be told apart.
     if state
-        .store
-        .is_session_revoked(claims.sid)
+        .stores
+        .revoked_sessions
+        .is_revoked(claims.sid)
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?
     {

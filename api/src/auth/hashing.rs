@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::password::PasswordHasherService;
+use common::domain::password::PasswordHasherService;
 use prometheus::{Histogram, IntGauge};
 use tokio::sync::Semaphore;
 
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 pub struct HashingPool {
     hasher: PasswordHasherService,
@@ -48,12 +48,12 @@ impl HashingPool {
     }
 
     /// Runs `work` on a blocking thread once a worker is free.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ServiceError>
     where
         F: FnOnce(&PasswordHasherService) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let overloaded = ApiError::Overloaded {
+        let overloaded = ServiceError::Overloaded {
             retry_after_secs: 1,
         };
         let started = Instant::now();
@@ -83,14 +83,14 @@ impl HashingPool {
             work(&hasher)
         })
         .await
-        .map_err(|e| ApiError::Internal(e.into()))
+        .map_err(|e| ServiceError::Internal(e.into()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::password::Argon2Config;
+    use common::domain::password::Argon2Config;
 
     fn pool(workers: usize, queue: usize) -> Arc<HashingPool> {
         let hasher = PasswordHasherService::new(Argon2Config::default()).unwrap();
@@ -129,7 +129,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let refused = p.run(|_| 2).await;
-        assert!(matches!(refused, Err(ApiError::Overloaded { .. })));
+        assert!(matches!(refused, Err(ServiceError::Overloaded { .. })));
         release_tx.send(()).unwrap();
         busy.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 1);

@@ -310,7 +310,7 @@ async fn forged_expired_and_foreign_tokens_are_rejected() {
     let now = chrono::Utc::now().timestamp();
     let base = Claims {
         sub: user.id,
-        role: common::users::Role::User,
+        role: common::domain::Role::User,
         iat: now,
         exp: now + 900,
         jti: Uuid::new_v4(),
@@ -1341,17 +1341,19 @@ async fn staff_list_users_with_filters_offsets_and_a_cursor() {
 #[tokio::test]
 async fn create_admin_creates_or_promotes_and_the_admin_can_log_in() {
     let app = TestApp::spawn().await;
-    let pool = common::db::pool(&common::config::PostgresConfig {
+    let pool = common::store::postgres::pool(&common::config::PostgresConfig {
         url: secrecy::SecretString::from(app.database_url.clone()),
         pool_size: 2,
         timeout_ms: 5000,
     })
     .unwrap();
-    let hasher = common::password::PasswordHasherService::new(common::password::Argon2Config {
-        memory_kib: 256,
-        iterations: 1,
-        parallelism: 1,
-    })
+    let hasher = common::domain::password::PasswordHasherService::new(
+        common::domain::password::Argon2Config {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
     .unwrap();
     use registrar_api::admin::{create_admin, AdminOutcome};
     let outcome = create_admin(&pool, &hasher, " Root@Example.com ", || {

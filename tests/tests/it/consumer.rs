@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use common::email::Email;
-use common::event::{Credential, RegistrationEvent};
-use common::seal::SealingKey;
+use common::domain::email::Email;
+use common::events::registration::{Credential, RegistrationEvent};
+use common::events::seal::SealingKey;
 use registrar_tests::chaos::ChaosProxy;
 use registrar_tests::kafka::{produce_raw, read_all};
 use registrar_tests::{logs, registration_body, TestApp, TestOptions};

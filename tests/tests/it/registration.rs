@@ -55,7 +55,7 @@ async fn a_registration_is_persisted_with_an_argon2id_hash_an_audit_row_and_redi
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"
     );
-    let hasher = common::password::PasswordHasherService::new(Default::default()).unwrap();
+    let hasher = common::domain::password::PasswordHasherService::new(Default::default()).unwrap();
     assert!(hasher.verify(&secrecy::SecretString::from(password.clone()), &hash));
     assert_eq!(rows[0].get::<_, String>(1), registration_id);
     assert_eq!(rows[0].get::<_, String>(3), "user");

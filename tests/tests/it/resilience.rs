@@ -99,7 +99,7 @@ async fn without_redis_logins_and_authenticated_calls_get_503_never_a_pass() {
     let keys = app.jwt_keys();
     let (token, _) = keys.issue(
         uuid::Uuid::now_v7(),
-        common::users::Role::Admin,
+        common::domain::Role::Admin,
         uuid::Uuid::now_v7(),
     );
     let (status, headers, _) = app
@@ -123,7 +123,7 @@ async fn polling_with_a_token_still_answers_the_status_when_postgresql_is_down()
     let keys = app.jwt_keys();
     let (token, _) = keys.issue(
         uuid::Uuid::now_v7(),
-        common::users::Role::Admin,
+        common::domain::Role::Admin,
         uuid::Uuid::now_v7(),
     );
     let (status, _, answer) = app

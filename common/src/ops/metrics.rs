@@ -58,7 +58,7 @@ impl LagMonitor {
         group_id: &str,
         registry: &Registry,
     ) -> Result<Arc<Self>, ConfigError> {
-        let mut cc = crate::kafka::client_config(kafka)?;
+        let mut cc = crate::events::kafka::client_config(kafka)?;
         cc.set("group.id", group_id)
             .set("client.id", "registrar-lag-monitor")
             .set("enable.auto.commit", "false");

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::registration::Profile;
+use crate::domain::registration::Profile;
+use crate::domain::role::Role;
 
 /// A registration ready to be persisted: validated profile and a PHC hash.
 #[derive(Debug, Clone)]
@@ -167,36 +168,8 @@ pub async fn find_registered_by_email(
     }))
 }
 
-/// Roles, least to most privileged.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Moderator,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Moderator => "moderator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == raw)
-    }
-}
-
-/// A user as stored; the password hash is never serialised.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A user as stored, password hash and version included: the api shows a view of it.
+#[derive(Debug, Clone)]
 pub struct UserRecord {
     pub id: Uuid,
     pub registration_id: Uuid,
@@ -207,26 +180,18 @@ pub struct UserRecord {
     pub sex: Option<String>,
     pub occupation: Option<String>,
     pub role: Role,
-    #[serde(skip)]
     pub password_hash: String,
-    #[serde(skip)]
+    /// Incremented by every change; the api's entity tag.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl UserRecord {
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
-    }
-
-    /// The strong entity tag of this version of the user.
-    pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
     }
 }
 
@@ -391,8 +356,7 @@ pub async fn audit(
     Ok(())
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct AuditRecord {
     pub id: i64,
     pub action: String,
@@ -591,14 +555,5 @@ mod tests {
     fn like_prefix_matches_wildcards_literally() {
         assert_eq!(like_prefix("A_b%"), "a\\_b\\%%");
         assert_eq!(like_prefix("x\\"), "x\\\\%");
-    }
-
-    #[test]
-    fn roles_round_trip_and_order_by_privilege() {
-        for r in Role::ALL {
-            assert_eq!(Role::parse(r.as_str()), Some(r));
-        }
-        assert!(Role::Admin > Role::Moderator && Role::Moderator > Role::User);
-        assert_eq!(Role::parse("root"), None);
     }
 }

@@ -13,13 +13,14 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use uuid::Uuid;
 
-use crate::seal::SealedPassword;
+use crate::domain::registration::ProfileInput;
+use crate::events::seal::SealedPassword;
 
 /// The schema this build writes and reads with.
-pub const CURRENT_SCHEMA: &str = include_str!("../../schemas/user_registration.avsc");
+pub const CURRENT_SCHEMA: &str = include_str!("../../../schemas/user_registration.avsc");
 /// Every schema an earlier build may have written; kept forever.
 pub const HISTORIC_SCHEMAS: &[&str] = &[include_str!(
-    "../../schemas/history/user_registration.v1.avsc"
+    "../../../schemas/history/user_registration.v1.avsc"
 )];
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -109,6 +110,18 @@ pub fn current_fingerprint() -> u64 {
 }
 
 impl RegistrationEvent {
+    /// The event's profile fields, for the same validation the api applied.
+    pub fn profile_input(&self) -> ProfileInput<'_> {
+        ProfileInput {
+            email: Some(&self.email),
+            first_name: Some(&self.first_name),
+            last_name: Some(&self.last_name),
+            gender: Some(&self.gender),
+            sex: Some(&self.sex),
+            occupation: Some(&self.occupation),
+        }
+    }
+
     fn to_value(&self) -> Value {
         let credential = match &self.credential {
             Credential::Sealed(s) => Value::Union(

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::email::Email;
+use crate::domain::email::Email;
 
 type Kem = X25519HkdfSha256;
 type PublicKey = <Kem as hpke::Kem>::PublicKey;

@@ -1,12 +1,11 @@
-//! Per-user key/value data (seed 003): every statement takes the owner's id, so one
+//! Per-user key/value data: every statement takes the owner's id, so one
 //! user can never reach another's items.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct DataItem {
     pub key: String,
     pub value: serde_json::Value,

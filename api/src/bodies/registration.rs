@@ -1,0 +1,141 @@
+//! Bodies of the registration routes: the submitted registration, the 202 answer and
+//! the polling answer.
+
+use std::fmt;
+
+use common::domain::registration::{FieldError, ProfileInput, Registration};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::users::UserView;
+
+/// `POST /api/users` body. Every field is optional here so that a missing field is
+/// reported beside the others instead of aborting deserialisation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistrationRequest {
+    /// 2-100 characters.
+    #[schema(example = "John")]
+    pub first_name: Option<String>,
+    /// 2-100 characters.
+    #[schema(example = "Doe")]
+    pub last_name: Option<String>,
+    /// Trimmed and lower-cased before use.
+    #[schema(example = "john.doe@example.com")]
+    pub email: Option<String>,
+    /// 8-128 characters; sealed for the consumer, never stored or logged.
+    #[schema(value_type = String, example = "correct horse battery")]
+    pub password: Option<SecretString>,
+    /// male | female | non-binary | prefer-not-to-say
+    #[schema(example = "male")]
+    pub gender: Option<String>,
+    /// male | female | intersex
+    #[schema(example = "male")]
+    pub sex: Option<String>,
+    /// 2-255 characters.
+    #[schema(example = "Software Engineer")]
+    pub occupation: Option<String>,
+}
+
+impl fmt::Debug for RegistrationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistrationRequest")
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistrationRequest {
+    /// Applies the registration rules; every problem is reported.
+    pub fn parse(self) -> Result<Registration, Vec<FieldError>> {
+        let input = ProfileInput {
+            email: self.email.as_deref(),
+            first_name: self.first_name.as_deref(),
+            last_name: self.last_name.as_deref(),
+            gender: self.gender.as_deref(),
+            sex: self.sex.as_deref(),
+            occupation: self.occupation.as_deref(),
+        };
+        Registration::parse(input, self.password)
+    }
+}
+
+/// The `data` of a 202.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedRegistration {
+    pub email: String,
+    pub registration_id: Uuid,
+    /// Always `pending`.
+    pub status: String,
+}
+
+/// `202 Accepted` answer of a registration; replayed as is for a retried
+/// `Idempotency-Key`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationAccepted {
+    pub success: bool,
+    /// `User registration submitted successfully`
+    pub message: String,
+    pub data: AcceptedRegistration,
+}
+
+impl RegistrationAccepted {
+    pub fn new(email: &str, registration_id: Uuid) -> Self {
+        Self {
+            success: true,
+            message: "User registration submitted successfully".to_owned(),
+            data: AcceptedRegistration {
+                email: email.to_owned(),
+                registration_id,
+                status: "pending".to_owned(),
+            },
+        }
+    }
+}
+
+/// The `data` of the polling answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationStatusData {
+    pub email: String,
+    /// pending | completed | failed
+    pub status: &'static str,
+    pub registration_id: Uuid,
+    /// EMAIL_TAKEN | INVALID_CREDENTIAL_ENVELOPE | INVALID_REGISTRATION (failed only)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// The profile, for the account's owner or an admin presenting a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserView>,
+}
+
+/// `200` answer of `GET /api/users/{email}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationStatusAnswer {
+    pub success: bool,
+    pub data: RegistrationStatusData,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_field_is_rejected_by_deserialisation() {
+        let body = serde_json::json!({
+            "firstName": "John", "lastName": "Doe", "email": "j@example.com",
+            "password": "correct horse", "gender": "male", "sex": "male",
+            "occupation": "Engineer", "isAdmin": true
+        });
+        assert!(serde_json::from_value::<RegistrationRequest>(body).is_err());
+    }
+
+    #[test]
+    fn a_request_never_shows_its_password_in_debug_output() {
+        let body = serde_json::json!({ "password": "correct horse" });
+        let request: RegistrationRequest = serde_json::from_value(body).unwrap();
+        assert!(!format!("{request:?}").contains("correct horse"));
+    }
+}

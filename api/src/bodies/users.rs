@@ -1,0 +1,146 @@
+//! Bodies of user management: the user as the api shows it, listings, changes, the
+//! audit trail and the export.
+
+use chrono::{DateTime, Utc};
+use common::domain::Role;
+use common::store::users::{AuditRecord, UserRecord};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::data::DataItemView;
+use super::Pagination;
+
+/// A user as the api shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: Uuid,
+    pub registration_id: Uuid,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+    /// user | moderator | admin
+    #[schema(value_type = String)]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Present on deleted users (admins only see them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id,
+            registration_id: u.registration_id,
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            gender: u.gender.clone(),
+            sex: u.sex.clone(),
+            occupation: u.occupation.clone(),
+            role: u.role,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            deleted_at: u.deleted_at,
+            erased_at: u.erased_at,
+        }
+    }
+}
+
+/// One user (`GET /api/users/{id}`, `/api/auth/me`, updates); its `ETag` in the header.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserAnswer {
+    pub success: bool,
+    pub data: UserView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserListAnswer {
+    pub success: bool,
+    pub count: usize,
+    pub data: Vec<UserView>,
+    pub pagination: Pagination,
+}
+
+/// `PUT` needs every profile field; `PATCH` any of them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UserUpdateRequest {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub gender: Option<String>,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
+    /// Admin only.
+    pub role: Option<String>,
+    /// A new password (8-128 characters).
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
+    /// Required when changing one's own password.
+    #[schema(value_type = Option<String>)]
+    pub current_password: Option<SecretString>,
+}
+
+/// One audit row as the api shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntryView {
+    pub id: i64,
+    /// user.registered, user.updated, auth.login, data.created...
+    pub action: String,
+    pub actor_id: Option<Uuid>,
+    pub registration_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<AuditRecord> for AuditEntryView {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            id: r.id,
+            action: r.action,
+            actor_id: r.actor_id,
+            registration_id: r.registration_id,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            details: r.details,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditListAnswer {
+    pub success: bool,
+    pub count: usize,
+    pub data: Vec<AuditEntryView>,
+    pub pagination: Pagination,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserExport {
+    pub exported_at: DateTime<Utc>,
+    pub user: UserView,
+    pub audit: Vec<AuditEntryView>,
+    pub data: Vec<DataItemView>,
+}
+
+/// `GET /api/users/{id}/export`: everything stored about the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportAnswer {
+    pub success: bool,
+    pub data: UserExport,
+}

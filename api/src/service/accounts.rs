@@ -1,0 +1,278 @@
+//! Accounts and sessions: login (with lockout and hash upgrade), refresh-token rotation
+//! with reuse detection, logout, the caller's own account, and revoking the access
+//! tokens of ended sessions.
+//!
+//! Access tokens are EdDSA JWTs (15 min by default). Refresh tokens are opaque random
+//! strings (7 days), stored only as SHA-256 digests in families: a refresh uses its
+//! token and issues the next one of the family; presenting a used token again means it
+//! was stolen or replayed, so the whole family is revoked.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::domain::email::Email;
+use common::domain::registration::{email_field, FieldError};
+use common::store::registration_status::RegistrationStatus;
+use common::store::sessions;
+use common::store::users::{self, UserRecord};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::auth::caller::{Caller, RequestContext};
+use crate::bodies::accounts::{LoginRequest, RefreshRequest};
+use crate::state::AppState;
+
+/// Slack on top of the access-token lifetime for revocation records (clock skew).
+const REVOCATION_SLACK_SECS: u64 = 60;
+
+/// What a login or a refresh hands out.
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: SecretString,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+fn new_refresh_token() -> (SecretString, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("rt_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let digest = token_digest(&token);
+    (SecretString::from(token), digest)
+}
+
+fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn tokens(app: &AppState, user: &UserRecord, session: Uuid, refresh: SecretString) -> Tokens {
+    let (access_token, _) = app.accounts.jwt.issue(user.id, user.role, session);
+    Tokens {
+        access_token,
+        refresh_token: refresh,
+        access_ttl: app.accounts.jwt.access_ttl,
+        refresh_ttl: app.accounts.refresh_ttl,
+    }
+}
+
+fn refresh_expiry(app: &AppState) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+        + chrono::Duration::from_std(app.accounts.refresh_ttl).unwrap_or(chrono::Duration::days(7))
+}
+
+/// Refuses the access tokens of these sessions until they would have expired.
+pub async fn revoke_access(app: &AppState, sessions: &[Uuid]) -> Result<(), ServiceError> {
+    let ttl = app.accounts.jwt.access_ttl + Duration::from_secs(REVOCATION_SLACK_SECS);
+    Ok(app.stores.revoked_sessions.revoke(sessions, ttl).await?)
+}
+
+fn parse_login(request: LoginRequest) -> Result<(Email, SecretString), ServiceError> {
+    let mut errors = Vec::new();
+    let email = email_field(&mut errors, request.email.as_deref());
+    let password = match request.password {
+        None => {
+            errors.push(FieldError::new("password", "is required"));
+            None
+        }
+        Some(p) if p.expose_secret().is_empty() || p.expose_secret().chars().count() > 128 => {
+            errors.push(FieldError::new("password", "must be 1-128 characters"));
+            None
+        }
+        Some(p) => Some(p),
+    };
+    match (email, password) {
+        (Some(e), Some(p)) if errors.is_empty() => Ok((e, p)),
+        _ => Err(ServiceError::Invalid(errors)),
+    }
+}
+
+/// Checks the credentials and starts a session. Attempts are counted per email before
+/// the password is checked; an attempt that ended without a verdict on the password
+/// (overload, a dependency down, a pending registration) is given back.
+pub async fn login(
+    app: &AppState,
+    context: &RequestContext,
+    request: LoginRequest,
+) -> Result<Tokens, ServiceError> {
+    let (email, password) = parse_login(request)?;
+    // Counted before the password is checked: of many parallel attempts only the
+    // first `max` are verified, the rest are refused without hashing.
+    let (attempts, window_left) = app
+        .stores
+        .login_attempts
+        .count(&email, app.accounts.lockout_window)
+        .await?;
+    if attempts > app.accounts.lockout_max_attempts {
+        tracing::warn!(event = "login_locked", email = %email.masked(), attempts);
+        return Err(ServiceError::AccountLocked {
+            retry_after_secs: u32::try_from(window_left).unwrap_or(u32::MAX),
+        });
+    }
+    let result = verify_and_start_session(app, context, &email, password, attempts).await;
+    if matches!(
+        result,
+        Err(ServiceError::Overloaded { .. }
+            | ServiceError::Unavailable(_)
+            | ServiceError::RegistrationPending)
+    ) {
+        if let Err(e) = app.stores.login_attempts.refund(&email).await {
+            tracing::warn!(event = "login_attempt_not_refunded", error = %e);
+        }
+    }
+    result
+}
+
+async fn verify_and_start_session(
+    app: &AppState,
+    context: &RequestContext,
+    email: &Email,
+    password: SecretString,
+    attempts: u64,
+) -> Result<Tokens, ServiceError> {
+    // Both lookups run for every login, known email or not, so neither path is
+    // measurably shorter than the other.
+    let status = app.stores.status.lookup(email).await?;
+    let mut client = app.db().await?;
+    let user = users::find_by_email(&**client, email.as_str())
+        .await?
+        .filter(|u| !u.is_deleted());
+    if user.is_none() && matches!(status, Some(RegistrationStatus::Pending(_))) {
+        return Err(ServiceError::RegistrationPending);
+    }
+    // An unknown email is checked against a dummy hash: the same work, the same time.
+    let stored = user.as_ref().map_or_else(
+        || app.accounts.dummy_hash.clone(),
+        |u| u.password_hash.clone(),
+    );
+    let (verified, upgraded) = app
+        .accounts
+        .hashing
+        .run(move |hasher| {
+            let verified = hasher.verify(&password, &stored);
+            let upgraded = (verified && hasher.needs_rehash(&stored))
+                .then(|| hasher.hash(&password).ok())
+                .flatten();
+            (verified, upgraded)
+        })
+        .await?;
+    let Some(user) = user.filter(|_| verified) else {
+        tracing::info!(event = "login_failed", email = %email.masked(), attempts);
+        return Err(ServiceError::InvalidCredentials);
+    };
+    if let Err(e) = app.stores.login_attempts.clear(email).await {
+        tracing::warn!(event = "login_attempts_not_cleared", error = %e);
+    }
+
+    let audit = context.audit(Some(user.id));
+    let (refresh, digest) = new_refresh_token();
+    let session = Uuid::now_v7();
+    let tx = client.transaction().await?;
+    if let Some(new_hash) = upgraded {
+        if users::upgrade_password_hash(&*tx, user.id, &user.password_hash, &new_hash).await? {
+            users::audit(&*tx, user.id, "user.password_rehashed", &audit, json!({})).await?;
+        }
+    }
+    sessions::insert(&*tx, session, user.id, &digest, refresh_expiry(app)).await?;
+    users::audit(
+        &*tx,
+        user.id,
+        "auth.login",
+        &audit,
+        json!({ "session": session }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "login_succeeded", user_id = %user.id, %session);
+    Ok(tokens(app, &user, session, refresh))
+}
+
+/// Uses a refresh token and issues the next of its family. A token presented again
+/// after its use revokes the whole family (and is audited): it was stolen or replayed.
+pub async fn refresh(
+    app: &AppState,
+    context: &RequestContext,
+    request: RefreshRequest,
+) -> Result<Tokens, ServiceError> {
+    let token = request
+        .refresh_token
+        .filter(|t| !t.expose_secret().is_empty() && t.expose_secret().len() <= 256)
+        .ok_or_else(|| ServiceError::invalid("refreshToken", "is required"))?;
+    let digest = token_digest(token.expose_secret());
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    let Some(presented) = sessions::lock(&*tx, &digest).await? else {
+        return Err(ServiceError::InvalidToken);
+    };
+    let user = users::find_by_id(&*tx, presented.user_id)
+        .await?
+        .filter(|u| !u.is_deleted());
+    let reused = presented.used || presented.revoked;
+    let Some(user) = user.filter(|_| !reused) else {
+        sessions::revoke_family(&*tx, presented.family_id).await?;
+        if reused && !presented.revoked {
+            users::audit(
+                &*tx,
+                presented.user_id,
+                "auth.refresh_reused",
+                &context.audit(None),
+                json!({ "session": presented.family_id }),
+            )
+            .await?;
+            tracing::warn!(event = "refresh_token_reused", user_id = %presented.user_id, session = %presented.family_id);
+        }
+        tx.commit().await?;
+        revoke_access(app, &[presented.family_id]).await?;
+        return Err(ServiceError::InvalidToken);
+    };
+    if presented.expires_at <= chrono::Utc::now() {
+        return Err(ServiceError::InvalidToken);
+    }
+    let (next, next_digest) = new_refresh_token();
+    sessions::mark_used(&*tx, &digest).await?;
+    sessions::insert(
+        &*tx,
+        presented.family_id,
+        user.id,
+        &next_digest,
+        refresh_expiry(app),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tokens(app, &user, presented.family_id, next))
+}
+
+/// Ends the caller's session: its refresh tokens in PostgreSQL, its access tokens in
+/// Redis.
+pub async fn logout(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+) -> Result<(), ServiceError> {
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    sessions::revoke_family(&*tx, caller.session_id).await?;
+    users::audit(
+        &*tx,
+        caller.id,
+        "auth.logout",
+        &context.audit(Some(caller.id)),
+        json!({ "session": caller.session_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    revoke_access(app, &[caller.session_id]).await
+}
+
+/// The caller's own live account; a deleted one makes the token invalid.
+pub async fn current_user(app: &AppState, caller: &Caller) -> Result<UserRecord, ServiceError> {
+    let client = app.db().await?;
+    users::find_by_id(&**client, caller.id)
+        .await?
+        .filter(|u| !u.is_deleted())
+        .ok_or(ServiceError::InvalidToken)
+}

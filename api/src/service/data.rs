@@ -1,0 +1,163 @@
+//! Per-user key/value data. Every statement is scoped to the caller: there is no way
+//! to name another user's item. Changes are audited (the key, never the value).
+
+use common::domain::registration::FieldError;
+use common::store::data::{self as data_store, DataItem};
+use common::store::users;
+use serde_json::json;
+
+use super::{page_limit, Page, ServiceError};
+use crate::auth::caller::{Caller, RequestContext};
+use crate::state::AppState;
+
+pub const MAX_KEY_CHARS: usize = 128;
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+fn validate_key(key: Option<&str>) -> Result<String, FieldError> {
+    let Some(key) = key else {
+        return Err(FieldError::new("key", "is required"));
+    };
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_KEY_CHARS {
+        return Err(FieldError::new(
+            "key",
+            format!("must be 1-{MAX_KEY_CHARS} characters"),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "key",
+            "must not contain control characters",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+fn validate_value(value: Option<serde_json::Value>) -> Result<serde_json::Value, FieldError> {
+    let Some(value) = value else {
+        return Err(FieldError::new("value", "is required (any JSON but null)"));
+    };
+    let size = serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len());
+    if size > MAX_VALUE_BYTES {
+        return Err(FieldError::new("value", "must be at most 64 KiB of JSON"));
+    }
+    Ok(value)
+}
+
+/// Writes one audit row about `key` in the change's transaction.
+async fn audit_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    caller: &Caller,
+    context: &RequestContext,
+    action: &str,
+    key: &str,
+) -> Result<(), ServiceError> {
+    let audit = context.audit(Some(caller.id));
+    Ok(users::audit(&**tx, caller.id, action, &audit, json!({ "key": key })).await?)
+}
+
+/// Stores a new item; an existing key is `DataKeyExists` (use replace).
+pub async fn create_item(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    key: Option<String>,
+    value: Option<serde_json::Value>,
+) -> Result<DataItem, ServiceError> {
+    let (key, value) = match (validate_key(key.as_deref()), validate_value(value)) {
+        (Ok(k), Ok(v)) => (k, v),
+        (k, v) => {
+            return Err(ServiceError::Invalid(
+                k.err().into_iter().chain(v.err()).collect(),
+            ))
+        }
+    };
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    let item = data_store::create(&*tx, caller.id, &key, &value)
+        .await?
+        .ok_or(ServiceError::DataKeyExists)?;
+    audit_key(&tx, caller, context, "data.created", &key).await?;
+    tx.commit().await?;
+    Ok(item)
+}
+
+/// The caller's items in key order; the cursor is the last key of the previous page.
+pub async fn list_items(
+    app: &AppState,
+    caller: &Caller,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<DataItem>, ServiceError> {
+    let limit = page_limit(limit)?;
+    let client = app.db().await?;
+    let items = data_store::list(&**client, caller.id, cursor, limit + 1).await?;
+    Ok(Page::from_fetch(items, limit, None, |i| i.key.clone()))
+}
+
+pub async fn get_item(
+    app: &AppState,
+    caller: &Caller,
+    key: &str,
+) -> Result<DataItem, ServiceError> {
+    let client = app.db().await?;
+    data_store::get(&**client, caller.id, key)
+        .await?
+        .ok_or(ServiceError::NotFound("Data item"))
+}
+
+/// Replaces the value of an existing item.
+pub async fn replace_item(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    key: &str,
+    value: Option<serde_json::Value>,
+) -> Result<DataItem, ServiceError> {
+    let value = validate_value(value).map_err(|e| ServiceError::Invalid(vec![e]))?;
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    let item = data_store::update(&*tx, caller.id, key, &value)
+        .await?
+        .ok_or(ServiceError::NotFound("Data item"))?;
+    audit_key(&tx, caller, context, "data.updated", key).await?;
+    tx.commit().await?;
+    Ok(item)
+}
+
+pub async fn delete_item(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    key: &str,
+) -> Result<(), ServiceError> {
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    if !data_store::delete(&*tx, caller.id, key).await? {
+        return Err(ServiceError::NotFound("Data item"));
+    }
+    audit_key(&tx, caller, context, "data.deleted", key).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_1_to_128_characters() {
+        assert!(validate_key(Some("")).is_err());
+        assert!(validate_key(Some(&"k".repeat(129))).is_err());
+        assert!(validate_key(Some(&"ü".repeat(128))).is_ok());
+        assert!(validate_key(None).is_err());
+    }
+
+    #[test]
+    fn values_over_64_kib_are_refused() {
+        let big = json!("x".repeat(MAX_VALUE_BYTES));
+        assert!(validate_value(Some(big)).is_err());
+        assert!(validate_value(Some(json!({"a": [1, 2, 3]}))).is_ok());
+        assert!(validate_value(None).is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! `ServiceError`: how a use case fails, in the product's terms. Failures of the stores,
+//! the pools and the broker are classified here, once: a broken dependency is
+//! `Unavailable` (retryable), a unique constraint the product knows is its domain error.
+//! `crate::error` maps these to HTTP answers.
+
+use common::domain::registration::FieldError;
+use common::store::redis::StoreError;
+
+use crate::publisher::PublishError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("validation failed")]
+    Invalid(Vec<FieldError>),
+    #[error("a registration for this email is already pending")]
+    RegistrationPending,
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The access or refresh token is expired, revoked, reused or names no live user.
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("account locked")]
+    AccountLocked { retry_after_secs: u32 },
+    /// The resource changed since the version the caller based its change on.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("email taken")]
+    EmailTaken,
+    #[error("data key exists")]
+    DataKeyExists,
+    /// Back-pressure (producer queue or hashing pool full): retry shortly.
+    #[error("overloaded")]
+    Overloaded { retry_after_secs: u32 },
+    #[error("dependency unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ServiceError {
+    /// One invalid field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ServiceError::Invalid(vec![FieldError::new(field, message)])
+    }
+
+    pub fn unavailable(e: impl Into<anyhow::Error>) -> Self {
+        ServiceError::Unavailable(e.into())
+    }
+}
+
+/// Unique constraints whose violation is a domain answer rather than a fault.
+const EMAIL_UNIQUE: &str = "users_email_key";
+
+impl From<tokio_postgres::Error> for ServiceError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let constraint = e.as_db_error().and_then(|d| d.constraint());
+        match (e.code(), constraint) {
+            (Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION), Some(EMAIL_UNIQUE)) => {
+                ServiceError::EmailTaken
+            }
+            // Any other constraint failing is a bug of ours, not a dependency outage.
+            (Some(code), _) if code.code().starts_with("23") => ServiceError::Internal(e.into()),
+            _ => ServiceError::Unavailable(e.into()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ServiceError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        ServiceError::Unavailable(e.into())
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::Unavailable(e.into())
+    }
+}
+
+impl From<PublishError> for ServiceError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::QueueFull => ServiceError::Overloaded {
+                retry_after_secs: 1,
+            },
+            PublishError::Unavailable(e) => ServiceError::Unavailable(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_producer_queue_is_back_pressure_and_a_broker_failure_is_unavailable() {
+        assert!(matches!(
+            ServiceError::from(PublishError::QueueFull),
+            ServiceError::Overloaded { .. }
+        ));
+        assert!(matches!(
+            ServiceError::from(PublishError::Unavailable(anyhow::anyhow!("down"))),
+            ServiceError::Unavailable(_)
+        ));
+    }
+}

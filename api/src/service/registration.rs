@@ -1,0 +1,313 @@
+//! Submitting a registration (idempotency, the pending key, sealing, publishing) and
+//! reading its status for the polling endpoint.
+
+use common::domain::email::Email;
+use common::domain::registration::{
+    new_registration_id, FailureReason, FieldError, Profile, Registration,
+};
+use common::events::registration::{Credential, RegistrationEvent};
+use common::store::users::{self, UserRecord};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::auth::caller::Caller;
+use crate::bodies::registration::RegistrationAccepted;
+use crate::publisher::PublishError;
+use crate::state::AppState;
+
+/// Characters escaped in a path segment: RFC 3986 allows `@` and `.` there; `+` is
+/// escaped because some servers read it as a space.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'+')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// A validated registration and how it was asked for.
+pub struct Submission {
+    pub registration: Registration,
+    /// `Idempotency-Key`: a retry with the same key and profile gets the first answer.
+    pub idempotency_key: Option<String>,
+    /// Carried to the consumer's logs and the audit row.
+    pub request_id: Option<String>,
+}
+
+/// The answer to a submission: the broker took it (or took it before, for a replay).
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub answer: RegistrationAccepted,
+    /// The polling URL.
+    pub location: String,
+    /// Replayed from the idempotency store, not submitted again.
+    pub replayed: bool,
+}
+
+/// The first answer to an `Idempotency-Key`, as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredAnswer {
+    fingerprint: String,
+    status: u16,
+    location: String,
+    body: RegistrationAccepted,
+}
+
+/// Identifies "the same request" for idempotency. The password is deliberately left
+/// out: a hash of it in Redis would be an offline-guessable copy of the password.
+fn fingerprint(profile: &Profile) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        profile.email.as_str(),
+        &profile.first_name,
+        &profile.last_name,
+        profile.gender.as_str(),
+        profile.sex.as_str(),
+        &profile.occupation,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The polling URL of an email.
+pub fn location(email: &Email) -> String {
+    format!(
+        "/api/users/{}",
+        utf8_percent_encode(email.as_str(), PATH_SEGMENT)
+    )
+}
+
+/// Replays an idempotent
+/// answer, or claims the pending key, seals the password, publishes the event and waits
+/// for the broker's acknowledgement. A registration the broker did not take releases
+/// its pending key again and is an error, never an answer.
+pub async fn submit_registration(
+    app: &AppState,
+    submission: Submission,
+) -> Result<Submitted, ServiceError> {
+    let Submission {
+        registration: Registration { profile, password },
+        idempotency_key,
+        request_id,
+    } = submission;
+    // Only a request that carries a key pays for the fingerprint.
+    let idempotency = idempotency_key.map(|key| (fingerprint(&profile), key));
+    if let Some((fingerprint, key)) = &idempotency {
+        if let Some(stored) = app.stores.idempotency.get::<StoredAnswer>(key).await? {
+            if &stored.fingerprint != fingerprint {
+                return Err(ServiceError::IdempotencyKeyReused);
+            }
+            return Ok(Submitted {
+                answer: stored.body,
+                location: stored.location,
+                replayed: true,
+            });
+        }
+    }
+
+    let registration_id = new_registration_id();
+    let email = &profile.email;
+    // The pending key first: a conflicting request costs no sealing work.
+    if !app
+        .stores
+        .status
+        .create_pending(email, registration_id)
+        .await?
+    {
+        return Err(ServiceError::RegistrationPending);
+    }
+    let sealed = app.sealing_key.seal(registration_id, email, &password);
+    drop(password);
+    let event = RegistrationEvent {
+        registration_id,
+        email: email.as_str().to_owned(),
+        first_name: profile.first_name.clone(),
+        last_name: profile.last_name.clone(),
+        gender: profile.gender.as_str().to_owned(),
+        sex: profile.sex.as_str().to_owned(),
+        occupation: profile.occupation.clone(),
+        credential: Credential::Sealed(sealed),
+        submitted_at_ms: chrono::Utc::now().timestamp_millis(),
+        request_id: request_id.clone(),
+    };
+    let published = match event.encode() {
+        Ok(payload) => publish(app, email, &payload, request_id.as_deref()).await,
+        Err(e) => Err(ServiceError::Internal(e.into())),
+    };
+    if let Err(e) = published {
+        // Not taken: release the email so the client can retry.
+        if let Err(cleanup) = app
+            .stores
+            .status
+            .remove_pending(email, registration_id)
+            .await
+        {
+            tracing::error!(
+                event = "pending_key_not_released",
+                email = %email.masked(),
+                %registration_id,
+                error = %cleanup,
+            );
+        }
+        tracing::warn!(event = "registration_not_published", email = %email.masked(), %registration_id);
+        return Err(e);
+    }
+    tracing::info!(event = "registration_accepted", email = %email.masked(), %registration_id);
+
+    let submitted = Submitted {
+        answer: RegistrationAccepted::new(email.as_str(), registration_id),
+        location: location(email),
+        replayed: false,
+    };
+    if let Some((fingerprint, key)) = idempotency {
+        let stored = StoredAnswer {
+            fingerprint,
+            status: 202,
+            location: submitted.location.clone(),
+            body: submitted.answer.clone(),
+        };
+        // The registration is accepted either way; a lost idempotency record only means
+        // a retry gets 409 or a fresh registration instead of this answer.
+        if let Err(e) = app.stores.idempotency.put(&key, &stored).await {
+            tracing::warn!(event = "idempotency_answer_not_stored", error = %e);
+        }
+    }
+    Ok(submitted)
+}
+
+/// Publishes and waits for the broker's acknowledgement, recording latency and failures.
+async fn publish(
+    app: &AppState,
+    email: &Email,
+    payload: &[u8],
+    request_id: Option<&str>,
+) -> Result<(), ServiceError> {
+    let started = std::time::Instant::now();
+    let published = app
+        .publisher
+        .publish(email.as_str(), payload, request_id)
+        .await;
+    app.metrics
+        .produce_duration
+        .observe(started.elapsed().as_secs_f64());
+    published.map_err(|e| {
+        let reason = match e {
+            PublishError::QueueFull => "queue_full",
+            PublishError::Unavailable(_) => "unavailable",
+        };
+        app.metrics
+            .produce_failures
+            .with_label_values(&[reason])
+            .inc();
+        ServiceError::from(e)
+    })
+}
+
+/// What is known about the registration of an email.
+#[derive(Debug)]
+pub struct RegistrationState {
+    pub email: Email,
+    /// pending | completed | failed
+    pub status: &'static str,
+    pub registration_id: Uuid,
+    pub reason: Option<FailureReason>,
+    /// The account, for its owner or an admin.
+    pub profile: Option<UserRecord>,
+}
+
+/// The polling answer for an email: the status, plus the profile when the caller owns
+/// the account or is an admin. Redis answers first; PostgreSQL knows completed users
+/// whose status expired, and covers for Redis when it is down.
+pub async fn registration_status(
+    app: &AppState,
+    raw_email: &str,
+    caller: Option<&Caller>,
+) -> Result<RegistrationState, ServiceError> {
+    let email = Email::parse(raw_email)
+        .map_err(|e| ServiceError::Invalid(vec![FieldError::new("email", e.to_string())]))?;
+    let mut state = status_of(app, email).await?;
+    if let Some(caller) = caller {
+        // Polling works without PostgreSQL; the profile is an extra that is left out,
+        // not a reason to fail the status, when PostgreSQL does not answer.
+        let user = async {
+            let client = app.db().await?;
+            Ok::<_, ServiceError>(users::find_by_email(&**client, state.email.as_str()).await?)
+        }
+        .await;
+        match user {
+            Ok(Some(user)) if !user.is_deleted() && caller.is_self_or_admin(user.id) => {
+                state.profile = Some(user);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(event = "profile_lookup_failed", error = %crate::error::error_chain(&e))
+            }
+        }
+    }
+    Ok(state)
+}
+
+async fn status_of(app: &AppState, email: Email) -> Result<RegistrationState, ServiceError> {
+    let redis_failed = match app.stores.status.lookup(&email).await {
+        Ok(Some(status)) => {
+            let (name, record) = status.parts();
+            return Ok(RegistrationState {
+                status: name,
+                registration_id: record.registration_id,
+                reason: record.reason,
+                email,
+                profile: None,
+            });
+        }
+        Ok(None) => false,
+        Err(e) => {
+            // Redis is only a cache of the outcome; PostgreSQL still knows completed users.
+            tracing::warn!(event = "status_lookup_degraded", error = %e);
+            true
+        }
+    };
+    // Bounded as a whole (checkout and query): polling must answer, not hang.
+    let registered = tokio::time::timeout(app.pg_timeout, async {
+        let client = app.db().await?;
+        Ok::<_, ServiceError>(users::find_registered_by_email(&**client, email.as_str()).await?)
+    })
+    .await
+    .map_err(|_| {
+        ServiceError::unavailable(anyhow::anyhow!("PostgreSQL did not answer in time"))
+    })??;
+    match registered {
+        Some(u) => Ok(RegistrationState {
+            email,
+            status: "completed",
+            registration_id: u.registration_id,
+            reason: None,
+            profile: None,
+        }),
+        None if redis_failed => Err(ServiceError::unavailable(anyhow::anyhow!(
+            "Redis unavailable and no user in PostgreSQL"
+        ))),
+        None => Err(ServiceError::NotFound("Registration")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_location_percent_encodes_the_email() {
+        let email = Email::parse("a+b@example.com").unwrap();
+        assert_eq!(location(&email), "/api/users/a%2Bb@example.com");
+    }
+}

@@ -1,0 +1,498 @@
+//! User management: listing (staff), reading, full and partial updates guarded by the
+//! user's version, soft delete and erasure, export and the audit trail. Every change
+//! writes its audit row in the transaction of the change.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::domain::email::Email;
+use common::domain::registration::{validate_password, FieldError, ProfileInput, ProfilePatch};
+use common::domain::Role;
+use common::store::data::{self as data_store, DataItem};
+use common::store::sessions;
+use common::store::users::{
+    self, AuditContext, AuditRecord, ListCursor, UserChanges, UserQuery, UserRecord,
+};
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{accounts, page_limit, page_offset, Page, ServiceError};
+use crate::auth::caller::{Caller, RequestContext};
+use crate::bodies::users::UserUpdateRequest;
+use crate::state::AppState;
+
+/// Rows an export reads at most per table; far above any real account.
+const EXPORT_LIMIT: i64 = 100_000;
+
+fn encode_cursor(user: &UserRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        user.created_at.timestamp_micros(),
+        user.id
+    ))
+}
+
+fn decode_cursor(raw: &str) -> Option<ListCursor> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    Some(ListCursor {
+        created_at: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: id.parse().ok()?,
+    })
+}
+
+fn parse_role(raw: &str) -> Result<Role, ServiceError> {
+    Role::parse(raw)
+        .ok_or_else(|| ServiceError::invalid("role", "must be one of user, moderator, admin"))
+}
+
+/// A user id from a path segment.
+pub fn parse_user_id(raw: &str) -> Result<Uuid, ServiceError> {
+    raw.parse()
+        .map_err(|_| ServiceError::invalid("id", "must be a user id (UUID)"))
+}
+
+/// The filters of the user listing, as the caller sent them.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub cursor: Option<String>,
+    pub role: Option<String>,
+    pub q: Option<String>,
+    pub include_deleted: Option<bool>,
+}
+
+/// Users newest first, for moderators and admins (deleted ones for admins only).
+pub async fn list_users(
+    app: &AppState,
+    caller: &Caller,
+    filter: ListFilter,
+) -> Result<Page<UserRecord>, ServiceError> {
+    if caller.role < Role::Moderator {
+        return Err(ServiceError::Forbidden);
+    }
+    let include_deleted = filter.include_deleted.unwrap_or(false);
+    if include_deleted && !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let limit = page_limit(filter.limit)?;
+    let offset = page_offset(filter.offset)?;
+    let after = filter
+        .cursor
+        .as_deref()
+        .map(|c| {
+            decode_cursor(c)
+                .ok_or_else(|| ServiceError::invalid("cursor", "is not a cursor this api issued"))
+        })
+        .transpose()?;
+    let role = filter.role.as_deref().map(parse_role).transpose()?;
+    let prefix = filter
+        .q
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    if prefix.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(ServiceError::invalid("q", "must be at most 100 characters"));
+    }
+    let client = app.db().await?;
+    let query = UserQuery {
+        role,
+        prefix,
+        include_deleted,
+        after,
+        limit: limit + 1,
+        offset,
+    };
+    let rows = users::list(&**client, &query).await?;
+    Ok(Page::from_fetch(rows, limit, Some(offset), encode_cursor))
+}
+
+/// A user by id: self, moderators and admins; deleted users for admins only.
+pub async fn get_user(
+    app: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<UserRecord, ServiceError> {
+    if !caller.is_self_or_staff(id) {
+        return Err(ServiceError::Forbidden);
+    }
+    visible_user(app, caller, id).await
+}
+
+async fn visible_user(
+    app: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<UserRecord, ServiceError> {
+    let client = app.db().await?;
+    users::find_by_id(&**client, id)
+        .await?
+        .filter(|u| !u.is_deleted() || caller.is_admin())
+        .ok_or(ServiceError::NotFound("User"))
+}
+
+/// Which versions of the user a change may apply to (`If-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// No condition.
+    AnyVersion,
+    /// `*`: any version of an existing user.
+    Exists,
+    /// One of these versions; an empty list never matches.
+    OneOf(Vec<i64>),
+}
+
+impl Expected {
+    fn holds(&self, user: &UserRecord) -> bool {
+        match self {
+            Expected::AnyVersion | Expected::Exists => true,
+            Expected::OneOf(versions) => versions.contains(&user.version),
+        }
+    }
+}
+
+/// `PUT` replaces every profile field, `PATCH` changes the ones it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    Replace,
+    Patch,
+}
+
+/// A validated change request.
+struct Change {
+    patch: ProfilePatch,
+    role: Option<Role>,
+    password: Option<SecretString>,
+    current_password: Option<SecretString>,
+    changing_own_password: bool,
+}
+
+fn parse_change(
+    caller: &Caller,
+    id: Uuid,
+    request: UserUpdateRequest,
+    mode: UpdateMode,
+) -> Result<Change, ServiceError> {
+    let role = match request.role.as_deref() {
+        None => None,
+        Some(_) if !caller.is_admin() => return Err(ServiceError::Forbidden),
+        Some(r) => Some(parse_role(r)?),
+    };
+    let mut errors = Vec::new();
+    let input = ProfileInput {
+        email: request.email.as_deref(),
+        first_name: request.first_name.as_deref(),
+        last_name: request.last_name.as_deref(),
+        gender: request.gender.as_deref(),
+        sex: request.sex.as_deref(),
+        occupation: request.occupation.as_deref(),
+    };
+    let patch = ProfilePatch::parse(input, mode == UpdateMode::Replace).unwrap_or_else(|e| {
+        errors.extend(e);
+        ProfilePatch::default()
+    });
+    let changing_own_password = request.password.is_some() && caller.id == id;
+    if let Some(p) = &request.password {
+        errors.extend(validate_password("password", p).err());
+        if changing_own_password && request.current_password.is_none() {
+            errors.push(FieldError::new(
+                "currentPassword",
+                "is required to change your password",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::Invalid(errors));
+    }
+    if patch == ProfilePatch::default() && role.is_none() && request.password.is_none() {
+        return Err(ServiceError::invalid("body", "names nothing to change"));
+    }
+    Ok(Change {
+        patch,
+        role,
+        password: request.password,
+        current_password: request.current_password,
+        changing_own_password,
+    })
+}
+
+/// The column changes of `patch` against the stored user, with the names of the
+/// fields that really change.
+fn column_changes(
+    patch: &ProfilePatch,
+    role: Option<Role>,
+    user: &UserRecord,
+) -> (UserChanges, Vec<&'static str>) {
+    fn differs(new: Option<&str>, old: Option<&str>) -> Option<String> {
+        new.filter(|n| Some(*n) != old).map(str::to_owned)
+    }
+    let c = UserChanges {
+        email: differs(patch.email.as_ref().map(Email::as_str), Some(&user.email)),
+        first_name: differs(patch.first_name.as_deref(), user.first_name.as_deref()),
+        last_name: differs(patch.last_name.as_deref(), user.last_name.as_deref()),
+        gender: differs(patch.gender.map(|g| g.as_str()), user.gender.as_deref()),
+        sex: differs(patch.sex.map(|s| s.as_str()), user.sex.as_deref()),
+        occupation: differs(patch.occupation.as_deref(), user.occupation.as_deref()),
+        role: role.filter(|r| *r != user.role),
+        password_hash: None,
+    };
+    let fields = [
+        ("email", c.email.is_some()),
+        ("firstName", c.first_name.is_some()),
+        ("lastName", c.last_name.is_some()),
+        ("gender", c.gender.is_some()),
+        ("sex", c.sex.is_some()),
+        ("occupation", c.occupation.is_some()),
+        ("role", c.role.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    (c, fields)
+}
+
+/// Hashes a new password on the hashing pool; changing one's own needs the current
+/// one, checked in the same job.
+async fn new_password_hash(
+    app: &AppState,
+    change: &mut Change,
+    stored: String,
+) -> Result<Option<String>, ServiceError> {
+    let Some(password) = change.password.take() else {
+        return Ok(None);
+    };
+    let check_current = change.changing_own_password;
+    let current = change.current_password.take();
+    let (verified, hash) = app
+        .accounts
+        .hashing
+        .run(move |h| {
+            let verified = !check_current || current.is_some_and(|c| h.verify(&c, &stored));
+            (verified, verified.then(|| h.hash(&password)))
+        })
+        .await?;
+    if !verified {
+        return Err(ServiceError::invalid("currentPassword", "is incorrect"));
+    }
+    hash.transpose()
+        .map_err(|e| ServiceError::Internal(e.into()))
+}
+
+/// Changes a live user (self or admin; the role by admins only). A new password or
+/// role ends the user's other sessions; the caller's own session survives a change of
+/// its own password.
+pub async fn update_user(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    id: Uuid,
+    expected: Expected,
+    request: UserUpdateRequest,
+    mode: UpdateMode,
+) -> Result<UserRecord, ServiceError> {
+    if !caller.is_self_or_admin(id) {
+        return Err(ServiceError::Forbidden);
+    }
+    let mut change = parse_change(caller, id, request, mode)?;
+    let mut client = app.db().await?;
+    let current = users::find_by_id(&**client, id)
+        .await?
+        .filter(|u| !u.is_deleted())
+        .ok_or(ServiceError::NotFound("User"))?;
+    if !expected.holds(&current) {
+        return Err(ServiceError::PreconditionFailed);
+    }
+    // Hashing runs outside the transaction: no row lock is held for its 30+ ms.
+    let new_hash = new_password_hash(app, &mut change, current.password_hash.clone()).await?;
+
+    let tx = client.transaction().await?;
+    let locked = users::lock_by_id(&*tx, id)
+        .await?
+        .filter(|u| !u.is_deleted())
+        .ok_or(ServiceError::NotFound("User"))?;
+    // Changed since it was read above (the password check ran in between).
+    if locked.version != current.version {
+        return Err(ServiceError::PreconditionFailed);
+    }
+    let (mut changes, mut fields) = column_changes(&change.patch, change.role, &locked);
+    if new_hash.is_some() {
+        fields.push("password");
+        changes.password_hash = new_hash;
+    }
+    if fields.is_empty() {
+        return Ok(locked);
+    }
+    let updated = users::update(&*tx, id, &changes)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    let mut details = json!({ "fields": fields });
+    if let Some(new_role) = changes.role {
+        details["role"] = json!({ "from": locked.role, "to": new_role });
+    }
+    users::audit(
+        &*tx,
+        id,
+        "user.updated",
+        &context.audit(Some(caller.id)),
+        details,
+    )
+    .await?;
+    let revoked = if changes.password_hash.is_some() || changes.role.is_some() {
+        let keep =
+            (change.changing_own_password && changes.role.is_none()).then_some(caller.session_id);
+        sessions::revoke_user(&*tx, id, keep).await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    after_commit(
+        app,
+        &revoked,
+        changes.email.is_some().then_some(&locked.email),
+    )
+    .await;
+    tracing::info!(event = "user_updated", user_id = %id, actor = %caller.id, fields = ?fields);
+    Ok(updated)
+}
+
+/// Work after a committed change: refuse the access tokens of revoked sessions and
+/// forget the cached registration status of an email the account no longer uses. The
+/// change is durable already; a failure here is logged (refresh tokens are revoked in
+/// PostgreSQL either way; access tokens then live out their 15 minutes).
+async fn after_commit(app: &AppState, revoked: &[Uuid], old_email: Option<&String>) {
+    if let Err(e) = accounts::revoke_access(app, revoked).await {
+        tracing::error!(event = "access_tokens_not_revoked", sessions = revoked.len(), error = %crate::error::error_chain(&e));
+    }
+    if let Some(email) = old_email.and_then(|e| Email::parse(e).ok()) {
+        if let Err(e) = app.stores.status.forget(&email).await {
+            tracing::warn!(event = "status_not_forgotten", error = %e);
+        }
+    }
+}
+
+/// How a user leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Soft delete: the row stays for audit and uniqueness; login is refused.
+    Delete,
+    /// GDPR erasure (admins only): personal data anonymised, the audit trail kept
+    /// without it, data items and sessions removed.
+    Erase,
+}
+
+/// Deletes (self or admin) or erases (admin) a user and ends every session.
+pub async fn remove_user(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    id: Uuid,
+    removal: Removal,
+) -> Result<(), ServiceError> {
+    let erase = removal == Removal::Erase;
+    if !caller.is_self_or_admin(id) || (erase && !caller.is_admin()) {
+        return Err(ServiceError::Forbidden);
+    }
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    let user = users::lock_by_id(&*tx, id)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    let revoked = match removal {
+        Removal::Erase => {
+            if !users::erase(&*tx, id).await? {
+                return Err(ServiceError::NotFound("User"));
+            }
+            let revoked = sessions::delete_user(&*tx, id).await?;
+            // The erasure row names the acting admin only: no address, no user agent.
+            let audit = AuditContext {
+                actor_id: Some(caller.id),
+                ..Default::default()
+            };
+            users::audit(&*tx, id, "user.erased", &audit, json!({})).await?;
+            revoked
+        }
+        Removal::Delete => {
+            if !users::soft_delete(&*tx, id).await? {
+                return Err(ServiceError::NotFound("User"));
+            }
+            let revoked = sessions::revoke_user(&*tx, id, None).await?;
+            let audit = context.audit(Some(caller.id));
+            users::audit(&*tx, id, "user.deleted", &audit, json!({})).await?;
+            revoked
+        }
+    };
+    tx.commit().await?;
+    after_commit(app, &revoked, Some(&user.email)).await;
+    tracing::info!(event = "user_deleted", user_id = %id, actor = %caller.id, erase);
+    Ok(())
+}
+
+/// Everything stored about a user.
+#[derive(Debug)]
+pub struct Export {
+    pub user: UserRecord,
+    pub audit: Vec<AuditRecord>,
+    pub data: Vec<DataItem>,
+}
+
+/// The user's profile, audit trail and data items (self or admin).
+pub async fn export_user(
+    app: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Export, ServiceError> {
+    if !caller.is_self_or_admin(id) {
+        return Err(ServiceError::Forbidden);
+    }
+    let user = visible_user(app, caller, id).await?;
+    let client = app.db().await?;
+    let audit = users::audit_trail(&**client, id, EXPORT_LIMIT, 0, None).await?;
+    let data = data_store::list(&**client, id, None, EXPORT_LIMIT).await?;
+    Ok(Export { user, audit, data })
+}
+
+/// A page of the user's audit trail, newest first (self or admin). Erased and deleted
+/// users keep their trail; an unknown id has none.
+pub async fn audit_trail(
+    app: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    limit: Option<i64>,
+    offset: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<AuditRecord>, ServiceError> {
+    if !caller.is_self_or_admin(id) {
+        return Err(ServiceError::Forbidden);
+    }
+    let limit = page_limit(limit)?;
+    let offset = page_offset(offset)?;
+    let before = cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ServiceError::invalid("cursor", "is not a cursor this api issued"))
+        })
+        .transpose()?;
+    let client = app.db().await?;
+    users::find_by_id(&**client, id)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    let rows = users::audit_trail(&**client, id, limit + 1, offset, before).await?;
+    Ok(Page::from_fetch(rows, limit, Some(offset), |r| {
+        r.id.to_string()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_garbage_is_refused() {
+        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        let raw = URL_SAFE_NO_PAD.encode(format!("{}|{}", at.timestamp_micros(), id));
+        assert_eq!(decode_cursor(&raw), Some(ListCursor { created_at: at, id }));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Domain types: built by `parse`, so a value of one of them is valid by construction.
+
+pub mod email;
+pub mod password;
+pub mod registration;
+pub mod role;
+
+pub use email::Email;
+pub use role::Role;

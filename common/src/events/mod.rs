@@ -1,0 +1,6 @@
+//! What travels over Kafka: the registration event (Avro single-object encoding), the
+//! sealed password inside it, and the client settings and header names both binaries use.
+
+pub mod kafka;
+pub mod registration;
+pub mod seal;

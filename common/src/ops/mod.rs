@@ -1,0 +1,6 @@
+//! Running the binaries: dependency health, Prometheus metrics, logging and shutdown.
+
+pub mod health;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;

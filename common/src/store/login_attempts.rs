@@ -1,0 +1,76 @@
+//! Failed-login counting for the account lockout, one fixed window per email.
+
+use std::time::Duration;
+
+use deadpool_redis::redis::AsyncCommands;
+
+use super::redis::{Redis, StoreError};
+use crate::domain::email::Email;
+
+/// Counts one login attempt in a fixed window that starts with the first attempt:
+/// returns the count including this one and the seconds the window has left.
+const COUNT_ATTEMPT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"#;
+
+/// Takes one attempt back, never below zero and never creating the key.
+const REFUND_ATTEMPT: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"#;
+
+#[derive(Clone)]
+pub struct LoginAttemptStore {
+    redis: Redis,
+}
+
+impl LoginAttemptStore {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
+
+    /// Counts a login attempt before the password is checked, so parallel attempts
+    /// cannot all slip in under the limit. Returns `(attempts, window_secs_left)`.
+    pub async fn count(&self, email: &Email, window: Duration) -> Result<(u64, u64), StoreError> {
+        let (n, ttl): (u64, i64) = self
+            .redis
+            .eval(
+                COUNT_ATTEMPT,
+                self.redis.keys.login_attempts(email),
+                vec![window.as_secs().max(1).to_string()],
+            )
+            .await?;
+        Ok((n, u64::try_from(ttl).unwrap_or(1).max(1)))
+    }
+
+    /// Gives back an attempt that ended without checking the password.
+    pub async fn refund(&self, email: &Email) -> Result<(), StoreError> {
+        let _: i64 = self
+            .redis
+            .eval(
+                REFUND_ATTEMPT,
+                self.redis.keys.login_attempts(email),
+                vec![],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A successful login clears the count.
+    pub async fn clear(&self, email: &Email) -> Result<(), StoreError> {
+        let key = self.redis.keys.login_attempts(email);
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let _: i64 = c.del(&key).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,242 @@
+//! Registration status in Redis: the pending key the api claims with `SET NX`, and the
+//! completed or failed key the consumer writes when a registration ends.
+
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, AsyncCommands};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::redis::{Redis, StoreError};
+use crate::domain::email::Email;
+use crate::domain::registration::FailureReason;
+
+pub const PENDING_TTL: Duration = Duration::from_secs(3600);
+pub const COMPLETED_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const FAILED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The value stored under the pending, completed and failed keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRecord {
+    pub registration_id: Uuid,
+    /// Unix ms when this state was reached.
+    pub at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationStatus {
+    Pending(StatusRecord),
+    Completed(StatusRecord),
+    Failed(StatusRecord),
+}
+
+impl RegistrationStatus {
+    /// The status name of the polling API and the record behind it.
+    pub fn parts(&self) -> (&'static str, &StatusRecord) {
+        match self {
+            RegistrationStatus::Pending(r) => ("pending", r),
+            RegistrationStatus::Completed(r) => ("completed", r),
+            RegistrationStatus::Failed(r) => ("failed", r),
+        }
+    }
+}
+
+/// How one registration ended, for `finish`.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub email: Email,
+    pub registration_id: Uuid,
+    pub reason: Option<FailureReason>,
+}
+
+impl Finished {
+    pub fn completed(email: Email, registration_id: Uuid) -> Self {
+        Self {
+            email,
+            registration_id,
+            reason: None,
+        }
+    }
+
+    pub fn failed(email: Email, registration_id: Uuid, reason: FailureReason) -> Self {
+        Self {
+            email,
+            registration_id,
+            reason: Some(reason),
+        }
+    }
+}
+
+/// Deletes the pending key only if it still belongs to this registration: a redelivered
+/// old registration must not clear a newer one that is in flight.
+const DELETE_PENDING_IF_OWNED: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['registrationId'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone)]
+pub struct RegistrationStatusStore {
+    redis: Redis,
+}
+
+impl RegistrationStatusStore {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
+
+    /// `SET NX` the pending key; `false` when a registration for this email is in flight.
+    pub async fn create_pending(
+        &self,
+        email: &Email,
+        registration_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let key = self.redis.keys.pending(email);
+        let value = serde_json::to_string(&StatusRecord {
+            registration_id,
+            at_ms: now_ms(),
+            reason: None,
+        })?;
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(PENDING_TTL.as_secs())
+                        .query_async(c)
+                        .await?;
+                    Ok(set.is_some())
+                })
+            })
+            .await
+    }
+
+    /// Removes the pending key of a registration the broker did not take.
+    pub async fn remove_pending(
+        &self,
+        email: &Email,
+        registration_id: Uuid,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .redis
+            .eval(
+                DELETE_PENDING_IF_OWNED,
+                self.redis.keys.pending(email),
+                vec![registration_id.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The status the polling endpoint shows: a pending registration wins; otherwise
+    /// the newer of completed and failed.
+    pub async fn lookup(&self, email: &Email) -> Result<Option<RegistrationStatus>, StoreError> {
+        let keys = [
+            self.redis.keys.pending(email),
+            self.redis.keys.completed(email),
+            self.redis.keys.failed(email),
+        ];
+        let values: Vec<Option<String>> = self
+            .redis
+            .with_conn(move |c| Box::pin(async move { Ok(c.mget(&keys).await?) }))
+            .await?;
+        let parse = |v: &Option<String>| -> Result<Option<StatusRecord>, StoreError> {
+            v.as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(StoreError::from)
+        };
+        let pending = parse(&values[0])?;
+        let completed = parse(&values[1])?;
+        let failed = parse(&values[2])?;
+        Ok(match (pending, completed, failed) {
+            (Some(p), _, _) => Some(RegistrationStatus::Pending(p)),
+            (None, Some(c), Some(f)) if f.at_ms > c.at_ms => Some(RegistrationStatus::Failed(f)),
+            (None, Some(c), _) => Some(RegistrationStatus::Completed(c)),
+            (None, None, Some(f)) => Some(RegistrationStatus::Failed(f)),
+            (None, None, None) => None,
+        })
+    }
+
+    /// Records the end of a batch of registrations in one pipeline: the completed or
+    /// failed key, then the pending key removed if it is still theirs.
+    pub async fn finish(&self, finished: &[Finished]) -> Result<(), StoreError> {
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let at_ms = now_ms();
+        let keys = &self.redis.keys;
+        let mut pipe = redis::pipe();
+        for f in finished {
+            let record = serde_json::to_string(&StatusRecord {
+                registration_id: f.registration_id,
+                at_ms,
+                reason: f.reason,
+            })?;
+            let (key, ttl) = match f.reason {
+                None => (keys.completed(&f.email), COMPLETED_TTL),
+                Some(_) => (keys.failed(&f.email), FAILED_TTL),
+            };
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(record)
+                .arg("EX")
+                .arg(ttl.as_secs())
+                .ignore();
+            pipe.cmd("EVAL")
+                .arg(DELETE_PENDING_IF_OWNED)
+                .arg(1)
+                .arg(keys.pending(&f.email))
+                .arg(f.registration_id.to_string())
+                .ignore();
+        }
+        self.redis.run_pipeline(pipe).await
+    }
+
+    /// Forgets the completed/failed status of an email (after its account was deleted
+    /// or moved to another address), so polling answers from PostgreSQL.
+    pub async fn forget(&self, email: &Email) -> Result<(), StoreError> {
+        let keys = [
+            self.redis.keys.completed(email),
+            self.redis.keys.failed(email),
+        ];
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let _: i64 = c.del(&keys).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_record_serialises_in_camel_case_without_an_empty_reason() {
+        let r = StatusRecord {
+            registration_id: Uuid::nil(),
+            at_ms: 5,
+            reason: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"registrationId":"00000000-0000-0000-0000-000000000000","atMs":5}"#
+        );
+    }
+}
