@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use common::store::redis::RedisKeys;
 use registrar_api::config::ApiConfig;
 use registrar_api::startup::Application;
 use registrar_consumer::config::ConsumerConfig;
@@ -79,6 +80,8 @@ pub struct TestApp {
     /// The api's access-token signing key (`<kid>:<base64 seed>`).
     pub jwt_signing_key: String,
     pub redis: deadpool_redis::Pool,
+    /// The running api's state: use cases can be called on it directly, without HTTP.
+    pub state: registrar_api::state::AppState,
     api_shutdown: CancellationToken,
     api_task: Option<JoinHandle<anyhow::Result<()>>>,
     consumer: Option<RunningConsumer>,
@@ -200,6 +203,7 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let state = app.state.clone();
         let api_shutdown = CancellationToken::new();
         let token = api_shutdown.clone();
         let api_task = tokio::spawn(async move {
@@ -237,6 +241,7 @@ impl TestApp {
             seal_private_keys: String::new(),
             jwt_signing_key,
             redis,
+            state,
             api_shutdown,
             api_task: Some(api_task),
             consumer: None,
@@ -396,32 +401,46 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("redis: {e}"))
     }
 
-    /// Every Redis key of this test, prefix removed.
+    /// The api's Redis key names under this test's prefix.
+    pub fn keys(&self) -> RedisKeys {
+        RedisKeys::new(self.redis_prefix.clone())
+    }
+
+    /// Every Redis key of this test (with the prefix, as `keys()` names them).
     pub async fn redis_keys(&self) -> Vec<String> {
         let mut conn = self.redis_conn().await;
-        let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        deadpool_redis::redis::cmd("KEYS")
             .arg(format!("{}*", self.redis_prefix))
             .query_async(&mut conn)
             .await
-            .unwrap_or_default();
-        keys.into_iter()
-            .map(|k| k.trim_start_matches(&self.redis_prefix).to_owned())
-            .collect()
+            .unwrap_or_default()
     }
 
+    /// The value of a key named by `keys()`.
     pub async fn redis_get(&self, key: &str) -> Option<String> {
         let mut conn = self.redis_conn().await;
         deadpool_redis::redis::cmd("GET")
-            .arg(format!("{}{key}", self.redis_prefix))
+            .arg(key)
             .query_async(&mut conn)
             .await
             .unwrap_or(None)
     }
 
+    /// Deletes a key named by `keys()`.
+    pub async fn redis_del(&self, key: &str) {
+        let mut conn = self.redis_conn().await;
+        let _: i64 = deadpool_redis::redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("DEL {key}: {e}"));
+    }
+
+    /// The TTL of a key named by `keys()`.
     pub async fn redis_ttl(&self, key: &str) -> i64 {
         let mut conn = self.redis_conn().await;
         deadpool_redis::redis::cmd("TTL")
-            .arg(format!("{}{key}", self.redis_prefix))
+            .arg(key)
             .query_async(&mut conn)
             .await
             .unwrap_or(-3)

@@ -47,6 +47,13 @@ impl Email {
     }
 }
 
+impl std::str::FromStr for Email {
+    type Err = EmailError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Email::parse(raw)
+    }
+}
+
 impl AsRef<str> for Email {
     fn as_ref(&self) -> &str {
         &self.0

@@ -492,12 +492,8 @@ async fn logout_ends_its_session_and_leaves_the_others() {
     assert_eq!(me(&app, &user.access).await.0, 401);
     assert_eq!(refresh(&app, &user.refresh).await.0, 401);
     assert_eq!(me(&app, &other_session.access).await.0, 200);
-    let key = app
-        .redis_keys()
-        .await
-        .into_iter()
-        .find(|k| k.starts_with("auth:revoked:"))
-        .unwrap();
+    let session = app.jwt_keys().verify(&user.access).unwrap().sid;
+    let key = app.keys().revoked_session(session);
     let ttl = app.redis_ttl(&key).await;
     assert!(
         ttl > 900 && ttl <= 960,
@@ -1398,7 +1394,7 @@ async fn logins_refused_for_overload_do_not_count_towards_the_lockout() {
     assert!(verified >= 1 && overloaded >= 1, "{results:?}");
     // Only the attempts whose password was checked count.
     let counted = app
-        .redis_get(&format!("auth:attempts:{email}"))
+        .redis_get(&app.keys().login_attempts(&email.parse().unwrap()))
         .await
         .unwrap();
     assert_eq!(counted, verified.to_string());

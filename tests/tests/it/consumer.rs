@@ -309,18 +309,15 @@ async fn a_graceful_stop_finishes_and_commits_so_a_new_consumer_redelivers_nothi
     app.wait_for_status(&email, "completed", SETTLE).await;
     app.stop_consumer().await;
     // Remove the outcome from Redis: only a redelivery would write it again.
-    let mut conn = app.redis_conn().await;
-    let _: i64 = deadpool_redis::redis::cmd("DEL")
-        .arg(format!("{}user:completed:{email}", app.redis_prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    app.redis_del(&app.keys().completed(&email.parse().unwrap()))
+        .await;
     app.start_consumer().await;
     let (second, _, body) = registration_body();
     assert_eq!(app.post_registration(&body).await.status(), 202);
     app.wait_for_status(&second, "completed", SETTLE).await;
     assert_eq!(
-        app.redis_get(&format!("user:completed:{email}")).await,
+        app.redis_get(&app.keys().completed(&email.parse().unwrap()))
+            .await,
         None
     );
 }

@@ -10,3 +10,4 @@ mod health;
 mod operations;
 mod registration;
 mod resilience;
+mod services;

@@ -189,7 +189,11 @@ async fn registrations_over_the_auth_rate_limit_get_429_with_retry_after() {
     );
     let e: Value = limited.json().await.unwrap();
     assert_eq!(e["error"]["code"], "RATE_LIMITED");
-    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    assert_eq!(
+        app.redis_get(&app.keys().pending(&email.parse().unwrap()))
+            .await,
+        None
+    );
     // Polling is not under the registration limit.
     assert_ne!(app.get_status(&email).await.status(), 429);
     // Login is under the same per-IP auth limit (before any password is checked).
@@ -299,4 +303,94 @@ async fn the_openapi_document_lists_every_route_the_router_serves() {
         200,
         "assets are vendored, not fetched from a CDN"
     );
+}
+
+/// Makes every object schema of the document closed (`additionalProperties: false`), so a
+/// field on the wire that the document does not name fails validation too.
+fn close_objects(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            map.values_mut().for_each(close_objects);
+        }
+        Value::Array(items) => items.iter_mut().for_each(close_objects),
+        _ => {}
+    }
+}
+
+/// Checks a real answer against the schema the document gives for this path, method
+/// and status.
+fn assert_matches_document(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let schema_ref = &doc["paths"][path][method]["responses"][status.to_string()]["content"]
+        ["application/json"]["schema"]["$ref"];
+    let schema_ref = schema_ref
+        .as_str()
+        .unwrap_or_else(|| panic!("{method} {path} {status}: no documented JSON schema"));
+    let mut components = doc["components"].clone();
+    close_objects(&mut components);
+    let schema = serde_json::json!({ "$ref": schema_ref, "components": components });
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status} does not match {schema_ref}: {errors:?}\n{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_response_schemas_match_what_real_calls_return() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let doc: Value = app.get_json("/api/openapi.json").await;
+    let check = |method: &str, path: &str, status: u16, body: &Value| {
+        assert_matches_document(&doc, method, path, status, body)
+    };
+
+    let (email, _, body) = registration_body();
+    let accepted = app.post_registration(&body).await;
+    assert_eq!(accepted.status(), 202);
+    check("post", "/api/users", 202, &accepted.json().await.unwrap());
+    let status: Value = app.get_status(&email).await.json().await.unwrap();
+    check("get", "/api/users/{id}", 200, &status);
+    let invalid = app
+        .post_registration(&serde_json::json!({ "email": "nope" }))
+        .await;
+    assert_eq!(invalid.status(), 400);
+    check("post", "/api/users", 400, &invalid.json().await.unwrap());
+
+    let admin = app.account_with_role("admin").await;
+    let token = Some(admin.access.as_str());
+    let (status, _, me) = app.call(Method::GET, "/api/auth/me", token, None).await;
+    check("get", "/api/auth/me", status, &me);
+    let (status, _, list) = app.call(Method::GET, "/api/users", token, None).await;
+    check("get", "/api/users", status, &list);
+    let audit_path = format!("/api/users/{}/audit", admin.id);
+    let (status, _, audit) = app.call(Method::GET, &audit_path, token, None).await;
+    check("get", "/api/users/{id}/audit", status, &audit);
+    let item = serde_json::json!({ "key": "theme", "value": { "mode": "dark" } });
+    let (status, _, created) = app
+        .call(Method::POST, "/api/data", token, Some(&item))
+        .await;
+    check("post", "/api/data", status, &created);
+    let (status, _, items) = app.call(Method::GET, "/api/data", token, None).await;
+    check("get", "/api/data", status, &items);
+    let export_path = format!("/api/users/{}/export", admin.id);
+    let (status, _, export) = app.call(Method::GET, &export_path, token, None).await;
+    check("get", "/api/users/{id}/export", status, &export);
+    let login = serde_json::json!({ "email": admin.email, "password": admin.password });
+    let (status, _, tokens) = app
+        .call(Method::POST, "/api/auth/login", None, Some(&login))
+        .await;
+    check("post", "/api/auth/login", status, &tokens);
+    let (status, _, deleted) = app
+        .call(Method::DELETE, "/api/data/theme", token, None)
+        .await;
+    check("delete", "/api/data/{key}", status, &deleted);
+    let (status, _, health) = app.call(Method::GET, "/api/health", None, None).await;
+    check("get", "/api/health", status, &health);
 }

@@ -73,13 +73,19 @@ async fn a_registration_is_persisted_with_an_argon2id_hash_an_audit_row_and_redi
     assert_eq!(audit[0].get::<_, String>(0), "user.registered");
     assert_eq!(audit[0].get::<_, String>(2), registration_id);
 
-    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    assert_eq!(
+        app.redis_get(&app.keys().pending(&email.parse().unwrap()))
+            .await,
+        None
+    );
     let completed = app
-        .redis_get(&format!("user:completed:{email}"))
+        .redis_get(&app.keys().completed(&email.parse().unwrap()))
         .await
         .unwrap();
     assert!(completed.contains(&registration_id));
-    let ttl = app.redis_ttl(&format!("user:completed:{email}")).await;
+    let ttl = app
+        .redis_ttl(&app.keys().completed(&email.parse().unwrap()))
+        .await;
     assert!(ttl > 23 * 3600 && ttl <= 24 * 3600, "ttl {ttl}");
 }
 
@@ -103,7 +109,9 @@ async fn a_pending_key_is_set_with_a_one_hour_ttl_while_the_consumer_is_away() {
     let app = TestApp::spawn_without_consumer().await;
     let (email, _, body) = registration_body();
     assert_eq!(app.post_registration(&body).await.status(), 202);
-    let ttl = app.redis_ttl(&format!("user:pending:{email}")).await;
+    let ttl = app
+        .redis_ttl(&app.keys().pending(&email.parse().unwrap()))
+        .await;
     assert!(ttl > 3500 && ttl <= 3600, "ttl {ttl}");
     let status: Value = app.get_status(&email).await.json().await.unwrap();
     assert_eq!(status["data"]["status"], "pending");
@@ -333,12 +341,8 @@ async fn polling_falls_back_to_postgresql_when_redis_forgot_the_registration() {
     let (email, _, body) = registration_body();
     assert_eq!(app.post_registration(&body).await.status(), 202);
     app.wait_for_status(&email, "completed", SETTLE).await;
-    let mut conn = app.redis_conn().await;
-    let _: i64 = deadpool_redis::redis::cmd("DEL")
-        .arg(format!("{}user:completed:{email}", app.redis_prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    app.redis_del(&app.keys().completed(&email.parse().unwrap()))
+        .await;
     let status: Value = app.get_status(&email).await.json().await.unwrap();
     assert_eq!(status["data"]["status"], "completed");
 }

@@ -26,7 +26,11 @@ async fn an_unreachable_broker_gets_503_within_seconds_and_leaves_no_pending_key
         "no internals in the body"
     );
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
-    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    assert_eq!(
+        app.redis_get(&app.keys().pending(&email.parse().unwrap()))
+            .await,
+        None
+    );
     // The email is free again: a retry is not a 409.
     assert_eq!(app.post_registration(&body).await.status(), 503);
 }
@@ -80,7 +84,11 @@ async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
         elapsed < Duration::from_secs(1),
         "answered in {elapsed:?}, not at once"
     );
-    assert_eq!(app.redis_get(&format!("user:pending:{email}")).await, None);
+    assert_eq!(
+        app.redis_get(&app.keys().pending(&email.parse().unwrap()))
+            .await,
+        None
+    );
     assert_eq!(stuck.await.unwrap().unwrap(), 503);
 }
 

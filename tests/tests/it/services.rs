@@ -1,0 +1,175 @@
+//! The api's use cases called directly, without HTTP, against the real services: the
+//! rules they own (transactions, preconditions, constraint mapping, idempotency) read
+//! more plainly here than through the router.
+
+use common::domain::registration::{ProfileInput, Registration};
+use common::domain::Role;
+use registrar_api::auth::caller::{Caller, RequestContext};
+use registrar_api::bodies::users::UserUpdateRequest;
+use registrar_api::service::registration::{submit_registration, Submission};
+use registrar_api::service::users::{update_user, Expected, UpdateMode};
+use registrar_api::service::{data, ServiceError};
+use registrar_tests::{Account, TestApp};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+fn caller(account: &Account, role: Role) -> Caller {
+    Caller {
+        id: account.id,
+        role,
+        session_id: Uuid::now_v7(),
+        token_id: Uuid::now_v7(),
+    }
+}
+
+fn context() -> RequestContext {
+    RequestContext {
+        ip: None,
+        user_agent: Some("service-test".into()),
+    }
+}
+
+fn registration(email: &str, occupation: &str) -> Registration {
+    Registration::parse(
+        ProfileInput {
+            email: Some(email),
+            first_name: Some("Ada"),
+            last_name: Some("Lovelace"),
+            gender: Some("female"),
+            sex: Some("female"),
+            occupation: Some(occupation),
+        },
+        Some(SecretString::from("correct horse battery".to_owned())),
+    )
+    .unwrap()
+}
+
+fn email_change(email: &str) -> UserUpdateRequest {
+    serde_json::from_value(serde_json::json!({ "email": email })).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_submission_with_its_idempotency_key_replays_the_first_answer() {
+    let app = TestApp::spawn_without_consumer().await;
+    let email = format!("idem-{}@example.com", Uuid::new_v4().simple());
+    let submit = |occupation: &str| Submission {
+        registration: registration(&email, occupation),
+        idempotency_key: Some("retry-1".into()),
+        request_id: None,
+    };
+    let first = submit_registration(&app.state, submit("Engineer"))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let again = submit_registration(&app.state, submit("Engineer"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(
+        again.answer.data.registration_id,
+        first.answer.data.registration_id
+    );
+    assert_eq!(again.location, first.location);
+    let other = submit_registration(&app.state, submit("Pilot")).await;
+    assert!(matches!(other, Err(ServiceError::IdempotencyKeyReused)));
+    let without_key = Submission {
+        idempotency_key: None,
+        ..submit("Engineer")
+    };
+    let pending = submit_registration(&app.state, without_key).await;
+    assert!(matches!(pending, Err(ServiceError::RegistrationPending)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_to_another_users_email_is_email_taken_and_a_stale_version_is_refused() {
+    let app = TestApp::spawn().await;
+    let ada = app.register_and_login().await;
+    let bob = app.register_and_login().await;
+    let me = caller(&ada, Role::User);
+    let taken = update_user(
+        &app.state,
+        &me,
+        &context(),
+        ada.id,
+        Expected::AnyVersion,
+        email_change(&bob.email),
+        UpdateMode::Patch,
+    )
+    .await;
+    assert!(matches!(taken, Err(ServiceError::EmailTaken)), "{taken:?}");
+    let stale = update_user(
+        &app.state,
+        &me,
+        &context(),
+        ada.id,
+        Expected::OneOf(vec![-1]),
+        email_change("ada.new@example.com"),
+        UpdateMode::Patch,
+    )
+    .await;
+    assert!(matches!(stale, Err(ServiceError::PreconditionFailed)));
+    let moved = update_user(
+        &app.state,
+        &me,
+        &context(),
+        ada.id,
+        Expected::Exists,
+        email_change("ada.new@example.com"),
+        UpdateMode::Patch,
+    )
+    .await
+    .unwrap();
+    assert_eq!(moved.email, "ada.new@example.com");
+    let other = caller(&bob, Role::User);
+    let forbidden = update_user(
+        &app.state,
+        &other,
+        &context(),
+        ada.id,
+        Expected::AnyVersion,
+        email_change("bob.was.here@example.com"),
+        UpdateMode::Patch,
+    )
+    .await;
+    assert!(matches!(forbidden, Err(ServiceError::Forbidden)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_item_and_its_audit_row_are_written_together_and_a_second_create_is_refused() {
+    let app = TestApp::spawn().await;
+    let ada = app.register_and_login().await;
+    let me = caller(&ada, Role::User);
+    let value = serde_json::json!({ "mode": "dark" });
+    let item = data::create_item(
+        &app.state,
+        &me,
+        &context(),
+        Some("theme".into()),
+        Some(value.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(item.value, value);
+    let again = data::create_item(
+        &app.state,
+        &me,
+        &context(),
+        Some("theme".into()),
+        Some(value),
+    )
+    .await;
+    assert!(matches!(again, Err(ServiceError::DataKeyExists)));
+    let audited: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM user_audit_log WHERE user_id = $1 AND action = 'data.created'",
+            &[&ada.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1, "one audit row for the one item created");
+    let missing = data::get_item(&app.state, &me, "nope").await;
+    assert!(matches!(missing, Err(ServiceError::NotFound(_))));
+}
