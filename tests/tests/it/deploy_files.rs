@@ -42,7 +42,7 @@ fn documents(text: &str) -> Vec<Yaml> {
 fn config_env_names() -> BTreeSet<String> {
     [
         "common/src/config.rs",
-        "common/src/password.rs",
+        "common/src/domain/password.rs",
         "api/src/config.rs",
         "consumer/src/config.rs",
     ]
@@ -61,7 +61,7 @@ fn exported_metric_names() -> BTreeSet<String> {
     [
         "api/src/metrics.rs",
         "consumer/src/metrics.rs",
-        "common/src/metrics.rs",
+        "common/src/ops/metrics.rs",
     ]
     .iter()
     .flat_map(|f| {
