@@ -68,7 +68,7 @@ pub struct ApiConfig {
     /// Allowed CORS origins, comma-separated (`*` for any, without credentials).
     #[arg(long = "cors-origins", env = "CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
-    /// The seeds' single frontend origin; used when `CORS_ORIGINS` is empty.
+    /// One frontend origin (the common single-app setup); used when `CORS_ORIGINS` is empty.
     #[arg(long = "frontend-url", env = "FRONTEND_URL", default_value = "")]
     pub frontend_url: String,
     /// Requests per minute per client IP on every route; 0 turns the limit off.

@@ -51,7 +51,7 @@ where
                 } else {
                     field
                 };
-                Err(ApiError::Validation(vec![FieldError::new(field, message)]))
+                Err(ApiError::invalid(vec![FieldError::new(field, message)]))
             }
         }
     }
@@ -67,7 +67,7 @@ fn map_rejection(rejection: JsonRejection) -> ApiError {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| e.body_text());
             let (field, message) = split_field(&message);
-            ApiError::Validation(vec![FieldError::new(field, message)])
+            ApiError::invalid(vec![FieldError::new(field, message)])
         }
         JsonRejection::JsonSyntaxError(e) => {
             let message = std::error::Error::source(&e)

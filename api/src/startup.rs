@@ -30,7 +30,7 @@ use crate::state::{AppState, Dependencies, Stores};
 /// How often the consumer group's lag is measured.
 const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Largest accepted request body (DESIGN.md).
+/// Largest accepted request body of the JSON routes (the data routes have their own).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -235,8 +235,8 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route(
             "/api/users/{id}",
             get(users::get)
-                .put(users::replace)
-                .patch(users::modify)
+                .put(users::update)
+                .patch(users::update)
                 .delete(users::delete),
         )
         .route("/api/users/{id}/export", get(users::export))

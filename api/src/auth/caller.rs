@@ -9,6 +9,7 @@ use common::store::users::AuditContext;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// An authenticated caller: a verified, unrevoked access token.
@@ -46,14 +47,14 @@ fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .filter(|t| !t.is_empty())
-        .ok_or(ApiError::InvalidToken);
+        .ok_or(ApiError::from(ServiceError::InvalidToken));
     Some(token)
 }
 
 async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError> {
     let claims = state.accounts.jwt.verify(token).map_err(|e| {
         tracing::info!(event = "access_token_refused", reason = %e);
-        ApiError::InvalidToken
+        ApiError::from(ServiceError::InvalidToken)
     })?;
     // Fail closed: without Redis a revoked session cannot be told apart.
     if state
@@ -61,10 +62,10 @@ async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError>
         .revoked_sessions
         .is_revoked(claims.sid)
         .await
-        .map_err(|e| ApiError::Unavailable(e.into()))?
+        .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?
     {
         tracing::info!(event = "access_token_refused", reason = "session revoked");
-        return Err(ApiError::InvalidToken);
+        return Err(ApiError::from(ServiceError::InvalidToken));
     }
     Ok(Caller {
         id: claims.sub,

@@ -23,7 +23,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
     if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(ApiError::Validation(vec![FieldError::new(
+        return Err(ApiError::invalid(vec![FieldError::new(
             "Idempotency-Key",
             "must be 1-255 visible ASCII characters",
         )]));
@@ -90,7 +90,7 @@ async fn accept(
     headers: &HeaderMap,
     request: Result<ApiJson<RegistrationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let registration = request?.0.parse().map_err(ApiError::Validation)?;
+    let registration = request?.0.parse().map_err(ApiError::invalid)?;
     let submission = Submission {
         registration,
         idempotency_key: idempotency_key(headers)?,

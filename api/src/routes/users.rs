@@ -3,7 +3,7 @@
 //! and the audit trail.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -127,19 +127,21 @@ pub async fn get(
     Ok(respond::user(&user))
 }
 
+/// `PUT` replaces every profile field, `PATCH` changes the ones it names; both are
+/// conditional on `If-Match` when it is sent.
 #[utoipa::path(
-    put,
+    method(put, patch),
     path = "/api/users/{id}",
     tag = "users",
     security(("bearer" = [])),
-    request_body = UserUpdateRequest,
+    request_body(content = UserUpdateRequest, description = "PUT: every profile field; PATCH: any of them"),
     params(
         ("id" = String, Path, description = "User id"),
         ("If-Match" = Option<String>, Header, description = "The ETag of the version this change is based on"),
     ),
     responses(
         (status = 200, description = "The updated user, with its new ETag", body = UserAnswer),
-        (status = 400, description = "Validation failed (every profile field is required)", body = ErrorEnvelope),
+        (status = 400, description = "Validation failed (PUT: every profile field is required) or nothing to change", body = ErrorEnvelope),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not self or admin, or a role change by a non-admin", body = ErrorEnvelope),
         (status = 404, description = "No such live user", body = ErrorEnvelope),
@@ -147,66 +149,22 @@ pub async fn get(
         (status = 412, description = "If-Match does not match the current ETag", body = ErrorEnvelope),
     )
 )]
-pub async fn replace(
-    state: State<AppState>,
-    caller: Caller,
-    context: RequestContext,
-    id: Path<String>,
-    headers: HeaderMap,
-    body: Result<ApiJson<UserUpdateRequest>, ApiError>,
-) -> Result<Response, ApiError> {
-    update(
-        state,
-        caller,
-        context,
-        id,
-        headers,
-        body,
-        UpdateMode::Replace,
-    )
-    .await
-}
-
-#[utoipa::path(
-    patch,
-    path = "/api/users/{id}",
-    tag = "users",
-    security(("bearer" = [])),
-    request_body = UserUpdateRequest,
-    params(
-        ("id" = String, Path, description = "User id"),
-        ("If-Match" = Option<String>, Header, description = "The ETag of the version this change is based on"),
-    ),
-    responses(
-        (status = 200, description = "The updated user, with its new ETag", body = UserAnswer),
-        (status = 400, description = "Validation failed or nothing to change", body = ErrorEnvelope),
-        (status = 403, description = "Not self or admin, or a role change by a non-admin", body = ErrorEnvelope),
-        (status = 409, description = "EMAIL_TAKEN", body = ErrorEnvelope),
-        (status = 412, description = "If-Match does not match the current ETag", body = ErrorEnvelope),
-    )
-)]
-pub async fn modify(
-    state: State<AppState>,
-    caller: Caller,
-    context: RequestContext,
-    id: Path<String>,
-    headers: HeaderMap,
-    body: Result<ApiJson<UserUpdateRequest>, ApiError>,
-) -> Result<Response, ApiError> {
-    update(state, caller, context, id, headers, body, UpdateMode::Patch).await
-}
-
-async fn update(
+pub async fn update(
     State(app): State<AppState>,
+    method: Method,
     caller: Caller,
     context: RequestContext,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
     body: Result<ApiJson<UserUpdateRequest>, ApiError>,
-    mode: UpdateMode,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
     let id = users::parse_user_id(&raw_id)?;
+    let mode = if method == Method::PUT {
+        UpdateMode::Replace
+    } else {
+        UpdateMode::Patch
+    };
     let expected = respond::expected_version(&headers);
     let user = users::update_user(&app, &caller, &context, id, expected, body, mode).await?;
     Ok(respond::user(&user))
