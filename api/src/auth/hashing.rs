@@ -60,16 +60,14 @@ impl HashingPool {
         let permit = match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
-                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                // Released on every exit, also when the caller's future is dropped
+                // while it waits (client gone, request timeout).
+                let Some(_place) = QueuePlace::take(self) else {
                     return Err(overloaded);
-                }
-                self.queue_depth.inc();
+                };
                 let acquired =
                     tokio::time::timeout(self.max_wait, Arc::clone(&self.permits).acquire_owned())
                         .await;
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-                self.queue_depth.dec();
                 match acquired {
                     Ok(Ok(p)) => p,
                     _ => return Err(overloaded),
@@ -84,6 +82,31 @@ impl HashingPool {
         })
         .await
         .map_err(|e| ServiceError::Internal(e.into()))
+    }
+}
+
+/// A place in the wait queue: counted in `waiting` and the queue-depth gauge for as
+/// long as it lives.
+struct QueuePlace<'a> {
+    pool: &'a HashingPool,
+}
+
+impl<'a> QueuePlace<'a> {
+    /// `None` when the queue is full.
+    fn take(pool: &'a HashingPool) -> Option<Self> {
+        if pool.waiting.fetch_add(1, Ordering::SeqCst) >= pool.queue {
+            pool.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        pool.queue_depth.inc();
+        Some(Self { pool })
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.pool.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.pool.queue_depth.dec();
     }
 }
 
@@ -133,5 +156,56 @@ mod tests {
         release_tx.send(()).unwrap();
         busy.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiters_give_their_queue_places_back() {
+        let p = pool(1, 3);
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move {
+                p.run(move |_| {
+                    let _ = release_rx.recv();
+                })
+                .await
+            })
+        };
+        while p.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // Clients that give up while waiting (disconnect, timeout) drop their request.
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let p = Arc::clone(&p);
+                tokio::spawn(async move { p.run(|_| 0).await })
+            })
+            .collect();
+        while p.waiting.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        for w in &waiters {
+            w.abort();
+        }
+        for w in waiters {
+            assert!(w.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(p.waiting.load(Ordering::SeqCst), 0, "wait count released");
+        assert_eq!(p.queue_depth.get(), 0, "queue-depth gauge released");
+        // The whole queue is available again.
+        let queued: Vec<_> = (1..=3)
+            .map(|i| {
+                let p = Arc::clone(&p);
+                tokio::spawn(async move { p.run(move |_| i).await })
+            })
+            .collect();
+        while p.waiting.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        release_tx.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap().unwrap(), i + 1);
+        }
     }
 }
