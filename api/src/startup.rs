@@ -270,7 +270,10 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(
+            crate::protection::drop_untidy_request_id,
+        ));
     // Swagger UI needs scripts and styles of its own origin; the rest keeps the strict CSP.
     let docs: Router<AppState> = Router::from(
         utoipa_swagger_ui::SwaggerUi::new("/docs")

@@ -33,10 +33,33 @@ fn validate_key(key: Option<&str>) -> Result<String, FieldError> {
     Ok(key.to_owned())
 }
 
+/// A key named in a path or a cursor: the same rules as a stored key.
+fn path_key(field: &str, key: &str) -> Result<(), ServiceError> {
+    validate_key(Some(key))
+        .map(drop)
+        .map_err(|e| ServiceError::invalid(field, e.message))
+}
+
+/// PostgreSQL cannot store U+0000 in text or JSONB; refuse it up front.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 fn validate_value(value: Option<serde_json::Value>) -> Result<serde_json::Value, FieldError> {
     let Some(value) = value else {
         return Err(FieldError::new("value", "is required (any JSON but null)"));
     };
+    if holds_nul(&value) {
+        return Err(FieldError::new(
+            "value",
+            "must not contain U+0000 characters",
+        ));
+    }
     let size = serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len());
     if size > MAX_VALUE_BYTES {
         return Err(FieldError::new("value", "must be at most 64 KiB of JSON"));
@@ -90,6 +113,9 @@ pub async fn list_items(
     cursor: Option<&str>,
 ) -> Result<Page<DataItem>, ServiceError> {
     let limit = page_limit(limit)?;
+    if let Some(cursor) = cursor {
+        path_key("cursor", cursor)?;
+    }
     let client = app.db().await?;
     let items = data_store::list(&**client, caller.id, cursor, limit + 1).await?;
     Ok(Page::from_fetch(items, limit, None, |i| i.key.clone()))
@@ -114,6 +140,7 @@ pub async fn replace_item(
     key: &str,
     value: Option<serde_json::Value>,
 ) -> Result<DataItem, ServiceError> {
+    path_key("key", key)?;
     let value = validate_value(value).map_err(|e| ServiceError::Invalid(vec![e]))?;
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
@@ -131,6 +158,7 @@ pub async fn delete_item(
     context: &RequestContext,
     key: &str,
 ) -> Result<(), ServiceError> {
+    path_key("key", key)?;
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
     if !data_store::delete(&*tx, caller.id, key).await? {
@@ -159,5 +187,12 @@ mod tests {
         assert!(validate_value(Some(big)).is_err());
         assert!(validate_value(Some(json!({"a": [1, 2, 3]}))).is_ok());
         assert!(validate_value(None).is_err());
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_value_is_refused() {
+        assert!(validate_value(Some(json!({"a": ["ok", "x\u{0}"]}))).is_err());
+        assert!(validate_value(Some(json!({"k\u{0}": 1}))).is_err());
+        assert!(validate_value(Some(json!({"a": "fine"}))).is_ok());
     }
 }

@@ -66,6 +66,12 @@ impl From<tokio_postgres::Error> for ServiceError {
             }
             // Any other constraint failing is a bug of ours, not a dependency outage.
             (Some(code), _) if code.code().starts_with("23") => ServiceError::Internal(e.into()),
+            // A data exception is caused by a value the client sent that slipped past
+            // validation: refuse the request, don't blame the database.
+            (Some(code), _) if code.code().starts_with("22") => {
+                tracing::warn!(event = "database_refused_value", sqlstate = code.code());
+                ServiceError::invalid("request", "contains a value that cannot be stored")
+            }
             _ => ServiceError::Unavailable(e.into()),
         }
     }

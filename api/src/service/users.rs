@@ -95,6 +95,15 @@ pub async fn list_users(
     if prefix.as_ref().is_some_and(|q| q.chars().count() > 100) {
         return Err(ServiceError::invalid("q", "must be at most 100 characters"));
     }
+    if prefix
+        .as_ref()
+        .is_some_and(|q| q.chars().any(char::is_control))
+    {
+        return Err(ServiceError::invalid(
+            "q",
+            "must not contain control characters",
+        ));
+    }
     let client = app.db().await?;
     let query = UserQuery {
         role,

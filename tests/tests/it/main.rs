@@ -6,6 +6,7 @@
 mod accounts;
 mod consumer;
 mod deploy_files;
+mod hardening;
 mod health;
 mod operations;
 mod registration;

@@ -1,0 +1,80 @@
+//! Abuse a client can try that must end in a clear 4xx (or a harmless replacement),
+//! never in a 503 or in stored garbage.
+
+use registrar_tests::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn status_and_code(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let (status, _, body) = app.call(method, path, Some(token), body).await;
+    (status, body["error"]["code"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_in_paths_queries_and_json_are_a_400_not_a_503() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let token = admin.access.as_str();
+    let value_with_nul = json!({ "key": "k", "value": { "text": "a\u{0}b" } });
+    let key_with_nul = json!({ "key": "a\u{0}b", "value": 1 });
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/api/data/a%00b".into(), None),
+        (
+            Method::PUT,
+            "/api/data/a%00b".into(),
+            Some(json!({ "value": 1 })),
+        ),
+        (Method::DELETE, "/api/data/a%00b".into(), None),
+        (Method::GET, "/api/data?cursor=a%00b".into(), None),
+        (Method::GET, "/api/users?q=a%00b".into(), None),
+        (Method::GET, "/api/users/a%00b@example.com".into(), None),
+        (Method::POST, "/api/data".into(), Some(value_with_nul)),
+        (Method::POST, "/api/data".into(), Some(key_with_nul)),
+        (
+            Method::PATCH,
+            format!("/api/users/{}", admin.id),
+            Some(json!({ "occupation": "x\u{0}y" })),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let (status, code) =
+            status_and_code(&app, method.clone(), &path, token, body.as_ref()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, Some("VALIDATION_ERROR")),
+            "{method} {path}"
+        );
+    }
+    let (status, _, items) = app.call(Method::GET, "/api/data", Some(token), None).await;
+    assert_eq!(
+        (status, items["count"].as_u64()),
+        (200, Some(0)),
+        "nothing stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_or_odd_request_id_is_replaced_and_a_tidy_one_kept() {
+    let app = TestApp::spawn_without_consumer().await;
+    let send = |id: String| {
+        let request = app
+            .http
+            .get(app.url("/api/health/live"))
+            .header("x-request-id", id);
+        async move { request.send().await.unwrap() }
+    };
+    let echoed = |r: &reqwest::Response| r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let tidy = "req-42.a_b:c".to_owned();
+    assert_eq!(echoed(&send(tidy.clone()).await), tidy);
+    for odd in ["x".repeat(129), "a b".into(), "<script>".into(), "ü".into()] {
+        let replaced = echoed(&send(odd.clone()).await);
+        assert_ne!(replaced, odd);
+        assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+    }
+}
