@@ -6,7 +6,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use common::ops::metrics::{latency_buckets, register};
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 pub struct ApiMetrics {
     pub registry: Registry,
@@ -26,6 +28,9 @@ pub struct ApiMetrics {
     pub hash_queue_depth: IntGauge,
     /// `registrar_password_hash_wait_seconds`: wait for a hashing worker.
     pub hash_wait: Histogram,
+    /// `registrar_health_checks_total`: dependency checks run for the health endpoints
+    /// (answers within a second of a check reuse it).
+    pub health_checks: IntCounter,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -109,7 +114,16 @@ impl ApiMetrics {
             )
             .unwrap_or_else(|e| panic!("{e}")),
         );
+        let health_checks = register(
+            &registry,
+            IntCounter::new(
+                "registrar_health_checks_total",
+                "Dependency checks run for the health endpoints",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
         Arc::new(Self {
+            health_checks,
             logins,
             hash_queue_depth,
             hash_wait,
@@ -130,21 +144,36 @@ pub async fn track(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    // Only bounded labels: the matched route (a clone of an `Arc<str>`), a known
+    // method, the status code.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = method_label(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     metrics
         .request_duration
-        .with_label_values(&[method.as_str(), route.as_str()])
+        .with_label_values(&[method, route])
         .observe(started.elapsed().as_secs_f64());
     metrics
         .requests
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .with_label_values(&[method, route, response.status().as_str()])
         .inc();
     response
+}
+
+/// The method as a metric label: the standard ones by name, anything else `other`, so
+/// a client inventing methods cannot grow the label set.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }

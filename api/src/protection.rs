@@ -127,11 +127,28 @@ impl ClientIp {
     }
 }
 
+/// The rate-limit key of a client: its IPv4 address, or the /64 network of its IPv6
+/// address (one subscriber usually holds a whole /64, so single addresses would let it
+/// rotate through 2^64 keys).
+pub fn rate_limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
 impl KeyExtractor for ClientIp {
     type Key = IpAddr;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, GovernorError> {
-        self.client_ip(req).ok_or(GovernorError::UnableToExtractKey)
+        self.client_ip(req)
+            .map(rate_limit_key)
+            .ok_or(GovernorError::UnableToExtractKey)
     }
 }
 
@@ -146,6 +163,27 @@ pub fn parse_trusted_proxies(raw: &str) -> Result<Vec<IpNet>, String> {
                 .map_err(|_| format!("`{s}` is not an IP address or CIDR"))
         })
         .collect()
+}
+
+/// How often the per-client state of a rate limit is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+type Limiter =
+    tower_governor::governor::SharedRateLimiter<IpAddr, governor::middleware::NoOpMiddleware>;
+
+/// Forgets clients whose limit has fully recovered, so a scan from many addresses does
+/// not keep growing the limiter's memory. Ends when the limiter is dropped.
+async fn prune(limiter: std::sync::Weak<<Limiter as std::ops::Deref>::Target>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(limiter) = limiter.upgrade() else {
+            return;
+        };
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
 }
 
 pub type RateLimit =
@@ -163,6 +201,9 @@ pub fn rate_limit(per_minute: u32, burst: u32, key: ClientIp) -> Option<RateLimi
         .burst_size(burst.max(1))
         .key_extractor(key)
         .finish()?;
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(prune(Arc::downgrade(config.limiter()), PRUNE_EVERY));
+    }
     Some(GovernorLayer::new(config).error_handler(|e| {
         let retry_after_secs = match e {
             GovernorError::TooManyRequests { wait_time, .. } => wait_time.max(1),
@@ -205,6 +246,34 @@ mod tests {
             .client_ip(&request("10.1.1.1", Some("6.6.6.6, 1.2.3.4, 192.168.1.1")))
             .unwrap();
         assert_eq!(ip.to_string(), "1.2.3.4");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_key_per_64_and_ipv4_is_kept_whole() {
+        let key = |s: &str| rate_limit_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+    }
+
+    #[tokio::test]
+    async fn the_limiter_forgets_clients_whose_limit_recovered() {
+        let config = GovernorConfigBuilder::default()
+            .period(Duration::from_millis(1))
+            .burst_size(1)
+            .key_extractor(ClientIp::new(Vec::new()))
+            .finish()
+            .unwrap();
+        let limiter = Arc::clone(config.limiter());
+        for i in 0..200u32 {
+            let _ = limiter.check_key(&IpAddr::from(std::net::Ipv4Addr::from(i)));
+        }
+        assert_eq!(limiter.len(), 200);
+        tokio::spawn(prune(Arc::downgrade(&limiter), Duration::from_millis(20)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(limiter.len(), 0, "recovered clients are pruned");
     }
 
     #[test]

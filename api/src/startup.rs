@@ -256,24 +256,6 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
     ) {
         app = app.layer(limit);
     }
-    // Probes and metrics stay outside the rate limits and the timeout.
-    let app = app
-        .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(openapi_json))
-        .route("/api/health", get(health::health))
-        .route("/api/health/live", get(health::live))
-        .route("/api/health/ready", get(health::ready))
-        .route("/.well-known/jwks.json", get(auth::jwks))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            crate::metrics::track,
-        ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(axum::middleware::from_fn(
-            crate::protection::drop_untidy_request_id,
-        ));
     // Swagger UI needs scripts and styles of its own origin; the rest keeps the strict CSP.
     let docs: Router<AppState> = Router::from(
         utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -285,10 +267,28 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
         ),
     ));
-    // After every route: it only reaches the routes that exist when it is set.
+    // Probes and metrics stay outside the rate limits and the timeout. The 405 fallback
+    // comes after every route (it only reaches the routes that exist when it is set) and
+    // before the layers below, so a 405 is counted, traced and carries a request id.
     let mut app = app
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/health", get(health::health))
+        .route("/api/health/live", get(health::live))
+        .route("/api/health/ready", get(health::ready))
+        .route("/.well-known/jwks.json", get(auth::jwks))
         .merge(docs)
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            crate::metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(
+            crate::protection::drop_untidy_request_id,
+        ));
     for layer in protection::security_headers() {
         app = app.layer(layer);
     }

@@ -12,6 +12,7 @@ use common::store::registration_status::RegistrationStatusStore;
 use common::store::revoked_sessions::RevokedSessionStore;
 
 use crate::auth::Accounts;
+use crate::bodies::health::Services;
 use crate::metrics::ApiMetrics;
 use crate::publisher::RegistrationPublisher;
 
@@ -50,6 +51,10 @@ pub struct Inner {
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
+    /// The last dependency check and when it ran: `/api/health` and readiness answer
+    /// from it for a second, so a flood of probes cannot flood the dependencies. The
+    /// lock also makes concurrent probes wait for one check instead of each running one.
+    pub health_cache: tokio::sync::Mutex<Option<(Instant, Services)>>,
     draining: AtomicBool,
 }
 
@@ -94,6 +99,7 @@ impl AppState {
             health_timeout,
             metrics,
             accounts,
+            health_cache: tokio::sync::Mutex::new(None),
             draining: AtomicBool::new(false),
         }))
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// Each dependency: `healthy` or `unhealthy`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Services {
     #[schema(value_type = String)]
     pub redis: ServiceHealth,

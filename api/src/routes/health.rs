@@ -1,5 +1,7 @@
 //! Health probes: `/api/health` (all dependencies), `/api/health/live`, `/api/health/ready`.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -8,7 +10,24 @@ use common::ops::health::check;
 use crate::bodies::health::{HealthBody, ProbeBody, Services};
 use crate::state::AppState;
 
+/// How long one dependency check answers the health endpoints.
+const HEALTH_CACHE: Duration = Duration::from_secs(1);
+
+/// The dependencies' health, checked at most once a second.
 async fn services(app: &AppState) -> Services {
+    let mut cache = app.health_cache.lock().await;
+    if let Some((at, services)) = cache.as_ref() {
+        if at.elapsed() < HEALTH_CACHE {
+            return services.clone();
+        }
+    }
+    let services = check_services(app).await;
+    app.metrics.health_checks.inc();
+    *cache = Some((Instant::now(), services.clone()));
+    services
+}
+
+async fn check_services(app: &AppState) -> Services {
     let t = app.health_timeout;
     let (redis, postgres, kafka) = tokio::join!(
         check("redis", t, app.stores.redis.ping()),

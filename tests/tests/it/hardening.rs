@@ -78,3 +78,40 @@ async fn an_overlong_or_odd_request_id_is_replaced_and_a_tidy_one_kept() {
         assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_are_one_metric_label_and_health_probes_share_one_check() {
+    let app = TestApp::spawn_without_consumer().await;
+    for name in ["FOOBAR", "BAZ1", "QUUX2"] {
+        let method = Method::from_bytes(name.as_bytes()).unwrap();
+        let response = app
+            .http
+            .request(method, app.url("/api/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+    }
+    let probes = (0..20).map(|_| app.http.get(app.url("/api/health")).send());
+    for response in futures::future::join_all(probes).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("FOOBAR") && !metrics.contains("QUUX2"));
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    let checks: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("registrar_health_checks_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(checks <= 2.0, "20 probes ran {checks} dependency checks");
+}
