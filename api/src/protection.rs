@@ -215,6 +215,32 @@ pub fn rate_limit(per_minute: u32, burst: u32, key: ClientIp) -> Option<RateLimi
     }))
 }
 
+/// Longest client request id kept; longer ones are replaced.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's `X-Request-Id` travels into logs, Kafka headers and audit rows: one that is
+/// too long or holds anything but `[A-Za-z0-9._:-]` is removed here, so the request-id
+/// layer replaces it with a fresh UUID.
+pub async fn drop_untidy_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let tidy = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_LEN
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    };
+    let name = HeaderName::from_static("x-request-id");
+    if request.headers().get_all(&name).iter().count() > 1
+        || request.headers().get(&name).is_some_and(|v| !tidy(v))
+    {
+        request.headers_mut().remove(&name);
+    }
+    next.run(request).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,30 +306,4 @@ mod tests {
     fn a_malformed_proxy_list_is_rejected() {
         assert!(parse_trusted_proxies("10.0.0.0/8, nonsense").is_err());
     }
-}
-
-/// Longest client request id kept; longer ones are replaced.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// A client's `X-Request-Id` travels into logs, Kafka headers and audit rows: one that is
-/// too long or holds anything but `[A-Za-z0-9._:-]` is removed here, so the request-id
-/// layer replaces it with a fresh UUID.
-pub async fn drop_untidy_request_id(
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let tidy = |v: &HeaderValue| {
-        let b = v.as_bytes();
-        !b.is_empty()
-            && b.len() <= MAX_REQUEST_ID_LEN
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
-    };
-    let name = HeaderName::from_static("x-request-id");
-    if request.headers().get_all(&name).iter().count() > 1
-        || request.headers().get(&name).is_some_and(|v| !tidy(v))
-    {
-        request.headers_mut().remove(&name);
-    }
-    next.run(request).await
 }
