@@ -148,6 +148,14 @@ pub struct ApiConfig {
         default_value_t = 604_800
     )]
     pub refresh_token_ttl_secs: u64,
+    /// Absolute session lifetime in seconds: refreshing never extends a session past
+    /// this age; the user logs in again.
+    #[arg(
+        long = "session-max-lifetime-secs",
+        env = "SESSION_MAX_LIFETIME_SECS",
+        default_value_t = 2_592_000
+    )]
+    pub session_max_lifetime_secs: u64,
     /// Password hashes computed at once in the api; 0 means one per core.
     #[arg(
         long = "password-hash-workers",
@@ -225,6 +233,12 @@ impl ApiConfig {
         if self.access_token_ttl_secs == 0 {
             return Err(ConfigError::new(
                 "ACCESS_TOKEN_TTL_SECS",
+                "must be positive",
+            ));
+        }
+        if self.session_max_lifetime_secs == 0 {
+            return Err(ConfigError::new(
+                "SESSION_MAX_LIFETIME_SECS",
                 "must be positive",
             ));
         }

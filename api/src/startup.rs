@@ -105,6 +105,7 @@ impl Application {
             jwt,
             hashing,
             refresh_ttl: std::time::Duration::from_secs(config.refresh_token_ttl_secs),
+            session_max_lifetime: std::time::Duration::from_secs(config.session_max_lifetime_secs),
             lockout_max_attempts: config.login_max_attempts.max(1),
             lockout_window: std::time::Duration::from_secs(config.login_lockout_secs.max(1)),
             client_ip: client_ip.clone(),
@@ -145,6 +146,7 @@ impl Application {
             let _ = drained_tx.send(());
         };
         let lag = Arc::clone(&self.lag_monitor).spawn(LAG_REFRESH);
+        let purge = tokio::spawn(purge_expired_sessions(state.pg.clone()));
         let router = router(state.clone(), &self.config, self.client_ip.clone());
         let server = axum::serve(
             listener,
@@ -163,9 +165,33 @@ impl Application {
             }
         }
         lag.abort();
+        purge.abort();
         state.publisher.flush(grace).await;
         tracing::info!(event = "api_stopped");
         Ok(())
+    }
+}
+
+/// How often expired refresh tokens are deleted, and how long after expiry.
+const SESSION_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+const SESSION_PURGE_AFTER_DAYS: i64 = 1;
+
+/// Deletes refresh tokens that expired over a day ago, hourly. Every replica runs it;
+/// the delete is idempotent.
+async fn purge_expired_sessions(pg: deadpool_postgres::Pool) {
+    let mut tick = tokio::time::interval(SESSION_PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let before = chrono::Utc::now() - chrono::Duration::days(SESSION_PURGE_AFTER_DAYS);
+        let purged = async {
+            let client = pg.get().await?;
+            anyhow::Ok(common::store::sessions::purge_expired(&**client, before).await?)
+        }
+        .await;
+        match purged {
+            Ok(n) => tracing::info!(event = "expired_sessions_purged", tokens = n),
+            Err(e) => tracing::warn!(event = "expired_sessions_not_purged", error = %e),
+        }
     }
 }
 

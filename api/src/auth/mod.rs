@@ -17,6 +17,8 @@ pub struct Accounts {
     pub jwt: JwtKeys,
     pub hashing: HashingPool,
     pub refresh_ttl: Duration,
+    /// Absolute session lifetime; refreshing does not extend it.
+    pub session_max_lifetime: Duration,
     pub lockout_max_attempts: u64,
     pub lockout_window: Duration,
     pub client_ip: ClientIp,

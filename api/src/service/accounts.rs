@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use common::domain::email::Email;
 use common::domain::registration::{email_field, FieldError};
 use common::store::registration_status::RegistrationStatus;
-use common::store::sessions;
+use common::store::sessions::{self, NewToken};
 use common::store::users::{self, UserRecord};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -35,6 +36,8 @@ pub struct Tokens {
     pub access_token: String,
     pub refresh_token: SecretString,
     pub access_ttl: Duration,
+    /// Until the refresh token expires: its lifetime, or less when the session's
+    /// absolute lifetime ends sooner.
     pub refresh_ttl: Duration,
 }
 
@@ -50,19 +53,54 @@ fn token_digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn tokens(app: &AppState, user: &UserRecord, session: Uuid, refresh: SecretString) -> Tokens {
+fn tokens(
+    app: &AppState,
+    user: &UserRecord,
+    session: Uuid,
+    refresh: SecretString,
+    refresh_expires_at: DateTime<Utc>,
+) -> Tokens {
     let (access_token, _) = app.accounts.jwt.issue(user.id, user.role, session);
     Tokens {
         access_token,
         refresh_token: refresh,
         access_ttl: app.accounts.jwt.access_ttl,
-        refresh_ttl: app.accounts.refresh_ttl,
+        refresh_ttl: (refresh_expires_at - Utc::now())
+            .to_std()
+            .unwrap_or_default(),
     }
 }
 
-fn refresh_expiry(app: &AppState) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
-        + chrono::Duration::from_std(app.accounts.refresh_ttl).unwrap_or(chrono::Duration::days(7))
+fn after(d: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(30))
+}
+
+/// When the session that began at `started` must end, whatever refreshes it sees.
+fn session_end(app: &AppState, started: DateTime<Utc>) -> DateTime<Utc> {
+    started
+        + chrono::Duration::from_std(app.accounts.session_max_lifetime)
+            .unwrap_or(chrono::Duration::days(30))
+}
+
+/// A refresh token's expiry: its own lifetime, cut at the end of its session.
+fn refresh_expiry(app: &AppState, session_started: DateTime<Utc>) -> DateTime<Utc> {
+    after(app.accounts.refresh_ttl).min(session_end(app, session_started))
+}
+
+/// Refuses a token whose user was deleted, erased or given another role since it was
+/// issued. Writes call it inside their transaction, so they stop at once even when the
+/// session's revocation did not reach Redis.
+pub async fn ensure_current(
+    client: &impl tokio_postgres::GenericClient,
+    caller: &Caller,
+) -> Result<(), ServiceError> {
+    match users::standing(client, caller.id).await? {
+        Some((role, false)) if role == caller.role => Ok(()),
+        _ => {
+            tracing::info!(event = "access_token_refused", reason = "user changed", user_id = %caller.id);
+            Err(ServiceError::InvalidToken)
+        }
+    }
 }
 
 /// Refuses the access tokens of these sessions until they would have expired.
@@ -177,7 +215,16 @@ async fn verify_and_start_session(
             users::audit(&*tx, user.id, "user.password_rehashed", &audit, json!({})).await?;
         }
     }
-    sessions::insert(&*tx, session, user.id, &digest, refresh_expiry(app)).await?;
+    let started = Utc::now();
+    let expires_at = refresh_expiry(app, started);
+    let token = NewToken {
+        family_id: session,
+        user_id: user.id,
+        token_hash: &digest,
+        expires_at,
+        session_started_at: started,
+    };
+    sessions::insert(&*tx, &token).await?;
     users::audit(
         &*tx,
         user.id,
@@ -188,7 +235,7 @@ async fn verify_and_start_session(
     .await?;
     tx.commit().await?;
     tracing::info!(event = "login_succeeded", user_id = %user.id, %session);
-    Ok(tokens(app, &user, session, refresh))
+    Ok(tokens(app, &user, session, refresh, expires_at))
 }
 
 /// Uses a refresh token and issues the next of its family. A token presented again
@@ -205,12 +252,17 @@ pub async fn refresh(
     let digest = token_digest(token.expose_secret());
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
+    // The user's row first, as every path that revokes sessions locks it: a refresh in
+    // flight and a revocation are serialised, so no token issued here outlives one.
+    let Some(owner) = sessions::owner(&*tx, &digest).await? else {
+        return Err(ServiceError::InvalidToken);
+    };
+    let user = users::lock_by_id(&*tx, owner)
+        .await?
+        .filter(|u| !u.is_deleted());
     let Some(presented) = sessions::lock(&*tx, &digest).await? else {
         return Err(ServiceError::InvalidToken);
     };
-    let user = users::find_by_id(&*tx, presented.user_id)
-        .await?
-        .filter(|u| !u.is_deleted());
     let reused = presented.used || presented.revoked;
     let Some(user) = user.filter(|_| !reused) else {
         sessions::revoke_family(&*tx, presented.family_id).await?;
@@ -229,21 +281,23 @@ pub async fn refresh(
         revoke_access(app, &[presented.family_id]).await?;
         return Err(ServiceError::InvalidToken);
     };
-    if presented.expires_at <= chrono::Utc::now() {
+    let now = Utc::now();
+    if presented.expires_at <= now || session_end(app, presented.session_started_at) <= now {
         return Err(ServiceError::InvalidToken);
     }
     let (next, next_digest) = new_refresh_token();
+    let expires_at = refresh_expiry(app, presented.session_started_at);
     sessions::mark_used(&*tx, &digest).await?;
-    sessions::insert(
-        &*tx,
-        presented.family_id,
-        user.id,
-        &next_digest,
-        refresh_expiry(app),
-    )
-    .await?;
+    let token = NewToken {
+        family_id: presented.family_id,
+        user_id: user.id,
+        token_hash: &next_digest,
+        expires_at,
+        session_started_at: presented.session_started_at,
+    };
+    sessions::insert(&*tx, &token).await?;
     tx.commit().await?;
-    Ok(tokens(app, &user, presented.family_id, next))
+    Ok(tokens(app, &user, presented.family_id, next, expires_at))
 }
 
 /// Ends the caller's session: its refresh tokens in PostgreSQL, its access tokens in
@@ -255,6 +309,8 @@ pub async fn logout(
 ) -> Result<(), ServiceError> {
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
+    // Serialised with a refresh of this session in flight (see `refresh`).
+    users::lock_by_id(&*tx, caller.id).await?;
     sessions::revoke_family(&*tx, caller.session_id).await?;
     users::audit(
         &*tx,

@@ -6,7 +6,7 @@ use common::store::data::{self as data_store, DataItem};
 use common::store::users;
 use serde_json::json;
 
-use super::{page_limit, Page, ServiceError};
+use super::{accounts, page_limit, Page, ServiceError};
 use crate::auth::caller::{Caller, RequestContext};
 use crate::state::AppState;
 
@@ -97,6 +97,7 @@ pub async fn create_item(
     };
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
+    accounts::ensure_current(&*tx, caller).await?;
     let item = data_store::create(&*tx, caller.id, &key, &value)
         .await?
         .ok_or(ServiceError::DataKeyExists)?;
@@ -144,6 +145,7 @@ pub async fn replace_item(
     let value = validate_value(value).map_err(|e| ServiceError::Invalid(vec![e]))?;
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
+    accounts::ensure_current(&*tx, caller).await?;
     let item = data_store::update(&*tx, caller.id, key, &value)
         .await?
         .ok_or(ServiceError::NotFound("Data item"))?;
@@ -161,6 +163,7 @@ pub async fn delete_item(
     path_key("key", key)?;
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
+    accounts::ensure_current(&*tx, caller).await?;
     if !data_store::delete(&*tx, caller.id, key).await? {
         return Err(ServiceError::NotFound("Data item"));
     }

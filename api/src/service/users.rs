@@ -316,6 +316,7 @@ pub async fn update_user(
     let new_hash = new_password_hash(app, &mut change, current.password_hash.clone()).await?;
 
     let tx = client.transaction().await?;
+    accounts::ensure_current(&*tx, caller).await?;
     let locked = users::lock_by_id(&*tx, id)
         .await?
         .filter(|u| !u.is_deleted())
@@ -404,6 +405,7 @@ pub async fn remove_user(
     }
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
+    accounts::ensure_current(&*tx, caller).await?;
     let user = users::lock_by_id(&*tx, id)
         .await?
         .ok_or(ServiceError::NotFound("User"))?;

@@ -6,20 +6,63 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+/// One refresh token of a session (a family).
+pub struct NewToken<'a> {
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub token_hash: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+    /// When the session began (its login); refreshing never moves it.
+    pub session_started_at: DateTime<Utc>,
+}
+
 pub async fn insert(
     client: &impl GenericClient,
-    family_id: Uuid,
-    user_id: Uuid,
-    token_hash: &[u8],
-    expires_at: DateTime<Utc>,
+    token: &NewToken<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&Uuid::now_v7(), &family_id, &user_id, &token_hash, &expires_at],
+            "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, session_started_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &Uuid::now_v7(),
+                &token.family_id,
+                &token.user_id,
+                &token.token_hash,
+                &token.expires_at,
+                &token.session_started_at,
+            ],
         )
         .await?;
     Ok(())
+}
+
+/// The user a token belongs to, read without a lock: the caller locks that user's row
+/// first, as every path that revokes sessions does, then the token.
+pub async fn owner(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Option<Uuid>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT user_id FROM refresh_tokens WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Deletes tokens that expired before `before`; returns how many.
+pub async fn purge_expired(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            &[&before],
+        )
+        .await
 }
 
 /// A presented refresh token, locked until the transaction ends.
@@ -28,6 +71,7 @@ pub struct PresentedToken {
     pub family_id: Uuid,
     pub user_id: Uuid,
     pub expires_at: DateTime<Utc>,
+    pub session_started_at: DateTime<Utc>,
     pub used: bool,
     pub revoked: bool,
 }
@@ -38,7 +82,8 @@ pub async fn lock(
 ) -> Result<Option<PresentedToken>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT family_id, user_id, expires_at, used_at IS NOT NULL, revoked_at IS NOT NULL
+            "SELECT family_id, user_id, expires_at, session_started_at, used_at IS NOT NULL,
+                    revoked_at IS NOT NULL
              FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
             &[&token_hash],
         )
@@ -47,8 +92,9 @@ pub async fn lock(
         family_id: r.get(0),
         user_id: r.get(1),
         expires_at: r.get(2),
-        used: r.get(3),
-        revoked: r.get(4),
+        session_started_at: r.get(3),
+        used: r.get(4),
+        revoked: r.get(5),
     }))
 }
 

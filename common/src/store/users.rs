@@ -244,6 +244,26 @@ pub async fn lock_by_id(
         .map(user_from_row))
 }
 
+/// A user's role and whether it is deleted: what an access token's claims are checked
+/// against before a write.
+pub async fn standing(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<(Role, bool)>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT role, deleted_at IS NOT NULL FROM users WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        (
+            Role::parse(r.get::<_, &str>(0)).unwrap_or(Role::User),
+            r.get(1),
+        )
+    }))
+}
+
 /// A user by (normalised) email, deleted ones included.
 pub async fn find_by_email(
     client: &impl GenericClient,

@@ -12,3 +12,4 @@ mod operations;
 mod registration;
 mod resilience;
 mod services;
+mod sessions;

@@ -1,0 +1,167 @@
+//! Sessions end when they should: a refresh in flight cannot outlive a revocation, a
+//! session has an absolute lifetime, a deleted or demoted user's token stops writing even
+//! when Redis missed the revocation, and expired tokens are purged.
+
+use std::time::Duration;
+
+use registrar_tests::{Account, TestApp, TestOptions};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
+    let body = json!({ "refreshToken": token });
+    let (status, _, body) = app
+        .call(Method::POST, "/api/auth/refresh", None, Some(&body))
+        .await;
+    (status, body)
+}
+
+fn session_of(app: &TestApp, account: &Account) -> uuid::Uuid {
+    app.jwt_keys().verify(&account.access).unwrap().sid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_in_flight_during_a_revocation_is_refused_and_leaves_no_live_token() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    // A revocation in progress holds the user's row, as every revoking use case does.
+    let mut revoker = app.pg().await;
+    let tx = revoker.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user.id])
+        .await
+        .unwrap();
+    let in_flight = {
+        let request = app
+            .http
+            .post(app.url("/api/auth/refresh"))
+            .json(&json!({ "refreshToken": user.refresh }));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the refresh waits for the revocation"
+    );
+    tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        &[&user.id],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(in_flight.await.unwrap(), 401);
+    let live: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 0, "no refresh token outlives the revocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_args: vec!["--session-max-lifetime-secs".into(), "4".into()],
+        ..Default::default()
+    })
+    .await;
+    let user = app.register_and_login().await;
+    let started = std::time::Instant::now();
+    let (status, first) = refresh(&app, &user.refresh).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first["refreshExpiresIn"].as_u64().unwrap() <= 4, "{first}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, second) = refresh(&app, first["refreshToken"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{second}");
+    tokio::time::sleep(
+        Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    )
+    .await;
+    let (status, _) = refresh(&app, second["refreshToken"].as_str().unwrap()).await;
+    assert_eq!(status, 401, "the session is over: log in again");
+    assert_eq!(app.login(&user.email, &user.password).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_demoted_users_token_stops_writing_even_when_redis_missed_the_revocation() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let user = app.register_and_login().await;
+    let other_admin = app.account_with_role("admin").await;
+    let item = json!({ "key": "k", "value": 1 });
+
+    let path = format!("/api/users/{}", user.id);
+    let (status, _, _) = app
+        .call(Method::DELETE, &path, Some(&admin.access), None)
+        .await;
+    assert_eq!(status, 200);
+    // The revocation record never reached Redis (it was down at that moment).
+    app.redis_del(&app.keys().revoked_session(session_of(&app, &user)))
+        .await;
+    let (status, _, body) = app
+        .call(Method::POST, "/api/data", Some(&user.access), Some(&item))
+        .await;
+    assert_eq!(status, 401, "a deleted user's token writes nothing: {body}");
+
+    let path = format!("/api/users/{}", other_admin.id);
+    let demote = json!({ "role": "user" });
+    let (status, _, _) = app
+        .call(Method::PATCH, &path, Some(&admin.access), Some(&demote))
+        .await;
+    assert_eq!(status, 200);
+    app.redis_del(&app.keys().revoked_session(session_of(&app, &other_admin)))
+        .await;
+    let promote_self = json!({ "role": "admin" });
+    let (status, _, _) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&other_admin.access),
+            Some(&promote_self),
+        )
+        .await;
+    assert_eq!(
+        status, 401,
+        "a demoted admin's token has no admin rights left"
+    );
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/data",
+            Some(&other_admin.access),
+            Some(&item),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_refresh_tokens_are_purged_and_live_ones_kept() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let pg = app.pg().await;
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(10);
+    let old = common::store::sessions::NewToken {
+        family_id: uuid::Uuid::now_v7(),
+        user_id: user.id,
+        token_hash: b"an expired token",
+        expires_at: long_ago,
+        session_started_at: long_ago,
+    };
+    common::store::sessions::insert(&pg, &old).await.unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::days(1);
+    let purged = common::store::sessions::purge_expired(&pg, before)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(
+        refresh(&app, &user.refresh).await.0,
+        200,
+        "live sessions stay"
+    );
+}
