@@ -330,15 +330,25 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     ))
 }
 
+/// The `Location` of a 202: where its registration is polled.
+fn location_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Polls the `Location` of a 202 (the email and the registration id) until completed.
 async fn wait_completed(
     client: &reqwest::Client,
     api: &str,
-    email: &str,
+    location: &str,
     within: Duration,
 ) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{api}/api/users/{email}")).send().await {
+        if let Ok(r) = client.get(format!("{api}{location}")).send().await {
             if let Ok(v) = r.json::<serde_json::Value>().await {
                 if v["data"]["status"] == "completed" {
                     return true;
@@ -353,28 +363,28 @@ async fn wait_completed(
 async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let client = http();
     let run = unique("poll");
-    let mut emails = Vec::new();
+    // Polled as a frontend does: the `Location` of each 202 (email and registration id).
+    let mut locations = Vec::new();
     for i in 0..20 {
         let email = format!("{run}-{i}@bench.example");
-        client
+        let accepted = client
             .post(format!("{}/api/users", c.api))
             .json(&registration(&email))
             .send()
             .await?;
-        emails.push(email);
+        let location = location_of(&accepted)
+            .ok_or_else(|| anyhow::anyhow!("registration of {email} was not accepted"))?;
+        locations.push(location);
     }
     // Half of them completed, half possibly still pending: both kinds are polled.
-    for e in &emails[..10] {
-        wait_completed(&client, &c.api, e, Duration::from_secs(10)).await;
+    for l in &locations[..10] {
+        wait_completed(&client, &c.api, l, Duration::from_secs(10)).await;
     }
-    let emails = Arc::new(emails);
+    let locations = Arc::new(locations);
     let api = c.api.clone();
     let (tally, elapsed) = load(&args, move |i| {
         let client = client.clone();
-        let url = format!(
-            "{api}/api/users/{}",
-            emails[(i % emails.len() as u64) as usize]
-        );
+        let url = format!("{api}{}", locations[(i % locations.len() as u64) as usize]);
         async move { outcome(client.get(&url).send().await, 200) }
     })
     .await;
@@ -386,7 +396,7 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     Ok(load_report(
         name,
         format!(
-            "GET /api/users/{{email}} over 20 emails (completed and pending), {}",
+            "GET /api/users/{{email}}?registrationId= over 20 registrations (completed and pending), {}",
             mode(&args)
         ),
         tally,
@@ -400,21 +410,23 @@ async fn completed_users(c: &CommonArgs, prefix: &str, n: usize) -> anyhow::Resu
     let client = http();
     let run = unique(prefix);
     let mut emails = Vec::new();
+    let mut locations = Vec::new();
     for i in 0..n {
         let email = format!("{run}-{i}@bench.example");
-        let status = client
+        let response = client
             .post(format!("{}/api/users", c.api))
             .json(&registration(&email))
             .send()
-            .await?
-            .status();
-        if status != 202 {
+            .await?;
+        let status = response.status();
+        let Some(location) = location_of(&response).filter(|_| status == 202) else {
             anyhow::bail!("registration answered {status} (rate limits must be off: AUTH_RATE_LIMIT_PER_MINUTE=0)");
-        }
+        };
         emails.push(email);
+        locations.push(location);
     }
-    for e in &emails {
-        if !wait_completed(&client, &c.api, e, Duration::from_secs(60)).await {
+    for (e, l) in emails.iter().zip(&locations) {
+        if !wait_completed(&client, &c.api, l, Duration::from_secs(60)).await {
             anyhow::bail!("{e} was not persisted within 60 s");
         }
     }
@@ -501,7 +513,8 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
                 .await
             {
                 Ok(r) if r.status() == 202 => {
-                    if wait_completed(&client, &api, &email, Duration::from_secs(60)).await {
+                    let location = location_of(&r).unwrap_or_default();
+                    if wait_completed(&client, &api, &location, Duration::from_secs(60)).await {
                         ("completed".into(), true)
                     } else {
                         ("not completed in 60 s".into(), false)

@@ -80,6 +80,8 @@ pub struct TestApp {
     /// The api's access-token signing key (`<kid>:<base64 seed>`).
     pub jwt_signing_key: String,
     pub redis: deadpool_redis::Pool,
+    /// The `Location` of each 202 this app saw, by email.
+    pub locations: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// The running api's state: use cases can be called on it directly, without HTTP.
     pub state: registrar_api::state::AppState,
     api_shutdown: CancellationToken,
@@ -241,6 +243,7 @@ impl TestApp {
             seal_private_keys: String::new(),
             jwt_signing_key,
             redis,
+            locations: Default::default(),
             state,
             api_shutdown,
             api_task: Some(api_task),
@@ -356,18 +359,62 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"))
     }
 
+    /// Posts a registration; the registration id of a 202 is remembered for
+    /// `get_status`, as a frontend keeps the `Location` it got.
     pub async fn post_registration(&self, body: &Value) -> reqwest::Response {
-        self.http
+        let response = self
+            .http
             .post(self.url("/api/users"))
             .json(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST failed: {e}"))
+            .unwrap_or_else(|e| panic!("POST failed: {e}"));
+        self.remember_location(&response);
+        response
     }
 
+    /// Remembers the polling URL of a 202 (its `Location`), by email.
+    pub fn remember_location(&self, response: &reqwest::Response) {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok());
+        if let (202, Some(location)) = (response.status().as_u16(), location) {
+            if let Some((path, _)) = location.split_once('?') {
+                let email =
+                    percent_encoding::percent_decode_str(path.trim_start_matches("/api/users/"))
+                        .decode_utf8_lossy()
+                        .into_owned();
+                self.locations
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(email, location.to_owned());
+            }
+        }
+    }
+
+    /// Remembers a registration this test submitted some other way (straight to Kafka).
+    pub fn remember_registration(&self, email: &str, registration_id: Uuid) {
+        let email = email.trim().to_lowercase();
+        let location = format!("/api/users/{email}?registrationId={registration_id}");
+        self.locations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(email, location);
+    }
+
+    /// The status of the email's last registration posted through this app, by the
+    /// `Location` of its 202 (plain `/api/users/{email}` for one it did not see).
     pub async fn get_status(&self, email: &str) -> reqwest::Response {
+        let path = self
+            .locations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&email.trim().to_lowercase())
+            .cloned()
+            .unwrap_or_else(|| format!("/api/users/{email}"));
         self.http
-            .get(self.url(&format!("/api/users/{email}")))
+            .get(self.url(&path))
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET failed: {e}"))

@@ -99,17 +99,27 @@ fn status_answer(state: RegistrationState) -> RegistrationStatusAnswer {
     }
 }
 
+/// Other parameters are ignored here, as they always were on this route.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusParams {
+    registration_id: Option<Uuid>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/users/{id}",
     tag = "users",
-    params(("id" = String, Path, description = "A user id (token required: self, moderator, admin), or an email: the registration status, with the profile for the owner or an admin")),
+    params(
+        ("id" = String, Path, description = "A user id (token required: self, moderator, admin), or an email: the registration status, with the profile for the owner or an admin"),
+        ("registrationId" = Option<String>, Query, description = "By email without the owner's or an admin's token: the registrationId of the 202 (its Location carries it). Without it the answer is 404, as for an unknown email"),
+    ),
     responses(
         (status = 200, description = "The user (by id, with ETag: `UserAnswer`) or the registration status (by email: `RegistrationStatusAnswer`)", body = RegistrationStatusAnswer),
         (status = 400, description = "Neither a user id nor an email", body = ErrorEnvelope),
         (status = 401, description = "A user id without a token, or an invalid token", body = ErrorEnvelope),
         (status = 403, description = "Another user's id", body = ErrorEnvelope),
-        (status = 404, description = "Nothing known", body = ErrorEnvelope),
+        (status = 404, description = "Nothing known, or (by email, anonymous) no matching registrationId", body = ErrorEnvelope),
         (status = 503, description = "Dependencies unavailable", body = ErrorEnvelope),
     )
 )]
@@ -117,9 +127,11 @@ pub async fn get(
     State(app): State<AppState>,
     caller: Option<Caller>,
     Path(raw): Path<String>,
+    ApiQuery(params): ApiQuery<StatusParams>,
 ) -> Result<Response, ApiError> {
     let Ok(id) = raw.parse::<Uuid>() else {
-        let state = registration_status(&app, &raw, caller.as_ref()).await?;
+        let state =
+            registration_status(&app, &raw, params.registration_id, caller.as_ref()).await?;
         return Ok(Json(status_answer(state)).into_response());
     };
     let caller = caller.ok_or(ApiError::Unauthenticated)?;

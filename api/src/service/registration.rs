@@ -80,10 +80,11 @@ fn fingerprint(profile: &Profile) -> String {
     format!("{:x}", h.finalize())
 }
 
-/// The polling URL of an email.
-pub fn location(email: &Email) -> String {
+/// The polling URL of a registration: the email and the registration's id, which
+/// anonymous polling must present.
+pub fn location(email: &Email, registration_id: Uuid) -> String {
     format!(
-        "/api/users/{}",
+        "/api/users/{}?registrationId={registration_id}",
         utf8_percent_encode(email.as_str(), PATH_SEGMENT)
     )
 }
@@ -167,7 +168,7 @@ pub async fn submit_registration(
 
     let submitted = Submitted {
         answer: RegistrationAccepted::new(email.as_str(), registration_id),
-        location: location(email),
+        location: location(email, registration_id),
         replayed: false,
     };
     if let Some((fingerprint, key)) = idempotency {
@@ -226,51 +227,84 @@ pub struct RegistrationState {
     pub profile: Option<UserRecord>,
 }
 
-/// The polling answer for an email: the status, plus the profile when the caller owns
-/// the account or is an admin. Redis answers first; PostgreSQL knows completed users
-/// whose status expired, and covers for Redis when it is down.
+/// Which registration of an email a status answer is about.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    /// The newest (owner and admins).
+    Latest,
+    /// The one with this id (whoever submitted it holds the id from the 202).
+    One(Uuid),
+}
+
+/// The polling answer for an email. The account's owner and admins see the email's
+/// latest status and the profile. Anyone else must name the registration (the
+/// `registrationId` of the 202, carried by its `Location`); without it, or with an id
+/// that is not this email's, the answer is the same 404 as for an unknown email, so
+/// polling cannot tell whether an email has an account.
 pub async fn registration_status(
     app: &AppState,
     raw_email: &str,
+    registration_id: Option<Uuid>,
     caller: Option<&Caller>,
 ) -> Result<RegistrationState, ServiceError> {
     let email = Email::parse(raw_email)
         .map_err(|e| ServiceError::Invalid(vec![FieldError::new("email", e.to_string())]))?;
-    let mut state = status_of(app, email).await?;
-    if let Some(caller) = caller {
-        // Polling works without PostgreSQL; the profile is an extra that is left out,
-        // not a reason to fail the status, when PostgreSQL does not answer.
-        let user = async {
-            let client = app.db().await?;
-            Ok::<_, ServiceError>(users::find_by_email(&**client, state.email.as_str()).await?)
-        }
-        .await;
-        match user {
-            Ok(Some(user)) if !user.is_deleted() && caller.is_self_or_admin(user.id) => {
-                state.profile = Some(user);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(event = "profile_lookup_failed", error = %crate::error::error_chain(&e))
-            }
-        }
-    }
+    let profile = match caller {
+        Some(caller) => owned_profile(app, &email, caller).await,
+        None => None,
+    };
+    let privileged = profile.is_some() || caller.is_some_and(Caller::is_admin);
+    let which = match (registration_id, privileged) {
+        (Some(id), _) => Which::One(id),
+        (None, true) => Which::Latest,
+        (None, false) => return Err(ServiceError::NotFound("Registration")),
+    };
+    let mut state = status_of(app, email, which).await?;
+    state.profile = profile;
     Ok(state)
 }
 
-async fn status_of(app: &AppState, email: Email) -> Result<RegistrationState, ServiceError> {
-    let redis_failed = match app.stores.status.lookup(&email).await {
-        Ok(Some(status)) => {
-            let (name, record) = status.parts();
-            return Ok(RegistrationState {
-                status: name,
-                registration_id: record.registration_id,
-                reason: record.reason,
-                email,
-                profile: None,
-            });
+/// The live account of `email` when `caller` owns it or is an admin. Polling works
+/// without PostgreSQL: the profile is an extra that is left out, not a reason to fail
+/// the status, when PostgreSQL does not answer.
+async fn owned_profile(app: &AppState, email: &Email, caller: &Caller) -> Option<UserRecord> {
+    let user = async {
+        let client = app.db().await?;
+        Ok::<_, ServiceError>(users::find_by_email(&**client, email.as_str()).await?)
+    }
+    .await;
+    match user {
+        Ok(user) => user.filter(|u| !u.is_deleted() && caller.is_self_or_admin(u.id)),
+        Err(e) => {
+            tracing::warn!(event = "profile_lookup_failed", error = %crate::error::error_chain(&e));
+            None
         }
-        Ok(None) => false,
+    }
+}
+
+async fn status_of(
+    app: &AppState,
+    email: Email,
+    which: Which,
+) -> Result<RegistrationState, ServiceError> {
+    let redis_failed = match app.stores.status.records(&email).await {
+        Ok(records) => {
+            let status = match which {
+                Which::Latest => records.latest(),
+                Which::One(id) => records.of(id),
+            };
+            if let Some(status) = status {
+                let (name, record) = status.parts();
+                return Ok(RegistrationState {
+                    status: name,
+                    registration_id: record.registration_id,
+                    reason: record.reason,
+                    email,
+                    profile: None,
+                });
+            }
+            false
+        }
         Err(e) => {
             // Redis is only a cache of the outcome; PostgreSQL still knows completed users.
             tracing::warn!(event = "status_lookup_degraded", error = %e);
@@ -286,6 +320,10 @@ async fn status_of(app: &AppState, email: Email) -> Result<RegistrationState, Se
     .map_err(|_| {
         ServiceError::unavailable(anyhow::anyhow!("PostgreSQL did not answer in time"))
     })??;
+    let registered = registered.filter(|u| match which {
+        Which::Latest => true,
+        Which::One(id) => u.registration_id == id,
+    });
     match registered {
         Some(u) => Ok(RegistrationState {
             email,
@@ -308,6 +346,9 @@ mod tests {
     #[test]
     fn the_location_percent_encodes_the_email() {
         let email = Email::parse("a+b@example.com").unwrap();
-        assert_eq!(location(&email), "/api/users/a%2Bb@example.com");
+        assert_eq!(
+            location(&email, Uuid::nil()),
+            "/api/users/a%2Bb@example.com?registrationId=00000000-0000-0000-0000-000000000000"
+        );
     }
 }

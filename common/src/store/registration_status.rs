@@ -44,6 +44,47 @@ impl RegistrationStatus {
     }
 }
 
+/// Everything Redis holds about an email's registrations: the one in flight and the
+/// last completed and failed ones (each names its registration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusRecords {
+    pub pending: Option<StatusRecord>,
+    pub completed: Option<StatusRecord>,
+    pub failed: Option<StatusRecord>,
+}
+
+impl StatusRecords {
+    /// The email's status as its owner sees it: a pending registration wins; otherwise
+    /// the newer of completed and failed.
+    pub fn latest(self) -> Option<RegistrationStatus> {
+        match (self.pending, self.completed, self.failed) {
+            (Some(p), _, _) => Some(RegistrationStatus::Pending(p)),
+            (None, Some(c), Some(f)) if f.at_ms > c.at_ms => Some(RegistrationStatus::Failed(f)),
+            (None, Some(c), _) => Some(RegistrationStatus::Completed(c)),
+            (None, None, Some(f)) => Some(RegistrationStatus::Failed(f)),
+            (None, None, None) => None,
+        }
+    }
+
+    /// The status of one registration: a later registration of the same email (someone
+    /// else's, perhaps) does not change what this one's submitter sees.
+    pub fn of(self, registration_id: Uuid) -> Option<RegistrationStatus> {
+        let mine = |r: &Option<StatusRecord>| {
+            r.as_ref()
+                .is_some_and(|r| r.registration_id == registration_id)
+        };
+        if mine(&self.pending) {
+            self.pending.map(RegistrationStatus::Pending)
+        } else if mine(&self.completed) {
+            self.completed.map(RegistrationStatus::Completed)
+        } else if mine(&self.failed) {
+            self.failed.map(RegistrationStatus::Failed)
+        } else {
+            None
+        }
+    }
+}
+
 /// How one registration ended, for `finish`.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -140,9 +181,13 @@ impl RegistrationStatusStore {
         Ok(())
     }
 
-    /// The status the polling endpoint shows: a pending registration wins; otherwise
-    /// the newer of completed and failed.
+    /// The status the owner of an email sees: see `StatusRecords::latest`.
     pub async fn lookup(&self, email: &Email) -> Result<Option<RegistrationStatus>, StoreError> {
+        Ok(self.records(email).await?.latest())
+    }
+
+    /// The pending, completed and failed records of an email, in one round trip.
+    pub async fn records(&self, email: &Email) -> Result<StatusRecords, StoreError> {
         let keys = [
             self.redis.keys.pending(email),
             self.redis.keys.completed(email),
@@ -152,21 +197,16 @@ impl RegistrationStatusStore {
             .redis
             .with_conn(move |c| Box::pin(async move { Ok(c.mget(&keys).await?) }))
             .await?;
-        let parse = |v: &Option<String>| -> Result<Option<StatusRecord>, StoreError> {
-            v.as_deref()
+        let parse = |v: Option<&Option<String>>| -> Result<Option<StatusRecord>, StoreError> {
+            v.and_then(Option::as_deref)
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(StoreError::from)
         };
-        let pending = parse(&values[0])?;
-        let completed = parse(&values[1])?;
-        let failed = parse(&values[2])?;
-        Ok(match (pending, completed, failed) {
-            (Some(p), _, _) => Some(RegistrationStatus::Pending(p)),
-            (None, Some(c), Some(f)) if f.at_ms > c.at_ms => Some(RegistrationStatus::Failed(f)),
-            (None, Some(c), _) => Some(RegistrationStatus::Completed(c)),
-            (None, None, Some(f)) => Some(RegistrationStatus::Failed(f)),
-            (None, None, None) => None,
+        Ok(StatusRecords {
+            pending: parse(values.first())?,
+            completed: parse(values.get(1))?,
+            failed: parse(values.get(2))?,
         })
     }
 
@@ -226,6 +266,37 @@ impl RegistrationStatusStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(at_ms: i64) -> StatusRecord {
+        StatusRecord {
+            registration_id: Uuid::now_v7(),
+            at_ms,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_later_registration_of_the_email_does_not_change_an_earlier_ones_status() {
+        let mine = record(1);
+        let theirs = StatusRecord {
+            reason: Some(FailureReason::EmailTaken),
+            ..record(2)
+        };
+        let records = StatusRecords {
+            pending: None,
+            completed: Some(mine.clone()),
+            failed: Some(theirs.clone()),
+        };
+        assert_eq!(
+            records.clone().of(mine.registration_id),
+            Some(RegistrationStatus::Completed(mine))
+        );
+        assert_eq!(
+            records.clone().latest(),
+            Some(RegistrationStatus::Failed(theirs))
+        );
+        assert_eq!(records.of(Uuid::now_v7()), None);
+    }
 
     #[test]
     fn a_status_record_serialises_in_camel_case_without_an_empty_reason() {

@@ -138,6 +138,14 @@ async fn every_route_answers_each_kind_of_caller_as_the_role_table_says() {
     assert_eq!(status, 201);
     let id = me_.id;
     let email = me_.email.clone();
+    let registration_id: uuid::Uuid = app
+        .pg()
+        .await
+        .query_one("SELECT registration_id FROM users WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    let polled = format!("/api/users/{email}?registrationId={registration_id}");
     let patch = json!({ "occupation": "Engineer" });
     let callers: [Option<&Account>; 5] = [
         None,
@@ -167,12 +175,15 @@ async fn every_route_answers_each_kind_of_caller_as_the_role_table_says() {
             None,
             [401, 200, 403, 200, 200],
         ),
+        // By email: only the owner and admins without the registration's id...
         (
             GET,
             format!("/api/users/{email}"),
             None,
-            [200, 200, 200, 200, 200],
+            [404, 200, 404, 404, 200],
         ),
+        // ...anyone with it.
+        (GET, polled.clone(), None, [200, 200, 200, 200, 200]),
         (
             PATCH,
             format!("/api/users/{id}"),
@@ -248,14 +259,7 @@ async fn every_route_answers_each_kind_of_caller_as_the_role_table_says() {
         (&moderator, false),
         (&admin, true),
     ] {
-        let (_, _, body) = app
-            .call(
-                GET,
-                &format!("/api/users/{email}"),
-                Some(&caller.access),
-                None,
-            )
-            .await;
+        let (_, _, body) = app.call(GET, &polled, Some(&caller.access), None).await;
         assert_eq!(body["data"]["status"], "completed");
         assert_eq!(body["data"].get("user").is_some(), sees, "{body}");
     }

@@ -18,6 +18,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 fn sealed_event(app: &TestApp, email: &str, password: &str) -> RegistrationEvent {
     let key = SealingKey::from_base64(&app.seal_key_id, &app.seal_public_key).unwrap();
     let registration_id = Uuid::now_v7();
+    app.remember_registration(email, registration_id);
     let sealed = key.seal(
         registration_id,
         &Email::parse(email).unwrap(),

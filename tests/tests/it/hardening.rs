@@ -2,6 +2,8 @@
 //! never in a 503 or in stored garbage.
 
 use registrar_tests::TestApp;
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -114,4 +116,58 @@ async fn invented_methods_are_one_metric_label_and_health_probes_share_one_check
         .parse()
         .unwrap();
     assert!(checks <= 2.0, "20 probes ran {checks} dependency checks");
+}
+
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    let (status, _, body) = app.call(Method::GET, path, None, None).await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_polling_needs_the_registration_id_and_cannot_tell_whether_an_email_has_an_account(
+) {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let location = app.locations.lock().unwrap()[&user.email].clone();
+    let unknown = get(&app, "/api/users/nobody.here@example.com").await;
+    assert_eq!(unknown.0, 404);
+    assert_eq!(
+        get(&app, &format!("/api/users/{}", user.email)).await,
+        unknown
+    );
+    let wrong = format!(
+        "/api/users/{}?registrationId={}",
+        user.email,
+        uuid::Uuid::now_v7()
+    );
+    assert_eq!(get(&app, &wrong).await, unknown);
+    let (status, body) = get(&app, &location).await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (200, Some("completed"))
+    );
+    assert!(
+        body["data"].get("user").is_none(),
+        "no profile without a token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_someone_elses_email_does_not_change_what_the_first_registrant_sees() {
+    let app = TestApp::spawn().await;
+    let victim = app.register_and_login().await;
+    let victims_location = app.locations.lock().unwrap()[&victim.email].clone();
+    let (_, _, mut body) = registrar_tests::registration_body();
+    body["email"] = victim.email.clone().into();
+    let response = app.post_registration(&body).await;
+    assert_eq!(response.status(), 202);
+    let failed = app
+        .wait_for_status(&victim.email, "failed", Duration::from_secs(30))
+        .await;
+    assert_eq!(failed["data"]["reason"], "EMAIL_TAKEN");
+    let (status, seen) = get(&app, &victims_location).await;
+    assert_eq!(
+        (status, seen["data"]["status"].as_str()),
+        (200, Some("completed"))
+    );
 }

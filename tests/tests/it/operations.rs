@@ -109,6 +109,7 @@ async fn the_request_id_is_returned_and_travels_to_kafka_and_the_audit_row() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
+    app.remember_location(&response);
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
     app.wait_for_status(&email, "completed", Duration::from_secs(20))
         .await;

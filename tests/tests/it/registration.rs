@@ -20,8 +20,12 @@ async fn a_registration_is_persisted_with_an_argon2id_hash_an_audit_row_and_redi
     let response = app.post_registration(&body).await;
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(location, format!("/api/users/{email}"));
     let accepted: Value = response.json().await.unwrap();
+    let registration_id = accepted["data"]["registrationId"].as_str().unwrap();
+    assert_eq!(
+        location,
+        format!("/api/users/{email}?registrationId={registration_id}")
+    );
     assert_eq!(accepted["success"], true);
     assert_eq!(
         accepted["message"],
@@ -101,6 +105,7 @@ async fn the_auth_register_alias_accepts_a_registration() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
+    app.remember_location(&response);
     app.wait_for_status(&email, "completed", SETTLE).await;
 }
 
