@@ -126,6 +126,7 @@ pub struct StatusParams {
 pub async fn get(
     State(app): State<AppState>,
     caller: Option<Caller>,
+    context: RequestContext,
     Path(raw): Path<String>,
     ApiQuery(params): ApiQuery<StatusParams>,
 ) -> Result<Response, ApiError> {
@@ -135,7 +136,7 @@ pub async fn get(
         return Ok(Json(status_answer(state)).into_response());
     };
     let caller = caller.ok_or(ApiError::Unauthenticated)?;
-    let user = users::get_user(&app, &caller, id).await?;
+    let user = users::get_user(&app, &caller, &context, id).await?;
     Ok(respond::user(&user))
 }
 
@@ -236,10 +237,11 @@ pub async fn delete(
 pub async fn export(
     State(app): State<AppState>,
     caller: Caller,
+    context: RequestContext,
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = users::parse_user_id(&raw_id)?;
-    let export = users::export_user(&app, &caller, id).await?;
+    let export = users::export_user(&app, &caller, &context, id).await?;
     let body = ExportAnswer {
         success: true,
         data: UserExport {

@@ -180,7 +180,7 @@ pub async fn submit_registration(
         };
         // The registration is accepted either way; a lost idempotency record only means
         // a retry gets 409 or a fresh registration instead of this answer.
-        if let Err(e) = app.stores.idempotency.put(&key, &stored).await {
+        if let Err(e) = app.stores.idempotency.put(&key, email, &stored).await {
             tracing::warn!(event = "idempotency_answer_not_stored", error = %e);
         }
     }

@@ -121,12 +121,47 @@ pub async fn list_users(
 pub async fn get_user(
     app: &AppState,
     caller: &Caller,
+    context: &RequestContext,
     id: Uuid,
 ) -> Result<UserRecord, ServiceError> {
     if !caller.is_self_or_staff(id) {
         return Err(ServiceError::Forbidden);
     }
-    visible_user(app, caller, id).await
+    let user = visible_user(app, caller, id).await?;
+    audit_staff_read(app, caller, context, id, "user.viewed").await?;
+    Ok(user)
+}
+
+/// Staff reading another user's data leaves a trace in that user's audit trail.
+async fn audit_staff_read(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    id: Uuid,
+    action: &str,
+) -> Result<(), ServiceError> {
+    if caller.id == id {
+        return Ok(());
+    }
+    let client = app.db().await?;
+    let audit = context.audit(Some(caller.id));
+    Ok(users::audit(&**client, id, action, &audit, json!({})).await?)
+}
+
+/// What the user sees of their own trail: where staff acted on the account, not the
+/// staff member's address or user agent (admins see everything).
+fn as_seen_by(caller: &Caller, id: Uuid, mut rows: Vec<AuditRecord>) -> Vec<AuditRecord> {
+    if caller.is_admin() {
+        return rows;
+    }
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.actor_id.is_some_and(|a| a != id))
+    {
+        row.ip = None;
+        row.user_agent = None;
+    }
+    rows
 }
 
 async fn visible_user(
@@ -381,6 +416,24 @@ async fn after_commit(app: &AppState, revoked: &[Uuid], old_email: Option<&Strin
     }
 }
 
+/// Erasure reaches Redis too: the email's registration status, its login attempts and
+/// the idempotency answers that name it. Logged, not failed, when Redis is down: the
+/// keys expire within a day either way.
+async fn forget_email(app: &AppState, email: &str) {
+    let Ok(email) = Email::parse(email) else {
+        return;
+    };
+    let stores = &app.stores;
+    let (status, attempts, answers) = tokio::join!(
+        stores.status.forget_all(&email),
+        stores.login_attempts.clear(&email),
+        stores.idempotency.forget_email(&email),
+    );
+    if let Err(e) = status.and(attempts).and(answers) {
+        tracing::warn!(event = "erased_email_not_forgotten_in_redis", error = %e);
+    }
+}
+
 /// How a user leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
@@ -435,6 +488,9 @@ pub async fn remove_user(
     };
     tx.commit().await?;
     after_commit(app, &revoked, Some(&user.email)).await;
+    if removal == Removal::Erase {
+        forget_email(app, &user.email).await;
+    }
     tracing::info!(event = "user_deleted", user_id = %id, actor = %caller.id, erase);
     Ok(())
 }
@@ -451,14 +507,20 @@ pub struct Export {
 pub async fn export_user(
     app: &AppState,
     caller: &Caller,
+    context: &RequestContext,
     id: Uuid,
 ) -> Result<Export, ServiceError> {
     if !caller.is_self_or_admin(id) {
         return Err(ServiceError::Forbidden);
     }
     let user = visible_user(app, caller, id).await?;
+    audit_staff_read(app, caller, context, id, "user.exported").await?;
     let client = app.db().await?;
-    let audit = users::audit_trail(&**client, id, EXPORT_LIMIT, 0, None).await?;
+    let audit = as_seen_by(
+        caller,
+        id,
+        users::audit_trail(&**client, id, EXPORT_LIMIT, 0, None).await?,
+    );
     let data = data_store::list(&**client, id, None, EXPORT_LIMIT).await?;
     Ok(Export { user, audit, data })
 }
@@ -488,7 +550,11 @@ pub async fn audit_trail(
     users::find_by_id(&**client, id)
         .await?
         .ok_or(ServiceError::NotFound("User"))?;
-    let rows = users::audit_trail(&**client, id, limit + 1, offset, before).await?;
+    let rows = as_seen_by(
+        caller,
+        id,
+        users::audit_trail(&**client, id, limit + 1, offset, before).await?,
+    );
     Ok(Page::from_fetch(rows, limit, Some(offset), |r| {
         r.id.to_string()
     }))

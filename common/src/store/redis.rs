@@ -6,6 +6,7 @@
 //! - `user:completed:<email>` persisted; TTL 24 h
 //! - `user:failed:<email>`    rejected, with a reason; TTL 24 h
 //! - `idempotency:<key>`      the first answer to an `Idempotency-Key`; TTL 24 h
+//! - `idempotency:email:<email>` the idempotency keys of that email's answers; TTL 24 h
 //! - `auth:attempts:<email>`  login attempts in the lockout window
 //! - `auth:revoked:<sid>`     a revoked session; its access tokens are refused until
 //!   they would have expired anyway
@@ -55,6 +56,10 @@ impl RedisKeys {
     }
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}idempotency:{}", self.prefix, key)
+    }
+    /// The idempotency keys whose answers name this email (so erasure can find them).
+    pub fn idempotency_by_email(&self, email: &Email) -> String {
+        format!("{}idempotency:email:{}", self.prefix, email)
     }
     pub fn login_attempts(&self, email: &Email) -> String {
         format!("{}auth:attempts:{}", self.prefix, email)

@@ -248,10 +248,24 @@ impl RegistrationStatusStore {
     /// Forgets the completed/failed status of an email (after its account was deleted
     /// or moved to another address), so polling answers from PostgreSQL.
     pub async fn forget(&self, email: &Email) -> Result<(), StoreError> {
-        let keys = [
+        self.delete(vec![
             self.redis.keys.completed(email),
             self.redis.keys.failed(email),
-        ];
+        ])
+        .await
+    }
+
+    /// Forgets everything about an email (erasure): pending, completed, failed.
+    pub async fn forget_all(&self, email: &Email) -> Result<(), StoreError> {
+        self.delete(vec![
+            self.redis.keys.pending(email),
+            self.redis.keys.completed(email),
+            self.redis.keys.failed(email),
+        ])
+        .await
+    }
+
+    async fn delete(&self, keys: Vec<String>) -> Result<(), StoreError> {
         self.redis
             .with_conn(move |c| {
                 Box::pin(async move {

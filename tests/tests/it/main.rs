@@ -9,6 +9,7 @@ mod deploy_files;
 mod hardening;
 mod health;
 mod operations;
+mod privacy;
 mod registration;
 mod resilience;
 mod services;
