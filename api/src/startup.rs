@@ -8,7 +8,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use common::config::ConfigError;
 use common::store::redis::Redis;
@@ -233,18 +233,22 @@ async fn timeout_error(_: tower::BoxError) -> ApiError {
 }
 
 pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
-    // Registration, login and refresh: the stricter per-IP limit of the auth routes.
+    // Registration, login, refresh and profile changes (which may check a
+    // `currentPassword`): the stricter per-IP limit of the auth routes, one budget for all.
+    let auth_limit = protection::rate_limit(
+        config.auth_rate_limit_per_minute,
+        config.auth_rate_limit_burst,
+        client_ip.clone(),
+    );
     let mut auth_limited = Router::new()
         .route("/api/users", post(registration::register))
         .route("/api/auth/register", post(registration::register_alias))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/refresh", post(auth::refresh));
-    if let Some(limit) = protection::rate_limit(
-        config.auth_rate_limit_per_minute,
-        config.auth_rate_limit_burst,
-        client_ip.clone(),
-    ) {
-        auth_limited = auth_limited.layer(limit);
+    let mut user_changes = put(users::update).patch(users::update);
+    if let Some(limit) = auth_limit {
+        auth_limited = auth_limited.layer(limit.clone());
+        user_changes = user_changes.layer(limit);
     }
     let data_routes = Router::new()
         .route("/api/data", post(data::create).get(data::list))
@@ -260,10 +264,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route("/api/users", get(users::list))
         .route(
             "/api/users/{id}",
-            get(users::get)
-                .put(users::update)
-                .patch(users::update)
-                .delete(users::delete),
+            get(users::get).delete(users::delete).merge(user_changes),
         )
         .route("/api/users/{id}/export", get(users::export))
         .route("/api/users/{id}/audit", get(users::audit))

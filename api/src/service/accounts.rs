@@ -129,21 +129,42 @@ fn parse_login(request: LoginRequest) -> Result<(Email, SecretString), ServiceEr
     }
 }
 
-/// Checks the credentials and starts a session. Attempts are counted per email before
-/// the password is checked; an attempt that ended without a verdict on the password
-/// (overload, a dependency down, a pending registration) is given back.
+/// Checks the credentials and starts a session. Attempts are counted per account and
+/// client address before the password is checked (see `count_attempt`).
 pub async fn login(
     app: &AppState,
     context: &RequestContext,
     request: LoginRequest,
 ) -> Result<Tokens, ServiceError> {
     let (email, password) = parse_login(request)?;
-    // Counted before the password is checked: of many parallel attempts only the
-    // first `max` are verified, the rest are refused without hashing.
+    let client = attempt_client(context);
+    let attempts = count_attempt(app, &email, &client).await?;
+    let result = verify_and_start_session(app, context, &email, password, attempts).await;
+    settle_attempt(app, &email, &client, &result).await;
+    result
+}
+
+/// Who the lockout counts an attempt against beside the account: the client's address
+/// (IPv6: its /64). An attacker locks an account only for the addresses it uses.
+pub fn attempt_client(context: &RequestContext) -> String {
+    context.ip.map_or_else(
+        || "unknown".to_owned(),
+        |ip| crate::protection::rate_limit_key(ip).to_string(),
+    )
+}
+
+/// Counts a password check (login or `currentPassword`) before it runs: of many
+/// parallel attempts only the first `max` are verified, the rest are refused without
+/// hashing. Returns the attempts so far.
+pub async fn count_attempt(
+    app: &AppState,
+    email: &Email,
+    client: &str,
+) -> Result<u64, ServiceError> {
     let (attempts, window_left) = app
         .stores
         .login_attempts
-        .count(&email, app.accounts.lockout_window)
+        .count(email, client, app.accounts.lockout_window)
         .await?;
     if attempts > app.accounts.lockout_max_attempts {
         tracing::warn!(event = "login_locked", email = %email.masked(), attempts);
@@ -151,18 +172,31 @@ pub async fn login(
             retry_after_secs: u32::try_from(window_left).unwrap_or(u32::MAX),
         });
     }
-    let result = verify_and_start_session(app, context, &email, password, attempts).await;
-    if matches!(
-        result,
-        Err(ServiceError::Overloaded { .. }
+    Ok(attempts)
+}
+
+/// After a password check: success clears the count; an attempt that ended without a
+/// verdict on the password (overload, a dependency down, a pending registration) is
+/// given back; a wrong password stays counted.
+pub async fn settle_attempt<T>(
+    app: &AppState,
+    email: &Email,
+    client: &str,
+    result: &Result<T, ServiceError>,
+) {
+    let attempts = &app.stores.login_attempts;
+    let outcome = match result {
+        Ok(_) => attempts.clear(email, client).await,
+        Err(
+            ServiceError::Overloaded { .. }
             | ServiceError::Unavailable(_)
-            | ServiceError::RegistrationPending)
-    ) {
-        if let Err(e) = app.stores.login_attempts.refund(&email).await {
-            tracing::warn!(event = "login_attempt_not_refunded", error = %e);
-        }
+            | ServiceError::RegistrationPending,
+        ) => attempts.refund(email, client).await,
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(event = "login_attempt_not_settled", error = %e);
     }
-    result
 }
 
 async fn verify_and_start_session(
@@ -202,10 +236,6 @@ async fn verify_and_start_session(
         tracing::info!(event = "login_failed", email = %email.masked(), attempts);
         return Err(ServiceError::InvalidCredentials);
     };
-    if let Err(e) = app.stores.login_attempts.clear(email).await {
-        tracing::warn!(event = "login_attempts_not_cleared", error = %e);
-    }
-
     let audit = context.audit(Some(user.id));
     let (refresh, digest) = new_refresh_token();
     let session = Uuid::now_v7();

@@ -298,28 +298,44 @@ fn column_changes(
 
 /// Hashes a new password on the hashing pool; changing one's own needs the current
 /// one, checked in the same job.
+/// A `currentPassword` check is a password guess like a login: it counts towards the
+/// same lockout (account and client address).
 async fn new_password_hash(
     app: &AppState,
+    context: &RequestContext,
     change: &mut Change,
-    stored: String,
+    user: &UserRecord,
 ) -> Result<Option<String>, ServiceError> {
     let Some(password) = change.password.take() else {
         return Ok(None);
     };
     let check_current = change.changing_own_password;
+    let guessed = check_current
+        .then(|| Email::parse(&user.email).ok())
+        .flatten()
+        .map(|email| (email, accounts::attempt_client(context)));
+    if let Some((email, client)) = &guessed {
+        accounts::count_attempt(app, email, client).await?;
+    }
     let current = change.current_password.take();
-    let (verified, hash) = app
+    let stored = user.password_hash.clone();
+    let result = app
         .accounts
         .hashing
         .run(move |h| {
             let verified = !check_current || current.is_some_and(|c| h.verify(&c, &stored));
             (verified, verified.then(|| h.hash(&password)))
         })
-        .await?;
-    if !verified {
-        return Err(ServiceError::invalid("currentPassword", "is incorrect"));
+        .await
+        .and_then(|(verified, hash)| match verified {
+            true => Ok(hash),
+            false => Err(ServiceError::invalid("currentPassword", "is incorrect")),
+        });
+    if let Some((email, client)) = &guessed {
+        accounts::settle_attempt(app, email, client, &result).await;
     }
-    hash.transpose()
+    result?
+        .transpose()
         .map_err(|e| ServiceError::Internal(e.into()))
 }
 
@@ -348,7 +364,7 @@ pub async fn update_user(
         return Err(ServiceError::PreconditionFailed);
     }
     // Hashing runs outside the transaction: no row lock is held for its 30+ ms.
-    let new_hash = new_password_hash(app, &mut change, current.password_hash.clone()).await?;
+    let new_hash = new_password_hash(app, context, &mut change, &current).await?;
 
     let tx = client.transaction().await?;
     accounts::ensure_current(&*tx, caller).await?;
@@ -426,7 +442,7 @@ async fn forget_email(app: &AppState, email: &str) {
     let stores = &app.stores;
     let (status, attempts, answers) = tokio::join!(
         stores.status.forget_all(&email),
-        stores.login_attempts.clear(&email),
+        stores.login_attempts.forget_email(&email),
         stores.idempotency.forget_email(&email),
     );
     if let Err(e) = status.and(attempts).and(answers) {

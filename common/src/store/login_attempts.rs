@@ -1,4 +1,6 @@
-//! Failed-login counting for the account lockout, one fixed window per email.
+//! Failed-login counting for the account lockout: one fixed window per account *and*
+//! client address, so an attacker who locks an account from one address does not lock
+//! its owner out from another.
 
 use std::time::Duration;
 
@@ -36,12 +38,17 @@ impl LoginAttemptStore {
 
     /// Counts a login attempt before the password is checked, so parallel attempts
     /// cannot all slip in under the limit. Returns `(attempts, window_secs_left)`.
-    pub async fn count(&self, email: &Email, window: Duration) -> Result<(u64, u64), StoreError> {
+    pub async fn count(
+        &self,
+        email: &Email,
+        client: &str,
+        window: Duration,
+    ) -> Result<(u64, u64), StoreError> {
         let (n, ttl): (u64, i64) = self
             .redis
             .eval(
                 COUNT_ATTEMPT,
-                self.redis.keys.login_attempts(email),
+                self.redis.keys.login_attempts(email, client),
                 vec![window.as_secs().max(1).to_string()],
             )
             .await?;
@@ -49,21 +56,39 @@ impl LoginAttemptStore {
     }
 
     /// Gives back an attempt that ended without checking the password.
-    pub async fn refund(&self, email: &Email) -> Result<(), StoreError> {
-        let _: i64 = self
-            .redis
-            .eval(
-                REFUND_ATTEMPT,
-                self.redis.keys.login_attempts(email),
-                vec![],
-            )
-            .await?;
+    pub async fn refund(&self, email: &Email, client: &str) -> Result<(), StoreError> {
+        let key = self.redis.keys.login_attempts(email, client);
+        let _: i64 = self.redis.eval(REFUND_ATTEMPT, key, vec![]).await?;
         Ok(())
     }
 
-    /// A successful login clears the count.
-    pub async fn clear(&self, email: &Email) -> Result<(), StoreError> {
-        let key = self.redis.keys.login_attempts(email);
+    /// Forgets the attempts on an account from every client (erasure).
+    pub async fn forget_email(&self, email: &Email) -> Result<(), StoreError> {
+        let pattern = self.redis.keys.login_attempts_of_every_client(email);
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let keys: Vec<String> = {
+                        let mut iter: deadpool_redis::redis::AsyncIter<'_, String> =
+                            c.scan_match(&pattern).await?;
+                        let mut keys = Vec::new();
+                        while let Some(k) = iter.next_item().await {
+                            keys.push(k?);
+                        }
+                        keys
+                    };
+                    if !keys.is_empty() {
+                        let _: i64 = c.del(&keys).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A successful login clears the count of that client.
+    pub async fn clear(&self, email: &Email, client: &str) -> Result<(), StoreError> {
+        let key = self.redis.keys.login_attempts(email, client);
         self.redis
             .with_conn(move |c| {
                 Box::pin(async move {

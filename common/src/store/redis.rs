@@ -7,7 +7,8 @@
 //! - `user:failed:<email>`    rejected, with a reason; TTL 24 h
 //! - `idempotency:<key>`      the first answer to an `Idempotency-Key`; TTL 24 h
 //! - `idempotency:email:<email>` the idempotency keys of that email's answers; TTL 24 h
-//! - `auth:attempts:<email>`  login attempts in the lockout window
+//! - `auth:attempts:<email>:<client>` login attempts on an account from one client
+//!   address (IPv6: its /64) in the lockout window
 //! - `auth:revoked:<sid>`     a revoked session; its access tokens are refused until
 //!   they would have expired anyway
 
@@ -61,8 +62,26 @@ impl RedisKeys {
     pub fn idempotency_by_email(&self, email: &Email) -> String {
         format!("{}idempotency:email:{}", self.prefix, email)
     }
-    pub fn login_attempts(&self, email: &Email) -> String {
-        format!("{}auth:attempts:{}", self.prefix, email)
+    /// Login attempts on an account from one client (its address, or /64 network).
+    pub fn login_attempts(&self, email: &Email, client: &str) -> String {
+        format!("{}auth:attempts:{}:{}", self.prefix, email, client)
+    }
+    /// A `SCAN MATCH` pattern for the attempts on an account from every client.
+    pub fn login_attempts_of_every_client(&self, email: &Email) -> String {
+        let literal = |s: &str| {
+            s.chars().fold(String::new(), |mut out, c| {
+                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+                out
+            })
+        };
+        format!(
+            "{}auth:attempts:{}:*",
+            literal(&self.prefix),
+            literal(email.as_str())
+        )
     }
     pub fn revoked_session(&self, session_id: Uuid) -> String {
         format!("{}auth:revoked:{}", self.prefix, session_id)
@@ -180,7 +199,15 @@ mod tests {
         assert_eq!(keys.pending(&email), "user:pending:a@b.io");
         assert_eq!(keys.completed(&email), "user:completed:a@b.io");
         assert_eq!(keys.failed(&email), "user:failed:a@b.io");
-        assert_eq!(keys.login_attempts(&email), "auth:attempts:a@b.io");
+        assert_eq!(
+            keys.login_attempts(&email, "203.0.113.9"),
+            "auth:attempts:a@b.io:203.0.113.9"
+        );
+        let odd = Email::parse("a*b@c.io").unwrap();
+        assert_eq!(
+            RedisKeys::new("t[1]:").login_attempts_of_every_client(&odd),
+            "t\\[1\\]:auth:attempts:a\\*b@c.io:*"
+        );
         assert_eq!(RedisKeys::new("t1:").idempotency("k"), "t1:idempotency:k");
         assert_eq!(
             keys.revoked_session(Uuid::nil()),

@@ -1398,7 +1398,10 @@ async fn logins_refused_for_overload_do_not_count_towards_the_lockout() {
     assert!(verified >= 1 && overloaded >= 1, "{results:?}");
     // Only the attempts whose password was checked count.
     let counted = app
-        .redis_get(&app.keys().login_attempts(&email.parse().unwrap()))
+        .redis_get(
+            &app.keys()
+                .login_attempts(&email.parse().unwrap(), "127.0.0.1"),
+        )
         .await
         .unwrap();
     assert_eq!(counted, verified.to_string());

@@ -284,3 +284,26 @@ fn every_environment_variable_in_the_deployment_files_is_read_by_the_configurati
         );
     }
 }
+
+#[test]
+fn helm_and_kubernetes_trust_the_ingress_so_clients_keep_their_own_address() {
+    let helm: Yaml = serde_norway::from_str(&read("helm/registrar/values.yaml")).unwrap();
+    let k8s = documents(&read("k8s/configmap.yaml"));
+    let values = [
+        helm["config"]["TRUSTED_PROXIES"]
+            .as_str()
+            .map(str::to_owned),
+        k8s.iter()
+            .find_map(|d| d["data"]["TRUSTED_PROXIES"].as_str().map(str::to_owned)),
+    ];
+    for value in values {
+        let value = value.expect("TRUSTED_PROXIES is set");
+        let nets = registrar_api::protection::parse_trusted_proxies(&value).unwrap();
+        assert!(
+            !nets.is_empty(),
+            "an empty list makes every client the ingress"
+        );
+        let pod: std::net::IpAddr = "10.244.1.17".parse().unwrap();
+        assert!(nets.iter().any(|n| n.contains(&pod)), "{value}");
+    }
+}

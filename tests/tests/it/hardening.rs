@@ -171,3 +171,86 @@ async fn registering_someone_elses_email_does_not_change_what_the_first_registra
         (200, Some("completed"))
     );
 }
+
+fn from(app: &TestApp, method: Method, path: &str, client_ip: &str) -> reqwest::RequestBuilder {
+    app.http
+        .request(method, app.url(path))
+        .header("x-forwarded-for", client_ip)
+}
+
+async fn login_from(app: &TestApp, email: &str, password: &str, client_ip: &str) -> u16 {
+    from(app, Method::POST, "/api/auth/login", client_ip)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_locking_an_account_from_one_address_does_not_lock_out_its_owner() {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: vec!["--trusted-proxies".into(), "127.0.0.1".into()],
+        ..Default::default()
+    })
+    .await;
+    let user = app.register_and_login().await;
+    let mut last = 0;
+    for _ in 0..6 {
+        last = login_from(&app, &user.email, "guessing wrong", "203.0.113.66").await;
+    }
+    assert_eq!(last, 429, "the attacker's address is locked out");
+    assert_eq!(
+        login_from(&app, &user.email, &user.password, "198.51.100.7").await,
+        200,
+        "the owner, elsewhere, is not"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_password_guesses_count_towards_the_lockout() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let path = format!("/api/users/{}", user.id);
+    let guess = json!({ "password": "a brand new password", "currentPassword": "a wrong guess" });
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _, _) = app
+            .call(Method::PATCH, &path, Some(&user.access), Some(&guess))
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
+    // The lock covers logins from the same address too.
+    assert_eq!(app.login(&user.email, &user.password).await.0, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_changes_share_the_per_address_auth_rate_limit() {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: vec![
+            "--auth-rate-limit-per-minute".into(),
+            "1".into(),
+            "--auth-rate-limit-burst".into(),
+            "3".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // Registration and login take two of the three.
+    let user = app.register_and_login().await;
+    let path = format!("/api/users/{}", user.id);
+    let change = json!({ "occupation": "Cartographer" });
+    let (status, _, _) = app
+        .call(Method::PATCH, &path, Some(&user.access), Some(&change))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = app
+        .call(Method::PATCH, &path, Some(&user.access), Some(&change))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
+}
