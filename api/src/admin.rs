@@ -4,7 +4,7 @@
 
 use common::domain::email::Email;
 use common::domain::password::PasswordHasherService;
-use common::domain::registration::validate_password;
+use common::domain::password_policy::PasswordPolicy;
 use common::domain::Role;
 use common::store::users::{self, AuditContext};
 use secrecy::SecretString;
@@ -37,6 +37,7 @@ impl From<tokio_postgres::Error> for AdminError {
 pub async fn create_admin(
     pool: &deadpool_postgres::Pool,
     hasher: &PasswordHasherService,
+    policy: &PasswordPolicy,
     email: &str,
     read_password: impl FnOnce() -> Result<SecretString, String>,
 ) -> Result<AdminOutcome, AdminError> {
@@ -73,7 +74,8 @@ pub async fn create_admin(
         return Ok(AdminOutcome::Promoted(user.id));
     }
     let password = read_password().map_err(AdminError::Invalid)?;
-    validate_password("password", &password)
+    policy
+        .check("password", &password)
         .map_err(|e| AdminError::Invalid(format!("the password {}", e.message)))?;
     let hash = hasher
         .hash(&password)

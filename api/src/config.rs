@@ -177,6 +177,14 @@ pub struct ApiConfig {
         default_value_t = 2000
     )]
     pub password_hash_max_wait_ms: u64,
+    /// Shortest password accepted for registrations and password changes (at least 8;
+    /// common passwords are refused at any length).
+    #[arg(
+        long = "password-min-length",
+        env = "PASSWORD_MIN_LENGTH",
+        default_value_t = common::domain::password_policy::DEFAULT_MIN_CHARS
+    )]
+    pub password_min_length: usize,
     /// Failed logins per account before it is locked for the rest of the window.
     #[arg(
         long = "login-max-attempts",

@@ -49,7 +49,9 @@ impl ApiError {
         match self {
             ApiError::Service(e) => match e {
                 S::Invalid(_) => StatusCode::BAD_REQUEST,
-                S::RegistrationPending | S::EmailTaken | S::DataKeyExists => StatusCode::CONFLICT,
+                S::RegistrationPending | S::EmailTaken | S::DataKeyExists | S::LastAdmin => {
+                    StatusCode::CONFLICT
+                }
                 S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 S::NotFound(_) => StatusCode::NOT_FOUND,
                 S::InvalidToken | S::InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -85,6 +87,7 @@ impl ApiError {
                 S::PreconditionFailed => "PRECONDITION_FAILED",
                 S::EmailTaken => "EMAIL_TAKEN",
                 S::DataKeyExists => "DATA_KEY_EXISTS",
+                S::LastAdmin => "LAST_ADMIN",
                 S::Overloaded { .. } => "OVERLOADED",
                 S::Unavailable(_) => "SERVICE_UNAVAILABLE",
                 S::Internal(_) => "INTERNAL_ERROR",
@@ -124,6 +127,10 @@ impl ApiError {
                 }
                 S::EmailTaken => "This email belongs to another account".into(),
                 S::DataKeyExists => "An item with this key exists; use PUT to change it".into(),
+                S::LastAdmin => {
+                    "This is the last admin: promote another user before demoting or deleting it"
+                        .into()
+                }
                 S::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
                 S::Unavailable(_) => "A required service is unavailable; retry shortly".into(),
                 S::Internal(_) => "Internal server error".into(),

@@ -41,6 +41,9 @@ enum Command {
         postgres: PostgresConfig,
         #[command(flatten)]
         argon2: common::domain::password::Argon2Config,
+        /// Shortest password accepted (at least 8).
+        #[arg(long, env = "PASSWORD_MIN_LENGTH", default_value_t = common::domain::password_policy::DEFAULT_MIN_CHARS)]
+        password_min_length: usize,
         #[command(flatten)]
         log: LogConfig,
     },
@@ -92,16 +95,19 @@ async fn run(cli: Cli) -> i32 {
             password_file,
             postgres,
             argon2,
+            password_min_length,
             log,
         } => {
             init_logs(&log);
             let pool = common::store::postgres::pool(&postgres).unwrap_or_else(|e| e.exit());
             let hasher = common::domain::password::PasswordHasherService::new(argon2)
                 .unwrap_or_else(|e| e.exit());
-            let outcome = registrar_api::admin::create_admin(&pool, &hasher, &email, || {
-                registrar_api::admin::read_password(password_file.as_deref())
-            })
-            .await;
+            let policy = common::domain::password_policy::PasswordPolicy::new(password_min_length);
+            let outcome =
+                registrar_api::admin::create_admin(&pool, &hasher, &policy, &email, || {
+                    registrar_api::admin::read_password(password_file.as_deref())
+                })
+                .await;
             match outcome {
                 Ok(outcome) => {
                     use registrar_api::admin::AdminOutcome;

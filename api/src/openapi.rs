@@ -13,8 +13,8 @@ use crate::bodies::registration::{
     RegistrationStatusData,
 };
 use crate::bodies::users::{
-    AuditEntryView, AuditListAnswer, ExportAnswer, UserAnswer, UserExport, UserListAnswer,
-    UserUpdateRequest, UserView,
+    AuditEntryView, AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport,
+    UserListAnswer, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorBody, ErrorDetail, ErrorEnvelope, MessageAnswer, Pagination};
 
@@ -88,6 +88,7 @@ impl utoipa::Modify for BearerAuth {
         Pagination,
         UserListAnswer,
         UserUpdateRequest,
+        DeleteRequest,
         AuditEntryView,
         AuditListAnswer,
         UserExport,

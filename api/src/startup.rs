@@ -105,6 +105,9 @@ impl Application {
             jwt,
             hashing,
             refresh_ttl: std::time::Duration::from_secs(config.refresh_token_ttl_secs),
+            password_policy: common::domain::password_policy::PasswordPolicy::new(
+                config.password_min_length,
+            ),
             session_max_lifetime: std::time::Duration::from_secs(config.session_max_lifetime_secs),
             lockout_max_attempts: config.login_max_attempts.max(1),
             lockout_window: std::time::Duration::from_secs(config.login_lockout_secs.max(1)),

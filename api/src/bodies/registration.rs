@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use common::domain::password_policy::PasswordPolicy;
 use common::domain::registration::{FieldError, ProfileInput, Registration};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -48,7 +49,7 @@ impl fmt::Debug for RegistrationRequest {
 
 impl RegistrationRequest {
     /// Applies the registration rules; every problem is reported.
-    pub fn parse(self) -> Result<Registration, Vec<FieldError>> {
+    pub fn parse(self, policy: &PasswordPolicy) -> Result<Registration, Vec<FieldError>> {
         let input = ProfileInput {
             email: self.email.as_deref(),
             first_name: self.first_name.as_deref(),
@@ -57,7 +58,7 @@ impl RegistrationRequest {
             sex: self.sex.as_deref(),
             occupation: self.occupation.as_deref(),
         };
-        Registration::parse(input, self.password)
+        Registration::parse(input, self.password, policy)
     }
 }
 

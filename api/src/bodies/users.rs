@@ -91,6 +91,14 @@ pub struct UserUpdateRequest {
     pub current_password: Option<SecretString>,
 }
 
+/// `DELETE /api/users/{id}` body: deleting one's own account re-authenticates.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteRequest {
+    #[schema(value_type = Option<String>)]
+    pub current_password: Option<SecretString>,
+}
+
 /// One audit row as the api shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

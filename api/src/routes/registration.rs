@@ -90,7 +90,10 @@ async fn accept(
     headers: &HeaderMap,
     request: Result<ApiJson<RegistrationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let registration = request?.0.parse().map_err(ApiError::invalid)?;
+    let registration = request?
+        .0
+        .parse(&app.accounts.password_policy)
+        .map_err(ApiError::invalid)?;
     let submission = Submission {
         registration,
         idempotency_key: idempotency_key(headers)?,

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::registration::{RegistrationStatusAnswer, RegistrationStatusData};
 use crate::bodies::users::{
-    AuditListAnswer, ExportAnswer, UserAnswer, UserExport, UserListAnswer, UserUpdateRequest,
-    UserView,
+    AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport, UserListAnswer,
+    UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer, Pagination};
 use crate::error::ApiError;
@@ -158,7 +158,7 @@ pub async fn get(
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not self or admin, or a role change by a non-admin", body = ErrorEnvelope),
         (status = 404, description = "No such live user", body = ErrorEnvelope),
-        (status = 409, description = "EMAIL_TAKEN", body = ErrorEnvelope),
+        (status = 409, description = "EMAIL_TAKEN, or LAST_ADMIN: the only admin cannot be demoted", body = ErrorEnvelope),
         (status = 412, description = "If-Match does not match the current ETag", body = ErrorEnvelope),
     )
 )]
@@ -198,11 +198,14 @@ pub struct DeleteParams {
         ("id" = String, Path, description = "User id"),
         ("erase" = Option<bool>, Query, description = "Admin only: GDPR erasure (personal data anonymised, audit kept without it)"),
     ),
+    request_body(content = Option<DeleteRequest>, description = "Deleting one's own account: `{\"currentPassword\"}`"),
     responses(
         (status = 200, description = "Deleted (soft) or erased; the user's sessions are revoked", body = MessageAnswer),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not self or admin; erase without admin", body = ErrorEnvelope),
+        (status = 400, description = "currentPassword missing or wrong (deleting one's own account)", body = ErrorEnvelope),
         (status = 404, description = "No such user (or already deleted / erased)", body = ErrorEnvelope),
+        (status = 409, description = "LAST_ADMIN: the only admin cannot be deleted", body = ErrorEnvelope),
     )
 )]
 pub async fn delete(
@@ -211,14 +214,29 @@ pub async fn delete(
     context: RequestContext,
     Path(raw_id): Path<String>,
     ApiQuery(params): ApiQuery<DeleteParams>,
+    body: axum::body::Bytes,
 ) -> Result<Json<MessageAnswer>, ApiError> {
+    // The body is optional (only self-deletion needs one), so it is read by hand.
+    let confirmation: DeleteRequest = if body.is_empty() {
+        DeleteRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?
+    };
     let id = users::parse_user_id(&raw_id)?;
     let (removal, message) = if params.erase.unwrap_or(false) {
         (Removal::Erase, "User erased")
     } else {
         (Removal::Delete, "User deleted")
     };
-    users::remove_user(&app, &caller, &context, id, removal).await?;
+    users::remove_user(
+        &app,
+        &caller,
+        &context,
+        id,
+        removal,
+        confirmation.current_password,
+    )
+    .await?;
     Ok(Json(MessageAnswer::new(message)))
 }
 

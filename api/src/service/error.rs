@@ -34,6 +34,9 @@ pub enum ServiceError {
     EmailTaken,
     #[error("data key exists")]
     DataKeyExists,
+    /// The change would leave no live admin.
+    #[error("last admin")]
+    LastAdmin,
     /// Back-pressure (producer queue or hashing pool full): retry shortly.
     #[error("overloaded")]
     Overloaded { retry_after_secs: u32 },

@@ -5,7 +5,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::domain::email::Email;
-use common::domain::registration::{validate_password, FieldError, ProfileInput, ProfilePatch};
+use common::domain::password_policy::PasswordPolicy;
+use common::domain::registration::{FieldError, ProfileInput, ProfilePatch};
 use common::domain::Role;
 use common::store::data::{self as data_store, DataItem};
 use common::store::sessions;
@@ -217,6 +218,7 @@ fn parse_change(
     id: Uuid,
     request: UserUpdateRequest,
     mode: UpdateMode,
+    policy: &PasswordPolicy,
 ) -> Result<Change, ServiceError> {
     let role = match request.role.as_deref() {
         None => None,
@@ -238,7 +240,7 @@ fn parse_change(
     });
     let changing_own_password = request.password.is_some() && caller.id == id;
     if let Some(p) = &request.password {
-        errors.extend(validate_password("password", p).err());
+        errors.extend(policy.check("password", p).err());
         if changing_own_password && request.current_password.is_none() {
             errors.push(FieldError::new(
                 "currentPassword",
@@ -296,46 +298,51 @@ fn column_changes(
     (c, fields)
 }
 
-/// Hashes a new password on the hashing pool; changing one's own needs the current
-/// one, checked in the same job.
-/// A `currentPassword` check is a password guess like a login: it counts towards the
-/// same lockout (account and client address).
-async fn new_password_hash(
+/// Re-authentication for sensitive changes of one's own account: checks
+/// `currentPassword` on the hashing pool. A check is a password guess like a login: it
+/// counts towards the same lockout (account and client address).
+async fn reauthenticate(
     app: &AppState,
     context: &RequestContext,
-    change: &mut Change,
+    current_password: Option<SecretString>,
     user: &UserRecord,
-) -> Result<Option<String>, ServiceError> {
-    let Some(password) = change.password.take() else {
-        return Ok(None);
+) -> Result<(), ServiceError> {
+    let Some(current) = current_password else {
+        return Err(ServiceError::invalid(
+            "currentPassword",
+            "is required to change your password or email, or to delete your account",
+        ));
     };
-    let check_current = change.changing_own_password;
-    let guessed = check_current
-        .then(|| Email::parse(&user.email).ok())
-        .flatten()
-        .map(|email| (email, accounts::attempt_client(context)));
-    if let Some((email, client)) = &guessed {
-        accounts::count_attempt(app, email, client).await?;
-    }
-    let current = change.current_password.take();
+    let email = Email::parse(&user.email).map_err(|e| ServiceError::Internal(e.into()))?;
+    let client = accounts::attempt_client(context);
+    accounts::count_attempt(app, &email, &client).await?;
     let stored = user.password_hash.clone();
     let result = app
         .accounts
         .hashing
-        .run(move |h| {
-            let verified = !check_current || current.is_some_and(|c| h.verify(&c, &stored));
-            (verified, verified.then(|| h.hash(&password)))
-        })
+        .run(move |h| h.verify(&current, &stored))
         .await
-        .and_then(|(verified, hash)| match verified {
-            true => Ok(hash),
+        .and_then(|verified| match verified {
+            true => Ok(()),
             false => Err(ServiceError::invalid("currentPassword", "is incorrect")),
         });
-    if let Some((email, client)) = &guessed {
-        accounts::settle_attempt(app, email, client, &result).await;
-    }
-    result?
-        .transpose()
+    accounts::settle_attempt(app, &email, &client, &result).await;
+    result
+}
+
+/// Hashes a new password on the hashing pool (outside any transaction).
+async fn hash_new_password(
+    app: &AppState,
+    password: Option<SecretString>,
+) -> Result<Option<String>, ServiceError> {
+    let Some(password) = password else {
+        return Ok(None);
+    };
+    app.accounts
+        .hashing
+        .run(move |h| h.hash(&password))
+        .await?
+        .map(Some)
         .map_err(|e| ServiceError::Internal(e.into()))
 }
 
@@ -354,7 +361,7 @@ pub async fn update_user(
     if !caller.is_self_or_admin(id) {
         return Err(ServiceError::Forbidden);
     }
-    let mut change = parse_change(caller, id, request, mode)?;
+    let mut change = parse_change(caller, id, request, mode, &app.accounts.password_policy)?;
     let mut client = app.db().await?;
     let current = users::find_by_id(&**client, id)
         .await?
@@ -364,7 +371,15 @@ pub async fn update_user(
         return Err(ServiceError::PreconditionFailed);
     }
     // Hashing runs outside the transaction: no row lock is held for its 30+ ms.
-    let new_hash = new_password_hash(app, context, &mut change, &current).await?;
+    let changes_email = change
+        .patch
+        .email
+        .as_ref()
+        .is_some_and(|e| e.as_str() != current.email);
+    if caller.id == id && (change.password.is_some() || changes_email) {
+        reauthenticate(app, context, change.current_password.take(), &current).await?;
+    }
+    let new_hash = hash_new_password(app, change.password.take()).await?;
 
     let tx = client.transaction().await?;
     accounts::ensure_current(&*tx, caller).await?;
@@ -377,6 +392,9 @@ pub async fn update_user(
         return Err(ServiceError::PreconditionFailed);
     }
     let (mut changes, mut fields) = column_changes(&change.patch, change.role, &locked);
+    if locked.role == Role::Admin && changes.role.is_some() {
+        keep_an_admin(&tx, id).await?;
+    }
     if new_hash.is_some() {
         fields.push("password");
         changes.password_hash = new_hash;
@@ -450,6 +468,17 @@ async fn forget_email(app: &AppState, email: &str) {
     }
 }
 
+/// Refuses a change that would leave no live admin (see `users::other_live_admins`).
+async fn keep_an_admin(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: Uuid,
+) -> Result<(), ServiceError> {
+    if users::other_live_admins(&**tx, id).await? == 0 {
+        return Err(ServiceError::LastAdmin);
+    }
+    Ok(())
+}
+
 /// How a user leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
@@ -460,17 +489,23 @@ pub enum Removal {
     Erase,
 }
 
-/// Deletes (self or admin) or erases (admin) a user and ends every session.
+/// Deletes (self or admin) or erases (admin) a user and ends every session. Deleting
+/// one's own account needs `current_password`; the last admin cannot be removed.
 pub async fn remove_user(
     app: &AppState,
     caller: &Caller,
     context: &RequestContext,
     id: Uuid,
     removal: Removal,
+    current_password: Option<SecretString>,
 ) -> Result<(), ServiceError> {
     let erase = removal == Removal::Erase;
     if !caller.is_self_or_admin(id) || (erase && !caller.is_admin()) {
         return Err(ServiceError::Forbidden);
+    }
+    if caller.id == id {
+        let own = visible_user(app, caller, id).await?;
+        reauthenticate(app, context, current_password, &own).await?;
     }
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
@@ -478,6 +513,9 @@ pub async fn remove_user(
     let user = users::lock_by_id(&*tx, id)
         .await?
         .ok_or(ServiceError::NotFound("User"))?;
+    if user.role == Role::Admin && !user.is_deleted() {
+        keep_an_admin(&tx, id).await?;
+    }
     let revoked = match removal {
         Removal::Erase => {
             if !users::erase(&*tx, id).await? {

@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod password;
+pub mod password_policy;
 pub mod registration;
 pub mod role;
 

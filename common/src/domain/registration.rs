@@ -5,12 +5,13 @@
 
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use validator::ValidateLength;
 
 use crate::domain::email::Email;
+use crate::domain::password_policy::PasswordPolicy;
 
 /// One problem with one field of the input; serialised into the error envelope's details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,22 +188,6 @@ impl ProfilePatch {
     }
 }
 
-/// Checks a new password against the length rule of registrations.
-pub fn validate_password(field: &str, password: &SecretString) -> Result<(), FieldError> {
-    if password.expose_secret().validate_length(
-        Some(PASSWORD_MIN_CHARS),
-        Some(PASSWORD_MAX_CHARS),
-        None,
-    ) {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            field,
-            format!("must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters"),
-        ))
-    }
-}
-
 /// Parses a required `email` field, recording what is wrong with it in `errors`.
 pub fn email_field(errors: &mut Vec<FieldError>, value: Option<&str>) -> Option<Email> {
     match value.map(Email::parse) {
@@ -269,9 +254,6 @@ fn enum_field<T>(
     }
 }
 
-pub const PASSWORD_MIN_CHARS: u64 = 8;
-pub const PASSWORD_MAX_CHARS: u64 = 128;
-
 /// A registration that passed every rule. The password is still plaintext here; the api
 /// seals it before it leaves the process.
 pub struct Registration {
@@ -293,11 +275,12 @@ impl Registration {
     pub fn parse(
         input: ProfileInput<'_>,
         password: Option<SecretString>,
+        policy: &PasswordPolicy,
     ) -> Result<Self, Vec<FieldError>> {
         let profile = Profile::parse(input);
         let password = match password {
             None => Err(FieldError::new("password", "is required")),
-            Some(p) => validate_password("password", &p).map(|()| p),
+            Some(p) => policy.check("password", &p).map(|()| p),
         };
         match (profile, password) {
             (Ok(profile), Ok(password)) => Ok(Registration { profile, password }),
@@ -366,6 +349,7 @@ mod tests {
                 occupation: field("occupation"),
             },
             field("password").map(|p| SecretString::from(p.to_owned())),
+            &PasswordPolicy::new(8),
         )
     }
 

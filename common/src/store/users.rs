@@ -244,6 +244,28 @@ pub async fn lock_by_id(
         .map(user_from_row))
 }
 
+/// An arbitrary constant: the transaction lock taken before a change that could leave
+/// no admin, so two such changes cannot both see the other admin.
+const ADMIN_CHANGE_LOCK: i64 = 0x5245_4741_444d_494e;
+
+/// Live admins other than `id`, counted under a transaction-scoped lock that serialises
+/// every demotion and deletion of an admin. Call it on the change's transaction.
+pub async fn other_live_admins(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<i64, tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&ADMIN_CHANGE_LOCK])
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// A user's role and whether it is deleted: what an access token's claims are checked
 /// against before a write.
 pub async fn standing(

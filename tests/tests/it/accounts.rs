@@ -101,14 +101,16 @@ async fn a_new_user_registers_logs_in_refreshes_updates_exports_and_deletes() {
     assert_eq!(status, 200);
     assert_eq!(export["data"]["user"]["occupation"], "Analyst");
 
-    let (status, _, body) = app
-        .call(
-            DELETE,
-            &format!("/api/users/{}", user.id),
-            Some(&access),
-            None,
-        )
-        .await;
+    // Deleting one's own account re-authenticates.
+    let path = format!("/api/users/{}", user.id);
+    let (status, _, body) = app.call(DELETE, &path, Some(&access), None).await;
+    assert_eq!(
+        body["error"]["details"][0]["field"], "currentPassword",
+        "{body}"
+    );
+    assert_eq!(status, 400);
+    let confirm = json!({ "currentPassword": user.password });
+    let (status, _, body) = app.call(DELETE, &path, Some(&access), Some(&confirm)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(me(&app, &access).await.0, 401);
     let (status, body) = app.login(&user.email, &user.password).await;
@@ -265,7 +267,12 @@ async fn every_route_answers_each_kind_of_caller_as_the_role_table_says() {
     }
     // Destructive cells, in order: self deletes self; admin deletes and erases others.
     let (status, _, _) = app
-        .call(DELETE, &format!("/api/users/{id}"), Some(&me_.access), None)
+        .call(
+            DELETE,
+            &format!("/api/users/{id}"),
+            Some(&me_.access),
+            Some(&json!({ "currentPassword": me_.password })),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _, _) = app
@@ -509,12 +516,13 @@ async fn logout_ends_its_session_and_leaves_the_others() {
 async fn a_deleted_user_can_neither_log_in_nor_refresh() {
     let app = TestApp::spawn().await;
     let user = app.register_and_login().await;
+    let confirm = json!({ "currentPassword": user.password });
     let (status, _, _) = app
         .call(
             DELETE,
             &format!("/api/users/{}", user.id),
             Some(&user.access),
-            None,
+            Some(&confirm),
         )
         .await;
     assert_eq!(status, 200);
@@ -1021,10 +1029,12 @@ async fn put_replaces_the_whole_profile_and_email_stays_unique() {
         "{body}"
     );
 
+    // Changing one's own email re-authenticates.
     let full = |email: &str| {
         json!({
             "firstName": "Grace", "lastName": "Hopper", "email": email,
             "gender": "female", "sex": "female", "occupation": "Admiral",
+            "currentPassword": user.password,
         })
     };
     let (status, _, body) = app
@@ -1240,13 +1250,15 @@ async fn staff_list_users_with_filters_offsets_and_a_cursor() {
     let app = TestApp::spawn().await;
     let admin = app.account_with_role("admin").await;
     let users = futures::future::join_all((0..5).map(|_| app.register_and_login())).await;
-    app.call(
-        DELETE,
-        &format!("/api/users/{}", users[0].id),
-        Some(&users[0].access),
-        None,
-    )
-    .await;
+    let (status, _, _) = app
+        .call(
+            DELETE,
+            &format!("/api/users/{}", users[0].id),
+            Some(&users[0].access),
+            Some(&json!({ "currentPassword": users[0].password })),
+        )
+        .await;
+    assert_eq!(status, 200);
 
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -1355,10 +1367,15 @@ async fn create_admin_creates_or_promotes_and_the_admin_can_log_in() {
         },
     )
     .unwrap();
+    use common::domain::password_policy::PasswordPolicy;
     use registrar_api::admin::{create_admin, AdminOutcome};
-    let outcome = create_admin(&pool, &hasher, " Root@Example.com ", || {
-        Ok(secrecy::SecretString::from("an admin password".to_owned()))
-    })
+    let outcome = create_admin(
+        &pool,
+        &hasher,
+        &PasswordPolicy::default(),
+        " Root@Example.com ",
+        || Ok(secrecy::SecretString::from("an admin password".to_owned())),
+    )
     .await
     .unwrap();
     assert!(matches!(outcome, AdminOutcome::Created(_)));
@@ -1370,21 +1387,49 @@ async fn create_admin_creates_or_promotes_and_the_admin_can_log_in() {
     assert_eq!(app.call(GET, "/api/users", Some(token), None).await.0, 200);
 
     let user = app.register_and_login().await;
-    let promoted = create_admin(&pool, &hasher, &user.email, || Err("not asked".into()))
-        .await
-        .unwrap();
+    let promoted = create_admin(
+        &pool,
+        &hasher,
+        &PasswordPolicy::default(),
+        &user.email,
+        || Err("not asked".into()),
+    )
+    .await
+    .unwrap();
     assert_eq!(promoted, AdminOutcome::Promoted(user.id));
     assert!(matches!(
-        create_admin(&pool, &hasher, &user.email, || Err("not asked".into()))
-            .await
-            .unwrap(),
+        create_admin(
+            &pool,
+            &hasher,
+            &PasswordPolicy::default(),
+            &user.email,
+            || Err("not asked".into())
+        )
+        .await
+        .unwrap(),
         AdminOutcome::AlreadyAdmin(_)
     ));
-    let short = create_admin(&pool, &hasher, "new@example.com", || {
-        Ok(secrecy::SecretString::from("short".to_owned()))
-    })
+    let short = create_admin(
+        &pool,
+        &hasher,
+        &PasswordPolicy::default(),
+        "new@example.com",
+        || Ok(secrecy::SecretString::from("short".to_owned())),
+    )
     .await;
     assert!(short.is_err());
+    let common = create_admin(
+        &pool,
+        &hasher,
+        &PasswordPolicy::default(),
+        "new@example.com",
+        || Ok(secrecy::SecretString::from("password1234".to_owned())),
+    )
+    .await;
+    assert!(
+        common.is_err(),
+        "a common password is refused for admins too"
+    );
 }
 
 #[tokio::test]

@@ -254,3 +254,78 @@ async fn profile_changes_share_the_per_address_auth_rate_limit() {
         (429, Some("RATE_LIMITED"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_and_common_passwords_are_refused_at_registration_and_on_change() {
+    let app = TestApp::spawn_without_consumer().await;
+    for password in ["elevenchars", "password1234", "Qwertyuiop123"] {
+        let (_, _, mut body) = registrar_tests::registration_body();
+        body["password"] = password.into();
+        let response = app.post_registration(&body).await;
+        assert_eq!(response.status(), 400, "{password}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["details"][0]["field"], "password");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_ones_own_email_needs_the_current_password() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let path = format!("/api/users/{}", user.id);
+    let moved = format!("moved.{}", user.email);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&user.access),
+            Some(&json!({ "email": moved })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"][0]["field"].as_str()),
+        (400, Some("currentPassword"))
+    );
+    let wrong = json!({ "email": moved, "currentPassword": "not my password" });
+    let (status, _, _) = app
+        .call(Method::PATCH, &path, Some(&user.access), Some(&wrong))
+        .await;
+    assert_eq!(status, 400);
+    let right = json!({ "email": moved, "currentPassword": user.password });
+    let (status, _, body) = app
+        .call(Method::PATCH, &path, Some(&user.access), Some(&right))
+        .await;
+    assert_eq!(
+        (status, body["data"]["email"].as_str()),
+        (200, Some(moved.as_str()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let path = format!("/api/users/{}", admin.id);
+    let demote = json!({ "role": "user" });
+    let (status, _, body) = app
+        .call(Method::PATCH, &path, Some(&admin.access), Some(&demote))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("LAST_ADMIN"))
+    );
+    let confirm = json!({ "currentPassword": admin.password });
+    let (status, _, body) = app
+        .call(Method::DELETE, &path, Some(&admin.access), Some(&confirm))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("LAST_ADMIN"))
+    );
+    // With a second admin, the first may step down.
+    let _second = app.account_with_role("admin").await;
+    let (status, _, body) = app
+        .call(Method::PATCH, &path, Some(&admin.access), Some(&demote))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

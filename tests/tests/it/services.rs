@@ -2,6 +2,7 @@
 //! rules they own (transactions, preconditions, constraint mapping, idempotency) read
 //! more plainly here than through the router.
 
+use common::domain::password_policy::PasswordPolicy;
 use common::domain::registration::{ProfileInput, Registration};
 use common::domain::Role;
 use registrar_api::auth::caller::{Caller, RequestContext};
@@ -40,12 +41,17 @@ fn registration(email: &str, occupation: &str) -> Registration {
             occupation: Some(occupation),
         },
         Some(SecretString::from("correct horse battery".to_owned())),
+        &PasswordPolicy::default(),
     )
     .unwrap()
 }
 
-fn email_change(email: &str) -> UserUpdateRequest {
-    serde_json::from_value(serde_json::json!({ "email": email })).unwrap()
+fn email_change(email: &str, current_password: &str) -> UserUpdateRequest {
+    serde_json::from_value(serde_json::json!({
+        "email": email,
+        "currentPassword": current_password,
+    }))
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +98,7 @@ async fn moving_to_another_users_email_is_email_taken_and_a_stale_version_is_ref
         &context(),
         ada.id,
         Expected::AnyVersion,
-        email_change(&bob.email),
+        email_change(&bob.email, &ada.password),
         UpdateMode::Patch,
     )
     .await;
@@ -103,7 +109,7 @@ async fn moving_to_another_users_email_is_email_taken_and_a_stale_version_is_ref
         &context(),
         ada.id,
         Expected::OneOf(vec![-1]),
-        email_change("ada.new@example.com"),
+        email_change("ada.new@example.com", &ada.password),
         UpdateMode::Patch,
     )
     .await;
@@ -114,7 +120,7 @@ async fn moving_to_another_users_email_is_email_taken_and_a_stale_version_is_ref
         &context(),
         ada.id,
         Expected::Exists,
-        email_change("ada.new@example.com"),
+        email_change("ada.new@example.com", &ada.password),
         UpdateMode::Patch,
     )
     .await
@@ -127,7 +133,7 @@ async fn moving_to_another_users_email_is_email_taken_and_a_stale_version_is_ref
         &context(),
         ada.id,
         Expected::AnyVersion,
-        email_change("bob.was.here@example.com"),
+        email_change("bob.was.here@example.com", &bob.password),
         UpdateMode::Patch,
     )
     .await;
