@@ -177,6 +177,20 @@ pub struct ApiConfig {
         default_value_t = 2000
     )]
     pub password_hash_max_wait_ms: u64,
+    /// Most key/value items one user may store.
+    #[arg(
+        long = "data-max-items",
+        env = "DATA_MAX_ITEMS",
+        default_value_t = 1000
+    )]
+    pub data_max_items: i64,
+    /// Most bytes (keys plus values as stored) one user's key/value data may take.
+    #[arg(
+        long = "data-max-bytes",
+        env = "DATA_MAX_BYTES",
+        default_value_t = 1_048_576
+    )]
+    pub data_max_bytes: i64,
     /// Shortest password accepted for registrations and password changes (at least 8;
     /// common passwords are refused at any length).
     #[arg(

@@ -49,9 +49,11 @@ impl ApiError {
         match self {
             ApiError::Service(e) => match e {
                 S::Invalid(_) => StatusCode::BAD_REQUEST,
-                S::RegistrationPending | S::EmailTaken | S::DataKeyExists | S::LastAdmin => {
-                    StatusCode::CONFLICT
-                }
+                S::RegistrationPending
+                | S::EmailTaken
+                | S::DataKeyExists
+                | S::DataQuotaExceeded
+                | S::LastAdmin => StatusCode::CONFLICT,
                 S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 S::NotFound(_) => StatusCode::NOT_FOUND,
                 S::InvalidToken | S::InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -88,6 +90,7 @@ impl ApiError {
                 S::EmailTaken => "EMAIL_TAKEN",
                 S::DataKeyExists => "DATA_KEY_EXISTS",
                 S::LastAdmin => "LAST_ADMIN",
+                S::DataQuotaExceeded => "DATA_QUOTA_EXCEEDED",
                 S::Overloaded { .. } => "OVERLOADED",
                 S::Unavailable(_) => "SERVICE_UNAVAILABLE",
                 S::Internal(_) => "INTERNAL_ERROR",
@@ -127,6 +130,10 @@ impl ApiError {
                 }
                 S::EmailTaken => "This email belongs to another account".into(),
                 S::DataKeyExists => "An item with this key exists; use PUT to change it".into(),
+                S::DataQuotaExceeded => {
+                    "Your stored data would exceed its quota (items or bytes); delete some first"
+                        .into()
+                }
                 S::LastAdmin => {
                     "This is the last admin: promote another user before demoting or deleting it"
                         .into()

@@ -105,6 +105,7 @@ impl Application {
             jwt,
             hashing,
             refresh_ttl: std::time::Duration::from_secs(config.refresh_token_ttl_secs),
+            data_quota: (config.data_max_items.max(1), config.data_max_bytes.max(1)),
             password_policy: common::domain::password_policy::PasswordPolicy::new(
                 config.password_min_length,
             ),

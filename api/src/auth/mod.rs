@@ -19,6 +19,8 @@ pub struct Accounts {
     pub refresh_ttl: Duration,
     /// Absolute session lifetime; refreshing does not extend it.
     pub session_max_lifetime: Duration,
+    /// Per-user bounds of the key/value data: (items, bytes).
+    pub data_quota: (i64, i64),
     /// What a new password must be.
     pub password_policy: common::domain::password_policy::PasswordPolicy,
     pub lockout_max_attempts: u64,

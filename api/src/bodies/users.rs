@@ -142,7 +142,11 @@ pub struct AuditListAnswer {
 pub struct UserExport {
     pub exported_at: DateTime<Utc>,
     pub user: UserView,
+    /// The newest audit entries (at most 1000).
     pub audit: Vec<AuditEntryView>,
+    /// Pass as `cursor` to `/api/users/{id}/audit` for the older entries; null when the
+    /// export holds the whole trail.
+    pub audit_next_cursor: Option<String>,
     pub data: Vec<DataItemView>,
 }
 

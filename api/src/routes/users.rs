@@ -266,6 +266,7 @@ pub async fn export(
             exported_at: Utc::now(),
             user: UserView::from(&export.user),
             audit: export.audit.into_iter().map(Into::into).collect(),
+            audit_next_cursor: export.audit_next_cursor,
             data: export.data.into_iter().map(Into::into).collect(),
         },
     };

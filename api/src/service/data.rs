@@ -12,6 +12,8 @@ use crate::state::AppState;
 
 pub const MAX_KEY_CHARS: usize = 128;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// The most value bytes one page of `GET /api/data` carries.
+pub const PAGE_MAX_BYTES: usize = 256 * 1024;
 
 fn validate_key(key: Option<&str>) -> Result<String, FieldError> {
     let Some(key) = key else {
@@ -67,6 +69,24 @@ fn validate_value(value: Option<serde_json::Value>) -> Result<serde_json::Value,
     Ok(value)
 }
 
+/// Checks the caller's usage after a write, in its transaction: over the quota, the
+/// error drops the transaction and the write with it. `ensure_current` locked nothing,
+/// so the owner's row is locked here first: concurrent writes are counted one by one.
+async fn within_quota(
+    app: &AppState,
+    tx: &deadpool_postgres::Transaction<'_>,
+    caller: &Caller,
+) -> Result<(), ServiceError> {
+    users::lock_by_id(&**tx, caller.id).await?;
+    let (items, bytes) = data_store::usage(&**tx, caller.id).await?;
+    let (max_items, max_bytes) = app.accounts.data_quota;
+    if items > max_items || bytes > max_bytes {
+        tracing::info!(event = "data_quota_exceeded", user_id = %caller.id, items, bytes);
+        return Err(ServiceError::DataQuotaExceeded);
+    }
+    Ok(())
+}
+
 /// Writes one audit row about `key` in the change's transaction.
 async fn audit_key(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -101,6 +121,7 @@ pub async fn create_item(
     let item = data_store::create(&*tx, caller.id, &key, &value)
         .await?
         .ok_or(ServiceError::DataKeyExists)?;
+    within_quota(app, &tx, caller).await?;
     audit_key(&tx, caller, context, "data.created", &key).await?;
     tx.commit().await?;
     Ok(item)
@@ -118,7 +139,28 @@ pub async fn list_items(
         path_key("cursor", cursor)?;
     }
     let client = app.db().await?;
-    let items = data_store::list(&**client, caller.id, cursor, limit + 1).await?;
+    let mut items = data_store::list(&**client, caller.id, cursor, limit + 1).await?;
+    // A page is bounded in bytes too: it ends before the item that would pass
+    // `PAGE_MAX_BYTES` (but always holds one), and the next page starts there.
+    let mut bytes = 0;
+    let fits = items
+        .iter()
+        .position(|i| {
+            bytes += i.key.len() + i.value.to_string().len();
+            bytes > PAGE_MAX_BYTES
+        })
+        .map_or(items.len(), |at| at.max(1));
+    let full = usize::try_from(limit).unwrap_or(usize::MAX);
+    if fits <= full && fits < items.len() {
+        items.truncate(fits);
+        let next_cursor = items.last().map(|i| i.key.clone());
+        return Ok(Page {
+            rows: items,
+            limit,
+            offset: None,
+            next_cursor,
+        });
+    }
     Ok(Page::from_fetch(items, limit, None, |i| i.key.clone()))
 }
 
@@ -149,6 +191,7 @@ pub async fn replace_item(
     let item = data_store::update(&*tx, caller.id, key, &value)
         .await?
         .ok_or(ServiceError::NotFound("Data item"))?;
+    within_quota(app, &tx, caller).await?;
     audit_key(&tx, caller, context, "data.updated", key).await?;
     tx.commit().await?;
     Ok(item)

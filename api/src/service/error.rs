@@ -34,6 +34,9 @@ pub enum ServiceError {
     EmailTaken,
     #[error("data key exists")]
     DataKeyExists,
+    /// The caller's key/value data would exceed its quota.
+    #[error("data quota exceeded")]
+    DataQuotaExceeded,
     /// The change would leave no live admin.
     #[error("last admin")]
     LastAdmin,

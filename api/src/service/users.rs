@@ -22,8 +22,10 @@ use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::users::UserUpdateRequest;
 use crate::state::AppState;
 
-/// Rows an export reads at most per table; far above any real account.
-const EXPORT_LIMIT: i64 = 100_000;
+/// Audit entries an export carries at most (the newest); the rest is paged from
+/// `/api/users/{id}/audit` with the export's `auditNextCursor`. With the data quota this
+/// bounds an export's size, and the api's memory for it, whatever the account's age.
+pub const EXPORT_AUDIT_LIMIT: i64 = 1000;
 
 fn encode_cursor(user: &UserRecord) -> String {
     URL_SAFE_NO_PAD.encode(format!(
@@ -553,7 +555,10 @@ pub async fn remove_user(
 #[derive(Debug)]
 pub struct Export {
     pub user: UserRecord,
+    /// The newest audit entries, at most `EXPORT_AUDIT_LIMIT`.
     pub audit: Vec<AuditRecord>,
+    /// Where `/api/users/{id}/audit?cursor=` continues when the trail is longer.
+    pub audit_next_cursor: Option<String>,
     pub data: Vec<DataItem>,
 }
 
@@ -570,13 +575,21 @@ pub async fn export_user(
     let user = visible_user(app, caller, id).await?;
     audit_staff_read(app, caller, context, id, "user.exported").await?;
     let client = app.db().await?;
-    let audit = as_seen_by(
-        caller,
-        id,
-        users::audit_trail(&**client, id, EXPORT_LIMIT, 0, None).await?,
+    let audit = users::audit_trail(&**client, id, EXPORT_AUDIT_LIMIT + 1, 0, None).await?;
+    let audit = Page::from_fetch(
+        as_seen_by(caller, id, audit),
+        EXPORT_AUDIT_LIMIT,
+        None,
+        |r| r.id.to_string(),
     );
-    let data = data_store::list(&**client, id, None, EXPORT_LIMIT).await?;
-    Ok(Export { user, audit, data })
+    // The quota bounds the items; the limit only guards against a quota lowered later.
+    let data = data_store::list(&**client, id, None, app.accounts.data_quota.0).await?;
+    Ok(Export {
+        user,
+        audit_next_cursor: audit.next_cursor,
+        audit: audit.rows,
+        data,
+    })
 }
 
 /// A page of the user's audit trail, newest first (self or admin). Erased and deleted

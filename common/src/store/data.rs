@@ -105,3 +105,18 @@ pub async fn list(
         .await?;
     Ok(rows.iter().map(item).collect())
 }
+
+/// What an owner stores: item count and bytes (keys plus values as stored).
+pub async fn usage(
+    client: &impl GenericClient,
+    owner: Uuid,
+) -> Result<(i64, i64), tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT count(*), COALESCE(sum(octet_length(key) + octet_length(value::text)), 0)::bigint
+             FROM data_store WHERE user_id = $1",
+            &[&owner],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}

@@ -329,3 +329,111 @@ async fn the_last_admin_can_be_neither_demoted_nor_deleted() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_quota_bounds_items_and_bytes_and_a_refused_write_changes_nothing() {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: vec![
+            "--data-max-items".into(),
+            "3".into(),
+            "--data-max-bytes".into(),
+            "100000".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let user = app.register_and_login().await;
+    let token = Some(user.access.as_str());
+    for key in ["a", "b", "c"] {
+        let item = json!({ "key": key, "value": 1 });
+        assert_eq!(
+            app.call(Method::POST, "/api/data", token, Some(&item))
+                .await
+                .0,
+            201
+        );
+    }
+    let fourth = json!({ "key": "d", "value": 1 });
+    let (status, _, body) = app
+        .call(Method::POST, "/api/data", token, Some(&fourth))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("DATA_QUOTA_EXCEEDED"))
+    );
+    // Bytes: two 60 KB values do not fit in 100 000 bytes.
+    let big = json!({ "value": "x".repeat(60_000) });
+    assert_eq!(
+        app.call(Method::PUT, "/api/data/a", token, Some(&big))
+            .await
+            .0,
+        200
+    );
+    let (status, _, _) = app
+        .call(Method::PUT, "/api/data/b", token, Some(&big))
+        .await;
+    assert_eq!(status, 409);
+    let (_, _, b) = app.call(Method::GET, "/api/data/b", token, None).await;
+    assert_eq!(b["data"]["value"], 1, "the refused write changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_page_is_bounded_in_bytes_and_an_export_in_audit_entries() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let token = Some(user.access.as_str());
+    for i in 0..6 {
+        let item = json!({ "key": format!("k{i}"), "value": "v".repeat(60_000) });
+        assert_eq!(
+            app.call(Method::POST, "/api/data", token, Some(&item))
+                .await
+                .0,
+            201
+        );
+    }
+    let (_, _, page) = app
+        .call(Method::GET, "/api/data?limit=100", token, None)
+        .await;
+    assert_eq!(page["count"], 4, "256 KiB hold four 60 KB values");
+    let next = page["pagination"]["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, _, rest) = app
+        .call(
+            Method::GET,
+            &format!("/api/data?limit=100&cursor={next}"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(rest["count"], 2);
+    assert!(rest["pagination"]["nextCursor"].is_null());
+
+    app.pg()
+        .await
+        .execute(
+            "INSERT INTO user_audit_log (user_id, action, actor_id, details)
+             SELECT $1, 'test.filler', $1, '{}'::jsonb FROM generate_series(1, 1200)",
+            &[&user.id],
+        )
+        .await
+        .unwrap();
+    let export_path = format!("/api/users/{}/export", user.id);
+    let (status, _, export) = app.call(Method::GET, &export_path, token, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(export["data"]["audit"].as_array().unwrap().len(), 1000);
+    let cursor = export["data"]["auditNextCursor"].as_str().unwrap();
+    let (_, _, older) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{}/audit?limit=100&cursor={cursor}", user.id),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        older["count"], 100,
+        "the export says where the trail goes on"
+    );
+}
