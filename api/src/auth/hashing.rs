@@ -127,12 +127,16 @@ mod tests {
         ))
     }
 
-    #[tokio::test]
-    async fn a_full_queue_is_refused_at_once_with_retry_after() {
-        let p = pool(1, 1);
+    /// Takes the only worker with a job that runs until the returned sender is used.
+    async fn occupy_the_worker(
+        p: &Arc<HashingPool>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), ServiceError>>,
+    ) {
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let busy = {
-            let p = Arc::clone(&p);
+            let p = Arc::clone(p);
             tokio::spawn(async move {
                 p.run(move |_| {
                     let _ = release_rx.recv();
@@ -140,10 +144,16 @@ mod tests {
                 .await
             })
         };
-        // Wait until the worker is taken.
         while p.permits.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
+        (release_tx, busy)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_with_retry_after() {
+        let p = pool(1, 1);
+        let (release_tx, busy) = occupy_the_worker(&p).await;
         let queued = {
             let p = Arc::clone(&p);
             tokio::spawn(async move { p.run(|_| 1).await })
@@ -161,19 +171,7 @@ mod tests {
     #[tokio::test]
     async fn cancelled_waiters_give_their_queue_places_back() {
         let p = pool(1, 3);
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let busy = {
-            let p = Arc::clone(&p);
-            tokio::spawn(async move {
-                p.run(move |_| {
-                    let _ = release_rx.recv();
-                })
-                .await
-            })
-        };
-        while p.permits.available_permits() > 0 {
-            tokio::task::yield_now().await;
-        }
+        let (release_tx, busy) = occupy_the_worker(&p).await;
         // Clients that give up while waiting (disconnect, timeout) drop their request.
         let waiters: Vec<_> = (0..3)
             .map(|_| {
