@@ -362,10 +362,21 @@ impl TestApp {
     /// Posts a registration; the registration id of a 202 is remembered for
     /// `get_status`, as a frontend keeps the `Location` it got.
     pub async fn post_registration(&self, body: &Value) -> reqwest::Response {
-        let response = self
-            .http
-            .post(self.url("/api/users"))
-            .json(body)
+        self.post_registration_to("/api/users", &[], body).await
+    }
+
+    /// The same at `path` (an alias of the route), with extra request headers.
+    pub async fn post_registration_to(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("POST failed: {e}"));

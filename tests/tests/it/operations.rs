@@ -101,15 +101,9 @@ async fn the_request_id_is_returned_and_travels_to_kafka_and_the_audit_row() {
     let app = TestApp::spawn().await;
     let (email, _, body) = registration_body();
     let response = app
-        .http
-        .post(app.url("/api/users"))
-        .header("x-request-id", "trace-me-123")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_registration_to("/api/users", &[("x-request-id", "trace-me-123")], &body)
+        .await;
     assert_eq!(response.status(), 202);
-    app.remember_location(&response);
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
     app.wait_for_status(&email, "completed", Duration::from_secs(20))
         .await;

@@ -103,15 +103,9 @@ async fn erasure_removes_the_emails_status_login_attempts_and_idempotency_answer
     let admin = app.account_with_role("admin").await;
     let (email, password, body) = registration_body();
     let response = app
-        .http
-        .post(app.url("/api/users"))
-        .header("idempotency-key", "erase-me-key")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_registration_to("/api/users", &[("idempotency-key", "erase-me-key")], &body)
+        .await;
     assert_eq!(response.status(), 202);
-    app.remember_location(&response);
     app.wait_for_status(&email, "completed", std::time::Duration::from_secs(30))
         .await;
     assert_eq!(app.login(&email, "not the password").await.0, 401);

@@ -98,14 +98,9 @@ async fn the_auth_register_alias_accepts_a_registration() {
     let app = TestApp::spawn().await;
     let (email, _, body) = registration_body();
     let response = app
-        .http
-        .post(app.url("/api/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_registration_to("/api/auth/register", &[], &body)
+        .await;
     assert_eq!(response.status(), 202);
-    app.remember_location(&response);
     app.wait_for_status(&email, "completed", SETTLE).await;
 }
 
