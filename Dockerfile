@@ -3,7 +3,7 @@
 
 FROM rust:1.90-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 # Dependency layer: build the dependency graph against stub sources, so source edits do
 # not rebuild librdkafka and the rest.
 COPY Cargo.toml Cargo.lock ./
@@ -11,17 +11,18 @@ COPY common/Cargo.toml common/
 COPY api/Cargo.toml api/
 COPY consumer/Cargo.toml consumer/
 COPY tests/Cargo.toml tests/
-RUN for c in common api consumer tests; do mkdir -p $c/src && echo "" > $c/src/lib.rs; done \
- && echo "fn main() {}" > api/src/main.rs && echo "fn main() {}" > consumer/src/main.rs \
- && mkdir -p tests/tests/it && echo "" > tests/tests/it/main.rs \
+COPY bench/Cargo.toml bench/
+RUN for c in common api consumer tests bench; do mkdir -p $c/src && echo "" > $c/src/lib.rs; done \
+ && echo "fn main() {}" > api/src/main.rs && echo "fn main() {}" > consumer/src/main.rs && echo "fn main() {}" > bench/src/main.rs \
+ && mkdir -p tests/tests/it && echo "" > tests/tests/it/main.rs && echo "" > tests/tests/export_memory.rs \
  && cargo build --release --locked -p registrar-api -p registrar-consumer \
- && rm -rf common/src api/src consumer/src
+ && rm -rf common/src api/src consumer/src bench/src
 COPY . .
 RUN touch common/src/lib.rs api/src/lib.rs api/src/main.rs consumer/src/lib.rs consumer/src/main.rs \
  && cargo build --release --locked --bin api --bin consumer
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home registrar
 COPY --from=build /src/target/release/api /src/target/release/consumer /usr/local/bin/

@@ -2,7 +2,8 @@
 # Makes PostgreSQL, Redis and a Kafka-API broker (tansu) available on 127.0.0.1:
 # starts them when installed, installs them when missing (Debian packages for
 # PostgreSQL and Redis; `cargo install tansu` once, cached outside the checkout), then
-# creates the database and the topics. Idempotent: rerun it any time.
+# creates the database and the topics; installs OpenSSL's headers the build needs.
+# Idempotent: rerun it any time.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +30,11 @@ apt_install() {
   log "installing $* from the OS packages"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_build_deps() {
+  # librdkafka is compiled with OpenSSL (Kafka over TLS and SASL): headers and pkg-config.
+  if ! pkg-config --exists openssl 2>/dev/null; then apt_install libssl-dev pkg-config; fi
 }
 
 ensure_postgres() {
@@ -119,7 +125,7 @@ tansu_answers() {
 }
 
 case "${1:-up}" in
-  up) ensure_postgres; ensure_redis; ensure_tansu ;;
+  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_tansu ;;
   tansu-binary) ensure_tansu_binary ;;
   stop-tansu) stop_tansu ;;
   *) echo "usage: $0 [up|tansu-binary|stop-tansu]" >&2; exit 2 ;;

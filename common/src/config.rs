@@ -88,11 +88,17 @@ impl PostgresConfig {
         Duration::from_millis(self.timeout_ms)
     }
 
-    pub fn parsed(&self) -> Result<tokio_postgres::Config, ConfigError> {
-        self.url
-            .expose_secret()
+    /// The driver's configuration and the TLS settings (`sslmode`, `sslrootcert`).
+    pub fn parsed(
+        &self,
+    ) -> Result<(tokio_postgres::Config, crate::store::tls::PgTls), ConfigError> {
+        let (rest, tls) = crate::store::tls::PgTls::split(self.url.expose_secret())
+            .map_err(|e| ConfigError::new("DATABASE_URL", e))?;
+        let mut config: tokio_postgres::Config = rest
             .parse()
-            .map_err(|_| ConfigError::new("DATABASE_URL", "is not a valid PostgreSQL URL"))
+            .map_err(|_| ConfigError::new("DATABASE_URL", "is not a valid PostgreSQL URL"))?;
+        config.ssl_mode(tls.driver_mode());
+        Ok((config, tls))
     }
 }
 
@@ -124,6 +130,14 @@ pub struct RedisConfig {
         default_value_t = 1000
     )]
     pub timeout_ms: u64,
+    /// PEM file of the certificate authorities that sign the Redis server's certificate
+    /// (with a `rediss://` URL); without it the system trust store is used.
+    #[arg(
+        id = "redis_tls_ca_file",
+        long = "redis-tls-ca-file",
+        env = "REDIS_TLS_CA_FILE"
+    )]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Prefix for every key (empty in production; tests isolate themselves with it).
     #[arg(
         id = "redis_key_prefix",
@@ -168,9 +182,131 @@ pub struct KafkaConfig {
         hide_env_values = true
     )]
     pub properties: String,
+    /// How to talk to the brokers: `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[arg(
+        id = "kafka_security_protocol",
+        long = "kafka-security-protocol",
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        default_value_t = KafkaSecurityProtocol::Plaintext
+    )]
+    pub security_protocol: KafkaSecurityProtocol,
+    /// PEM file of the certificate authorities that sign the brokers' certificates
+    /// (`ssl`, `sasl_ssl`); without it the system trust store is used.
+    #[arg(
+        id = "kafka_ssl_ca_location",
+        long = "kafka-ssl-ca-location",
+        env = "KAFKA_SSL_CA_LOCATION"
+    )]
+    pub ssl_ca_location: Option<std::path::PathBuf>,
+    /// SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`).
+    #[arg(
+        id = "kafka_sasl_mechanism",
+        long = "kafka-sasl-mechanism",
+        env = "KAFKA_SASL_MECHANISM"
+    )]
+    pub sasl_mechanism: Option<String>,
+    #[arg(
+        id = "kafka_sasl_username",
+        long = "kafka-sasl-username",
+        env = "KAFKA_SASL_USERNAME"
+    )]
+    pub sasl_username: Option<String>,
+    #[arg(
+        id = "kafka_sasl_password",
+        long = "kafka-sasl-password",
+        env = "KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub sasl_password: Option<SecretString>,
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KafkaSecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
 }
 
 impl KafkaConfig {
+    /// The security settings as librdkafka properties, checked for consistency; the
+    /// password is exposed here only, to be handed to librdkafka.
+    pub fn security_properties(&self) -> Result<Vec<(&'static str, String)>, ConfigError> {
+        let protocol = self.security_protocol;
+        let mut props = vec![("security.protocol", protocol.as_str().to_owned())];
+        if let Some(ca) = &self.ssl_ca_location {
+            if !protocol.uses_tls() {
+                return Err(ConfigError::new(
+                    "KAFKA_SSL_CA_LOCATION",
+                    "needs KAFKA_SECURITY_PROTOCOL ssl or sasl_ssl",
+                ));
+            }
+            if !ca.is_file() {
+                return Err(ConfigError::new(
+                    "KAFKA_SSL_CA_LOCATION",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+            props.push(("ssl.ca.location", ca.display().to_string()));
+        }
+        let sasl_given = self.sasl_mechanism.is_some()
+            || self.sasl_username.is_some()
+            || self.sasl_password.is_some();
+        if !protocol.uses_sasl() {
+            if sasl_given {
+                return Err(ConfigError::new(
+                    "KAFKA_SASL_MECHANISM",
+                    "and the SASL credentials need KAFKA_SECURITY_PROTOCOL sasl_ssl or sasl_plaintext",
+                ));
+            }
+            return Ok(props);
+        }
+        let mechanism = self.sasl_mechanism.clone().ok_or_else(|| {
+            ConfigError::new(
+                "KAFKA_SASL_MECHANISM",
+                "is required with a SASL security protocol",
+            )
+        })?;
+        props.push(("sasl.mechanism", mechanism.clone()));
+        if mechanism != "OAUTHBEARER" && mechanism != "GSSAPI" {
+            let username = self.sasl_username.clone().ok_or_else(|| {
+                ConfigError::new(
+                    "KAFKA_SASL_USERNAME",
+                    format!("is required with {mechanism}"),
+                )
+            })?;
+            let password = self.sasl_password.as_ref().ok_or_else(|| {
+                ConfigError::new(
+                    "KAFKA_SASL_PASSWORD",
+                    format!("is required with {mechanism}"),
+                )
+            })?;
+            props.push(("sasl.username", username));
+            props.push(("sasl.password", password.expose_secret().to_owned()));
+        }
+        Ok(props)
+    }
+
     pub fn dlq_topic(&self) -> String {
         format!("{}.dlq", self.topic)
     }
@@ -281,9 +417,8 @@ mod tests {
     #[test]
     fn kafka_properties_are_parsed_as_pairs() {
         let k = KafkaConfig {
-            brokers: String::new(),
-            topic: "t".into(),
             properties: "security.protocol=SASL_SSL, sasl.mechanism=PLAIN".into(),
+            ..kafka()
         };
         assert_eq!(k.extra_properties().unwrap().len(), 2);
         assert_eq!(k.dlq_topic(), "t.dlq");
@@ -292,5 +427,69 @@ mod tests {
             ..k
         };
         assert_eq!(bad.extra_properties().unwrap_err().var, "KAFKA_PROPERTIES");
+    }
+
+    fn kafka() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "b:9092".into(),
+            topic: "t".into(),
+            properties: String::new(),
+            security_protocol: KafkaSecurityProtocol::Plaintext,
+            ssl_ca_location: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+        }
+    }
+
+    #[test]
+    fn kafka_sasl_ssl_settings_become_librdkafka_properties() {
+        let k = KafkaConfig {
+            security_protocol: KafkaSecurityProtocol::SaslSsl,
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("registrar".into()),
+            sasl_password: Some(SecretString::from("pw".to_owned())),
+            ..kafka()
+        };
+        let props = k.security_properties().unwrap();
+        assert_eq!(
+            props,
+            vec![
+                ("security.protocol", "sasl_ssl".to_owned()),
+                ("sasl.mechanism", "SCRAM-SHA-512".to_owned()),
+                ("sasl.username", "registrar".to_owned()),
+                ("sasl.password", "pw".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn kafka_security_settings_that_contradict_each_other_are_refused() {
+        let sasl_without_protocol = KafkaConfig {
+            sasl_mechanism: Some("PLAIN".into()),
+            ..kafka()
+        };
+        assert_eq!(
+            sasl_without_protocol.security_properties().unwrap_err().var,
+            "KAFKA_SASL_MECHANISM"
+        );
+        let sasl_without_password = KafkaConfig {
+            security_protocol: KafkaSecurityProtocol::SaslSsl,
+            sasl_mechanism: Some("PLAIN".into()),
+            sasl_username: Some("u".into()),
+            ..kafka()
+        };
+        assert_eq!(
+            sasl_without_password.security_properties().unwrap_err().var,
+            "KAFKA_SASL_PASSWORD"
+        );
+        let ca_without_tls = KafkaConfig {
+            ssl_ca_location: Some("/etc/hostname".into()),
+            ..kafka()
+        };
+        assert_eq!(
+            ca_without_tls.security_properties().unwrap_err().var,
+            "KAFKA_SSL_CA_LOCATION"
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod chaos;
 pub mod kafka;
 pub mod logs;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -148,6 +149,7 @@ impl TestApp {
             pool_size: 4,
             timeout_ms: 2000,
             key_prefix: redis_prefix.clone(),
+            tls_ca_file: None,
         })
         .unwrap_or_else(|e| panic!("{e}"));
 

@@ -4,7 +4,8 @@ use rdkafka::ClientConfig;
 
 use crate::config::{ConfigError, KafkaConfig};
 
-/// Bootstrap servers plus the operator's extra properties (security, tuning).
+/// Bootstrap servers, the security settings (TLS, SASL) and the operator's extra
+/// properties (tuning, mutual TLS, anything else librdkafka takes).
 pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
     if config.brokers.trim().is_empty() {
         return Err(ConfigError::new("KAFKA_BROKERS", "is empty"));
@@ -14,6 +15,9 @@ pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> 
     }
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &config.brokers);
+    for (k, v) in config.security_properties()? {
+        cc.set(k, v);
+    }
     for (k, v) in config.extra_properties()? {
         cc.set(k, v);
     }

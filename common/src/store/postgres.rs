@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{ConfigError, PostgresConfig};
 
@@ -13,14 +13,19 @@ mod embedded {
 }
 
 /// Builds a lazy pool: nothing connects until the first query, so a binary starts (and
-/// reports itself unready) while PostgreSQL is down.
+/// reports itself unready) while PostgreSQL is down. TLS follows the URL's `sslmode`
+/// and `sslrootcert` (see `store::tls`).
 pub fn pool(config: &PostgresConfig) -> Result<Pool, ConfigError> {
-    let mut pg = config.parsed()?;
+    let (mut pg, tls) = config.parsed()?;
+    let connector = MakeRustlsConnect::new(
+        tls.client_config()
+            .map_err(|e| ConfigError::new("DATABASE_URL", format!("sslrootcert: {e}")))?,
+    );
     pg.connect_timeout(config.timeout());
     pg.application_name("registrar");
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

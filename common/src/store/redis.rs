@@ -88,15 +88,55 @@ impl RedisKeys {
     }
 }
 
+/// Builds a lazy pool. A `rediss://` URL connects over TLS, checking the server's
+/// certificate against `REDIS_TLS_CA_FILE` when set, else the system trust store.
 pub fn pool(config: &RedisConfig) -> Result<Pool, ConfigError> {
-    let mut cfg = Config::from_url(config.url.expose_secret());
+    let invalid = || ConfigError::new("REDIS_URL", "is not a valid Redis URL");
+    let url = config.url.expose_secret();
     let mut pool_cfg = deadpool_redis::PoolConfig::new(config.pool_size);
     pool_cfg.timeouts.wait = Some(config.timeout());
     pool_cfg.timeouts.create = Some(config.timeout());
     pool_cfg.timeouts.recycle = Some(config.timeout());
-    cfg.pool = Some(pool_cfg);
-    cfg.create_pool(Some(Runtime::Tokio1))
-        .map_err(|_| ConfigError::new("REDIS_URL", "is not a valid Redis URL"))
+    let tls = url.starts_with("rediss://");
+    if tls {
+        super::tls::install_crypto_provider();
+    }
+    let Some(ca_file) = &config.tls_ca_file else {
+        let mut cfg = Config::from_url(url);
+        cfg.pool = Some(pool_cfg);
+        return cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|_| invalid());
+    };
+    if !tls {
+        return Err(ConfigError::new(
+            "REDIS_TLS_CA_FILE",
+            "is set but REDIS_URL is not a rediss:// URL",
+        ));
+    }
+    let root_cert = std::fs::read(ca_file).map_err(|e| {
+        ConfigError::new(
+            "REDIS_TLS_CA_FILE",
+            format!("cannot read {}: {e}", ca_file.display()),
+        )
+    })?;
+    // build_with_tls keeps the CA inside the connection info; deadpool's own Config
+    // would drop it, so the manager is built from the client's connection info.
+    let client = redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        },
+    )
+    .map_err(|e| ConfigError::new("REDIS_TLS_CA_FILE", e))?;
+    let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+        .map_err(|_| invalid())?;
+    Pool::builder(manager)
+        .config(pool_cfg)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|_| invalid())
 }
 
 /// A pooled connection, the key names and the bound on every command; cheap to clone,

@@ -20,3 +20,19 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities: {drop: [ALL]}
 {{- end }}
+
+{{- /* The CA certificates of the backends (tls.caSecret), when configured. */ -}}
+{{- define "registrar.tlsVolumes" -}}
+{{- if .Values.tls.caSecret }}
+volumes:
+  - name: backend-ca
+    secret: {secretName: {{ .Values.tls.caSecret | quote }}}
+{{- end }}
+{{- end }}
+
+{{- define "registrar.tlsVolumeMounts" -}}
+{{- if .Values.tls.caSecret }}
+volumeMounts:
+  - {name: backend-ca, mountPath: /etc/registrar/tls, readOnly: true}
+{{- end }}
+{{- end }}

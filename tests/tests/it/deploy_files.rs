@@ -189,6 +189,37 @@ fn compose_healthchecks_use_served_paths_and_ports() {
 }
 
 #[test]
+fn the_image_builds_every_workspace_member_and_links_openssl() {
+    let dockerfile = read("Dockerfile");
+    let workspace: toml_like::Members = toml_like::members(&read("Cargo.toml"));
+    for member in workspace {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml {member}/")),
+            "the dependency layer copies {member}/Cargo.toml, or cargo cannot load the workspace"
+        );
+    }
+    // librdkafka is built with OpenSSL (Kafka TLS/SASL): headers to build, library to run.
+    assert!(dockerfile.contains("libssl-dev"));
+    assert!(dockerfile.contains("libssl3"));
+}
+
+/// The `members = [...]` list of the workspace manifest.
+mod toml_like {
+    pub type Members = Vec<String>;
+    pub fn members(manifest: &str) -> Members {
+        let list = manifest
+            .split("members = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .expect("workspace members");
+        list.split(',')
+            .map(|m| m.trim().trim_matches('"').to_owned())
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
+}
+
+#[test]
 fn the_dashboard_queries_only_metrics_the_code_exports() {
     let exported = exported_metric_names();
     assert!(exported.contains("registrar_consumer_lag"));
@@ -252,7 +283,7 @@ fn every_environment_variable_in_the_deployment_files_is_read_by_the_configurati
             .filter_map(|k| k.as_str().map(str::to_owned)),
     );
     let values = documents(&read("helm/registrar/values.yaml")).remove(0);
-    for section in ["config", "secrets"] {
+    for section in ["config", "secrets", "optionalSecrets"] {
         used.extend(
             values[section]
                 .as_mapping()

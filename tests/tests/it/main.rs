@@ -14,3 +14,4 @@ mod registration;
 mod resilience;
 mod services;
 mod sessions;
+mod tls;
