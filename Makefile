@@ -6,7 +6,9 @@ CARGO ?= cargo
 run:
 	scripts/run.sh
 
+# The binaries first: crash tests run the real consumer as a process they can kill -9.
 test: services
+	$(CARGO) build --bin api --bin consumer
 	$(CARGO) test --workspace
 
 services:

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -90,6 +91,53 @@ pub struct TestApp {
     consumer: Option<RunningConsumer>,
     /// Extra arguments for the consumer (argon2 cost, batch size...).
     pub consumer_args: Vec<String>,
+}
+
+/// A consumer running as its own process; killed with SIGKILL when dropped.
+pub struct ConsumerProcess {
+    pub child: std::process::Child,
+    pub log_path: PathBuf,
+}
+
+impl ConsumerProcess {
+    /// `kill -9`: no offsets committed, no LeaveGroup, the group learns of it only when
+    /// the member's session expires. Returns once the process is gone.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ConsumerProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// The checkout's root directory.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A binary of the workspace in the target directory the tests run from (`make test`
+/// builds `api` and `consumer` first).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test binary path {}", exe.display()));
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (`make test` does: cargo build --bin {name})",
+        binary.display()
+    );
+    binary
 }
 
 pub struct RunningConsumer {
@@ -260,6 +308,11 @@ impl TestApp {
     }
 
     fn consumer_config(&self) -> ConsumerConfig {
+        ConsumerCli::parse_from(self.consumer_arguments()).config
+    }
+
+    /// The consumer's command line for this test (program name first).
+    fn consumer_arguments(&self) -> Vec<String> {
         let mut args: Vec<String> = [
             "consumer",
             "--host",
@@ -293,7 +346,30 @@ impl TestApp {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.consumer_args.iter().cloned());
-        ConsumerCli::parse_from(args).config
+        args
+    }
+
+    /// Starts the real `consumer` binary (built by `make test` before the tests run) in
+    /// this test's group, as a separate process a test can `kill -9`. Its output goes to
+    /// `target/test-logs/<name>.log`.
+    pub fn spawn_consumer_process(&self, name: &str) -> ConsumerProcess {
+        let binary = workspace_binary("consumer");
+        let logs = root().join("target/test-logs");
+        std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+        let log_path = logs.join(format!("{name}-{}.log", self.id));
+        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = std::process::Command::new(&binary)
+            .args(&self.consumer_arguments()[1..])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LOG_LEVEL", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        ConsumerProcess { child, log_path }
     }
 
     /// Starts a consumer (again) in this test's group.

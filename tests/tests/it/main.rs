@@ -5,6 +5,7 @@
 
 mod accounts;
 mod consumer;
+mod crash;
 mod deploy_files;
 mod hardening;
 mod health;
