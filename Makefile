@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test services lint fmt bench
+.PHONY: run test services lint fmt bench chaos chaos-short
 
 CARGO ?= cargo
 
@@ -10,6 +10,17 @@ run:
 test: services
 	$(CARGO) build --bin api --bin consumer
 	$(CARGO) test --workspace
+	$(MAKE) chaos-short
+
+# Faults while clients register (README "Chaos"): 10 000 users, production hashing.
+chaos: services
+	$(CARGO) build --release --bin api --bin consumer
+	scripts/chaos.py --users 10000 --clients 8 --kills 3 --duration 150
+
+# The CI version: one fault of each kind, 1 000 users, the debug binaries of `make test`.
+chaos-short: services
+	$(CARGO) build --bin api --bin consumer
+	scripts/chaos.py --users 1000 --clients 8 --kills 1 --duration 45 --light-argon2 --bin target/debug
 
 services:
 	scripts/services.sh up

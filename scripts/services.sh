@@ -115,8 +115,17 @@ stop_tansu() {
     kill "$(cat "$pidfile")" 2>/dev/null || true
   fi
   rm -f "$pidfile"
-  pkill -f "tansu broker --listener-url tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true
-  for _ in $(seq 1 50); do port_open "$KAFKA_PORT" || break; sleep 0.1; done
+  local pattern="tansu broker --listener-url tcp://127.0.0.1:$KAFKA_PORT"
+  pkill -f "$pattern" 2>/dev/null || true
+  # Wait for the process, not only the port: a successor that opens the sqlite file
+  # while the old broker still holds it gets a storage error on its first consumer-group
+  # write, and tansu 0.6 then stops serving storage until restarted.
+  for _ in $(seq 1 150); do pgrep -f "$pattern" >/dev/null || break; sleep 0.1; done
+  if pgrep -f "$pattern" >/dev/null; then
+    log "tansu did not exit within 15 s of SIGTERM; killing it"
+    pkill -9 -f "$pattern" 2>/dev/null || true
+    for _ in $(seq 1 50); do pgrep -f "$pattern" >/dev/null || break; sleep 0.1; done
+  fi
   log "tansu stopped"
 }
 

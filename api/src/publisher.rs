@@ -66,6 +66,7 @@ impl KafkaPublisher {
             .set("queue.buffering.max.kbytes", "32768")
             // Fail fast when the broker is unreachable instead of retrying silently.
             .set("socket.connection.setup.timeout.ms", "3000");
+        common::events::kafka::operator_overrides(&mut cc, kafka)?;
         let producer: FutureProducer = cc
             .create()
             .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;

@@ -50,6 +50,7 @@ impl DlqProducer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "10000");
+        common::events::kafka::operator_overrides(&mut cc, kafka)?;
         let producer = cc
             .create()
             .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;

@@ -60,6 +60,7 @@ pub fn create(config: &ConsumerConfig) -> Result<StreamConsumer<LoggingContext>,
             "heartbeat.interval.ms",
             (config.session_timeout_ms / 3).max(1).to_string(),
         );
+    common::events::kafka::operator_overrides(&mut cc, &config.kafka)?;
     let consumer: StreamConsumer<LoggingContext> = cc
         .create_with_context(LoggingContext)
         .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;

@@ -24,6 +24,16 @@ pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> 
     Ok(cc)
 }
 
+/// Applies the operator's `KAFKA_PROPERTIES` again, after a client's own defaults, so
+/// that whatever the operator sets wins (for example `enable.idempotence=false` against
+/// a broker that mishandles idempotent producers, see the README).
+pub fn operator_overrides(cc: &mut ClientConfig, config: &KafkaConfig) -> Result<(), ConfigError> {
+    for (k, v) in config.extra_properties()? {
+        cc.set(k, v);
+    }
+    Ok(())
+}
+
 /// Header names on dead-lettered records.
 pub mod dlq_headers {
     pub const TOPIC: &str = "origin.topic";

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Chaos run: api and consumer as separate processes against the real services, clients
+registering users while faults are injected, then a check that every 202 became exactly
+one user and every other answer left nothing.
+
+Faults (each at a point of the load): the consumer kill -9ed and restarted (--kills
+times), PostgreSQL restarted, Redis restarted, the broker restarted (sqlite storage keeps
+its data), the api SIGTERMed and restarted. Prints a table; exits 1 when anything was
+lost, duplicated or left behind.
+
+    scripts/chaos.py --users 10000 --clients 8 --kills 3 --duration 150   # make chaos
+    scripts/chaos.py --users 1000 --kills 1 --duration 45 --light-argon2  # CI
+Standard library only; needs psql and redis-cli (scripts/services.sh installs both).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ROOT / "scripts" / "services.sh"
+
+
+def log(msg):
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def psql(db, sql):
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAc", sql],
+        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "postgres"},
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip())
+    return out.stdout.strip()
+
+
+def wait_until(what, check, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not reached within {timeout} s")
+
+
+def http(method, url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"null")
+        except ValueError:
+            return e.code, None
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return 0, None  # no answer (connection refused or cut)
+
+
+class Process:
+    """One binary with its own log file; restartable."""
+
+    def __init__(self, name, argv, env, logdir):
+        self.name, self.argv, self.env, self.logdir = name, argv, env, logdir
+        self.proc, self.starts = None, 0
+
+    def start(self):
+        self.starts += 1
+        logf = open(self.logdir / f"{self.name}-{self.starts}.log", "w")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=logf, stderr=logf,
+                                     stdin=subprocess.DEVNULL)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, grace=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, default=10000)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--kills", type=int, default=3, help="consumer kill -9s")
+    p.add_argument("--duration", type=float, default=150,
+                   help="seconds over which the submissions are spread, so faults land mid-load")
+    p.add_argument("--bin", default=str(ROOT / "target" / "release"))
+    p.add_argument("--light-argon2", action="store_true",
+                   help="cheap hashing parameters (CI), not the production defaults")
+    p.add_argument("--drain-timeout", type=int, default=600)
+    p.add_argument("--port", type=int, default=18100)
+    p.add_argument("--kafka-properties", default="enable.idempotence=false",
+                   help="KAFKA_PROPERTIES for both binaries; the default works around tansu 0.6 "
+                        "panicking on an idempotent producer after a broker restart (README)")
+    args = p.parse_args()
+
+    run = f"{int(time.time())}"
+    db = f"chaos_{run}"
+    logdir = ROOT / "target" / "chaos" / run
+    logdir.mkdir(parents=True, exist_ok=True)
+    api_bin, consumer_bin = Path(args.bin) / "api", Path(args.bin) / "consumer"
+    for b in (api_bin, consumer_bin):
+        if not b.exists():
+            sys.exit(f"{b} is missing: build it (make chaos does)")
+
+    subprocess.run([str(SERVICES), "up"], check=True)
+    psql("postgres", f'CREATE DATABASE "{db}"')
+    topic = f"chaos-{run}"
+    tansu = Path(os.environ.get("REGISTRAR_CACHE", Path.home() / ".cache" / "registrar")) / "tansu/bin/tansu"
+    for t in (topic, f"{topic}.dlq"):
+        subprocess.run([str(tansu), "topic", "create", t, "--partitions", "4",
+                        "--broker", "tcp://127.0.0.1:9092"], capture_output=True)
+
+    keys = subprocess.run([str(api_bin), "keygen", "--key-id", "c1"], capture_output=True,
+                          text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "DATABASE_", "REDIS_"))}
+    for line in keys.splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            env[k] = v
+    prefix = f"chaos{run}:"
+    env.update({
+        "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{db}",
+        "REDIS_URL": "redis://127.0.0.1:6379", "REDIS_KEY_PREFIX": prefix,
+        "KAFKA_BROKERS": "127.0.0.1:9092", "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": topic,
+        "KAFKA_PROPERTIES": args.kafka_properties,
+        "PORT": str(args.port), "CONSUMER_PORT": str(args.port + 1), "HOST": "127.0.0.1",
+        "LOG_LEVEL": "info", "LOG_FORMAT": "json",
+        "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "1000000",
+        "AUTH_RATE_LIMIT_PER_MINUTE": "1000000", "AUTH_RATE_LIMIT_BURST": "1000000",
+    })
+    if args.light_argon2:
+        env.update({"ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1"})
+    subprocess.run([str(api_bin), "migrate"], env=env, check=True, capture_output=True)
+
+    api = Process("api", [str(api_bin), "serve"], env, logdir)
+    consumer = Process("consumer", [str(consumer_bin)], env, logdir)
+    base = f"http://127.0.0.1:{args.port}"
+    api.start()
+    consumer.start()
+    wait_until("api ready", lambda: http("GET", f"{base}/api/health/ready")[0] == 200, 60)
+
+    # The load: clients take numbers until every user has been submitted.
+    results = {}  # email -> (status, registrationId)
+    lock = threading.Lock()
+    counter = iter(range(args.users))
+
+    def client():
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            due = started + i * args.duration / args.users
+            if due > time.time():
+                time.sleep(due - time.time())
+            email = f"chaos-{run}-{i}@example.com"
+            status, body = http("POST", f"{base}/api/users", {
+                "firstName": "Chaos", "lastName": "Monkey", "email": email,
+                "password": f"chaos-{run}-{i}-long-secret", "gender": "female",
+                "sex": "female", "occupation": "Engineer"})
+            rid = (body or {}).get("data", {}).get("registrationId") if status == 202 else None
+            with lock:
+                results[email] = (status, rid)
+
+    def submitted():
+        with lock:
+            return len(results)
+
+    # Faults at fractions of the load; consumer kills spread over it.
+    plan = [((k + 1) / (args.kills + 5), "consumer kill -9") for k in range(args.kills)]
+    plan += [((args.kills + 1) / (args.kills + 5), "PostgreSQL restart"),
+             ((args.kills + 2) / (args.kills + 5), "Redis restart"),
+             ((args.kills + 3) / (args.kills + 5), "broker restart"),
+             ((args.kills + 4) / (args.kills + 5), "api SIGTERM + restart")]
+    plan.sort()
+    injected, last_fault_end = [], None
+
+    def inject(fault):
+        t0 = time.time()
+        if fault == "consumer kill -9":
+            consumer.kill9()
+            consumer.start()
+        elif fault == "PostgreSQL restart":
+            version = sorted(os.listdir("/etc/postgresql"), key=lambda v: float(v))[-1]
+            sudo = [] if os.geteuid() == 0 else ["sudo"]
+            subprocess.run(sudo + ["pg_ctlcluster", "--skip-systemctl-redirect", version,
+                                   "main", "restart"], check=True, capture_output=True)
+        elif fault == "Redis restart":
+            subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+            subprocess.run([str(SERVICES), "up"], check=True, capture_output=True)
+        elif fault == "broker restart":
+            subprocess.run([str(SERVICES), "stop-tansu"], check=True, capture_output=True)
+            subprocess.run([str(SERVICES), "up"], check=True, capture_output=True)
+        elif fault == "api SIGTERM + restart":
+            api.terminate()
+            api.start()
+            wait_until("api ready again", lambda: http("GET", f"{base}/api/health/live")[0] == 200, 60)
+        injected.append((fault, time.time() - t0))
+        log(f"{fault} done in {time.time() - t0:.1f} s (submitted {submitted()})")
+        return time.time()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for fraction, fault in plan:
+        while submitted() < fraction * args.users and any(t.is_alive() for t in threads):
+            time.sleep(0.05)
+        last_fault_end = inject(fault)
+    for t in threads:
+        t.join()
+    load_secs = time.time() - started
+
+    accepted = {e: rid for e, (s, rid) in results.items() if s == 202}
+    refused = [e for e, (s, _) in results.items() if s != 202]
+    like = f"chaos-{run}-%"
+    log(f"load done: {len(accepted)} accepted, {len(refused)} not; waiting for the drain")
+    wait_until("drain", lambda: int(psql(db, f"SELECT count(*) FROM users WHERE email LIKE '{like}'"))
+               >= len(accepted), args.drain_timeout)
+    drain_secs = time.time() - last_fault_end
+
+    rows = psql(db, f"SELECT email, count(*) FROM users WHERE email LIKE '{like}' GROUP BY email")
+    users = {l.split("|")[0]: int(l.split("|")[1]) for l in rows.splitlines() if l}
+    audits = psql(db, "SELECT count(*) FROM user_audit_log a JOIN users u ON u.id = a.user_id "
+                      f"WHERE a.action = 'user.registered' AND u.email LIKE '{like}' "
+                      "GROUP BY a.user_id HAVING count(*) > 1")
+    persisted = sum(1 for e in accepted if e in users)
+    lost = len(accepted) - persisted
+    duplicated = sum(n - 1 for n in users.values()) + len([l for l in audits.splitlines() if l])
+    refused_left = [e for e in refused if e in users]
+    pending_left = []
+    for e in refused:
+        out = subprocess.run(["redis-cli", "-p", "6379", "EXISTS", f"{prefix}user:pending:{e}"],
+                             capture_output=True, text=True).stdout.strip()
+        if out == "1":
+            pending_left.append(e)
+
+    # Every accepted registration polls as completed.
+    not_completed = []
+    poll_lock = threading.Lock()
+    pending_polls = iter(list(accepted.items()))
+
+    def poller():
+        while True:
+            with poll_lock:
+                item = next(pending_polls, None)
+            if item is None:
+                return
+            email, rid = item
+            status, body = http("GET", f"{base}/api/users/{email}?registrationId={rid}")
+            if status != 200 or (body or {}).get("data", {}).get("status") != "completed":
+                with poll_lock:
+                    not_completed.append((email, status))
+
+    pollers = [threading.Thread(target=poller) for _ in range(args.clients)]
+    for t in pollers:
+        t.start()
+    for t in pollers:
+        t.join()
+
+    api.terminate()
+    consumer.terminate()
+    codes = {}
+    for s, _ in results.values():
+        codes[s] = codes.get(s, 0) + 1
+    table = [
+        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        ("machine", f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().machine}"),
+        ("argon2", "light (1 MiB, 1 pass)" if args.light_argon2 else "production defaults"),
+        ("KAFKA_PROPERTIES", args.kafka_properties or "(none)"),
+        ("clients / users submitted", f"{args.clients} / {len(results)} in {load_secs:.0f} s"),
+        ("faults injected", ", ".join(f"{f} ({d:.1f} s)" for f, d in injected)),
+        ("answers", ", ".join(f"{'no answer' if c == 0 else c}: {n}" for c, n in sorted(codes.items()))),
+        ("accepted (202)", len(accepted)),
+        ("persisted", persisted),
+        ("lost (must be 0)", lost),
+        ("duplicated (must be 0)", duplicated),
+        ("non-2xx that left a user (must be 0)", len(refused_left)),
+        ("non-2xx that left a pending key (must be 0)", len(pending_left)),
+        ("accepted not polling completed (must be 0)", len(not_completed)),
+        ("drain after the last fault", f"{drain_secs:.1f} s"),
+    ]
+    print("\n| chaos run | |\n|---|---|")
+    for k, v in table:
+        print(f"| {k} | {v} |")
+    print(f"\nlogs: {logdir}")
+    failed = lost or duplicated or refused_left or pending_left or not_completed
+    if failed:
+        print(f"FAILED: lost {lost}, duplicated {duplicated}, refused-left {refused_left[:5]}, "
+              f"pending-left {pending_left[:5]}, not completed {not_completed[:5]}", file=sys.stderr)
+        return 1
+    psql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
