@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test services lint fmt bench chaos chaos-short
+.PHONY: run test services lint fmt bench chaos chaos-short api-fuzz
 
 CARGO ?= cargo
 
@@ -21,6 +21,12 @@ chaos: services
 chaos-short: services
 	$(CARGO) build --bin api --bin consumer
 	scripts/chaos.py --users 1000 --clients 8 --kills 1 --duration 45 --light-argon2 --bin target/debug
+
+# Generated requests from the OpenAPI document (schemathesis in .local/venv), all routes,
+# anonymous, user and admin (README "Generated input"). Not yet in `make test`.
+api-fuzz: services
+	$(CARGO) build --bin api --bin consumer
+	scripts/api_fuzz.py --examples 100
 
 services:
 	scripts/services.sh up

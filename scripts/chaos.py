@@ -99,6 +99,63 @@ class Process:
                 self.proc.wait()
 
 
+class Stack:
+    """api and consumer as processes on a fresh database, topic, group and Redis prefix."""
+
+    def __init__(self, name, bin_dir, port, kafka_properties, light_argon2):
+        self.run = run = f"{int(time.time())}"
+        self.db = db = f"{name}_{run}"
+        self.logdir = logdir = ROOT / "target" / name / run
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.api_bin, consumer_bin = bin_dir / "api", bin_dir / "consumer"
+        for b in (self.api_bin, consumer_bin):
+            if not b.exists():
+                sys.exit(f"{b} is missing: build it (the make target does)")
+        subprocess.run([str(SERVICES), "up"], check=True)
+        psql("postgres", f'CREATE DATABASE "{db}"')
+        topic = f"{name}-{run}"
+        cache = Path(os.environ.get("REGISTRAR_CACHE", Path.home() / ".cache" / "registrar"))
+        for t in (topic, f"{topic}.dlq"):
+            subprocess.run([str(cache / "tansu/bin/tansu"), "topic", "create", t, "--partitions",
+                            "4", "--broker", "tcp://127.0.0.1:9092"], capture_output=True)
+        keys = subprocess.run([str(self.api_bin), "keygen", "--key-id", "k1"],
+                              capture_output=True, text=True, check=True).stdout
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("KAFKA_", "DATABASE_", "REDIS_"))}
+        for line in keys.splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                env[k] = v
+        self.prefix = f"{name}{run}:"
+        env.update({
+            "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{db}",
+            "REDIS_URL": "redis://127.0.0.1:6379", "REDIS_KEY_PREFIX": self.prefix,
+            "KAFKA_BROKERS": "127.0.0.1:9092", "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": topic,
+            "KAFKA_PROPERTIES": kafka_properties,
+            "PORT": str(port), "CONSUMER_PORT": str(port + 1), "HOST": "127.0.0.1",
+            "LOG_LEVEL": "info", "LOG_FORMAT": "json",
+            "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "1000000",
+            "AUTH_RATE_LIMIT_PER_MINUTE": "1000000", "AUTH_RATE_LIMIT_BURST": "1000000",
+        })
+        if light_argon2:
+            env.update({"ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1"})
+        self.env = env
+        subprocess.run([str(self.api_bin), "migrate"], env=env, check=True, capture_output=True)
+        self.api = Process("api", [str(self.api_bin), "serve"], env, logdir)
+        self.consumer = Process("consumer", [str(consumer_bin)], env, logdir)
+        self.base = f"http://127.0.0.1:{port}"
+        self.api.start()
+        self.consumer.start()
+        wait_until("api ready", lambda: http("GET", f"{self.base}/api/health/ready")[0] == 200, 60)
+
+    def stop(self):
+        self.api.terminate()
+        self.consumer.terminate()
+
+    def drop_database(self):
+        psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, default=10000)
@@ -116,51 +173,9 @@ def main():
                         "panicking on an idempotent producer after a broker restart (README)")
     args = p.parse_args()
 
-    run = f"{int(time.time())}"
-    db = f"chaos_{run}"
-    logdir = ROOT / "target" / "chaos" / run
-    logdir.mkdir(parents=True, exist_ok=True)
-    api_bin, consumer_bin = Path(args.bin) / "api", Path(args.bin) / "consumer"
-    for b in (api_bin, consumer_bin):
-        if not b.exists():
-            sys.exit(f"{b} is missing: build it (make chaos does)")
-
-    subprocess.run([str(SERVICES), "up"], check=True)
-    psql("postgres", f'CREATE DATABASE "{db}"')
-    topic = f"chaos-{run}"
-    tansu = Path(os.environ.get("REGISTRAR_CACHE", Path.home() / ".cache" / "registrar")) / "tansu/bin/tansu"
-    for t in (topic, f"{topic}.dlq"):
-        subprocess.run([str(tansu), "topic", "create", t, "--partitions", "4",
-                        "--broker", "tcp://127.0.0.1:9092"], capture_output=True)
-
-    keys = subprocess.run([str(api_bin), "keygen", "--key-id", "c1"], capture_output=True,
-                          text=True, check=True).stdout
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "DATABASE_", "REDIS_"))}
-    for line in keys.splitlines():
-        if "=" in line and not line.startswith("#"):
-            k, v = line.split("=", 1)
-            env[k] = v
-    prefix = f"chaos{run}:"
-    env.update({
-        "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{db}",
-        "REDIS_URL": "redis://127.0.0.1:6379", "REDIS_KEY_PREFIX": prefix,
-        "KAFKA_BROKERS": "127.0.0.1:9092", "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": topic,
-        "KAFKA_PROPERTIES": args.kafka_properties,
-        "PORT": str(args.port), "CONSUMER_PORT": str(args.port + 1), "HOST": "127.0.0.1",
-        "LOG_LEVEL": "info", "LOG_FORMAT": "json",
-        "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "1000000",
-        "AUTH_RATE_LIMIT_PER_MINUTE": "1000000", "AUTH_RATE_LIMIT_BURST": "1000000",
-    })
-    if args.light_argon2:
-        env.update({"ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1"})
-    subprocess.run([str(api_bin), "migrate"], env=env, check=True, capture_output=True)
-
-    api = Process("api", [str(api_bin), "serve"], env, logdir)
-    consumer = Process("consumer", [str(consumer_bin)], env, logdir)
-    base = f"http://127.0.0.1:{args.port}"
-    api.start()
-    consumer.start()
-    wait_until("api ready", lambda: http("GET", f"{base}/api/health/ready")[0] == 200, 60)
+    stack = Stack("chaos", Path(args.bin), args.port, args.kafka_properties, args.light_argon2)
+    run, db, prefix, base = stack.run, stack.db, stack.prefix, stack.base
+    api, consumer, logdir = stack.api, stack.consumer, stack.logdir
 
     # The load: clients take numbers until every user has been submitted.
     results = {}  # email -> (status, registrationId)
@@ -312,7 +327,7 @@ def main():
         print(f"FAILED: lost {lost}, duplicated {duplicated}, refused-left {refused_left[:5]}, "
               f"pending-left {pending_left[:5]}, not completed {not_completed[:5]}", file=sys.stderr)
         return 1
-    psql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    stack.drop_database()
     return 0
 
 

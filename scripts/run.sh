@@ -12,6 +12,12 @@ if [ ! -f .env ]; then
     echo "LOG_FORMAT=pretty"
     target/release/api keygen --key-id dev1; } > .env
 fi
+if ! grep -q '^KAFKA_PROPERTIES=' .env; then
+  # tansu 0.6 breaks on an idempotent producer after a broker restart (README, "Known
+  # limits of the local broker"); the consumer absorbs the rare duplicate instead.
+  echo "[run] adding KAFKA_PROPERTIES=enable.idempotence=false to .env for the local broker" >&2
+  echo "KAFKA_PROPERTIES=enable.idempotence=false" >> .env
+fi
 if ! grep -q '^JWT_SIGNING_KEY=' .env; then
   echo "[run] adding a development JWT signing key to .env" >&2
   target/release/api keygen --key-id dev1 | grep '^JWT_SIGNING_KEY=' >> .env

@@ -14,7 +14,7 @@ use crate::bodies::registration::{
 };
 use crate::bodies::users::{
     AuditEntryView, AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport,
-    UserListAnswer, UserUpdateRequest, UserView,
+    UserListAnswer, UserOrRegistrationStatus, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorBody, ErrorDetail, ErrorEnvelope, MessageAnswer, Pagination};
 
@@ -33,6 +33,75 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Answers every operation can give besides its own: the error envelope for malformed
+/// input (400), a missing or bad token on secured operations (401), a stale `If-Match`
+/// (412) where one is taken, bodies that are too large or not JSON (413, 415), the rate
+/// limit (429), an internal error (500) and an unavailable dependency or timeout (503).
+/// Added where an operation does not document them itself, so generated clients and
+/// schema-driven tests know every status the api can answer.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = operation.request_body.is_some();
+                let takes_if_match = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.name.eq_ignore_ascii_case("if-match"));
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                };
+                add(
+                    "400",
+                    "Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`)",
+                );
+                if secured {
+                    add("401", "Missing, invalid or revoked access token");
+                }
+                if takes_if_match {
+                    add("412", "`If-Match` does not match the current `ETag`");
+                }
+                if has_body {
+                    add("413", "Body too large");
+                    add("415", "Body is not `application/json`");
+                }
+                add("429", "Rate limited; `Retry-After` says when to retry");
+                add("500", "Internal error (logged with the request id)");
+                add(
+                    "503",
+                    "A dependency is unavailable or the request timed out; retry",
+                );
+            }
+        }
     }
 }
 
@@ -93,13 +162,14 @@ impl utoipa::Modify for BearerAuth {
         AuditListAnswer,
         UserExport,
         ExportAnswer,
+        UserOrRegistrationStatus,
         CreateItemRequest,
         ReplaceItemRequest,
         DataItemView,
         DataItemAnswer,
         DataListAnswer
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
 

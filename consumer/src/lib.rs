@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;
+pub mod stall;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub struct Consumer {
     lag_monitor: Arc<common::ops::metrics::LagMonitor>,
     shutdown: CancellationToken,
     grace: std::time::Duration,
+    topic: String,
+    session_timeout: std::time::Duration,
+    stall_metrics: Arc<ConsumerMetrics>,
 }
 
 impl Consumer {
@@ -85,8 +89,9 @@ impl Consumer {
             &config.group_id,
             &metrics.registry,
         )?;
+        let stall_metrics = Arc::clone(&metrics);
         let pipeline = Pipeline {
-            consumer: kafka::create(config)?,
+            consumer: Arc::new(kafka::create(config)?),
             store: RegistrationStatusStore::new(redis.clone()),
             pg: pg.clone(),
             hasher: hash_pool,
@@ -111,6 +116,9 @@ impl Consumer {
             lag_monitor,
             shutdown,
             grace: config.service.shutdown_grace(),
+            topic: config.kafka.topic.clone(),
+            session_timeout: std::time::Duration::from_millis(config.session_timeout_ms.into()),
+            stall_metrics,
         })
     }
 
@@ -122,6 +130,14 @@ impl Consumer {
         let server = axum::serve(listener, server::router(self.probes))
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
         let server = tokio::spawn(async move { server.await });
+        let stall = stall::spawn(
+            Arc::clone(&self.pipeline.consumer),
+            Arc::clone(&self.lag_monitor),
+            self.stall_metrics,
+            self.topic,
+            self.session_timeout,
+            self.shutdown.clone(),
+        );
         let lag = self.lag_monitor.spawn(std::time::Duration::from_secs(5));
         let loop_handle = tokio::spawn(self.pipeline.run());
         self.shutdown.cancelled().await;
@@ -133,6 +149,7 @@ impl Consumer {
         }
         self.dlq.flush(self.grace).await;
         lag.abort();
+        stall.abort();
         server.abort();
         tracing::info!(event = "consumer_stopped");
         Ok(())

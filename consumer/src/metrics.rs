@@ -23,6 +23,8 @@ pub struct ConsumerMetrics {
     pub e2e_latency: Histogram,
     /// `registrar_consumer_step_failures_total{step}`: retried dependency failures.
     pub step_failures: IntCounterVec,
+    /// Times the consumer left and rejoined a stalled group (see `stall`).
+    pub group_rejoins: IntCounter,
 }
 
 fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -43,6 +45,14 @@ impl ConsumerMetrics {
                 r,
                 IntCounter::new("registrar_consumer_messages_total", "Records consumed")
                     .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            group_rejoins: register(
+                r,
+                IntCounter::new(
+                    "registrar_consumer_group_rejoins_total",
+                    "Times the consumer rejoined a group that held its lag without progress",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
             ),
             users_persisted: register(
                 r,

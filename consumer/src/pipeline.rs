@@ -69,7 +69,7 @@ impl Item {
 pub struct Interrupted;
 
 pub struct Pipeline {
-    pub(crate) consumer: StreamConsumer<LoggingContext>,
+    pub(crate) consumer: Arc<StreamConsumer<LoggingContext>>,
     pub(crate) store: RegistrationStatusStore,
     pub(crate) pg: deadpool_postgres::Pool,
     pub(crate) hasher: HashPool,

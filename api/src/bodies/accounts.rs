@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "john.doe@example.com")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 254, example = "john.doe@example.com")]
     pub email: Option<String>,
-    #[schema(value_type = String, example = "correct horse battery")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 128, example = "correct horse battery")]
     pub password: Option<SecretString>,
 }
 
@@ -18,7 +18,8 @@ pub struct LoginRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RefreshRequest {
-    #[schema(value_type = String)]
+    /// The `refreshToken` of the last login or refresh (`rt_…`).
+    #[schema(required = true, nullable = false, value_type = String)]
     pub refresh_token: Option<SecretString>,
 }
 

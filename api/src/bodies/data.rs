@@ -11,11 +11,11 @@ use super::Pagination;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateItemRequest {
-    /// 1-128 characters.
-    #[schema(example = "theme")]
+    /// 1-128 characters, no control characters.
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 128, example = "theme")]
     pub key: Option<String>,
     /// Any JSON but null, up to 64 KiB.
-    #[schema(example = json!({"mode": "dark"}))]
+    #[schema(required = true, schema_with = any_json_but_null, example = json!({"mode": "dark"}))]
     pub value: Option<serde_json::Value>,
 }
 
@@ -23,7 +23,23 @@ pub struct CreateItemRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceItemRequest {
+    /// Any JSON but null, up to 64 KiB.
+    #[schema(required = true, schema_with = any_json_but_null)]
     pub value: Option<serde_json::Value>,
+}
+
+/// `{"type": ["object", "array", "string", "number", "boolean"]}`: any JSON value but null.
+fn any_json_but_null() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::Object,
+            Type::Array,
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+        ]))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]

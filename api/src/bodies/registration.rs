@@ -18,25 +18,26 @@ use super::users::UserView;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistrationRequest {
     /// 2-100 characters.
-    #[schema(example = "John")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 2, max_length = 100, example = "John")]
     pub first_name: Option<String>,
     /// 2-100 characters.
-    #[schema(example = "Doe")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 2, max_length = 100, example = "Doe")]
     pub last_name: Option<String>,
     /// Trimmed and lower-cased before use.
-    #[schema(example = "john.doe@example.com")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 3, max_length = 254, example = "john.doe@example.com")]
     pub email: Option<String>,
-    /// 8-128 characters; sealed for the consumer, never stored or logged.
-    #[schema(value_type = String, example = "correct horse battery")]
+    /// 12-128 characters by default (`PASSWORD_MIN_LENGTH`), not one of the 20 000 most
+    /// common passwords; sealed for the consumer, never stored or logged.
+    #[schema(required = true, nullable = false, value_type = String, min_length = 12, max_length = 128, example = "correct horse battery")]
     pub password: Option<SecretString>,
     /// male | female | non-binary | prefer-not-to-say
-    #[schema(example = "male")]
+    #[schema(required = true, nullable = false, value_type = String, pattern = "^(male|female|non-binary|prefer-not-to-say)$", example = "male")]
     pub gender: Option<String>,
     /// male | female | intersex
-    #[schema(example = "male")]
+    #[schema(required = true, nullable = false, value_type = String, pattern = "^(male|female|intersex)$", example = "male")]
     pub sex: Option<String>,
     /// 2-255 characters.
-    #[schema(example = "Software Engineer")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 2, max_length = 255, example = "Software Engineer")]
     pub occupation: Option<String>,
 }
 

@@ -75,7 +75,7 @@ pub struct ListParams {
     tag = "data",
     security(("bearer" = [])),
     params(
-        ("limit" = Option<i64>, Query, description = "1-100, default 20"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1-100, default 20"),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page (the last key)"),
     ),
     responses(

@@ -14,7 +14,7 @@ use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::registration::{RegistrationStatusAnswer, RegistrationStatusData};
 use crate::bodies::users::{
     AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport, UserListAnswer,
-    UserUpdateRequest, UserView,
+    UserOrRegistrationStatus, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer, Pagination};
 use crate::error::ApiError;
@@ -50,8 +50,8 @@ pub struct ListParams {
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("limit" = Option<i64>, Query, description = "1-100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Rows to skip (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1-100, default 20"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (default 0)"),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page: keyset pagination"),
         ("role" = Option<String>, Query, description = "user | moderator | admin"),
         ("q" = Option<String>, Query, description = "Case-insensitive prefix of email, first or last name"),
@@ -115,7 +115,7 @@ pub struct StatusParams {
         ("registrationId" = Option<String>, Query, description = "By email without the owner's or an admin's token: the registrationId of the 202 (its Location carries it). Without it the answer is 404, as for an unknown email"),
     ),
     responses(
-        (status = 200, description = "The user (by id, with ETag: `UserAnswer`) or the registration status (by email: `RegistrationStatusAnswer`)", body = RegistrationStatusAnswer),
+        (status = 200, description = "The user (by id, with ETag: `UserAnswer`) or the registration status (by email: `RegistrationStatusAnswer`)", body = UserOrRegistrationStatus),
         (status = 400, description = "Neither a user id nor an email", body = ErrorEnvelope),
         (status = 401, description = "A user id without a token, or an invalid token", body = ErrorEnvelope),
         (status = 403, description = "Another user's id", body = ErrorEnvelope),
@@ -217,7 +217,8 @@ pub async fn delete(
     body: axum::body::Bytes,
 ) -> Result<Json<MessageAnswer>, ApiError> {
     // The body is optional (only self-deletion needs one), so it is read by hand.
-    let confirmation: DeleteRequest = if body.is_empty() {
+    // No body and a JSON `null` both mean "no confirmation".
+    let confirmation: DeleteRequest = if body.is_empty() || body.trim_ascii() == b"null" {
         DeleteRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?
@@ -293,8 +294,8 @@ pub struct AuditParams {
     security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "User id"),
-        ("limit" = Option<i64>, Query, description = "1-100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Rows to skip"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1-100, default 20"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip"),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
     ),
     responses(

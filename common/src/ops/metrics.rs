@@ -50,6 +50,15 @@ pub struct LagMonitor {
     client: BaseConsumer,
     topic: String,
     gauge: IntGaugeVec,
+    latest: std::sync::Mutex<Option<GroupProgress>>,
+}
+
+/// The group's position on the topic at the last measurement: what is left to consume
+/// and how far the group has committed (summed over partitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupProgress {
+    pub lag: i64,
+    pub committed: i64,
 }
 
 impl LagMonitor {
@@ -80,6 +89,7 @@ impl LagMonitor {
             client,
             topic: kafka.topic.clone(),
             gauge,
+            latest: std::sync::Mutex::new(None),
         }))
     }
 
@@ -97,6 +107,10 @@ impl LagMonitor {
             tpl.add_partition(&self.topic, *p);
         }
         let committed = client.committed_offsets(tpl, Timeout::After(timeout))?;
+        let mut progress = GroupProgress {
+            lag: 0,
+            committed: 0,
+        };
         for p in partitions {
             let (low, high) = client.fetch_watermarks(&self.topic, p, Timeout::After(timeout))?;
             let position = match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
@@ -104,11 +118,22 @@ impl LagMonitor {
                 // Nothing committed yet: everything still in the topic is lag.
                 _ => low,
             };
+            let lag = (high - position).max(0);
             self.gauge
                 .with_label_values(&[self.topic.as_str(), &p.to_string()])
-                .set((high - position).max(0));
+                .set(lag);
+            progress.lag += lag;
+            progress.committed += position;
+        }
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(progress);
         }
         Ok(())
+    }
+
+    /// The last measurement, if one succeeded.
+    pub fn latest(&self) -> Option<GroupProgress> {
+        self.latest.lock().ok().and_then(|l| *l)
     }
 
     /// Refreshes every `interval` until the task is dropped.

@@ -150,6 +150,37 @@ async fn a_redelivered_registration_is_a_success_without_a_second_row_or_audit_r
     assert_eq!((users, audits), (1, 1));
 }
 
+/// What a retried produce without idempotence can cause: the same record twice in one
+/// batch. One user, one audit row, `completed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_registration_twice_in_one_batch_is_one_user_and_one_audit_row() {
+    let mut app = TestApp::spawn_without_consumer().await;
+    let email = format!("batchtwice.{}@example.com", Uuid::new_v4().simple());
+    let event = sealed_event(&app, &email, "batch-twice-password");
+    let bytes = event.encode().unwrap();
+    produce_raw(&app.topic, &email, &bytes).await;
+    produce_raw(&app.topic, &email, &bytes).await;
+    app.remember_registration(&email, event.registration_id);
+    app.start_consumer().await;
+    app.wait_for_status(&email, "completed", SETTLE).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pg = app.pg().await;
+    let users: i64 = pg
+        .query_one("SELECT count(*) FROM users WHERE email = $1", &[&email])
+        .await
+        .unwrap()
+        .get(0);
+    let audits: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM user_audit_log WHERE registration_id = $1",
+            &[&event.registration_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((users, audits), (1, 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plaintext_password_appears_nowhere_kafka_redis_postgresql_or_logs() {
     let app = TestApp::spawn().await;
