@@ -93,10 +93,14 @@ pub async fn insert_batch(
     let mut audit_users = Vec::new();
     let mut audit_registrations = Vec::new();
     let mut audit_details = Vec::new();
+    // A record delivered twice in one batch (a retried produce) was inserted once: its
+    // first occurrence created the user, the others are "already persisted".
+    let mut counted = std::collections::HashSet::new();
     let outcomes = users
         .iter()
         .map(|u| {
-            if let Some(&user_id) = created.get(&u.registration_id) {
+            let first_occurrence = counted.insert(u.registration_id);
+            if let Some(&user_id) = created.get(&u.registration_id).filter(|_| first_occurrence) {
                 audit_users.push(user_id);
                 audit_registrations.push(u.registration_id);
                 audit_details.push(serde_json::json!({
@@ -105,7 +109,10 @@ pub async fn insert_batch(
                     "requestId": u.request_id,
                 }));
                 InsertOutcome::Created { user_id }
-            } else if let Some(&user_id) = existing.get(&u.registration_id) {
+            } else if let Some(&user_id) = existing
+                .get(&u.registration_id)
+                .or_else(|| created.get(&u.registration_id))
+            {
                 InsertOutcome::AlreadyPersisted { user_id }
             } else {
                 InsertOutcome::EmailTaken
