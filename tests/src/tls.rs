@@ -153,15 +153,18 @@ fn postgres_bindir() -> PathBuf {
     dirs.pop().unwrap_or_else(|| PathBuf::from("/usr/bin"))
 }
 
-/// Runs a PostgreSQL server binary as the `postgres` user when we are root (initdb
-/// and postgres refuse to run as root).
-fn as_postgres(program: &Path) -> Command {
-    let is_root = Command::new("id")
+fn running_as_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false);
-    if is_root {
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL server binary as the `postgres` user when we are root (initdb
+/// and postgres refuse to run as root).
+fn as_postgres(program: &Path) -> Command {
+    if running_as_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
@@ -178,12 +181,7 @@ pub fn postgres_with_tls(server: &Issued) -> Running {
     let bin = postgres_bindir();
     std::fs::copy(&server.cert_file, scratch.0.join("server.crt")).expect("copy certificate");
     std::fs::copy(&server.key_file, scratch.0.join("server.key")).expect("copy key");
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false);
-    if is_root {
+    if running_as_root() {
         let status = Command::new("chown")
             .args(["-R", "postgres:"])
             .arg(&scratch.0)
@@ -250,6 +248,25 @@ pub fn postgres_with_tls(server: &Issued) -> Running {
         .spawn()
         .expect("start postgres");
     wait_for_port(port, "scratch PostgreSQL", &mut child);
+    // The port opens before the server accepts sessions ("the database system is
+    // starting up"): wait until pg_isready says it does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scratch PostgreSQL did not accept sessions within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Running {
         child,
         port,

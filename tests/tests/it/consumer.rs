@@ -133,6 +133,14 @@ async fn a_redelivered_registration_is_a_success_without_a_second_row_or_audit_r
         status["data"]["registrationId"],
         event.registration_id.to_string()
     );
+    assert_eq!(
+        users_and_audits(&app, &email, event.registration_id).await,
+        (1, 1)
+    );
+}
+
+/// Users with `email` and audit rows of the registration.
+async fn users_and_audits(app: &TestApp, email: &str, registration_id: Uuid) -> (i64, i64) {
     let pg = app.pg().await;
     let users: i64 = pg
         .query_one("SELECT count(*) FROM users WHERE email = $1", &[&email])
@@ -142,12 +150,12 @@ async fn a_redelivered_registration_is_a_success_without_a_second_row_or_audit_r
     let audits: i64 = pg
         .query_one(
             "SELECT count(*) FROM user_audit_log WHERE registration_id = $1",
-            &[&event.registration_id],
+            &[&registration_id],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!((users, audits), (1, 1));
+    (users, audits)
 }
 
 /// What a retried produce without idempotence can cause: the same record twice in one
@@ -164,21 +172,10 @@ async fn the_same_registration_twice_in_one_batch_is_one_user_and_one_audit_row(
     app.start_consumer().await;
     app.wait_for_status(&email, "completed", SETTLE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pg = app.pg().await;
-    let users: i64 = pg
-        .query_one("SELECT count(*) FROM users WHERE email = $1", &[&email])
-        .await
-        .unwrap()
-        .get(0);
-    let audits: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM user_audit_log WHERE registration_id = $1",
-            &[&event.registration_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!((users, audits), (1, 1));
+    assert_eq!(
+        users_and_audits(&app, &email, event.registration_id).await,
+        (1, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
