@@ -43,6 +43,21 @@ def psql(db, sql):
     return out.stdout.strip()
 
 
+class Queue:
+    """Hands the items of `items` to several threads, each item once."""
+
+    def __init__(self, items):
+        self.items, self.lock = iter(items), threading.Lock()
+
+    def __iter__(self):
+        while True:
+            with self.lock:
+                item = next(self.items, None)
+            if item is None:
+                return
+            yield item
+
+
 def wait_until(what, check, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -180,14 +195,10 @@ def main():
     # The load: clients take numbers until every user has been submitted.
     results = {}  # email -> (status, registrationId)
     lock = threading.Lock()
-    counter = iter(range(args.users))
+    numbers = Queue(range(args.users))
 
     def client():
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
+        for i in numbers:
             due = started + i * args.duration / args.users
             if due > time.time():
                 time.sleep(due - time.time())
@@ -276,15 +287,10 @@ def main():
     # Every accepted registration polls as completed.
     not_completed = []
     poll_lock = threading.Lock()
-    pending_polls = iter(list(accepted.items()))
+    polls = Queue(list(accepted.items()))
 
     def poller():
-        while True:
-            with poll_lock:
-                item = next(pending_polls, None)
-            if item is None:
-                return
-            email, rid = item
+        for email, rid in polls:
             status, body = http("GET", f"{base}/api/users/{email}?registrationId={rid}")
             if status != 200 or (body or {}).get("data", {}).get("status") != "completed":
                 with poll_lock:
