@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test services lint fmt bench chaos chaos-short api-fuzz
+.PHONY: run test services lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
+	scale-out scale-out-short fuzz fuzz-short soak
 
 CARGO ?= cargo
 
@@ -10,7 +11,7 @@ run:
 test: services
 	$(CARGO) build --bin api --bin consumer
 	$(CARGO) test --workspace
-	$(MAKE) chaos-short
+	$(MAKE) chaos-short scale-out-short api-fuzz-short fuzz-short
 
 # Faults while clients register (README "Chaos"): 10 000 users, production hashing.
 chaos: services
@@ -22,11 +23,39 @@ chaos-short: services
 	$(CARGO) build --bin api --bin consumer
 	scripts/chaos.py --users 1000 --clients 8 --kills 1 --duration 45 --light-argon2 --bin target/debug
 
+# Three consumers under steady load; one joins, one leaves, one is kill -9ed (README
+# "Scale-out").
+scale-out: services
+	$(CARGO) build --release --bin api --bin consumer
+	scripts/scale_out.py --users 6000 --duration 120
+
+scale-out-short: services
+	$(CARGO) build --bin api --bin consumer
+	scripts/scale_out.py --users 1500 --duration 45 --light-argon2 --bin target/debug
+
 # Generated requests from the OpenAPI document (schemathesis in .local/venv), all routes,
-# anonymous, user and admin (README "Generated input"). Not yet in `make test`.
+# anonymous, user and admin (README "Generated input").
 api-fuzz: services
 	$(CARGO) build --bin api --bin consumer
 	scripts/api_fuzz.py --examples 100
+
+api-fuzz-short: services
+	$(CARGO) build --bin api --bin consumer
+	scripts/api_fuzz.py --examples 10 --min-cases 1000
+
+# libFuzzer on the parsers of outside bytes (README "Fuzzing"): 10 minutes per target,
+# new inputs kept in fuzz/corpus; the short version reads the corpus only.
+fuzz:
+	scripts/fuzz.sh --seconds 600 --keep
+
+fuzz-short:
+	scripts/fuzz.sh --seconds 30
+
+# 30 minutes at half of the measured capacity; RSS, throughput and lag plotted (README
+# "Soak").
+soak: services
+	$(CARGO) build --release --bin api --bin consumer
+	scripts/soak.py --minutes 30 --svg docs/soak.svg
 
 services:
 	scripts/services.sh up

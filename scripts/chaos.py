@@ -163,12 +163,100 @@ class Stack:
         self.consumer.start()
         wait_until("api ready", lambda: http("GET", f"{self.base}/api/health/ready")[0] == 200, 60)
 
+    def extra_consumer(self, name, port):
+        """Another member of the same group, with its own health/metrics port."""
+        return Process(name, [str(self.consumer.argv[0])], {**self.env, "CONSUMER_PORT": str(port)},
+                       self.logdir)
+
+    def drop_database(self):
+        psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
     def stop(self):
         self.api.terminate()
         self.consumer.terminate()
 
-    def drop_database(self):
-        psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+    def register(self, email, password):
+        return http("POST", f"{self.base}/api/users", {
+            "firstName": "Chaos", "lastName": "Monkey", "email": email, "password": password,
+            "gender": "female", "sex": "female", "occupation": "Engineer"})
+
+    def drain_and_check(self, results, like, clients, timeout):
+        """Waits until every accepted registration is a user, then checks the promises:
+        each 202 exactly one user and one `user.registered` audit row, no non-2xx left a
+        user or a pending key, every accepted registration polls `completed`. Returns
+        (table rows, failure text or None, seconds waited for the drain)."""
+        accepted = {e: rid for e, (s, rid) in results.items() if s == 202}
+        refused = [e for e, (s, _) in results.items() if s != 202]
+        db = self.db
+        t0 = time.time()
+        wait_until("drain", lambda: int(psql(db, f"SELECT count(*) FROM users WHERE email LIKE '{like}'"))
+                   >= len(accepted), timeout)
+        drain = time.time() - t0
+        rows = psql(db, f"SELECT email, count(*) FROM users WHERE email LIKE '{like}' GROUP BY email")
+        users = {l.split("|")[0]: int(l.split("|")[1]) for l in rows.splitlines() if l}
+        audits = psql(db, "SELECT count(*) FROM user_audit_log a JOIN users u ON u.id = a.user_id "
+                          f"WHERE a.action = 'user.registered' AND u.email LIKE '{like}' "
+                          "GROUP BY a.user_id HAVING count(*) > 1")
+        persisted = sum(1 for e in accepted if e in users)
+        lost = len(accepted) - persisted
+        duplicated = sum(n - 1 for n in users.values()) + len([l for l in audits.splitlines() if l])
+        refused_left = [e for e in refused if e in users]
+        pending_left = []
+        for e in refused:
+            out = subprocess.run(["redis-cli", "-p", "6379", "EXISTS", f"{self.prefix}user:pending:{e}"],
+                                 capture_output=True, text=True).stdout.strip()
+            if out == "1":
+                pending_left.append(e)
+
+        not_completed = []
+        poll_lock = threading.Lock()
+        polls = Queue(list(accepted.items()))
+
+        def poller():
+            for email, rid in polls:
+                status, body = http("GET", f"{self.base}/api/users/{email}?registrationId={rid}")
+                if status != 200 or (body or {}).get("data", {}).get("status") != "completed":
+                    with poll_lock:
+                        not_completed.append((email, status))
+
+        pollers = [threading.Thread(target=poller) for _ in range(clients)]
+        for t in pollers:
+            t.start()
+        for t in pollers:
+            t.join()
+        codes = {}
+        for s, _ in results.values():
+            codes[s] = codes.get(s, 0) + 1
+        table = [
+            ("answers", ", ".join(f"{'no answer' if c == 0 else c}: {n}" for c, n in sorted(codes.items()))),
+            ("accepted (202)", len(accepted)),
+            ("persisted", persisted),
+            ("lost (must be 0)", lost),
+            ("duplicated (must be 0)", duplicated),
+            ("non-2xx that left a user (must be 0)", len(refused_left)),
+            ("non-2xx that left a pending key (must be 0)", len(pending_left)),
+            ("accepted not polling completed (must be 0)", len(not_completed)),
+        ]
+        failure = None
+        if lost or duplicated or refused_left or pending_left or not_completed:
+            failure = (f"lost {lost}, duplicated {duplicated}, refused-left {refused_left[:5]}, "
+                       f"pending-left {pending_left[:5]}, not completed {not_completed[:5]}")
+        return table, failure, drain
+
+
+def machine_rows(light_argon2, kafka_properties):
+    return [
+        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        ("machine", f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().machine}"),
+        ("argon2", "light (1 MiB, 1 pass)" if light_argon2 else "production defaults"),
+        ("KAFKA_PROPERTIES", kafka_properties or "(none)"),
+    ]
+
+
+def print_table(title, rows):
+    print(f"\n| {title} | |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
 
 
 def main():
@@ -189,7 +277,7 @@ def main():
     args = p.parse_args()
 
     stack = Stack("chaos", Path(args.bin), args.port, args.kafka_properties, args.light_argon2)
-    run, db, prefix, base = stack.run, stack.db, stack.prefix, stack.base
+    run, base = stack.run, stack.base
     api, consumer, logdir = stack.api, stack.consumer, stack.logdir
 
     # The load: clients take numbers until every user has been submitted.
@@ -203,10 +291,7 @@ def main():
             if due > time.time():
                 time.sleep(due - time.time())
             email = f"chaos-{run}-{i}@example.com"
-            status, body = http("POST", f"{base}/api/users", {
-                "firstName": "Chaos", "lastName": "Monkey", "email": email,
-                "password": f"chaos-{run}-{i}-long-secret", "gender": "female",
-                "sex": "female", "occupation": "Engineer"})
+            status, body = stack.register(email, f"chaos-{run}-{i}-long-secret")
             rid = (body or {}).get("data", {}).get("registrationId") if status == 202 else None
             with lock:
                 results[email] = (status, rid)
@@ -260,78 +345,18 @@ def main():
         t.join()
     load_secs = time.time() - started
 
-    accepted = {e: rid for e, (s, rid) in results.items() if s == 202}
-    refused = [e for e, (s, _) in results.items() if s != 202]
     like = f"chaos-{run}-%"
-    log(f"load done: {len(accepted)} accepted, {len(refused)} not; waiting for the drain")
-    wait_until("drain", lambda: int(psql(db, f"SELECT count(*) FROM users WHERE email LIKE '{like}'"))
-               >= len(accepted), args.drain_timeout)
+    log(f"load done: {sum(1 for s, _ in results.values() if s == 202)} accepted; waiting for the drain")
+    checks, failure, _ = stack.drain_and_check(results, like, args.clients, args.drain_timeout)
     drain_secs = time.time() - last_fault_end
-
-    rows = psql(db, f"SELECT email, count(*) FROM users WHERE email LIKE '{like}' GROUP BY email")
-    users = {l.split("|")[0]: int(l.split("|")[1]) for l in rows.splitlines() if l}
-    audits = psql(db, "SELECT count(*) FROM user_audit_log a JOIN users u ON u.id = a.user_id "
-                      f"WHERE a.action = 'user.registered' AND u.email LIKE '{like}' "
-                      "GROUP BY a.user_id HAVING count(*) > 1")
-    persisted = sum(1 for e in accepted if e in users)
-    lost = len(accepted) - persisted
-    duplicated = sum(n - 1 for n in users.values()) + len([l for l in audits.splitlines() if l])
-    refused_left = [e for e in refused if e in users]
-    pending_left = []
-    for e in refused:
-        out = subprocess.run(["redis-cli", "-p", "6379", "EXISTS", f"{prefix}user:pending:{e}"],
-                             capture_output=True, text=True).stdout.strip()
-        if out == "1":
-            pending_left.append(e)
-
-    # Every accepted registration polls as completed.
-    not_completed = []
-    poll_lock = threading.Lock()
-    polls = Queue(list(accepted.items()))
-
-    def poller():
-        for email, rid in polls:
-            status, body = http("GET", f"{base}/api/users/{email}?registrationId={rid}")
-            if status != 200 or (body or {}).get("data", {}).get("status") != "completed":
-                with poll_lock:
-                    not_completed.append((email, status))
-
-    pollers = [threading.Thread(target=poller) for _ in range(args.clients)]
-    for t in pollers:
-        t.start()
-    for t in pollers:
-        t.join()
-
-    api.terminate()
-    consumer.terminate()
-    codes = {}
-    for s, _ in results.values():
-        codes[s] = codes.get(s, 0) + 1
-    table = [
-        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
-        ("machine", f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().machine}"),
-        ("argon2", "light (1 MiB, 1 pass)" if args.light_argon2 else "production defaults"),
-        ("KAFKA_PROPERTIES", args.kafka_properties or "(none)"),
+    stack.stop()
+    print_table("chaos run", machine_rows(args.light_argon2, args.kafka_properties) + [
         ("clients / users submitted", f"{args.clients} / {len(results)} in {load_secs:.0f} s"),
         ("faults injected", ", ".join(f"{f} ({d:.1f} s)" for f, d in injected)),
-        ("answers", ", ".join(f"{'no answer' if c == 0 else c}: {n}" for c, n in sorted(codes.items()))),
-        ("accepted (202)", len(accepted)),
-        ("persisted", persisted),
-        ("lost (must be 0)", lost),
-        ("duplicated (must be 0)", duplicated),
-        ("non-2xx that left a user (must be 0)", len(refused_left)),
-        ("non-2xx that left a pending key (must be 0)", len(pending_left)),
-        ("accepted not polling completed (must be 0)", len(not_completed)),
-        ("drain after the last fault", f"{drain_secs:.1f} s"),
-    ]
-    print("\n| chaos run | |\n|---|---|")
-    for k, v in table:
-        print(f"| {k} | {v} |")
+    ] + checks + [("drain after the last fault", f"{drain_secs:.1f} s")])
     print(f"\nlogs: {logdir}")
-    failed = lost or duplicated or refused_left or pending_left or not_completed
-    if failed:
-        print(f"FAILED: lost {lost}, duplicated {duplicated}, refused-left {refused_left[:5]}, "
-              f"pending-left {pending_left[:5]}, not completed {not_completed[:5]}", file=sys.stderr)
+    if failure:
+        print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     stack.drop_database()
     return 0

@@ -14,7 +14,7 @@ use crate::bodies::registration::{
 };
 use crate::bodies::users::{
     AuditEntryView, AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport,
-    UserListAnswer, UserOrRegistrationStatus, UserUpdateRequest, UserView,
+    UserListAnswer, UserOrRegistrationStatus, UserReplaceRequest, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorBody, ErrorDetail, ErrorEnvelope, MessageAnswer, Pagination};
 
@@ -121,7 +121,8 @@ impl utoipa::Modify for CommonErrors {
         crate::routes::auth::jwks,
         crate::routes::users::list,
         crate::routes::users::get,
-        crate::routes::users::update,
+        crate::routes::users::replace,
+        crate::routes::users::patch,
         crate::routes::users::delete,
         crate::routes::users::export,
         crate::routes::users::audit,
@@ -157,6 +158,7 @@ impl utoipa::Modify for CommonErrors {
         Pagination,
         UserListAnswer,
         UserUpdateRequest,
+        UserReplaceRequest,
         DeleteRequest,
         AuditEntryView,
         AuditListAnswer,

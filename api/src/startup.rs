@@ -249,7 +249,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route("/api/auth/register", post(registration::register_alias))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/refresh", post(auth::refresh));
-    let mut user_changes = put(users::update).patch(users::update);
+    let mut user_changes = put(users::replace).patch(users::patch);
     if let Some(limit) = auth_limit {
         auth_limited = auth_limited.layer(limit.clone());
         user_changes = user_changes.layer(limit);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use common::ops::metrics::{latency_buckets, register};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct ConsumerMetrics {
     pub registry: Registry,
@@ -25,6 +25,8 @@ pub struct ConsumerMetrics {
     pub step_failures: IntCounterVec,
     /// Times the consumer left and rejoined a stalled group (see `stall`).
     pub group_rejoins: IntCounter,
+    /// `registrar_consumer_assigned_partitions`: partitions this member holds now.
+    pub assigned_partitions: IntGauge,
 }
 
 fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -51,6 +53,14 @@ impl ConsumerMetrics {
                 IntCounter::new(
                     "registrar_consumer_group_rejoins_total",
                     "Times the consumer rejoined a group that held its lag without progress",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            assigned_partitions: register(
+                r,
+                IntGauge::new(
+                    "registrar_consumer_assigned_partitions",
+                    "Partitions of the topic assigned to this member of the group",
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),

@@ -76,13 +76,18 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut watch = StallWatch::new(session * 3);
-        let mut ticker = tokio::time::interval(session / 2);
+        // Every second: the assignment gauge stays current for dashboards and the
+        // scale-out run; the stall decision is by elapsed time, not by tick count.
+        let mut ticker = tokio::time::interval(Duration::from_secs(1).min(session / 2));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
             let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+            metrics
+                .assigned_partitions
+                .set(i64::try_from(assigned).unwrap_or(i64::MAX));
             if watch.observe(Instant::now(), assigned, lag.latest()) {
                 let progress = lag.latest();
                 tracing::warn!(

@@ -80,23 +80,61 @@ pub struct UserListAnswer {
     pub pagination: Pagination,
 }
 
-/// `PUT` needs every profile field; `PATCH` any of them.
+/// `PATCH /api/users/{id}` body: any of the fields; also read for `PUT`, whose missing
+/// profile fields are then reported together as one validation error.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UserUpdateRequest {
+    #[schema(min_length = 2, max_length = 100)]
     pub first_name: Option<String>,
+    #[schema(min_length = 2, max_length = 100)]
     pub last_name: Option<String>,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
+    #[schema(pattern = "^(male|female|non-binary|prefer-not-to-say)$")]
     pub gender: Option<String>,
+    #[schema(pattern = "^(male|female|intersex)$")]
     pub sex: Option<String>,
+    #[schema(min_length = 2, max_length = 255)]
     pub occupation: Option<String>,
-    /// Admin only.
+    /// Admin only: user | moderator | admin.
+    #[schema(pattern = "^(user|moderator|admin)$")]
     pub role: Option<String>,
-    /// A new password (8-128 characters).
-    #[schema(value_type = Option<String>)]
+    /// A new password: 12-128 characters by default (`PASSWORD_MIN_LENGTH`), not a
+    /// common one.
+    #[schema(value_type = Option<String>, min_length = 12, max_length = 128)]
     pub password: Option<SecretString>,
     /// Required when changing one's own password.
     #[schema(value_type = Option<String>)]
+    pub current_password: Option<SecretString>,
+}
+
+/// `PUT /api/users/{id}` body as the OpenAPI document shows it: every profile field is
+/// required. The handler reads a [`UserUpdateRequest`], so that missing fields are
+/// reported together in the validation envelope instead of as a JSON error.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UserReplaceRequest {
+    #[schema(min_length = 2, max_length = 100)]
+    pub first_name: String,
+    #[schema(min_length = 2, max_length = 100)]
+    pub last_name: String,
+    #[schema(min_length = 3, max_length = 254)]
+    pub email: String,
+    #[schema(pattern = "^(male|female|non-binary|prefer-not-to-say)$")]
+    pub gender: String,
+    #[schema(pattern = "^(male|female|intersex)$")]
+    pub sex: String,
+    #[schema(min_length = 2, max_length = 255)]
+    pub occupation: String,
+    /// Admin only: user | moderator | admin.
+    #[schema(nullable = false, pattern = "^(user|moderator|admin)$")]
+    pub role: Option<String>,
+    /// A new password: 12-128 characters by default (`PASSWORD_MIN_LENGTH`).
+    #[schema(value_type = Option<String>, nullable = false, min_length = 12, max_length = 128)]
+    pub password: Option<SecretString>,
+    /// Required when changing one's own password.
+    #[schema(value_type = Option<String>, nullable = false)]
     pub current_password: Option<SecretString>,
 }
 

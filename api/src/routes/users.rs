@@ -3,7 +3,7 @@
 //! and the audit trail.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -14,7 +14,7 @@ use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::registration::{RegistrationStatusAnswer, RegistrationStatusData};
 use crate::bodies::users::{
     AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport, UserListAnswer,
-    UserOrRegistrationStatus, UserUpdateRequest, UserView,
+    UserOrRegistrationStatus, UserReplaceRequest, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer, Pagination};
 use crate::error::ApiError;
@@ -140,21 +140,20 @@ pub async fn get(
     Ok(respond::user(&user))
 }
 
-/// `PUT` replaces every profile field, `PATCH` changes the ones it names; both are
-/// conditional on `If-Match` when it is sent.
+/// `PUT` replaces every profile field; conditional on `If-Match` when it is sent.
 #[utoipa::path(
-    method(put, patch),
+    put,
     path = "/api/users/{id}",
     tag = "users",
     security(("bearer" = [])),
-    request_body(content = UserUpdateRequest, description = "PUT: every profile field; PATCH: any of them"),
+    request_body(content = UserReplaceRequest, description = "Every profile field"),
     params(
         ("id" = String, Path, description = "User id"),
         ("If-Match" = Option<String>, Header, description = "The ETag of the version this change is based on"),
     ),
     responses(
         (status = 200, description = "The updated user, with its new ETag", body = UserAnswer),
-        (status = 400, description = "Validation failed (PUT: every profile field is required) or nothing to change", body = ErrorEnvelope),
+        (status = 400, description = "Validation failed (every profile field is required)", body = ErrorEnvelope),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not self or admin, or a role change by a non-admin", body = ErrorEnvelope),
         (status = 404, description = "No such live user", body = ErrorEnvelope),
@@ -162,22 +161,78 @@ pub async fn get(
         (status = 412, description = "If-Match does not match the current ETag", body = ErrorEnvelope),
     )
 )]
-pub async fn update(
+pub async fn replace(
     State(app): State<AppState>,
-    method: Method,
     caller: Caller,
     context: RequestContext,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
     body: Result<ApiJson<UserUpdateRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
+    change(
+        app,
+        caller,
+        context,
+        raw_id,
+        headers,
+        body,
+        UpdateMode::Replace,
+    )
+    .await
+}
+
+/// `PATCH` changes the fields it names; conditional on `If-Match` when it is sent.
+#[utoipa::path(
+    patch,
+    path = "/api/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body(content = UserUpdateRequest, description = "Any of the fields"),
+    params(
+        ("id" = String, Path, description = "User id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag of the version this change is based on"),
+    ),
+    responses(
+        (status = 200, description = "The updated user, with its new ETag", body = UserAnswer),
+        (status = 400, description = "Validation failed or nothing to change", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not self or admin, or a role change by a non-admin", body = ErrorEnvelope),
+        (status = 404, description = "No such live user", body = ErrorEnvelope),
+        (status = 409, description = "EMAIL_TAKEN, or LAST_ADMIN: the only admin cannot be demoted", body = ErrorEnvelope),
+        (status = 412, description = "If-Match does not match the current ETag", body = ErrorEnvelope),
+    )
+)]
+pub async fn patch(
+    State(app): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<ApiJson<UserUpdateRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    change(
+        app,
+        caller,
+        context,
+        raw_id,
+        headers,
+        body,
+        UpdateMode::Patch,
+    )
+    .await
+}
+
+async fn change(
+    app: AppState,
+    caller: Caller,
+    context: RequestContext,
+    raw_id: String,
+    headers: HeaderMap,
+    body: Result<ApiJson<UserUpdateRequest>, ApiError>,
+    mode: UpdateMode,
+) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
     let id = users::parse_user_id(&raw_id)?;
-    let mode = if method == Method::PUT {
-        UpdateMode::Replace
-    } else {
-        UpdateMode::Patch
-    };
     let expected = respond::expected_version(&headers);
     let user = users::update_user(&app, &caller, &context, id, expected, body, mode).await?;
     Ok(respond::user(&user))

@@ -1,5 +1,7 @@
 //! The users repository: every SQL statement about `users` and `user_audit_log`.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -311,6 +313,29 @@ pub async fn find_by_email(
 pub struct ListCursor {
     pub created_at: DateTime<Utc>,
     pub id: Uuid,
+}
+
+impl ListCursor {
+    /// The opaque `nextCursor` of a page: base64url of `<created_at µs>|<id>`.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
+    }
+
+    /// A cursor the caller sent back; `None` for anything [`ListCursor::encode`] could
+    /// not have produced.
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (micros, id) = text.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]

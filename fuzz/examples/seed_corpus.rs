@@ -1,0 +1,74 @@
+//! Writes the seed inputs of every fuzz target into `fuzz/corpus/<target>/` (kept in the
+//! repository; libFuzzer adds what it finds beside them):
+//! `cargo run --manifest-path fuzz/Cargo.toml --example seed_corpus`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use registrar_common::events::registration::{
+    compat, Credential, RegistrationEvent, HISTORIC_SCHEMAS,
+};
+use registrar_common::events::seal::SealedPassword;
+use registrar_common::store::users::ListCursor;
+use uuid::Uuid;
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let dir = dir.join(target);
+    fs::create_dir_all(&dir).expect("corpus directory");
+    fs::write(dir.join(name), bytes).expect("seed file");
+}
+
+fn event(credential: Credential, request_id: Option<String>) -> RegistrationEvent {
+    RegistrationEvent {
+        registration_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+        email: "jane.doe@example.com".into(),
+        first_name: "Jane".into(),
+        last_name: "Doe".into(),
+        gender: "female".into(),
+        sex: "female".into(),
+        occupation: "Engineer".into(),
+        credential,
+        submitted_at_ms: 1_700_000_000_000,
+        request_id,
+    }
+}
+
+fn main() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let sealed = Credential::Sealed(SealedPassword {
+        key_id: "k1".into(),
+        encapsulated_key: vec![7; 32],
+        ciphertext: vec![9; 44],
+    });
+    let hashed = Credential::PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    let sealed_event = event(sealed, Some("req-1".into()));
+    let hashed_event = event(hashed, None);
+    for (name, e) in [("sealed", &sealed_event), ("hash", &hashed_event)] {
+        write(&dir, "avro_registration_event", &format!("current-{name}"), &e.encode().expect("encode"));
+        for index in 0..HISTORIC_SCHEMAS.len() {
+            write(
+                &dir,
+                "avro_registration_event",
+                &format!("historic-{index}-{name}"),
+                &compat::encode_with_historic(e, index),
+            );
+        }
+    }
+
+    let cursor = ListCursor {
+        created_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("time"),
+        id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002),
+    };
+    write(&dir, "list_cursor", "issued", cursor.encode().as_bytes());
+
+    let bodies = [
+        r#"{"firstName":"John","lastName":"Doe","email":"John.Doe@Example.com","password":"correct horse battery","gender":"male","sex":"male","occupation":"Software Engineer"}"#,
+        r#"{"firstName":"Zoë","lastName":"Ñúñez","email":"  zoe@example.org ","password":"a much longer passphrase with ünïcode","gender":"non-binary","sex":"intersex","occupation":"Teacher"}"#,
+        r#"{"firstName":"J","lastName":"","email":"not-an-email","password":"short","gender":"other","sex":"x","occupation":"a"}"#,
+        r#"{"firstName":null,"unknown":1}"#,
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        write(&dir, "registration_body", &format!("body-{i}"), body.as_bytes());
+    }
+    println!("seeds written under {}", dir.display());
+}

@@ -1,0 +1,32 @@
+//! `POST /api/users` bodies: any bytes are refused as JSON, refused by the registration
+//! rules, or accepted as a registration whose profile the consumer, validating the
+//! event's fields again, accepts unchanged (else an accepted registration would fail
+//! later as INVALID_REGISTRATION).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use registrar_api::bodies::registration::RegistrationRequest;
+use registrar_common::domain::password_policy::PasswordPolicy;
+use registrar_common::domain::registration::{Profile, ProfileInput};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(request) = serde_json::from_slice::<RegistrationRequest>(data) else {
+        return;
+    };
+    let policy = PasswordPolicy::new(12);
+    let Ok(registration) = request.parse(&policy) else {
+        return;
+    };
+    let p = &registration.profile;
+    let again = Profile::parse(ProfileInput {
+        email: Some(p.email.as_str()),
+        first_name: Some(&p.first_name),
+        last_name: Some(&p.last_name),
+        gender: Some(p.gender.as_str()),
+        sex: Some(p.sex.as_str()),
+        occupation: Some(&p.occupation),
+    })
+    .expect("the consumer accepts what the api accepted");
+    assert_eq!(&again, p);
+    assert!(policy.check("password", &registration.password).is_ok());
+});
