@@ -14,6 +14,7 @@ Standard library only; needs psql and redis-cli (scripts/services.sh installs bo
 """
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -158,6 +159,10 @@ class Stack:
         subprocess.run([str(self.api_bin), "migrate"], env=env, check=True, capture_output=True)
         self.api = Process("api", [str(self.api_bin), "serve"], env, logdir)
         self.consumer = Process("consumer", [str(consumer_bin)], env, logdir)
+        self.processes = [self.api, self.consumer]
+        # Whatever ends the run (a failed check, an exception, Ctrl-C), no process of it
+        # outlives it to hold a port or consume the next run's topic.
+        atexit.register(self.kill_all)
         self.base = f"http://127.0.0.1:{port}"
         self.api.start()
         self.consumer.start()
@@ -165,8 +170,16 @@ class Stack:
 
     def extra_consumer(self, name, port):
         """Another member of the same group, with its own health/metrics port."""
-        return Process(name, [str(self.consumer.argv[0])], {**self.env, "CONSUMER_PORT": str(port)},
+        proc = Process(name, [str(self.consumer.argv[0])], {**self.env, "CONSUMER_PORT": str(port)},
                        self.logdir)
+        self.processes.append(proc)
+        return proc
+
+    def kill_all(self):
+        for proc in self.processes:
+            if proc.proc and proc.proc.poll() is None:
+                proc.proc.kill()
+                proc.proc.wait()
 
     def drop_database(self):
         psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')

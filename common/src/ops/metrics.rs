@@ -53,12 +53,24 @@ pub struct LagMonitor {
     latest: std::sync::Mutex<Option<GroupProgress>>,
 }
 
-/// The group's position on the topic at the last measurement: what is left to consume
-/// and how far the group has committed (summed over partitions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The group's position on the topic at the last measurement, per partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupProgress {
+    pub partitions: std::collections::BTreeMap<i32, PartitionProgress>,
+}
+
+/// One partition's records left to consume and the group's committed offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
     pub lag: i64,
     pub committed: i64,
+}
+
+impl GroupProgress {
+    /// Records left to consume over all partitions.
+    pub fn lag(&self) -> i64 {
+        self.partitions.values().map(|p| p.lag).sum()
+    }
 }
 
 impl LagMonitor {
@@ -107,10 +119,7 @@ impl LagMonitor {
             tpl.add_partition(&self.topic, *p);
         }
         let committed = client.committed_offsets(tpl, Timeout::After(timeout))?;
-        let mut progress = GroupProgress {
-            lag: 0,
-            committed: 0,
-        };
+        let mut progress = GroupProgress::default();
         for p in partitions {
             let (low, high) = client.fetch_watermarks(&self.topic, p, Timeout::After(timeout))?;
             let position = match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
@@ -122,8 +131,13 @@ impl LagMonitor {
             self.gauge
                 .with_label_values(&[self.topic.as_str(), &p.to_string()])
                 .set(lag);
-            progress.lag += lag;
-            progress.committed += position;
+            progress.partitions.insert(
+                p,
+                PartitionProgress {
+                    lag,
+                    committed: position,
+                },
+            );
         }
         if let Ok(mut latest) = self.latest.lock() {
             *latest = Some(progress);
@@ -133,7 +147,7 @@ impl LagMonitor {
 
     /// The last measurement, if one succeeded.
     pub fn latest(&self) -> Option<GroupProgress> {
-        self.latest.lock().ok().and_then(|l| *l)
+        self.latest.lock().ok().and_then(|l| l.clone())
     }
 
     /// Refreshes every `interval` until the task is dropped.
