@@ -17,8 +17,13 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-/// `If-Match` as the versions a change may apply to.
+/// `If-Match` as the versions a change may apply to. No header: no condition. A header
+/// that names no entity tag (empty, or not text) is a condition nothing meets (412), so
+/// a client that meant to send one never overwrites unconditionally.
 pub fn expected_version(headers: &HeaderMap) -> Expected {
+    if !headers.contains_key(header::IF_MATCH) {
+        return Expected::AnyVersion;
+    }
     let tags: Vec<&str> = headers
         .get_all(header::IF_MATCH)
         .iter()
@@ -27,9 +32,7 @@ pub fn expected_version(headers: &HeaderMap) -> Expected {
         .map(|s| s.trim().trim_start_matches("W/"))
         .filter(|s| !s.is_empty())
         .collect();
-    if tags.is_empty() {
-        Expected::AnyVersion
-    } else if tags.contains(&"*") {
+    if tags.contains(&"*") {
         Expected::Exists
     } else {
         Expected::OneOf(
@@ -91,6 +94,22 @@ mod tests {
         h.insert(
             header::IF_MATCH,
             HeaderValue::from_static("\"stale-or-foreign\""),
+        );
+        assert_eq!(expected_version(&h), Expected::OneOf(vec![]));
+    }
+
+    #[test]
+    fn an_empty_or_unreadable_if_match_is_a_condition_nothing_meets() {
+        // Found by schemathesis: `If-Match:` with an empty value made the change
+        // unconditional. A client that sent a condition gets 412, never an overwrite.
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_MATCH, HeaderValue::from_static(""));
+        assert_eq!(expected_version(&h), Expected::OneOf(vec![]));
+        h.insert(header::IF_MATCH, HeaderValue::from_static(" , "));
+        assert_eq!(expected_version(&h), Expected::OneOf(vec![]));
+        h.insert(
+            header::IF_MATCH,
+            HeaderValue::from_bytes(b"\"\xff\"").unwrap(),
         );
         assert_eq!(expected_version(&h), Expected::OneOf(vec![]));
     }

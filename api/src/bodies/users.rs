@@ -127,14 +127,15 @@ pub struct UserReplaceRequest {
     pub sex: String,
     #[schema(min_length = 2, max_length = 255)]
     pub occupation: String,
-    /// Admin only: user | moderator | admin.
-    #[schema(nullable = false, pattern = "^(user|moderator|admin)$")]
+    /// Admin only: user | moderator | admin. Absent or null: unchanged.
+    #[schema(pattern = "^(user|moderator|admin)$")]
     pub role: Option<String>,
-    /// A new password: 12-128 characters by default (`PASSWORD_MIN_LENGTH`).
-    #[schema(value_type = Option<String>, nullable = false, min_length = 12, max_length = 128)]
+    /// A new password: 12-128 characters by default (`PASSWORD_MIN_LENGTH`). Absent or
+    /// null: unchanged.
+    #[schema(value_type = Option<String>, min_length = 12, max_length = 128)]
     pub password: Option<SecretString>,
     /// Required when changing one's own password.
-    #[schema(value_type = Option<String>, nullable = false)]
+    #[schema(value_type = Option<String>)]
     pub current_password: Option<SecretString>,
 }
 

@@ -72,9 +72,16 @@ pub async fn register(
     path = "/api/auth/register",
     tag = "registration",
     request_body = RegistrationRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first answer")),
     responses(
         (status = 202, description = "Accepted; same contract as POST /api/users", body = RegistrationAccepted),
-        (status = 400, description = "Validation failed", body = ErrorEnvelope),
+        (status = 400, description = "Validation failed or malformed JSON", body = ErrorEnvelope),
+        (status = 409, description = "A registration of this email is pending", body = ErrorEnvelope),
+        (status = 413, description = "Body over 16 KiB", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = ErrorEnvelope),
+        (status = 503, description = "Overloaded or a dependency is down; nothing accepted", body = ErrorEnvelope),
     )
 )]
 pub async fn register_alias(

@@ -1011,6 +1011,10 @@ async fn a_write_with_a_stale_if_match_is_412_and_changes_nothing() {
     let (status, _, body) = send(&etag, json!({"occupation": "Countess"})).await;
     assert_eq!(status, 412);
     assert_eq!(body["error"]["code"], "PRECONDITION_FAILED");
+    // An empty If-Match names no version: refused, not taken as "no condition".
+    let (status, _, body) = send("", json!({"occupation": "Countess"})).await;
+    assert_eq!(status, 412);
+    assert_eq!(body["error"]["code"], "PRECONDITION_FAILED");
     let (_, _, current) = app.call(GET, &path, Some(&user.access), None).await;
     assert_eq!(current["data"]["occupation"], "Poet");
     assert_eq!(send("*", json!({"occupation": "Countess"})).await.0, 200);
