@@ -15,6 +15,8 @@ CACHE="${REGISTRAR_CACHE:-$HOME/.cache/registrar}"
 FUZZ_ROOT="$CACHE/cargo-fuzz"
 CARGO_FUZZ="$FUZZ_ROOT/bin/cargo-fuzz"
 CARGO_FUZZ_VERSION="${CARGO_FUZZ_VERSION:-0.13.1}"
+# The instrumented build lives beside the cache, so a fresh clone (CI) reuses it.
+FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-$CACHE/fuzz-target}"
 SECONDS_EACH=600
 KEEP=0
 TARGETS=()
@@ -50,7 +52,7 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
   mapfile -t TARGETS < <(cargo fuzz list)
 fi
 log "building ${#TARGETS[@]} targets (release, debug assertions, AddressSanitizer)"
-cargo "${TOOLCHAIN[@]}" fuzz build >&2
+cargo "${TOOLCHAIN[@]}" fuzz build --target-dir "$FUZZ_TARGET_DIR" >&2
 
 SCRATCH="$(mktemp -d)"
 trap 'rm -rf "$SCRATCH"' EXIT
@@ -60,7 +62,7 @@ for target in "${TARGETS[@]}"; do
   mkdir -p "corpus/$target" "$SCRATCH/$target"
   if [ "$KEEP" = 1 ]; then dirs=("corpus/$target"); else dirs=("$SCRATCH/$target" "corpus/$target"); fi
   log "$target: ${SECONDS_EACH} s"
-  if cargo "${TOOLCHAIN[@]}" fuzz run "$target" "${dirs[@]}" -- \
+  if cargo "${TOOLCHAIN[@]}" fuzz run --target-dir "$FUZZ_TARGET_DIR" "$target" "${dirs[@]}" -- \
       -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
       >"$SCRATCH/$target.log" 2>&1; then
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$SCRATCH/$target.log" | grep -o '[0-9]*$' || echo '?')"

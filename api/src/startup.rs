@@ -310,6 +310,16 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route("/.well-known/jwks.json", get(auth::jwks))
         .merge(docs)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // A panicking handler answers 500 in the envelope (counted and traced by the
+        // layers below) instead of dropping the connection without an answer.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::from(crate::service::ServiceError::Internal(anyhow::anyhow!(
+                    "a request handler panicked"
+                )))
+                .into_response()
+            },
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             crate::metrics::track,

@@ -13,13 +13,15 @@ pub struct DataItem {
     pub updated_at: DateTime<Utc>,
 }
 
-fn item(r: &tokio_postgres::Row) -> DataItem {
-    DataItem {
-        key: r.get(0),
-        value: r.get(1),
-        created_at: r.get(2),
-        updated_at: r.get(3),
-    }
+/// A row as an item. `try_get`: the value is the user's JSON, so a value the decoder
+/// cannot read back is an error, never a panic.
+fn item(r: &tokio_postgres::Row) -> Result<DataItem, tokio_postgres::Error> {
+    Ok(DataItem {
+        key: r.try_get(0)?,
+        value: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        updated_at: r.try_get(3)?,
+    })
 }
 
 /// Inserts an item; `None` when the owner already has this key.
@@ -29,7 +31,7 @@ pub async fn create(
     key: &str,
     value: &serde_json::Value,
 ) -> Result<Option<DataItem>, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_opt(
             "INSERT INTO data_store (user_id, key, value) VALUES ($1, $2, $3)
              ON CONFLICT (user_id, key) DO NOTHING
@@ -38,7 +40,8 @@ pub async fn create(
         )
         .await?
         .as_ref()
-        .map(item))
+        .map(item)
+        .transpose()
 }
 
 pub async fn get(
@@ -46,14 +49,15 @@ pub async fn get(
     owner: Uuid,
     key: &str,
 ) -> Result<Option<DataItem>, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_opt(
             "SELECT key, value, created_at, updated_at FROM data_store WHERE user_id = $1 AND key = $2",
             &[&owner, &key],
         )
         .await?
         .as_ref()
-        .map(item))
+        .map(item)
+        .transpose()
 }
 
 /// Replaces the value of an existing item; `None` when there is none.
@@ -63,7 +67,7 @@ pub async fn update(
     key: &str,
     value: &serde_json::Value,
 ) -> Result<Option<DataItem>, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_opt(
             "UPDATE data_store SET value = $3, updated_at = now() WHERE user_id = $1 AND key = $2
              RETURNING key, value, created_at, updated_at",
@@ -71,7 +75,8 @@ pub async fn update(
         )
         .await?
         .as_ref()
-        .map(item))
+        .map(item)
+        .transpose()
 }
 
 pub async fn delete(
@@ -103,7 +108,7 @@ pub async fn list(
             &[&owner, &after, &limit],
         )
         .await?;
-    Ok(rows.iter().map(item).collect())
+    rows.iter().map(item).collect()
 }
 
 /// What an owner stores: item count and bytes (keys plus values as stored).

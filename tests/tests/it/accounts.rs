@@ -1455,3 +1455,34 @@ async fn logins_refused_for_overload_do_not_count_towards_the_lockout() {
         .unwrap();
     assert_eq!(counted, verified.to_string());
 }
+
+#[tokio::test]
+async fn a_stored_number_at_the_edge_of_f64_reads_back_unchanged() {
+    // Found by schemathesis: PostgreSQL writes 1.7976931348623157e308 back as a
+    // 309-digit integer, which serde_json's default number parser called out of range;
+    // the read panicked and the connection was dropped without an answer.
+    let app = TestApp::spawn().await;
+    let me_ = app.register_and_login().await;
+    for (key, raw) in [
+        ("max", "[1.7976931348623155e+308, -1.7976931348623157e308]"),
+        ("tiny", "[5e-324, 2.2250738585072014e-308, -0.0]"),
+        ("long", "[0.1, 123456789012345678901234567890, 1e22]"),
+    ] {
+        let sent: Value = serde_json::from_str(raw).unwrap();
+        let response = app
+            .http
+            .post(app.url("/api/data"))
+            .bearer_auth(&me_.access)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"key": "{key}", "value": {raw}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{key}");
+        let (status, _, body) = app
+            .call(GET, &format!("/api/data/{key}"), Some(&me_.access), None)
+            .await;
+        assert_eq!(status, 200, "{key}: {body}");
+        assert_eq!(body["data"]["value"], sent, "{key}");
+    }
+}
