@@ -17,6 +17,7 @@ import argparse
 import atexit
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,23 @@ def http(method, url, body=None, timeout=10):
             return e.code, None
     except (urllib.error.URLError, OSError, TimeoutError):
         return 0, None  # no answer (connection refused or cut)
+
+
+def consumer_metrics(port):
+    """(assigned partitions, group lag, users persisted) from a consumer's /metrics, or None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except (OSError, ValueError):
+        return None
+
+    def values(name):
+        return [float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
+    assigned = values("registrar_consumer_assigned_partitions")
+    persisted = values("registrar_consumer_users_persisted_total")
+    lag = values("registrar_consumer_lag")
+    return (int(assigned[0]) if assigned else 0, int(sum(lag)) if lag else None,
+            int(persisted[0]) if persisted else 0)
 
 
 class Process:
@@ -277,6 +295,8 @@ def main():
     p.add_argument("--users", type=int, default=10000)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--kills", type=int, default=3, help="consumer kill -9s")
+    p.add_argument("--only-kills", action="store_true",
+                   help="inject only the consumer kills (crash-recovery measurement)")
     p.add_argument("--duration", type=float, default=150,
                    help="seconds over which the submissions are spread, so faults land mid-load")
     p.add_argument("--bin", default=str(ROOT / "target" / "release"))
@@ -315,18 +335,34 @@ def main():
 
     # Faults at fractions of the load; consumer kills spread over it.
     plan = [((k + 1) / (args.kills + 5), "consumer kill -9") for k in range(args.kills)]
-    plan += [((args.kills + 1) / (args.kills + 5), "PostgreSQL restart"),
-             ((args.kills + 2) / (args.kills + 5), "Redis restart"),
-             ((args.kills + 3) / (args.kills + 5), "broker restart"),
-             ((args.kills + 4) / (args.kills + 5), "api SIGTERM + restart")]
+    if args.only_kills:
+        plan = [((k + 1) / (args.kills + 1), "consumer kill -9") for k in range(args.kills)]
+    else:
+        plan += [((args.kills + 1) / (args.kills + 5), "PostgreSQL restart"),
+                 ((args.kills + 2) / (args.kills + 5), "Redis restart"),
+                 ((args.kills + 3) / (args.kills + 5), "broker restart"),
+                 ((args.kills + 4) / (args.kills + 5), "api SIGTERM + restart")]
     plan.sort()
-    injected, last_fault_end = [], None
+    injected, last_fault_end, resumed = [], None, []
+    consumer_port = args.port + 1
+
+    def time_to_resume(started_at):
+        """Seconds until the restarted consumer holds partitions again."""
+        deadline = started_at + 300
+        while time.time() < deadline:
+            m = consumer_metrics(consumer_port)
+            if m and m[0] > 0:
+                resumed.append(time.time() - started_at)
+                return
+            time.sleep(0.5)
+        resumed.append(None)
 
     def inject(fault):
         t0 = time.time()
         if fault == "consumer kill -9":
             consumer.kill9()
             consumer.start()
+            threading.Thread(target=time_to_resume, args=(time.time(),), daemon=True).start()
         elif fault == "PostgreSQL restart":
             version = sorted(os.listdir("/etc/postgresql"), key=lambda v: float(v))[-1]
             sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -366,8 +402,12 @@ def main():
     print_table("chaos run", machine_rows(args.light_argon2, args.kafka_properties) + [
         ("clients / users submitted", f"{args.clients} / {len(results)} in {load_secs:.0f} s"),
         ("faults injected", ", ".join(f"{f} ({d:.1f} s)" for f, d in injected)),
+        ("consumer holding partitions again after each kill -9",
+         ", ".join("never" if r is None else f"{r:.1f} s" for r in resumed)),
     ] + checks + [("drain after the last fault", f"{drain_secs:.1f} s")])
     print(f"\nlogs: {logdir}")
+    if any(r is None for r in resumed):
+        failure = failure or "a restarted consumer never got partitions"
     if failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1

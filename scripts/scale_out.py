@@ -11,34 +11,16 @@ Standard library only; reuses the process stack of scripts/chaos.py.
 """
 
 import argparse
-import re
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos import ROOT, Queue, Stack, log, machine_rows, print_table, wait_until  # noqa: E402
+from chaos import (ROOT, Queue, Stack, consumer_metrics, log, machine_rows,  # noqa: E402
+                   print_table, wait_until)
 
 PARTITIONS = 4  # the topic Stack creates
-
-
-def scrape(port):
-    """(assigned partitions, group lag, users persisted) from a consumer's /metrics, or None."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except (OSError, ValueError):
-        return None
-
-    def values(name):
-        return [float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
-    assigned = values("registrar_consumer_assigned_partitions")
-    persisted = values("registrar_consumer_users_persisted_total")
-    lag = values("registrar_consumer_lag")
-    return (int(assigned[0]) if assigned else 0, int(sum(lag)) if lag else None,
-            int(persisted[0]) if persisted else 0)
 
 
 def main():
@@ -68,7 +50,7 @@ def main():
         return {n: port for n, (proc, port) in consumers.items() if proc.proc.poll() is None}
 
     def assignment():
-        seen = {n: scrape(port) for n, port in alive().items()}
+        seen = {n: consumer_metrics(port) for n, port in alive().items()}
         return {n: s for n, s in seen.items() if s is not None}
 
     def spread():

@@ -134,7 +134,11 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut watch = StallWatch::new(session * 3);
+        // Two session timeouts: the broker has expired a dead member by then, and a
+        // live holder commits after every batch, seconds apart. A restarted consumer
+        // left with nothing thus resumes within about 25 s of its start (10 s session).
+        let window = session * 2;
+        let mut watch = StallWatch::new(window);
         // Every second: the assignment gauge stays current for dashboards and the
         // scale-out run; the stall decision is by elapsed time, not by tick count.
         let mut ticker = tokio::time::interval(Duration::from_secs(1).min(session / 2));
@@ -157,7 +161,7 @@ pub fn spawn(
                     stuck_partitions = ?stall.stuck,
                     held_partitions = stall.held,
                     lag = progress.map(|p| p.lag()).unwrap_or_default(),
-                    window_secs = (session * 3).as_secs(),
+                    window_secs = window.as_secs(),
                 );
                 metrics.group_rejoins.inc();
                 consumer.unsubscribe();
