@@ -119,16 +119,18 @@ def main():
     logins, login_lock = [0], threading.Lock()
     t_end = time.time() + 10
 
-    def login_loop():
-        i = 0
+    # Each client its own accounts: the lockout counts attempts in flight per account
+    # (more than LOGIN_MAX_ATTEMPTS parallel logins to one account answer 429).
+    def login_loop(first):
+        i = first
         while time.time() < t_end:
             email, password = burst_users[i % len(burst_users)]
             status, _ = http("POST", f"{base}/api/auth/login", {"email": email, "password": password})
             assert status == 200, f"login during the capacity probe answered {status}"
             with login_lock:
                 logins[0] += 1
-            i += 1
-    probes = [threading.Thread(target=login_loop) for _ in range(args.clients)]
+            i += args.clients
+    probes = [threading.Thread(target=login_loop, args=(c,)) for c in range(args.clients)]
     for t in probes:
         t.start()
     for t in probes:
@@ -151,6 +153,7 @@ def main():
     errors, counts = [], {"register": 0, "login": 0, "poll": 0}
     state_lock = threading.Lock()
     registered = []  # (email, registrationId) accepted during the soak
+    next_login = [0]  # logins take the capacity burst's accounts in turn
     started = time.time()
     jobs = Queue(schedule)
 
@@ -167,7 +170,10 @@ def main():
                     with state_lock:
                         registered.append((email, body["data"]["registrationId"]))
             elif kind == "login":
-                email, password = burst_users[int(due * 1000) % len(burst_users)]
+                with state_lock:
+                    n = next_login[0]
+                    next_login[0] += 1
+                email, password = burst_users[n % len(burst_users)]
                 status, _ = http("POST", f"{base}/api/auth/login", {"email": email, "password": password})
                 ok = status == 200
             else:
