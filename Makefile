@@ -41,7 +41,7 @@ api-fuzz: services
 
 api-fuzz-short: services
 	$(CARGO) build --bin api --bin consumer
-	scripts/api_fuzz.py --examples 10 --min-cases 1000
+	scripts/api_fuzz.py --examples 40 --min-cases 1000
 
 # libFuzzer on the parsers of outside bytes (README "Fuzzing"): 10 minutes per target,
 # new inputs kept in fuzz/corpus; the short version reads the corpus only.
