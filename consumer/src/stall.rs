@@ -77,19 +77,6 @@ impl StallWatch {
                 }
             }
         }
-        let window = self.effective_window();
-        let stuck: Vec<i32> = progress
-            .partitions
-            .iter()
-            .filter(|(partition, p)| {
-                p.lag > 0
-                    && self
-                        .still
-                        .get(partition)
-                        .is_some_and(|(_, since)| now.duration_since(*since) >= window)
-            })
-            .map(|(partition, _)| *partition)
-            .collect();
         if let Some(at) = self.last_rejoin {
             // Recovered: every partition with lag has moved since the last rejoin.
             let recovered = progress.partitions.iter().all(|(partition, p)| {
@@ -104,6 +91,19 @@ impl StallWatch {
                 self.last_rejoin = None;
             }
         }
+        let window = self.effective_window();
+        let stuck: Vec<i32> = progress
+            .partitions
+            .iter()
+            .filter(|(partition, p)| {
+                p.lag > 0
+                    && self
+                        .still
+                        .get(partition)
+                        .is_some_and(|(_, since)| now.duration_since(*since) >= window)
+            })
+            .map(|(partition, _)| *partition)
+            .collect();
         if stuck.is_empty() {
             return None;
         }
