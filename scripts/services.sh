@@ -12,6 +12,10 @@ TANSU_ROOT="$CACHE/tansu"
 TANSU="$TANSU_ROOT/bin/tansu"
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
 DATA="${REGISTRAR_DATA:-$ROOT/.local}"
+# The broker on 127.0.0.1:$KAFKA_PORT is one per machine, whichever checkout started it,
+# so its storage is too: a restart from another checkout (a CI clone, say) must find the
+# same topics and records, not a fresh sqlite file.
+TANSU_DATA="${TANSU_DATA:-$CACHE/tansu-data}"
 PG_HOST=127.0.0.1 PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -87,16 +91,16 @@ ensure_tansu() {
     stop_tansu
   fi
   if ! port_open "$KAFKA_PORT"; then
-    mkdir -p "$DATA/tansu"
-    log "starting tansu (sqlite storage in $DATA/tansu)"
+    mkdir -p "$TANSU_DATA"
+    log "starting tansu (sqlite storage in $TANSU_DATA)"
     # The sqlite path is relative to the working directory: run from the data dir so
     # topics and messages survive a restart.
     # exec: the subshell becomes tansu, holding none of this script's pipes.
-    (cd "$DATA/tansu" && exec nohup "$TANSU" broker \
+    (cd "$TANSU_DATA" && exec nohup "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine sqlite://tansu.db </dev/null >>tansu.log 2>&1) &
-    echo $! > "$DATA/tansu/tansu.pid"
+    echo $! > "$TANSU_DATA/tansu.pid"
     wait_port "$KAFKA_PORT" tansu 30
   fi
   local existing; existing="$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)"
@@ -110,7 +114,7 @@ ensure_tansu() {
 }
 
 stop_tansu() {
-  local pidfile="$DATA/tansu/tansu.pid"
+  local pidfile="$TANSU_DATA/tansu.pid"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     kill "$(cat "$pidfile")" 2>/dev/null || true
   fi
