@@ -338,3 +338,21 @@ fn helm_and_kubernetes_trust_the_ingress_so_clients_keep_their_own_address() {
         assert!(nets.iter().any(|n| n.contains(&pod)), "{value}");
     }
 }
+
+#[test]
+fn the_local_broker_keeps_its_storage_outside_the_checkout() {
+    // One broker listens on 127.0.0.1:9092 per machine. When its storage lived in the
+    // checkout (`.local/tansu`), a broker restart from another checkout (a CI clone)
+    // came back on an empty sqlite file and acknowledged records were gone.
+    let services = read("scripts/services.sh");
+    let default = services
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TANSU_DATA="))
+        .expect("services.sh sets TANSU_DATA");
+    assert!(
+        default.contains("$CACHE") && !default.contains("$ROOT") && !default.contains("$DATA"),
+        "TANSU_DATA must default to the machine-wide cache, not the checkout: {default}"
+    );
+    assert!(services.contains(r#"cd "$TANSU_DATA" && exec nohup "$TANSU" broker"#));
+    assert!(services.contains(r#"local pidfile="$TANSU_DATA/tansu.pid""#));
+}
