@@ -60,6 +60,47 @@ class Queue:
             yield item
 
 
+class Load:
+    """Clients registering `users` numbered users (`<name>-<run>-<i>@example.com`) spread
+    evenly over `duration` seconds; `results[email] = (status, registrationId or None)`."""
+
+    def __init__(self, stack, name, users, clients, duration):
+        self.stack, self.name, self.users, self.duration = stack, name, users, duration
+        self.results, self.lock = {}, threading.Lock()
+        self.numbers = Queue(range(users))
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        self.started = None
+
+    def start(self):
+        self.started = time.time()
+        for t in self.threads:
+            t.start()
+
+    def _client(self):
+        run = self.stack.run
+        for i in self.numbers:
+            due = self.started + i * self.duration / self.users
+            if due > time.time():
+                time.sleep(due - time.time())
+            email = f"{self.name}-{run}-{i}@example.com"
+            status, body = self.stack.register(email, f"{self.name}-{run}-{i}-long-secret")
+            rid = (body or {}).get("data", {}).get("registrationId") if status == 202 else None
+            with self.lock:
+                self.results[email] = (status, rid)
+
+    def submitted(self):
+        with self.lock:
+            return len(self.results)
+
+    def running(self):
+        return any(t.is_alive() for t in self.threads)
+
+    def join(self):
+        for t in self.threads:
+            t.join()
+        return time.time() - self.started
+
+
 def wait_until(what, check, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -313,25 +354,8 @@ def main():
     run, base = stack.run, stack.base
     api, consumer, logdir = stack.api, stack.consumer, stack.logdir
 
-    # The load: clients take numbers until every user has been submitted.
-    results = {}  # email -> (status, registrationId)
-    lock = threading.Lock()
-    numbers = Queue(range(args.users))
-
-    def client():
-        for i in numbers:
-            due = started + i * args.duration / args.users
-            if due > time.time():
-                time.sleep(due - time.time())
-            email = f"chaos-{run}-{i}@example.com"
-            status, body = stack.register(email, f"chaos-{run}-{i}-long-secret")
-            rid = (body or {}).get("data", {}).get("registrationId") if status == 202 else None
-            with lock:
-                results[email] = (status, rid)
-
-    def submitted():
-        with lock:
-            return len(results)
+    load = Load(stack, "chaos", args.users, args.clients, args.duration)
+    results, submitted = load.results, load.submitted
 
     # Faults at fractions of the load; consumer kills spread over it.
     plan = [((k + 1) / (args.kills + 5), "consumer kill -9") for k in range(args.kills)]
@@ -382,17 +406,12 @@ def main():
         log(f"{fault} done in {time.time() - t0:.1f} s (submitted {submitted()})")
         return time.time()
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
-    started = time.time()
-    for t in threads:
-        t.start()
+    load.start()
     for fraction, fault in plan:
-        while submitted() < fraction * args.users and any(t.is_alive() for t in threads):
+        while submitted() < fraction * args.users and load.running():
             time.sleep(0.05)
         last_fault_end = inject(fault)
-    for t in threads:
-        t.join()
-    load_secs = time.time() - started
+    load_secs = load.join()
 
     like = f"chaos-{run}-%"
     log(f"load done: {sum(1 for s, _ in results.values() if s == 202)} accepted; waiting for the drain")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos import (ROOT, Queue, Stack, consumer_metrics, log, machine_rows,  # noqa: E402
+from chaos import (ROOT, Load, Stack, consumer_metrics, log, machine_rows,  # noqa: E402
                    print_table, wait_until)
 
 PARTITIONS = 4  # the topic Stack creates
@@ -74,19 +74,8 @@ def main():
                              max(lags) if lags else None))
             stop_sampling.wait(1)
 
-    results, lock = {}, threading.Lock()
-    numbers = Queue(range(args.users))
-
-    def client():
-        for i in numbers:
-            due = started + i * args.duration / args.users
-            if due > time.time():
-                time.sleep(due - time.time())
-            email = f"scaleout-{run}-{i}@example.com"
-            status, body = stack.register(email, f"scaleout-{run}-{i}-long-secret")
-            rid = (body or {}).get("data", {}).get("registrationId") if status == 202 else None
-            with lock:
-                results[email] = (status, rid)
+    load = Load(stack, "scaleout", args.users, args.clients, args.duration)
+    results = load.results
 
     events = []  # (name, at seconds, seconds until the partitions were spread again)
 
@@ -110,20 +99,16 @@ def main():
     plan = [(0.25, "c4 joins", join),
             (0.50, "c2 leaves (SIGTERM)", lambda: consumers["c2"][0].terminate()),
             (0.75, "c3 kill -9", lambda: consumers["c3"][0].kill9())]
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
     started = time.time()
     sampling = threading.Thread(target=sampler, daemon=True)
     sampling.start()
-    for t in threads:
-        t.start()
+    load.start()
     for fraction, name, action in plan:
         delay = started + fraction * args.duration - time.time()
         if delay > 0:
             time.sleep(delay)
         event(name, action)
-    for t in threads:
-        t.join()
-    load_secs = time.time() - started
+    load_secs = load.join()
 
     like = f"scaleout-{run}-%"
     checks, failure, drain = stack.drain_and_check(results, like, args.clients, args.drain_timeout)
