@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test services lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
+.PHONY: run test services rules lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
 	scale-out scale-out-short fuzz fuzz-short soak
 
 CARGO ?= cargo
@@ -8,7 +8,7 @@ run:
 	scripts/run.sh
 
 # The binaries first: crash tests run the real consumer as a process they can kill -9.
-test: services
+test: services rules
 	$(CARGO) build --bin api --bin consumer
 	$(CARGO) test --workspace
 	$(MAKE) chaos-short scale-out-short api-fuzz-short fuzz-short
@@ -59,6 +59,13 @@ soak: services
 
 services:
 	scripts/services.sh up
+
+# The alerting rules: syntax (with the Prometheus config that loads them) and their unit
+# tests (deploy/prometheus/alerts.test.yml). promtool comes with scripts/services.sh.
+rules:
+	scripts/services.sh prometheus
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
 
 lint:
 	$(CARGO) fmt --all -- --check

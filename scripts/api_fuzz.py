@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generated requests against the OpenAPI document: schemathesis (PyPI, installed into
-.local/venv by this script) runs every operation of /api/openapi.json anonymously, with
+.local/venv by this script) runs every operation of /api/v1/openapi.json anonymously, with
 a user's token and with an admin's token, and checks that no answer is a 5xx and every
 answer matches the documented status codes and schemas.
 
@@ -39,19 +39,19 @@ def ensure_schemathesis():
 
 def account(stack, email, password):
     """Registers `email` through the pipeline and returns an access token."""
-    status, body = http("POST", f"{stack.base}/api/users", {
+    status, body = http("POST", f"{stack.base}/api/v1/users", {
         "firstName": "Fuzz", "lastName": "Tester", "email": email, "password": password,
         "gender": "female", "sex": "female", "occupation": "Engineer"})
     assert status == 202, (status, body)
     rid = body["data"]["registrationId"]
     wait_until(f"{email} completed", lambda: http(
-        "GET", f"{stack.base}/api/users/{email}?registrationId={rid}")[1]["data"]["status"]
+        "GET", f"{stack.base}/api/v1/users/{email}?registrationId={rid}")[1]["data"]["status"]
         == "completed", 60)
     return login(stack, email, password)
 
 
 def login(stack, email, password):
-    status, body = http("POST", f"{stack.base}/api/auth/login", {"email": email, "password": password})
+    status, body = http("POST", f"{stack.base}/api/v1/auth/login", {"email": email, "password": password})
     assert status == 200, (status, body)
     return body["accessToken"]
 
@@ -81,15 +81,15 @@ def main():
 
         total, failed = 0, []
         for who, token in (("anonymous", None), ("user", user_token), ("admin", admin_token)):
-            cmd = [str(st), "--config-file", str(CONFIG), "run", f"{stack.base}/api/openapi.json",
+            cmd = [str(st), "--config-file", str(CONFIG), "run", f"{stack.base}/api/v1/openapi.json",
                    "--checks", "all",
                    "-n", str(args.examples), "--workers", "2", "--request-timeout", "20",
                    # Logging out or deleting itself would leave the rest of the run
                    # unauthenticated; both are covered by the integration tests.
-                   "--exclude-path", "/api/auth/logout"]
+                   "--exclude-path", "/api/v1/auth/logout"]
             if token:
                 cmd += ["-H", f"Authorization: Bearer {token}",
-                        "--exclude-by", '/method == "DELETE" and /path == "/api/users/{id}"']
+                        "--exclude-by", '/method == "DELETE" and /path == "/api/v1/users/{id}"']
             if args.seed:
                 cmd += ["--seed", args.seed]
             started = time.time()

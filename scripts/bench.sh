@@ -39,7 +39,7 @@ target/release/api serve > target/bench-api.log 2>&1 & api=$!
 target/release/consumer > target/bench-consumer.log 2>&1 & consumer=$!
 trap 'kill -TERM $api $consumer $broker_pid 2>/dev/null; wait $api $consumer 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
-  target/release/api healthcheck --url "$BENCH_API/api/health/ready" 2>/dev/null && break
+  target/release/api healthcheck --url "$BENCH_API/api/v1/health/ready" 2>/dev/null && break
   sleep 0.2
 done
 mkdir -p target/bench

@@ -225,7 +225,7 @@ class Stack:
         self.base = f"http://127.0.0.1:{port}"
         self.api.start()
         self.consumer.start()
-        wait_until("api ready", lambda: http("GET", f"{self.base}/api/health/ready")[0] == 200, 60)
+        wait_until("api ready", lambda: http("GET", f"{self.base}/api/v1/health/ready")[0] == 200, 60)
 
     def extra_consumer(self, name, port):
         """Another member of the same group, with its own health/metrics port."""
@@ -248,7 +248,7 @@ class Stack:
         self.consumer.terminate()
 
     def register(self, email, password):
-        return http("POST", f"{self.base}/api/users", {
+        return http("POST", f"{self.base}/api/v1/users", {
             "firstName": "Chaos", "lastName": "Monkey", "email": email, "password": password,
             "gender": "female", "sex": "female", "occupation": "Engineer"})
 
@@ -286,7 +286,7 @@ class Stack:
 
         def poller():
             for email, rid in polls:
-                status, body = http("GET", f"{self.base}/api/users/{email}?registrationId={rid}")
+                status, body = http("GET", f"{self.base}/api/v1/users/{email}?registrationId={rid}")
                 if status != 200 or (body or {}).get("data", {}).get("status") != "completed":
                     with poll_lock:
                         not_completed.append((email, status))
@@ -401,7 +401,7 @@ def main():
         elif fault == "api SIGTERM + restart":
             api.terminate()
             api.start()
-            wait_until("api ready again", lambda: http("GET", f"{base}/api/health/live")[0] == 200, 60)
+            wait_until("api ready again", lambda: http("GET", f"{base}/api/v1/health/live")[0] == 200, 60)
         injected.append((fault, time.time() - t0))
         log(f"{fault} done in {time.time() - t0:.1f} s (submitted {submitted()})")
         return time.time()

@@ -133,13 +133,32 @@ stop_tansu() {
   log "tansu stopped"
 }
 
+# promtool (alerting-rule checks and unit tests) and a real Prometheus for the scrape test,
+# from Debian's `prometheus` package. Only the binaries are used: the package's own
+# service is never started (the scrape test runs its own instance on a free port).
+ensure_prometheus() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then return 0; fi
+  log "installing Prometheus (promtool and the server) from the OS packages"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # policy-rc.d refusing: the package's post-install must not start a system service.
+  local policy=/usr/sbin/policy-rc.d created=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null; $SUDO chmod +x "$policy"; created=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ -n "$created" ]; then $SUDO rm -f "$policy"; fi
+  # A package service started anyway (an init that ignores policy-rc.d) would hold 9090.
+  pkill -x prometheus 2>/dev/null || true
+}
+
 tansu_answers() {
   timeout 10 "$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
 }
 
 case "${1:-up}" in
-  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_tansu ;;
+  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_prometheus; ensure_tansu ;;
+  prometheus) ensure_prometheus ;;
   tansu-binary) ensure_tansu_binary ;;
   stop-tansu) stop_tansu ;;
-  *) echo "usage: $0 [up|tansu-binary|stop-tansu]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|tansu-binary|prometheus|stop-tansu]" >&2; exit 2 ;;
 esac

@@ -125,7 +125,7 @@ def main():
         i = first
         while time.time() < t_end:
             email, password = burst_users[i % len(burst_users)]
-            status, _ = http("POST", f"{base}/api/auth/login", {"email": email, "password": password})
+            status, _ = http("POST", f"{base}/api/v1/auth/login", {"email": email, "password": password})
             assert status == 200, f"login during the capacity probe answered {status}"
             with login_lock:
                 logins[0] += 1
@@ -174,14 +174,14 @@ def main():
                     n = next_login[0]
                     next_login[0] += 1
                 email, password = burst_users[n % len(burst_users)]
-                status, _ = http("POST", f"{base}/api/auth/login", {"email": email, "password": password})
+                status, _ = http("POST", f"{base}/api/v1/auth/login", {"email": email, "password": password})
                 ok = status == 200
             else:
                 with state_lock:
                     target = registered[-1] if registered else None
                 if target is None:
                     continue
-                status, _ = http("GET", f"{base}/api/users/{target[0]}?registrationId={target[1]}")
+                status, _ = http("GET", f"{base}/api/v1/users/{target[0]}?registrationId={target[1]}")
                 ok = status == 200
             with state_lock:
                 counts[kind] += 1

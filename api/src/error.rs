@@ -51,6 +51,7 @@ impl ApiError {
                 S::Invalid(_) => StatusCode::BAD_REQUEST,
                 S::RegistrationPending
                 | S::EmailTaken
+                | S::UsernameTaken
                 | S::DataKeyExists
                 | S::DataQuotaExceeded
                 | S::LastAdmin => StatusCode::CONFLICT,
@@ -88,6 +89,7 @@ impl ApiError {
                 S::AccountLocked { .. } => "ACCOUNT_LOCKED",
                 S::PreconditionFailed => "PRECONDITION_FAILED",
                 S::EmailTaken => "EMAIL_TAKEN",
+                S::UsernameTaken => "USERNAME_TAKEN",
                 S::DataKeyExists => "DATA_KEY_EXISTS",
                 S::LastAdmin => "LAST_ADMIN",
                 S::DataQuotaExceeded => "DATA_QUOTA_EXCEEDED",
@@ -129,6 +131,7 @@ impl ApiError {
                         .into()
                 }
                 S::EmailTaken => "This email belongs to another account".into(),
+                S::UsernameTaken => "This username belongs to another account".into(),
                 S::DataKeyExists => "An item with this key exists; use PUT to change it".into(),
                 S::DataQuotaExceeded => {
                     "Your stored data would exceed its quota (items or bytes); delete some first"

@@ -22,3 +22,4 @@ pub mod routes;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod versioning;

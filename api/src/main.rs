@@ -26,7 +26,7 @@ enum Command {
     /// Exit 0 when a probe URL answers 200: the container HEALTHCHECK (no curl in the
     /// image).
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8000/api/health/live")]
+        #[arg(long, default_value = "http://127.0.0.1:8000/health/live")]
         url: String,
     },
     /// Create an administrator, or promote the user with this email. The password is
@@ -72,7 +72,7 @@ async fn run(cli: Cli) -> i32 {
             0
         }
         Command::Migrate { postgres, log } => {
-            init_logs(&log);
+            let _telemetry = init_logs(&log);
             let pool = common::store::postgres::pool(&postgres).unwrap_or_else(|e| e.exit());
             match common::store::postgres::migrate(&pool).await {
                 Ok(applied) => {
@@ -98,7 +98,7 @@ async fn run(cli: Cli) -> i32 {
             password_min_length,
             log,
         } => {
-            init_logs(&log);
+            let _telemetry = init_logs(&log);
             let pool = common::store::postgres::pool(&postgres).unwrap_or_else(|e| e.exit());
             let hasher = common::domain::password::PasswordHasherService::new(argon2)
                 .unwrap_or_else(|e| e.exit());
@@ -132,14 +132,15 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
-fn init_logs(log: &LogConfig) {
-    if let Err(e) = common::ops::telemetry::init(log) {
-        e.exit()
+fn init_logs(log: &LogConfig) -> common::ops::telemetry::Telemetry {
+    match common::ops::telemetry::init(log, "registrar-api") {
+        Ok(telemetry) => telemetry,
+        Err(e) => e.exit(),
     }
 }
 
 async fn serve(config: ApiConfig) -> i32 {
-    init_logs(&config.log);
+    let _telemetry = init_logs(&config.log);
     let addr = config.service.address(config.port);
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -31,6 +31,13 @@ pub struct ApiMetrics {
     /// `registrar_health_checks_total`: dependency checks run for the health endpoints
     /// (answers within a second of a check reuse it).
     pub health_checks: IntCounter,
+    /// `registrar_pool_connections{pool,state}` of PostgreSQL and Redis, set per scrape.
+    pub pools: common::ops::metrics::PoolGauges,
+    /// `registrar_producer_queue_messages`: records awaiting the broker's acknowledgement.
+    pub producer_queue: IntGauge,
+    /// `registrar_dependency_up{dependency}`: Redis, PostgreSQL and Kafka at the last
+    /// health check (probes run one at most once a second).
+    pub dependencies: common::ops::metrics::DependencyGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -122,7 +129,24 @@ impl ApiMetrics {
             )
             .unwrap_or_else(|e| panic!("{e}")),
         );
+        let pools = common::ops::metrics::PoolGauges::new(&registry);
+        let producer_queue = register(
+            &registry,
+            IntGauge::new(
+                "registrar_producer_queue_messages",
+                "Records handed to the Kafka producer and not yet acknowledged or failed",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
+        common::ops::metrics::register_process_metrics(&registry);
+        for reason in ["queue_full", "unavailable"] {
+            produce_failures.with_label_values(&[reason]);
+        }
+        let dependencies = common::ops::metrics::DependencyGauge::new(&registry);
         Arc::new(Self {
+            dependencies,
+            pools,
+            producer_queue,
             health_checks,
             logins,
             hash_queue_depth,
@@ -148,6 +172,8 @@ pub async fn track(
     // method, the status code.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = crate::versioning::canonical_route(route);
+    let route = route.as_ref();
     let method = method_label(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;

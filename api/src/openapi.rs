@@ -4,6 +4,7 @@
 use utoipa::OpenApi;
 
 use crate::bodies::accounts::{LoginRequest, RefreshRequest, TokenAnswer};
+use crate::bodies::compat::{CompatRegistrationRequest, TokenGrantAnswer, TokenRequest};
 use crate::bodies::data::{
     CreateItemRequest, DataItemAnswer, DataItemView, DataListAnswer, ReplaceItemRequest,
 };
@@ -114,6 +115,8 @@ impl utoipa::Modify for CommonErrors {
     paths(
         crate::routes::registration::register,
         crate::routes::registration::register_alias,
+        crate::routes::compat::register,
+        crate::routes::compat::token,
         crate::routes::auth::login,
         crate::routes::auth::refresh,
         crate::routes::auth::logout,
@@ -151,6 +154,9 @@ impl utoipa::Modify for CommonErrors {
         ProbeBody,
         LoginRequest,
         RefreshRequest,
+        CompatRegistrationRequest,
+        TokenRequest,
+        TokenGrantAnswer,
         TokenAnswer,
         MessageAnswer,
         UserView,

@@ -59,11 +59,14 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),
             header::IF_MATCH,
+            header::IF_NONE_MATCH,
         ])
         .expose_headers([
             header::LOCATION,
             header::RETRY_AFTER,
             header::ETAG,
+            header::LINK,
+            HeaderName::from_static("deprecation"),
             HeaderName::from_static("x-request-id"),
         ])
         .max_age(Duration::from_secs(600));

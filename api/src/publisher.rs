@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::config::{ConfigError, KafkaConfig};
 use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -34,6 +34,11 @@ pub trait RegistrationPublisher: Send + Sync + 'static {
 
     /// Delivers what is queued, bounded by `timeout`; called on shutdown.
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+
+    /// Records handed to the producer and not yet acknowledged or failed.
+    fn queued(&self) -> i64 {
+        0
+    }
 }
 
 pub struct KafkaPublisher {
@@ -85,13 +90,26 @@ impl RegistrationPublisher for KafkaPublisher {
         payload: &'a [u8],
         request_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), PublishError>> {
-        Box::pin(async move {
+        let span =
+            tracing::info_span!("kafka.produce", otel.kind = "producer", topic = %self.topic);
+        let produce = async move {
             let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            let mut headers = OwnedHeaders::new();
             if let Some(id) = request_id {
-                record = record.headers(OwnedHeaders::new().insert(Header {
+                headers = headers.insert(Header {
                     key: common::events::kafka::REQUEST_ID_HEADER,
                     value: Some(id),
-                }));
+                });
+            }
+            // The trace continues in the consumer (`traceparent`, `tracestate`).
+            for (name, value) in common::ops::telemetry::current_trace_headers() {
+                headers = headers.insert(Header {
+                    key: &name,
+                    value: Some(value.as_str()),
+                });
+            }
+            if headers.count() > 0 {
+                record = record.headers(headers);
             }
             let delivery = match self.producer.send_result(record) {
                 Ok(delivery) => delivery,
@@ -115,7 +133,8 @@ impl RegistrationPublisher for KafkaPublisher {
                     self.produce_timeout
                 ))),
             }
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(produce, span))
     }
 
     fn check(&self, timeout: Duration) -> BoxFuture<'_, anyhow::Result<()>> {
@@ -137,6 +156,10 @@ impl RegistrationPublisher for KafkaPublisher {
             anyhow::ensure!(partitions > 0, "topic has no partitions");
             Ok(())
         })
+    }
+
+    fn queued(&self) -> i64 {
+        i64::from(self.producer.in_flight_count())
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {

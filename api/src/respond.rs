@@ -1,5 +1,6 @@
 //! HTTP details shared by several routes: the user answer with its `ETag`, `If-Match`,
-//! headers that carry a URL, and the client's request id.
+//! conditional reads (`If-None-Match` → 304) and their `Cache-Control`, headers that
+//! carry a URL, and the client's request id.
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -8,6 +9,7 @@ use common::store::users::UserRecord;
 use serde::Serialize;
 
 use crate::bodies::users::{UserAnswer, UserView};
+use crate::error::ApiError;
 use crate::service::users::Expected;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -41,6 +43,100 @@ pub fn expected_version(headers: &HeaderMap) -> Expected {
                 .collect(),
         )
     }
+}
+
+/// Largest JSON answer [`conditional_get`] buffers to give it an entity tag; larger
+/// answers (a user's export) go out streamed, without one.
+const ETAG_BODY_LIMIT: usize = 256 * 1024;
+
+/// `Cache-Control` of a read answer that has an entity tag: kept only by the client's own
+/// cache (never a shared one: these are someone's data) and revalidated on every use, so
+/// a repeated read costs a 304 without a body.
+pub const REVALIDATE: &str = "private, no-cache";
+
+/// Conditional reads. A `200` JSON answer to `GET`/`HEAD` gets an entity tag (the
+/// handler's own, such as a user's version, or a weak tag hashed from the body) and
+/// `Cache-Control` [`REVALIDATE`] unless the route set its own; when `If-None-Match`
+/// names that tag the answer becomes `304 Not Modified` without a body.
+pub async fn conditional_get(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return next.run(request).await;
+    }
+    let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::OK || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let (tag, body) = match parts.headers.get(header::ETAG) {
+        Some(tag) => (tag.clone(), body),
+        None => {
+            use axum::body::HttpBody;
+            let known_small = body
+                .size_hint()
+                .upper()
+                .is_some_and(|n| n <= ETAG_BODY_LIMIT as u64);
+            if !known_small {
+                // Streamed or large: goes out as is, untagged.
+                return Response::from_parts(parts, body);
+            }
+            let bytes = match axum::body::to_bytes(body, ETAG_BODY_LIMIT).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return ApiError::from(crate::service::ServiceError::Internal(anyhow::anyhow!(
+                        "a read answer could not be buffered"
+                    )))
+                    .into_response()
+                }
+            };
+            let tag = weak_etag(&bytes);
+            (tag, axum::body::Body::from(bytes))
+        }
+    };
+    parts.headers.insert(header::ETAG, tag.clone());
+    parts
+        .headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static(REVALIDATE));
+    parts
+        .headers
+        .append(header::VARY, HeaderValue::from_static("authorization"));
+    if if_none_match.is_some_and(|v| none_match_hits(&v, &tag)) {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    Response::from_parts(parts, body)
+}
+
+/// A weak entity tag of a body: equal bodies, equal tags (SHA-256, 16 bytes shown).
+fn weak_etag(body: &[u8]) -> HeaderValue {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::try_from(format!("W/\"{hex}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+}
+
+/// `If-None-Match` against an entity tag, by the weak comparison GET uses (RFC 9110
+/// §13.1.2): `*` or any listed tag equal once `W/` is ignored.
+fn none_match_hits(if_none_match: &HeaderValue, tag: &HeaderValue) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let tag = tag.to_str().map(opaque).unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || opaque(candidate) == tag)
 }
 
 /// The answer carrying one user: the profile and its `ETag`.
@@ -82,6 +178,22 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_none_match_hits_by_weak_comparison_in_a_list_or_star() {
+        let tag = HeaderValue::from_static("\"7\"");
+        let hits = |v: &'static str| none_match_hits(&HeaderValue::from_static(v), &tag);
+        assert!(hits("\"7\""));
+        assert!(hits("W/\"7\""));
+        assert!(hits("\"1\", W/\"7\""));
+        assert!(hits("*"));
+        assert!(!hits("\"8\""));
+        assert!(!hits(""));
+        let weak = weak_etag(b"{}");
+        assert!(weak.to_str().unwrap().starts_with("W/\""));
+        assert_eq!(weak, weak_etag(b"{}"), "same body, same tag");
+        assert_ne!(weak, weak_etag(b"[]"));
+    }
 
     #[test]
     fn if_match_accepts_lists_weak_tags_and_star() {

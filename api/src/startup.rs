@@ -14,6 +14,8 @@ use common::config::ConfigError;
 use common::store::redis::Redis;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -24,11 +26,16 @@ use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
-use crate::routes::{auth, data, health, registration, users};
+use crate::respond;
+use crate::routes::{auth, compat, data, health, registration, users};
 use crate::state::{AppState, Dependencies, Stores};
+use crate::versioning;
 
 /// How often the consumer group's lag is measured.
 const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Answers larger than this are compressed when the client accepts gzip or br.
+pub const COMPRESS_ABOVE_BYTES: u16 = 1024;
 
 /// Largest accepted request body of the JSON routes (the data routes have their own).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
@@ -54,7 +61,10 @@ impl Application {
     /// Wires pools, producer and state. Connections are lazy, so this succeeds while a
     /// dependency is down; only migrations (when enabled) need PostgreSQL now.
     pub async fn build(config: ApiConfig) -> Result<Self, StartError> {
+        // Every configuration error first, before any dependency is touched: a bad key
+        // is named (exit 2) even when the database is not there yet.
         let sealing_key = config.sealing_key()?;
+        let jwt = config.jwt_keys()?;
         let client_ip = ClientIp::new(config.trusted_proxies()?);
         let metrics = ApiMetrics::new();
         let lag_monitor = common::ops::metrics::LagMonitor::new(
@@ -80,7 +90,6 @@ impl Application {
                 ?applied
             );
         }
-        let jwt = config.jwt_keys()?;
         let hasher = common::domain::password::PasswordHasherService::new(config.argon2)?;
         let dummy_hash = {
             let hasher = hasher.clone();
@@ -212,31 +221,52 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id)
+    let span = tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id);
+    // A client that traces (W3C `traceparent`) sees the api's work inside its own trace.
+    if request.headers().contains_key("traceparent") {
+        common::ops::telemetry::continue_trace(
+            &span,
+            request
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+        );
+    }
+    span
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
 ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    m.pools.set("postgres", state.pg.status().into());
+    m.pools.set("redis", state.stores.redis.pool_status());
+    m.producer_queue.set(state.publisher.queued());
     (
         [(header::CONTENT_TYPE, common::ops::metrics::CONTENT_TYPE)],
         common::ops::metrics::render(&state.metrics.registry),
     )
 }
 
-#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", responses(
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses(
     (status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"),
 ))]
-pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(crate::openapi::document())
+pub async fn openapi_json() -> impl IntoResponse {
+    // Changes only with a deploy: any cache may keep it for five minutes.
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(crate::openapi::document()),
+    )
 }
 
 async fn timeout_error(_: tower::BoxError) -> ApiError {
     ApiError::Timeout
 }
 
-pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
+/// Every API route, relative to its prefix: nested under [`versioning::CANONICAL`] and
+/// under each alias of [`versioning::ALIASES`].
+fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
     // Registration, login, refresh and profile changes (which may check a
     // `currentPassword`): the stricter per-IP limit of the auth routes, one budget for all.
     let auth_limit = protection::rate_limit(
@@ -245,36 +275,38 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         client_ip.clone(),
     );
     let mut auth_limited = Router::new()
-        .route("/api/users", post(registration::register))
-        .route("/api/auth/register", post(registration::register_alias))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/refresh", post(auth::refresh));
+        .route("/users", post(registration::register))
+        .route("/auth/register", post(registration::register_alias))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/register", post(compat::register))
+        .route("/token", post(compat::token));
     let mut user_changes = put(users::replace).patch(users::patch);
     if let Some(limit) = auth_limit {
         auth_limited = auth_limited.layer(limit.clone());
         user_changes = user_changes.layer(limit);
     }
     let data_routes = Router::new()
-        .route("/api/data", post(data::create).get(data::list))
+        .route("/data", post(data::create).get(data::list))
         .route(
-            "/api/data/{key}",
+            "/data/{key}",
             get(data::get).put(data::replace).delete(data::delete),
         )
         .layer(DefaultBodyLimit::max(data::BODY_LIMIT_BYTES));
     let mut app = Router::new()
         .merge(auth_limited)
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/me", get(auth::me))
-        .route("/api/users", get(users::list))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/users", get(users::list))
         .route(
-            "/api/users/{id}",
+            "/users/{id}",
             get(users::get).delete(users::delete).merge(user_changes),
         )
-        .route("/api/users/{id}/export", get(users::export))
-        .route("/api/users/{id}/audit", get(users::audit))
+        .route("/users/{id}/export", get(users::export))
+        .route("/users/{id}/audit", get(users::audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .merge(data_routes)
-        .fallback(|| async { ApiError::RouteNotFound })
+        .layer(axum::middleware::from_fn(respond::conditional_get))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(timeout_error))
@@ -283,14 +315,35 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
     if let Some(limit) = protection::rate_limit(
         config.rate_limit_per_minute,
         config.rate_limit_burst,
-        client_ip,
+        client_ip.clone(),
     ) {
         app = app.layer(limit);
     }
+    // Probes and the document stay outside the rate limits and the timeout.
+    app.route(
+        "/openapi.json",
+        get(openapi_json).layer(axum::middleware::from_fn(respond::conditional_get)),
+    )
+    .route("/health", get(health::health))
+    .route("/health/live", get(health::live))
+    .route("/health/ready", get(health::ready))
+}
+
+pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
+    let api = api_routes(config, &client_ip);
+    let mut app = Router::new().nest(versioning::CANONICAL, api.clone());
+    for alias in versioning::ALIASES {
+        app = app.nest(
+            alias,
+            api.clone()
+                .layer(axum::middleware::from_fn(versioning::mark_deprecated)),
+        );
+    }
     // Swagger UI needs scripts and styles of its own origin; the rest keeps the strict CSP.
     let docs: Router<AppState> = Router::from(
-        utoipa_swagger_ui::SwaggerUi::new("/docs")
-            .config(utoipa_swagger_ui::Config::new(["/api/openapi.json"])),
+        utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new([
+            format!("{}/openapi.json", versioning::CANONICAL),
+        ])),
     )
     .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
         header::CONTENT_SECURITY_POLICY,
@@ -298,17 +351,19 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
         ),
     ));
-    // Probes and metrics stay outside the rate limits and the timeout. The 405 fallback
-    // comes after every route (it only reaches the routes that exist when it is set) and
-    // before the layers below, so a 405 is counted, traced and carries a request id.
+    // Metrics and the top-level probes (the paths the consumer also answers) stay outside
+    // the rate limits and the timeout. The 405 fallback comes after every route (it only
+    // reaches the routes that exist when it is set) and before the layers below, so a 405
+    // is counted, traced and carries a request id.
     let mut app = app
         .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(openapi_json))
-        .route("/api/health", get(health::health))
-        .route("/api/health/live", get(health::live))
-        .route("/api/health/ready", get(health::ready))
+        .route("/health", get(health::health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/ready", get(health::ready))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .merge(docs)
+        .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // A panicking handler answers 500 in the envelope (counted and traced by the
         // layers below) instead of dropping the connection without an answer.
@@ -324,6 +379,12 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
             Arc::clone(&state.metrics),
             crate::metrics::track,
         ))
+        // Answers above 1 KiB go out gzip- or br-compressed when the client accepts it
+        // (lists, exports, the OpenAPI document, metrics); small ones are not worth it.
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES))),
+        )
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

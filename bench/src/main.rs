@@ -72,7 +72,7 @@ struct CommonArgs {
 enum Bench {
     /// POST registrations: closed loop with N clients, or open loop at --rate.
     Intake(LoadArgs),
-    /// GET /api/users/{email} for completed and pending emails.
+    /// GET /api/v1/users/{email} for completed and pending emails.
     Poll(LoadArgs),
     /// Put N registrations on a fresh topic, then start a consumer and time the drain.
     Drain(DrainArgs),
@@ -80,9 +80,9 @@ enum Bench {
     E2e(E2eArgs),
     /// Raw argon2id rate of this machine with the configured parameters.
     Hash(HashArgs),
-    /// POST /api/auth/login with correct passwords (argon2 verify on the api's pool).
+    /// POST /api/v1/auth/login with correct passwords (argon2 verify on the api's pool).
     Login(LoadArgs),
-    /// GET /api/auth/me with a valid access token (JWT verify + revocation check + read).
+    /// GET /api/v1/auth/me with a valid access token (JWT verify + revocation check + read).
     Me(LoadArgs),
     /// Hold N open keep-alive connections to the api and report its resident memory.
     Connections(ConnectionsArgs),
@@ -299,7 +299,7 @@ fn add_tally(r: &mut Report, tally: &Tally, elapsed: Duration, ok_label: &str) {
 
 async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let client = http();
-    let url = format!("{}/api/users", c.api);
+    let url = format!("{}/api/v1/users", c.api);
     let run = unique("intake");
     let (tally, elapsed) = load(&args, move |i| {
         let (client, url) = (client.clone(), url.clone());
@@ -320,7 +320,7 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     Ok(load_report(
         name,
         format!(
-            "POST /api/users, unique emails, {}; broker: {}",
+            "POST /api/v1/users, unique emails, {}; broker: {}",
             mode(&args),
             c.broker_storage
         ),
@@ -368,7 +368,7 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     for i in 0..20 {
         let email = format!("{run}-{i}@bench.example");
         let accepted = client
-            .post(format!("{}/api/users", c.api))
+            .post(format!("{}/api/v1/users", c.api))
             .json(&registration(&email))
             .send()
             .await?;
@@ -396,7 +396,7 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     Ok(load_report(
         name,
         format!(
-            "GET /api/users/{{email}}?registrationId= over 20 registrations (completed and pending), {}",
+            "GET /api/v1/users/{{email}}?registrationId= over 20 registrations (completed and pending), {}",
             mode(&args)
         ),
         tally,
@@ -414,7 +414,7 @@ async fn completed_users(c: &CommonArgs, prefix: &str, n: usize) -> anyhow::Resu
     for i in 0..n {
         let email = format!("{run}-{i}@bench.example");
         let response = client
-            .post(format!("{}/api/users", c.api))
+            .post(format!("{}/api/v1/users", c.api))
             .json(&registration(&email))
             .send()
             .await?;
@@ -436,7 +436,7 @@ async fn completed_users(c: &CommonArgs, prefix: &str, n: usize) -> anyhow::Resu
 async fn login(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let emails = Arc::new(completed_users(c, "login", 32).await?);
     let client = http();
-    let url = format!("{}/api/auth/login", c.api);
+    let url = format!("{}/api/v1/auth/login", c.api);
     let (tally, elapsed) = load(&args, move |i| {
         let (client, url) = (client.clone(), url.clone());
         // Clients start at i = client * 10^9: spread them over the users so no account
@@ -452,7 +452,7 @@ async fn login(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     Ok(load_report(
         "login",
         format!(
-            "POST /api/auth/login over 32 users with their passwords (argon2id verify with the api's ARGON2_* parameters), {}",
+            "POST /api/v1/auth/login over 32 users with their passwords (argon2id verify with the api's ARGON2_* parameters), {}",
             mode(&args)
         ),
         tally,
@@ -465,7 +465,7 @@ async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let email = completed_users(c, "me", 1).await?.remove(0);
     let client = http();
     let tokens: serde_json::Value = client
-        .post(format!("{}/api/auth/login", c.api))
+        .post(format!("{}/api/v1/auth/login", c.api))
         .json(&json!({ "email": email, "password": "bench-password-123" }))
         .send()
         .await?
@@ -475,7 +475,7 @@ async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("login failed: {tokens}"))?
         .to_owned();
-    let url = format!("{}/api/auth/me", c.api);
+    let url = format!("{}/api/v1/auth/me", c.api);
     let (tally, elapsed) = load(&args, move |_| {
         let (client, url, token) = (client.clone(), url.clone(), token.clone());
         async move { outcome(client.get(&url).bearer_auth(token).send().await, 200) }
@@ -484,7 +484,7 @@ async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     Ok(load_report(
         "me",
         format!(
-            "GET /api/auth/me with an access token (EdDSA verify, Redis revocation check, PostgreSQL read), {}",
+            "GET /api/v1/auth/me with an access token (EdDSA verify, Redis revocation check, PostgreSQL read), {}",
             mode(&args)
         ),
         tally,
@@ -507,7 +507,7 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
         let email = format!("{run}-{i}@bench.example");
         async move {
             match client
-                .post(format!("{api}/api/users"))
+                .post(format!("{api}/api/v1/users"))
                 .json(&registration(&email))
                 .send()
                 .await
@@ -602,7 +602,8 @@ async fn connections(c: &CommonArgs, args: ConnectionsArgs) -> anyhow::Result<Re
         let mut stream = tokio::net::TcpStream::connect(&authority).await?;
         stream
             .write_all(
-                format!("GET /api/health/live HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+                format!("GET /api/v1/v1/health/live HTTP/1.1\r\nHost: {authority}\r\n\r\n")
+                    .as_bytes(),
             )
             .await?;
         let mut buf = [0u8; 512];
@@ -675,11 +676,13 @@ async fn drain(
             first_name: "Bench".into(),
             last_name: "Mark".into(),
             gender: "male".into(),
-            sex: "male".into(),
-            occupation: "Load generator".into(),
+            sex: Some("male".into()),
+            occupation: Some("Load generator".into()),
             credential: common::events::registration::Credential::Sealed(key.seal(id, &email, &pw)),
             submitted_at_ms: 0,
             request_id: None,
+            username: None,
+            date_of_birth: None,
         };
         let payload = event.encode()?;
         let producer = producer.clone();

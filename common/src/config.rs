@@ -399,6 +399,15 @@ pub struct LogConfig {
     #[arg(
         id = "log_format",long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub format: LogFormat,
+    /// OTLP/HTTP collector base URL (`http://collector:4318`); unset: no span export.
+    /// The exporter also reads the other standard `OTEL_EXPORTER_OTLP_*` variables, and
+    /// `OTEL_SERVICE_NAME` overrides `registrar-api`/`registrar-consumer`.
+    #[arg(
+        id = "otlp_endpoint",
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub enum DlqKind {
 }
 
 impl DlqKind {
+    pub const ALL: [DlqKind; 3] = [DlqKind::Undecodable, DlqKind::Invalid, DlqKind::Credential];
+}
+
+impl DlqKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DlqKind::Undecodable => "undecodable",

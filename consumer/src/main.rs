@@ -19,9 +19,10 @@ fn main() {
 }
 
 async fn run(config: ConsumerConfig) -> i32 {
-    if let Err(e) = common::ops::telemetry::init(&config.log) {
-        e.exit();
-    }
+    let _telemetry = match common::ops::telemetry::init(&config.log, "registrar-consumer") {
+        Ok(telemetry) => telemetry,
+        Err(e) => e.exit(),
+    };
     let shutdown = CancellationToken::new();
     let consumer = match Consumer::build(&config, shutdown.clone()) {
         Ok(c) => c,

@@ -27,6 +27,10 @@ pub struct ConsumerMetrics {
     pub group_rejoins: IntCounter,
     /// `registrar_consumer_assigned_partitions`: partitions this member holds now.
     pub assigned_partitions: IntGauge,
+    /// `registrar_pool_connections{pool,state}` of PostgreSQL and Redis, set per scrape.
+    pub pools: common::ops::metrics::PoolGauges,
+    /// `registrar_dependency_up{dependency}`: PostgreSQL and Redis at the last readiness check.
+    pub dependencies: common::ops::metrics::DependencyGauge,
 }
 
 fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -120,8 +124,24 @@ impl ConsumerMetrics {
                     "step",
                 ),
             ),
+            pools: common::ops::metrics::PoolGauges::new(r),
+            dependencies: common::ops::metrics::DependencyGauge::new(r),
             registry,
         };
+        common::ops::metrics::register_process_metrics(&metrics.registry);
+        // Every known label value starts at 0, so rates and alerts have a series to read
+        // before the first failure.
+        for reason in common::domain::registration::FailureReason::ALL {
+            metrics
+                .registrations_failed
+                .with_label_values(&[reason.as_str()]);
+        }
+        for kind in crate::dlq::DlqKind::ALL {
+            metrics.dlq_messages.with_label_values(&[kind.as_str()]);
+        }
+        for step in crate::pipeline::STEPS {
+            metrics.step_failures.with_label_values(&[step]);
+        }
         Arc::new(metrics)
     }
 }

@@ -41,17 +41,31 @@ pub struct Item {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub request_id: Option<String>,
+    /// `traceparent` and `tracestate`, when the producer traced the record.
+    pub trace_headers: Vec<(String, String)>,
 }
 
 impl Item {
     fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        let text = |h: &rdkafka::message::Header<&[u8]>| {
+            h.value
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+        };
         let request_id = m.headers().and_then(|h| {
             h.iter()
                 .find(|h| h.key == common::events::kafka::REQUEST_ID_HEADER)
-                .and_then(|h| h.value)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_owned)
+                .and_then(|h| text(&h))
         });
+        let trace_headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .filter(|h| h.key == "traceparent" || h.key == "tracestate")
+                    .filter_map(|h| Some((h.key.to_owned(), text(&h)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             topic: m.topic().to_owned(),
             partition: m.partition(),
@@ -59,6 +73,7 @@ impl Item {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             request_id,
+            trace_headers,
         }
     }
 }
@@ -214,6 +229,11 @@ impl Pipeline {
     /// open and hash → persist → record outcomes → dead-letter. The caller stores the
     /// offsets only when every step succeeded.
     pub(crate) async fn process(&self, batch: &[Item]) -> Result<(), Interrupted> {
+        let span = batch_span(batch);
+        tracing::Instrument::instrument(self.process_steps(batch), span).await
+    }
+
+    async fn process_steps(&self, batch: &[Item]) -> Result<(), Interrupted> {
         let mut outcome = BatchOutcome::default();
         let candidates = decode_and_validate(batch, &mut outcome);
         let candidates = self.skip_persisted(candidates, &mut outcome).await?;
@@ -306,9 +326,15 @@ impl Pipeline {
         outcome: &mut BatchOutcome<'_>,
     ) -> Result<(), Interrupted> {
         let results = self
-            .retry("insert_users", || async {
-                let mut client = self.pg.get().await?;
-                Ok(users::insert_batch(&mut client, &to_insert).await?)
+            .retry("insert_users", || {
+                let span = tracing::info_span!("db.insert_users", users = to_insert.len());
+                tracing::Instrument::instrument(
+                    async {
+                        let mut client = self.pg.get().await?;
+                        Ok(users::insert_batch(&mut client, &to_insert).await?)
+                    },
+                    span,
+                )
             })
             .await?;
         for (user, result) in to_insert.into_iter().zip(results) {
@@ -335,13 +361,15 @@ impl Pipeline {
                         .finished
                         .push(Finished::completed(email, user.registration_id));
                 }
-                InsertOutcome::EmailTaken => {
-                    tracing::info!(event = "registration_rejected", reason = "EMAIL_TAKEN", email = %email.masked(), registration_id = %user.registration_id);
-                    outcome.finished.push(Finished::failed(
-                        email,
-                        user.registration_id,
-                        FailureReason::EmailTaken,
-                    ));
+                InsertOutcome::EmailTaken | InsertOutcome::UsernameTaken => {
+                    let reason = match result {
+                        InsertOutcome::UsernameTaken => FailureReason::UsernameTaken,
+                        _ => FailureReason::EmailTaken,
+                    };
+                    tracing::info!(event = "registration_rejected", reason = reason.as_str(), email = %email.masked(), registration_id = %user.registration_id);
+                    outcome
+                        .finished
+                        .push(Finished::failed(email, user.registration_id, reason));
                 }
             }
         }
@@ -379,6 +407,40 @@ impl Pipeline {
         Ok(())
     }
 }
+
+/// The span of one batch: a child of the first traced record's producer span (so a
+/// registration's trace runs from the api request to the database write), linked to the
+/// traces of the batch's other records.
+fn batch_span(batch: &[Item]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "consumer.batch",
+        otel.kind = "consumer",
+        records = batch.len()
+    );
+    let mut contexts = batch.iter().filter_map(|item| {
+        common::ops::telemetry::remote_context(
+            item.trace_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    });
+    if let Some(first) = contexts.next() {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(first);
+        for other in contexts {
+            common::ops::telemetry::link(&span, &other);
+        }
+    }
+    span
+}
+
+/// The names of the batch steps, the `step` label of `registrar_consumer_step_failures_total`.
+pub const STEPS: [&str; 4] = [
+    "check_persisted",
+    "insert_users",
+    "update_status",
+    "dead_letter",
+];
 
 /// A decoded registration that passed the rules.
 struct Candidate<'a> {

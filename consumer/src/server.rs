@@ -28,6 +28,8 @@ pub fn router(state: ProbeState) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/health", get(ready))
+        .route("/ready", get(ready))
         .route("/api/health/live", get(live))
         .route("/api/health/ready", get(ready))
         .route("/api/health", get(ready))
@@ -36,6 +38,8 @@ pub fn router(state: ProbeState) -> Router {
 }
 
 async fn metrics(State(s): State<ProbeState>) -> impl axum::response::IntoResponse {
+    s.metrics.pools.set("postgres", s.pg.status().into());
+    s.metrics.pools.set("redis", s.redis.pool_status());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -66,6 +70,10 @@ async fn ready(State(s): State<ProbeState>) -> (StatusCode, Json<serde_json::Val
             common::store::postgres::ping(&s.pg, s.timeout)
         ),
     );
+    s.metrics.dependencies.set("redis", redis.is_healthy());
+    s.metrics
+        .dependencies
+        .set("postgres", postgres.is_healthy());
     let ok = s.health.is_running() && redis.is_healthy() && postgres.is_healthy();
     let status = if ok {
         StatusCode::OK

@@ -25,11 +25,13 @@ fn event(credential: Credential, request_id: Option<String>) -> RegistrationEven
         first_name: "Jane".into(),
         last_name: "Doe".into(),
         gender: "female".into(),
-        sex: "female".into(),
-        occupation: "Engineer".into(),
+        sex: Some("female".into()),
+        occupation: Some("Engineer".into()),
         credential,
         submitted_at_ms: 1_700_000_000_000,
         request_id,
+        username: Some("jane.doe".into()),
+        date_of_birth: Some("1990-04-01".into()),
     }
 }
 
@@ -65,6 +67,7 @@ fn main() {
         r#"{"firstName":"John","lastName":"Doe","email":"John.Doe@Example.com","password":"correct horse battery","gender":"male","sex":"male","occupation":"Software Engineer"}"#,
         r#"{"firstName":"Zoë","lastName":"Ñúñez","email":"  zoe@example.org ","password":"a much longer passphrase with ünïcode","gender":"non-binary","sex":"intersex","occupation":"Teacher"}"#,
         r#"{"firstName":"J","lastName":"","email":"not-an-email","password":"short","gender":"other","sex":"x","occupation":"a"}"#,
+        r#"{"firstName":"Ada","lastName":"Lovelace","email":"ada@example.com","password":"correct horse battery","gender":"female","username":"Ada.L","dateOfBirth":"1990-12-10"}"#,
         r#"{"firstName":null,"unknown":1}"#,
     ];
     for (i, body) in bodies.iter().enumerate() {

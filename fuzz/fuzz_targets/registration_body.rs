@@ -23,8 +23,10 @@ fuzz_target!(|data: &[u8]| {
         first_name: Some(&p.first_name),
         last_name: Some(&p.last_name),
         gender: Some(p.gender.as_str()),
-        sex: Some(p.sex.as_str()),
-        occupation: Some(&p.occupation),
+        sex: p.sex.map(|s| s.as_str()),
+        occupation: p.occupation.as_deref(),
+        username: p.username.as_ref().map(|u| u.as_str()),
+        date_of_birth: p.date_of_birth.map(|d| d.to_string()).as_deref(),
     })
     .expect("the consumer accepts what the api accepted");
     assert_eq!(&again, p);

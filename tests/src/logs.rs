@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
+use opentelemetry_sdk::trace::InMemorySpanExporter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -39,18 +40,43 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
+static SPANS: OnceLock<InMemorySpanExporter> = OnceLock::new();
+
 /// Installs the capturing subscriber once: JSON lines, as in production, at debug level
-/// for Registrar's crates so the check covers more than the default.
+/// for Registrar's crates so the check covers more than the default; and every span
+/// exported through OpenTelemetry into memory (see [`finished_spans`]), with the W3C
+/// propagator the binaries install.
 pub fn install() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
+        use opentelemetry::trace::TracerProvider;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let exporter = SPANS.get_or_init(InMemorySpanExporter::default).clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .build();
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("registrar-tests"));
+        // The provider lives as long as the test process.
+        std::mem::forget(provider);
         let filter = EnvFilter::new("info,registrar_api=debug,registrar_consumer=debug,registrar_common=debug,tower_http=debug");
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(Capture)
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().json().with_writer(Capture))
+            .with(otel)
             .try_init();
     });
+}
+
+/// Every span finished so far by any test of this process.
+pub fn finished_spans() -> Vec<opentelemetry_sdk::trace::SpanData> {
+    SPANS
+        .get()
+        .and_then(|e| e.get_finished_spans().ok())
+        .unwrap_or_default()
 }
 
 /// Everything logged so far by any test of this process.

@@ -4,12 +4,14 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `POST /api/auth/login` body.
+/// `POST /api/auth/login` body: `email` or `username`, and the password.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 254, example = "john.doe@example.com")]
+    #[schema(nullable = false, value_type = String, min_length = 1, max_length = 254, example = "john.doe@example.com")]
     pub email: Option<String>,
+    #[schema(nullable = false, value_type = String, min_length = 3, max_length = 32, example = "john.doe")]
+    pub username: Option<String>,
     #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 128, example = "correct horse battery")]
     pub password: Option<SecretString>,
 }

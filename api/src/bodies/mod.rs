@@ -3,6 +3,7 @@
 //! drift apart.
 
 pub mod accounts;
+pub mod compat;
 pub mod data;
 pub mod health;
 pub mod registration;

@@ -33,12 +33,19 @@ pub struct RegistrationRequest {
     /// male | female | non-binary | prefer-not-to-say
     #[schema(required = true, nullable = false, value_type = String, pattern = "^(male|female|non-binary|prefer-not-to-say)$", example = "male")]
     pub gender: Option<String>,
-    /// male | female | intersex
-    #[schema(required = true, nullable = false, value_type = String, pattern = "^(male|female|intersex)$", example = "male")]
+    /// Optional: male | female | intersex.
+    #[schema(nullable = false, value_type = String, pattern = "^(male|female|intersex)$", example = "male")]
     pub sex: Option<String>,
-    /// 2-255 characters.
-    #[schema(required = true, nullable = false, value_type = String, min_length = 2, max_length = 255, example = "Software Engineer")]
+    /// Optional: 2-255 characters.
+    #[schema(nullable = false, value_type = String, min_length = 2, max_length = 255, example = "Software Engineer")]
     pub occupation: Option<String>,
+    /// Optional handle to log in with: 3-32 of `a-z 0-9 . _ -` (lower-cased), unique;
+    /// a taken one fails the registration with `USERNAME_TAKEN`.
+    #[schema(nullable = false, value_type = String, min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$", example = "john.doe")]
+    pub username: Option<String>,
+    /// Optional `YYYY-MM-DD`, from 1900-01-01 to today.
+    #[schema(nullable = false, value_type = String, format = Date, example = "1990-04-01")]
+    pub date_of_birth: Option<String>,
 }
 
 impl fmt::Debug for RegistrationRequest {
@@ -58,6 +65,8 @@ impl RegistrationRequest {
             gender: self.gender.as_deref(),
             sex: self.sex.as_deref(),
             occupation: self.occupation.as_deref(),
+            username: self.username.as_deref(),
+            date_of_birth: self.date_of_birth.as_deref(),
         };
         Registration::parse(input, self.password, policy)
     }
@@ -105,7 +114,8 @@ pub struct RegistrationStatusData {
     /// pending | completed | failed
     pub status: &'static str,
     pub registration_id: Uuid,
-    /// EMAIL_TAKEN | INVALID_CREDENTIAL_ENVELOPE | INVALID_REGISTRATION (failed only)
+    /// EMAIL_TAKEN | USERNAME_TAKEN | INVALID_CREDENTIAL_ENVELOPE | INVALID_REGISTRATION
+    /// (failed only)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// The profile, for the account's owner or an admin presenting a token.

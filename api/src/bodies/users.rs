@@ -24,6 +24,11 @@ pub struct UserView {
     pub gender: Option<String>,
     pub sex: Option<String>,
     pub occupation: Option<String>,
+    /// Lower-cased; unique.
+    pub username: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(value_type = Option<String>, format = Date)]
+    pub date_of_birth: Option<chrono::NaiveDate>,
     /// user | moderator | admin
     #[schema(value_type = String)]
     pub role: Role,
@@ -47,6 +52,8 @@ impl From<&UserRecord> for UserView {
             gender: u.gender.clone(),
             sex: u.sex.clone(),
             occupation: u.occupation.clone(),
+            username: u.username.clone(),
+            date_of_birth: u.date_of_birth,
             role: u.role,
             created_at: u.created_at,
             updated_at: u.updated_at,
@@ -97,6 +104,16 @@ pub struct UserUpdateRequest {
     pub sex: Option<String>,
     #[schema(min_length = 2, max_length = 255)]
     pub occupation: Option<String>,
+    /// 3-32 of `a-z 0-9 . _ -`, case-insensitive, unique (`USERNAME_TAKEN`).
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$"
+    )]
+    pub username: Option<String>,
+    /// `YYYY-MM-DD`, from 1900-01-01 to today.
+    #[schema(format = Date)]
+    pub date_of_birth: Option<String>,
     /// Admin only: user | moderator | admin.
     #[schema(pattern = "^(user|moderator|admin)$")]
     pub role: Option<String>,
@@ -109,8 +126,8 @@ pub struct UserUpdateRequest {
     pub current_password: Option<SecretString>,
 }
 
-/// `PUT /api/users/{id}` body as the OpenAPI document shows it: every profile field is
-/// required. The handler reads a [`UserUpdateRequest`], so that missing fields are
+/// `PUT /api/users/{id}` body as the OpenAPI document shows it: every required profile
+/// field is present; optional ones left out keep their value. The handler reads a [`UserUpdateRequest`], so that missing fields are
 /// reported together in the validation envelope instead of as a JSON error.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -124,9 +141,17 @@ pub struct UserReplaceRequest {
     #[schema(pattern = "^(male|female|non-binary|prefer-not-to-say)$")]
     pub gender: String,
     #[schema(pattern = "^(male|female|intersex)$")]
-    pub sex: String,
+    pub sex: Option<String>,
     #[schema(min_length = 2, max_length = 255)]
-    pub occupation: String,
+    pub occupation: Option<String>,
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$"
+    )]
+    pub username: Option<String>,
+    #[schema(format = Date)]
+    pub date_of_birth: Option<String>,
     /// Admin only: user | moderator | admin. Absent or null: unchanged.
     #[schema(pattern = "^(user|moderator|admin)$")]
     pub role: Option<String>,

@@ -31,7 +31,7 @@ impl From<Tokens> for TokenAnswer {
 
 #[utoipa::path(
     post,
-    path = "/api/auth/login",
+    path = "/api/v1/auth/login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
@@ -64,7 +64,7 @@ pub async fn login(
 
 #[utoipa::path(
     post,
-    path = "/api/auth/refresh",
+    path = "/api/v1/auth/refresh",
     tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -86,7 +86,7 @@ pub async fn refresh(
 
 #[utoipa::path(
     post,
-    path = "/api/auth/logout",
+    path = "/api/v1/auth/logout",
     tag = "auth",
     security(("bearer" = [])),
     responses(
@@ -106,7 +106,7 @@ pub async fn logout(
 
 #[utoipa::path(
     get,
-    path = "/api/auth/me",
+    path = "/api/v1/auth/me",
     tag = "auth",
     security(("bearer" = [])),
     responses(

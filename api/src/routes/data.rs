@@ -30,7 +30,7 @@ fn item_answer(item: common::store::data::DataItem) -> DataItemAnswer {
 
 #[utoipa::path(
     post,
-    path = "/api/data",
+    path = "/api/v1/data",
     tag = "data",
     security(("bearer" = [])),
     request_body = CreateItemRequest,
@@ -51,7 +51,8 @@ pub async fn create(
     let ApiJson(body) = body?;
     let item = data::create_item(&app, &caller, &context, body.key, body.value).await?;
     let location = format!(
-        "/api/data/{}",
+        "{}/data/{}",
+        crate::versioning::CANONICAL,
         percent_encoding::utf8_percent_encode(&item.key, percent_encoding::NON_ALPHANUMERIC)
     );
     Ok(respond::with_status_and_header(
@@ -71,7 +72,7 @@ pub struct ListParams {
 
 #[utoipa::path(
     get,
-    path = "/api/data",
+    path = "/api/v1/data",
     tag = "data",
     security(("bearer" = [])),
     params(
@@ -103,7 +104,7 @@ pub async fn list(
 
 #[utoipa::path(
     get,
-    path = "/api/data/{key}",
+    path = "/api/v1/data/{key}",
     tag = "data",
     security(("bearer" = [])),
     params(("key" = String, Path, description = "The item's key")),
@@ -125,7 +126,7 @@ pub async fn get(
 
 #[utoipa::path(
     put,
-    path = "/api/data/{key}",
+    path = "/api/v1/data/{key}",
     tag = "data",
     security(("bearer" = [])),
     params(("key" = String, Path, description = "The item's key")),
@@ -150,7 +151,7 @@ pub async fn replace(
 
 #[utoipa::path(
     delete,
-    path = "/api/data/{key}",
+    path = "/api/v1/data/{key}",
     tag = "data",
     security(("bearer" = [])),
     params(("key" = String, Path, description = "The item's key")),

@@ -23,6 +23,10 @@ async fn services(app: &AppState) -> Services {
     }
     let services = check_services(app).await;
     app.metrics.health_checks.inc();
+    let up = &app.metrics.dependencies;
+    up.set("redis", services.redis.is_healthy());
+    up.set("postgres", services.postgres.is_healthy());
+    up.set("kafka", services.kafka.is_healthy());
     *cache = Some((Instant::now(), services.clone()));
     services
 }
@@ -41,7 +45,7 @@ async fn check_services(app: &AppState) -> Services {
     }
 }
 
-#[utoipa::path(get, path = "/api/health", tag = "health", responses(
+#[utoipa::path(get, path = "/api/v1/health", tag = "health", responses(
     (status = 200, description = "Every dependency healthy", body = HealthBody),
     (status = 503, description = "A dependency is unhealthy", body = HealthBody),
 ))]
@@ -62,7 +66,7 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<HealthBody
     (status, Json(body))
 }
 
-#[utoipa::path(get, path = "/api/health/live", tag = "health", responses(
+#[utoipa::path(get, path = "/api/v1/health/live", tag = "health", responses(
     (status = 200, description = "The process serves", body = ProbeBody),
 ))]
 pub async fn live() -> Json<ProbeBody> {
@@ -72,7 +76,7 @@ pub async fn live() -> Json<ProbeBody> {
 /// Ready when registrations can be accepted: Redis and the broker answer. PostgreSQL is
 /// not required: the api keeps accepting while it is down, which is the point of the
 /// queue.
-#[utoipa::path(get, path = "/api/health/ready", tag = "health", responses(
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health", responses(
     (status = 200, description = "Redis and the broker answer", body = ProbeBody),
     (status = 503, description = "Not ready or draining", body = ProbeBody),
 ))]

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource.
 
 pub mod auth;
+pub mod compat;
 pub mod data;
 pub mod health;
 pub mod registration;

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use common::domain::registration::FieldError;
+use common::domain::registration::{FieldError, Registration};
 
 use crate::bodies::registration::{RegistrationAccepted, RegistrationRequest};
 use crate::bodies::ErrorEnvelope;
@@ -33,14 +33,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 #[utoipa::path(
     post,
-    path = "/api/users",
+    path = "/api/v1/users",
     tag = "registration",
     request_body = RegistrationRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first answer")),
     responses(
         (status = 202, description = "Accepted; poll the Location", body = RegistrationAccepted),
         (status = 400, description = "Validation failed or malformed JSON", body = ErrorEnvelope),
-        (status = 409, description = "A registration of this email is pending", body = ErrorEnvelope),
+        (status = 409, description = "REGISTRATION_PENDING: a registration of this email is pending", body = ErrorEnvelope),
         (status = 413, description = "Body over 16 KiB", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Idempotency-Key reused with another body", body = ErrorEnvelope),
@@ -53,7 +53,21 @@ pub async fn register(
     headers: HeaderMap,
     request: Result<ApiJson<RegistrationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let result = accept(&app, &headers, request).await;
+    let registration = request.and_then(|ApiJson(r)| {
+        r.parse(&app.accounts.password_policy)
+            .map_err(ApiError::invalid)
+    });
+    submit(&app, &headers, registration).await
+}
+
+/// Submits a parsed registration (or answers its parse error) and counts the outcome;
+/// every registration route ends here.
+pub(crate) async fn submit(
+    app: &AppState,
+    headers: &HeaderMap,
+    registration: Result<Registration, ApiError>,
+) -> Result<Response, ApiError> {
+    let result = accept(app, headers, registration).await;
     let outcome = match &result {
         Ok(r) if r.headers().contains_key(REPLAYED_HEADER) => "replayed",
         Ok(_) => "accepted",
@@ -69,14 +83,14 @@ pub async fn register(
 /// `POST /api/auth/register`: the same contract under the path auth-centred clients use.
 #[utoipa::path(
     post,
-    path = "/api/auth/register",
+    path = "/api/v1/auth/register",
     tag = "registration",
     request_body = RegistrationRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first answer")),
     responses(
         (status = 202, description = "Accepted; same contract as POST /api/users", body = RegistrationAccepted),
         (status = 400, description = "Validation failed or malformed JSON", body = ErrorEnvelope),
-        (status = 409, description = "A registration of this email is pending", body = ErrorEnvelope),
+        (status = 409, description = "REGISTRATION_PENDING: a registration of this email is pending", body = ErrorEnvelope),
         (status = 413, description = "Body over 16 KiB", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Idempotency-Key reused with another body", body = ErrorEnvelope),
@@ -95,12 +109,9 @@ pub async fn register_alias(
 async fn accept(
     app: &AppState,
     headers: &HeaderMap,
-    request: Result<ApiJson<RegistrationRequest>, ApiError>,
+    registration: Result<Registration, ApiError>,
 ) -> Result<Response, ApiError> {
-    let registration = request?
-        .0
-        .parse(&app.accounts.password_policy)
-        .map_err(ApiError::invalid)?;
+    let registration = registration?;
     let submission = Submission {
         registration,
         idempotency_key: idempotency_key(headers)?,

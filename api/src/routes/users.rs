@@ -46,7 +46,7 @@ pub struct ListParams {
 
 #[utoipa::path(
     get,
-    path = "/api/users",
+    path = "/api/v1/users",
     tag = "users",
     security(("bearer" = [])),
     params(
@@ -108,7 +108,7 @@ pub struct StatusParams {
 
 #[utoipa::path(
     get,
-    path = "/api/users/{id}",
+    path = "/api/v1/users/{id}",
     tag = "users",
     params(
         ("id" = String, Path, description = "A user id (token required: self, moderator, admin), or an email: the registration status, with the profile for the owner or an admin"),
@@ -143,7 +143,7 @@ pub async fn get(
 /// `PUT` replaces every profile field; conditional on `If-Match` when it is sent.
 #[utoipa::path(
     put,
-    path = "/api/users/{id}",
+    path = "/api/v1/users/{id}",
     tag = "users",
     security(("bearer" = [])),
     request_body(content = UserReplaceRequest, description = "Every profile field"),
@@ -184,7 +184,7 @@ pub async fn replace(
 /// `PATCH` changes the fields it names; conditional on `If-Match` when it is sent.
 #[utoipa::path(
     patch,
-    path = "/api/users/{id}",
+    path = "/api/v1/users/{id}",
     tag = "users",
     security(("bearer" = [])),
     request_body(content = UserUpdateRequest, description = "Any of the fields"),
@@ -246,7 +246,7 @@ pub struct DeleteParams {
 
 #[utoipa::path(
     delete,
-    path = "/api/users/{id}",
+    path = "/api/v1/users/{id}",
     tag = "users",
     security(("bearer" = [])),
     params(
@@ -298,7 +298,7 @@ pub async fn delete(
 
 #[utoipa::path(
     get,
-    path = "/api/users/{id}/export",
+    path = "/api/v1/users/{id}/export",
     tag = "users",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "User id")),
@@ -344,7 +344,7 @@ pub struct AuditParams {
 
 #[utoipa::path(
     get,
-    path = "/api/users/{id}/audit",
+    path = "/api/v1/users/{id}/audit",
     tag = "users",
     security(("bearer" = [])),
     params(

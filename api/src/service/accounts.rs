@@ -14,6 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use common::domain::email::Email;
 use common::domain::registration::{email_field, FieldError};
+use common::domain::username::Username;
 use common::store::registration_status::RegistrationStatus;
 use common::store::sessions::{self, NewToken};
 use common::store::users::{self, UserRecord};
@@ -109,9 +110,57 @@ pub async fn revoke_access(app: &AppState, sessions: &[Uuid]) -> Result<(), Serv
     Ok(app.stores.revoked_sessions.revoke(sessions, ttl).await?)
 }
 
-fn parse_login(request: LoginRequest) -> Result<(Email, SecretString), ServiceError> {
+/// Who logs in: an email, or a username to be looked up.
+enum LoginName {
+    Email(Email),
+    Username(Username),
+}
+
+fn login_name(errors: &mut Vec<FieldError>, request: &LoginRequest) -> Option<LoginName> {
+    let username = |field: &str, raw: &str, errors: &mut Vec<FieldError>| match Username::parse(raw)
+    {
+        Ok(name) => Some(LoginName::Username(name)),
+        Err(e) => {
+            errors.push(FieldError::new(field, e.to_string()));
+            None
+        }
+    };
+    match (request.email.as_deref(), request.username.as_deref()) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "username",
+                "give an email or a username, not both",
+            ));
+            None
+        }
+        (None, Some(name)) => username("username", name, errors),
+        (email, None) => email_field(errors, email).map(LoginName::Email),
+    }
+}
+
+/// The account email a username belongs to. An unknown username maps to an address no
+/// account can have (`.invalid`), so the login goes on the same way and takes the same
+/// time as for a wrong password, and its attempts are counted like any other.
+async fn resolve_login_name(app: &AppState, name: LoginName) -> Result<Email, ServiceError> {
+    let username = match name {
+        LoginName::Email(email) => return Ok(email),
+        LoginName::Username(username) => username,
+    };
+    let client = app.db().await?;
+    let owner = users::find_by_username(&**client, username.as_str())
+        .await?
+        .filter(|u| !u.is_deleted())
+        .and_then(|u| Email::parse(&u.email).ok());
+    match owner {
+        Some(email) => Ok(email),
+        None => Email::parse(&format!("{}@username.invalid", username.as_str()))
+            .map_err(|e| ServiceError::Internal(e.into())),
+    }
+}
+
+fn parse_login(request: LoginRequest) -> Result<(LoginName, SecretString), ServiceError> {
     let mut errors = Vec::new();
-    let email = email_field(&mut errors, request.email.as_deref());
+    let email = login_name(&mut errors, &request);
     let password = match request.password {
         None => {
             errors.push(FieldError::new("password", "is required"));
@@ -136,7 +185,8 @@ pub async fn login(
     context: &RequestContext,
     request: LoginRequest,
 ) -> Result<Tokens, ServiceError> {
-    let (email, password) = parse_login(request)?;
+    let (name, password) = parse_login(request)?;
+    let email = resolve_login_name(app, name).await?;
     let client = attempt_client(context);
     let attempts = count_attempt(app, &email, &client).await?;
     let result = verify_and_start_session(app, context, &email, password, attempts).await;

@@ -32,6 +32,8 @@ pub enum ServiceError {
     PreconditionFailed,
     #[error("email taken")]
     EmailTaken,
+    #[error("username taken")]
+    UsernameTaken,
     #[error("data key exists")]
     DataKeyExists,
     /// The caller's key/value data would exceed its quota.
@@ -62,6 +64,7 @@ impl ServiceError {
 
 /// Unique constraints whose violation is a domain answer rather than a fault.
 const EMAIL_UNIQUE: &str = "users_email_key";
+const USERNAME_UNIQUE: &str = "users_username_key";
 
 impl From<tokio_postgres::Error> for ServiceError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -69,6 +72,9 @@ impl From<tokio_postgres::Error> for ServiceError {
         match (e.code(), constraint) {
             (Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION), Some(EMAIL_UNIQUE)) => {
                 ServiceError::EmailTaken
+            }
+            (Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION), Some(USERNAME_UNIQUE)) => {
+                ServiceError::UsernameTaken
             }
             // Any other constraint failing is a bug of ours, not a dependency outage.
             (Some(code), _) if code.code().starts_with("23") => ServiceError::Internal(e.into()),

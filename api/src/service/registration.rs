@@ -64,18 +64,38 @@ struct StoredAnswer {
 
 /// Identifies "the same request" for idempotency. The password is deliberately left
 /// out: a hash of it in Redis would be an offline-guessable copy of the password.
+/// Optional fields hash as before when present and as a distinct marker when absent, so
+/// keys stored before they became optional still match.
 fn fingerprint(profile: &Profile) -> String {
     let mut h = Sha256::new();
-    for part in [
-        profile.email.as_str(),
-        &profile.first_name,
-        &profile.last_name,
-        profile.gender.as_str(),
-        profile.sex.as_str(),
-        &profile.occupation,
+    let date_of_birth = profile.date_of_birth.map(|d| d.to_string());
+    let parts = [
+        Some(profile.email.as_str()),
+        Some(profile.first_name.as_str()),
+        Some(profile.last_name.as_str()),
+        Some(profile.gender.as_str()),
+        profile.sex.map(|s| s.as_str()),
+        profile.occupation.as_deref(),
+    ];
+    for part in parts {
+        match part {
+            Some(part) => {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            None => h.update([1]),
+        }
+    }
+    for (name, part) in [
+        ("username", profile.username.as_ref().map(|u| u.as_str())),
+        ("dateOfBirth", date_of_birth.as_deref()),
     ] {
-        h.update(part.as_bytes());
-        h.update([0]);
+        if let Some(part) = part {
+            h.update(name.as_bytes());
+            h.update([2]);
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
     }
     format!("{:x}", h.finalize())
 }
@@ -84,7 +104,8 @@ fn fingerprint(profile: &Profile) -> String {
 /// anonymous polling must present.
 pub fn location(email: &Email, registration_id: Uuid) -> String {
     format!(
-        "/api/users/{}?registrationId={registration_id}",
+        "{}/users/{}?registrationId={registration_id}",
+        crate::versioning::CANONICAL,
         utf8_percent_encode(email.as_str(), PATH_SEGMENT)
     )
 }
@@ -136,11 +157,13 @@ pub async fn submit_registration(
         first_name: profile.first_name.clone(),
         last_name: profile.last_name.clone(),
         gender: profile.gender.as_str().to_owned(),
-        sex: profile.sex.as_str().to_owned(),
+        sex: profile.sex.map(|s| s.as_str().to_owned()),
         occupation: profile.occupation.clone(),
         credential: Credential::Sealed(sealed),
         submitted_at_ms: chrono::Utc::now().timestamp_millis(),
         request_id: request_id.clone(),
+        username: profile.username.as_ref().map(|u| u.as_str().to_owned()),
+        date_of_birth: profile.date_of_birth.map(|d| d.to_string()),
     };
     let published = match event.encode() {
         Ok(payload) => publish(app, email, &payload, request_id.as_deref()).await,
@@ -348,7 +371,7 @@ mod tests {
         let email = Email::parse("a+b@example.com").unwrap();
         assert_eq!(
             location(&email, Uuid::nil()),
-            "/api/users/a%2Bb@example.com?registrationId=00000000-0000-0000-0000-000000000000"
+            "/api/v1/users/a%2Bb@example.com?registrationId=00000000-0000-0000-0000-000000000000"
         );
     }
 }

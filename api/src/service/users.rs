@@ -223,6 +223,8 @@ fn parse_change(
         gender: request.gender.as_deref(),
         sex: request.sex.as_deref(),
         occupation: request.occupation.as_deref(),
+        username: request.username.as_deref(),
+        date_of_birth: request.date_of_birth.as_deref(),
     };
     let patch = ProfilePatch::parse(input, mode == UpdateMode::Replace).unwrap_or_else(|e| {
         errors.extend(e);
@@ -270,6 +272,13 @@ fn column_changes(
         gender: differs(patch.gender.map(|g| g.as_str()), user.gender.as_deref()),
         sex: differs(patch.sex.map(|s| s.as_str()), user.sex.as_deref()),
         occupation: differs(patch.occupation.as_deref(), user.occupation.as_deref()),
+        username: differs(
+            patch.username.as_ref().map(|u| u.as_str()),
+            user.username.as_deref(),
+        ),
+        date_of_birth: patch
+            .date_of_birth
+            .filter(|d| Some(*d) != user.date_of_birth),
         role: role.filter(|r| *r != user.role),
         password_hash: None,
     };
@@ -280,6 +289,8 @@ fn column_changes(
         ("gender", c.gender.is_some()),
         ("sex", c.sex.is_some()),
         ("occupation", c.occupation.is_some()),
+        ("username", c.username.is_some()),
+        ("dateOfBirth", c.date_of_birth.is_some()),
         ("role", c.role.is_some()),
     ]
     .into_iter()

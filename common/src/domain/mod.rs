@@ -5,6 +5,8 @@ pub mod password;
 pub mod password_policy;
 pub mod registration;
 pub mod role;
+pub mod username;
 
 pub use email::Email;
 pub use role::Role;
+pub use username::Username;

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use validator::ValidateLength;
 
+use chrono::{Datelike, NaiveDate};
+
 use crate::domain::email::Email;
 use crate::domain::password_policy::PasswordPolicy;
+use crate::domain::username::Username;
 
 /// One problem with one field of the input; serialised into the error envelope's details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,15 +87,19 @@ impl Sex {
     }
 }
 
-/// The profile part of a registration: everything but the credential.
+/// The profile part of a registration: everything but the credential. `sex`,
+/// `occupation`, `username` and `date_of_birth` are optional: clients written for other
+/// registration APIs do not send them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub email: Email,
     pub first_name: String,
     pub last_name: String,
     pub gender: Gender,
-    pub sex: Sex,
-    pub occupation: String,
+    pub sex: Option<Sex>,
+    pub occupation: Option<String>,
+    pub username: Option<Username>,
+    pub date_of_birth: Option<NaiveDate>,
 }
 
 /// Unvalidated profile fields, as they arrive in JSON or in an event.
@@ -104,6 +111,9 @@ pub struct ProfileInput<'a> {
     pub gender: Option<&'a str>,
     pub sex: Option<&'a str>,
     pub occupation: Option<&'a str>,
+    pub username: Option<&'a str>,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: Option<&'a str>,
 }
 
 impl Profile {
@@ -116,8 +126,10 @@ impl Profile {
                 first_name: Some(first_name),
                 last_name: Some(last_name),
                 gender: Some(gender),
-                sex: Some(sex),
-                occupation: Some(occupation),
+                sex,
+                occupation,
+                username,
+                date_of_birth,
             } => Ok(Profile {
                 email,
                 first_name,
@@ -125,6 +137,8 @@ impl Profile {
                 gender,
                 sex,
                 occupation,
+                username,
+                date_of_birth,
             }),
             // `require_all` reports every missing field, so this is unreachable in
             // practice; answer as a validation error rather than panic.
@@ -133,8 +147,9 @@ impl Profile {
     }
 }
 
-/// Profile changes (`PUT`/`PATCH /api/users/:id`): the same rules as a registration, each
-/// applied to the fields that are present, or to all of them when `require_all`.
+/// Profile changes (`PUT`/`PATCH /api/v1/users/:id`): the same rules as a registration,
+/// each applied to the fields that are present; with `require_all` the required ones
+/// (names, email, gender) must be present too. Absent optional fields stay unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfilePatch {
     pub email: Option<Email>,
@@ -143,6 +158,8 @@ pub struct ProfilePatch {
     pub gender: Option<Gender>,
     pub sex: Option<Sex>,
     pub occupation: Option<String>,
+    pub username: Option<Username>,
+    pub date_of_birth: Option<NaiveDate>,
 }
 
 impl ProfilePatch {
@@ -168,7 +185,7 @@ impl ProfilePatch {
                 "must be one of male, female, non-binary, prefer-not-to-say",
             );
         }
-        if wanted(input.sex) {
+        if input.sex.is_some() {
             patch.sex = enum_field(
                 &mut errors,
                 "sex",
@@ -177,13 +194,44 @@ impl ProfilePatch {
                 "must be one of male, female, intersex",
             );
         }
-        if wanted(input.occupation) {
+        if input.occupation.is_some() {
             patch.occupation = text_field(&mut errors, "occupation", input.occupation, 2, 255);
+        }
+        if let Some(raw) = input.username {
+            match Username::parse(raw) {
+                Ok(name) => patch.username = Some(name),
+                Err(e) => errors.push(FieldError::new("username", e.to_string())),
+            }
+        }
+        if let Some(raw) = input.date_of_birth {
+            patch.date_of_birth = date_of_birth_field(&mut errors, raw);
         }
         if errors.is_empty() {
             Ok(patch)
         } else {
             Err(errors)
+        }
+    }
+}
+
+/// The earliest date of birth accepted; anything before is a typing error.
+const EARLIEST_BIRTH_YEAR: i32 = 1900;
+
+fn date_of_birth_field(errors: &mut Vec<FieldError>, raw: &str) -> Option<NaiveDate> {
+    let parsed = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok();
+    let today = chrono::Utc::now().date_naive();
+    match parsed {
+        Some(date) if date.year() >= EARLIEST_BIRTH_YEAR && date <= today => Some(date),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "dateOfBirth",
+                format!("must be between {EARLIEST_BIRTH_YEAR}-01-01 and today"),
+            ));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("dateOfBirth", "must be a date YYYY-MM-DD"));
+            None
         }
     }
 }
@@ -296,6 +344,8 @@ impl Registration {
                     "gender",
                     "sex",
                     "occupation",
+                    "username",
+                    "dateOfBirth",
                 ];
                 errors.sort_by_key(|e| order.iter().position(|f| *f == e.field));
                 Err(errors)
@@ -315,14 +365,24 @@ pub enum FailureReason {
     InvalidCredentialEnvelope,
     /// The event decoded but its fields break the registration rules.
     InvalidRegistration,
+    /// Another user already has this username.
+    UsernameTaken,
 }
 
 impl FailureReason {
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::EmailTaken,
+        FailureReason::InvalidCredentialEnvelope,
+        FailureReason::InvalidRegistration,
+        FailureReason::UsernameTaken,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::EmailTaken => "EMAIL_TAKEN",
             FailureReason::InvalidCredentialEnvelope => "INVALID_CREDENTIAL_ENVELOPE",
             FailureReason::InvalidRegistration => "INVALID_REGISTRATION",
+            FailureReason::UsernameTaken => "USERNAME_TAKEN",
         }
     }
 }
@@ -347,6 +407,8 @@ mod tests {
                 gender: field("gender"),
                 sex: field("sex"),
                 occupation: field("occupation"),
+                username: field("username"),
+                date_of_birth: field("dateOfBirth"),
             },
             field("password").map(|p| SecretString::from(p.to_owned())),
             &PasswordPolicy::new(8),
@@ -443,16 +505,44 @@ mod tests {
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            [
-                "firstName",
-                "lastName",
-                "email",
-                "password",
-                "gender",
-                "sex",
-                "occupation"
-            ]
+            ["firstName", "lastName", "email", "password", "gender"],
+            "sex, occupation, username and dateOfBirth are optional"
         );
+    }
+
+    #[test]
+    fn the_optional_fields_are_validated_when_present() {
+        let mut body = valid();
+        body["username"] = "Ada.Lovelace".into();
+        body["dateOfBirth"] = "1815-12-10".into();
+        let errors = parse_json(&body).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![FieldError::new(
+                "dateOfBirth",
+                "must be between 1900-01-01 and today"
+            )]
+        );
+        body["dateOfBirth"] = "1990-02-30".into();
+        assert_eq!(
+            parse_json(&body).unwrap_err()[0].message,
+            "must be a date YYYY-MM-DD"
+        );
+        body["dateOfBirth"] = "1990-02-28".into();
+        let profile = parse_json(&body).unwrap().profile;
+        assert_eq!(profile.username.unwrap().as_str(), "ada.lovelace");
+        assert_eq!(profile.date_of_birth, NaiveDate::from_ymd_opt(1990, 2, 28));
+        body["username"] = "root".into();
+        assert_eq!(parse_json(&body).unwrap_err()[0].field, "username");
+    }
+
+    #[test]
+    fn a_registration_without_sex_or_occupation_is_accepted() {
+        let mut body = valid();
+        body.as_object_mut().unwrap().remove("sex");
+        body.as_object_mut().unwrap().remove("occupation");
+        let profile = parse_json(&body).unwrap().profile;
+        assert_eq!((profile.sex, profile.occupation), (None, None));
     }
 
     #[test]
@@ -489,7 +579,7 @@ mod tests {
             true,
         )
         .unwrap_err();
-        assert_eq!(errors.len(), 5);
+        assert_eq!(errors.len(), 3, "lastName, email, gender: {errors:?}");
     }
 
     #[test]

@@ -19,9 +19,10 @@ use crate::events::seal::SealedPassword;
 /// The schema this build writes and reads with.
 pub const CURRENT_SCHEMA: &str = include_str!("../../../schemas/user_registration.avsc");
 /// Every schema an earlier build may have written; kept forever.
-pub const HISTORIC_SCHEMAS: &[&str] = &[include_str!(
-    "../../../schemas/history/user_registration.v1.avsc"
-)];
+pub const HISTORIC_SCHEMAS: &[&str] = &[
+    include_str!("../../../schemas/history/user_registration.v1.avsc"),
+    include_str!("../../../schemas/history/user_registration.v2.avsc"),
+];
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -42,11 +43,14 @@ pub struct RegistrationEvent {
     pub first_name: String,
     pub last_name: String,
     pub gender: String,
-    pub sex: String,
-    pub occupation: String,
+    pub sex: Option<String>,
+    pub occupation: Option<String>,
     pub credential: Credential,
     pub submitted_at_ms: i64,
     pub request_id: Option<String>,
+    pub username: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +121,10 @@ impl RegistrationEvent {
             first_name: Some(&self.first_name),
             last_name: Some(&self.last_name),
             gender: Some(&self.gender),
-            sex: Some(&self.sex),
-            occupation: Some(&self.occupation),
+            sex: self.sex.as_deref(),
+            occupation: self.occupation.as_deref(),
+            username: self.username.as_deref(),
+            date_of_birth: self.date_of_birth.as_deref(),
         }
     }
 
@@ -143,9 +149,9 @@ impl RegistrationEvent {
                 )])),
             ),
         };
-        let request_id = match &self.request_id {
+        let optional = |v: &Option<String>| match v {
             None => Value::Union(0, Box::new(Value::Null)),
-            Some(id) => Value::Union(1, Box::new(Value::String(id.clone()))),
+            Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
         };
         Value::Record(vec![
             (
@@ -156,11 +162,13 @@ impl RegistrationEvent {
             ("firstName".into(), Value::String(self.first_name.clone())),
             ("lastName".into(), Value::String(self.last_name.clone())),
             ("gender".into(), Value::String(self.gender.clone())),
-            ("sex".into(), Value::String(self.sex.clone())),
-            ("occupation".into(), Value::String(self.occupation.clone())),
+            ("sex".into(), optional(&self.sex)),
+            ("occupation".into(), optional(&self.occupation)),
             ("credential".into(), credential),
             ("submittedAtMs".into(), Value::Long(self.submitted_at_ms)),
-            ("requestId".into(), request_id),
+            ("requestId".into(), optional(&self.request_id)),
+            ("username".into(), optional(&self.username)),
+            ("dateOfBirth".into(), optional(&self.date_of_birth)),
         ])
     }
 
@@ -200,24 +208,19 @@ impl RegistrationEvent {
             },
             _ => return Err(DecodeError::Field("credential")),
         };
-        let request_id = match r.take("requestId")? {
-            Value::Union(_, inner) => match *inner {
-                Value::String(s) => Some(s),
-                _ => None,
-            },
-            _ => None,
-        };
         Ok(Self {
             registration_id,
             email: r.string("email")?,
             first_name: r.string("firstName")?,
             last_name: r.string("lastName")?,
             gender: r.string("gender")?,
-            sex: r.string("sex")?,
-            occupation: r.string("occupation")?,
+            sex: r.optional_string("sex")?,
+            occupation: r.optional_string("occupation")?,
             credential,
             submitted_at_ms: r.long("submittedAtMs")?,
-            request_id,
+            request_id: r.optional_string("requestId")?,
+            username: r.optional_string("username")?,
+            date_of_birth: r.optional_string("dateOfBirth")?,
         })
     }
 }
@@ -241,6 +244,20 @@ impl Fields {
     fn string(&mut self, name: &'static str) -> Result<String, DecodeError> {
         match self.take(name)? {
             Value::String(s) => Ok(s),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
+    /// A `["null", "string"]` field (or a plain string written by an older schema).
+    fn optional_string(&mut self, name: &'static str) -> Result<Option<String>, DecodeError> {
+        match self.take(name)? {
+            Value::Union(_, inner) => match *inner {
+                Value::String(s) => Ok(Some(s)),
+                Value::Null => Ok(None),
+                _ => Err(DecodeError::Field(name)),
+            },
+            Value::String(s) => Ok(Some(s)),
+            Value::Null => Ok(None),
             _ => Err(DecodeError::Field(name)),
         }
     }
@@ -306,14 +323,27 @@ pub mod compat {
         let Value::Record(fields) = event.to_value() else {
             unreachable!("to_value builds a record")
         };
-        let names: Vec<String> = match &writer.schema {
-            Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+        let historic: Vec<(String, bool)> = match &writer.schema {
+            Schema::Record(r) => r
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), matches!(f.schema, Schema::Union(_))))
+                .collect(),
             _ => Vec::new(),
         };
+        // Fields the historic schema lacks are dropped; a field that was a plain string
+        // then (`sex`, `occupation` before v3) is written without its union.
         let value = Value::Record(
             fields
                 .into_iter()
-                .filter(|(n, _)| names.contains(n))
+                .filter_map(|(n, v)| {
+                    let (_, was_union) = historic.iter().find(|(h, _)| *h == n)?;
+                    let v = match v {
+                        Value::Union(_, inner) if !was_union && n != "credential" => *inner,
+                        v => v,
+                    };
+                    Some((n, v))
+                })
                 .collect(),
         );
         encode_value(&writer, value).unwrap_or_else(|e| panic!("{e}"))
@@ -337,8 +367,8 @@ mod tests {
             first_name: "Jane".into(),
             last_name: "Doe".into(),
             gender: "female".into(),
-            sex: "female".into(),
-            occupation: "Pilot".into(),
+            sex: Some("female".into()),
+            occupation: Some("Pilot".into()),
             credential: Credential::Sealed(SealedPassword {
                 key_id: "k1".into(),
                 encapsulated_key: vec![1; 32],
@@ -346,6 +376,8 @@ mod tests {
             }),
             submitted_at_ms: 1_700_000_000_000,
             request_id: Some("req-1".into()),
+            username: Some("jane.d".into()),
+            date_of_birth: Some("1990-04-01".into()),
         }
     }
 
@@ -400,6 +432,42 @@ mod tests {
         let decoded = RegistrationEvent::decode(&bytes).unwrap();
         assert_eq!(decoded.request_id, None, "the new field takes its default");
         assert_eq!(decoded.registration_id, e.registration_id);
+    }
+
+    #[test]
+    fn every_historic_writer_is_read_by_the_current_schema() {
+        let e = event();
+        for index in 0..HISTORIC_SCHEMAS.len() {
+            let decoded = RegistrationEvent::decode(&compat::encode_with_historic(&e, index))
+                .unwrap_or_else(|err| panic!("v{}: {err}", index + 1));
+            assert_eq!(decoded.sex.as_deref(), Some("female"), "v{}", index + 1);
+            assert_eq!(decoded.occupation.as_deref(), Some("Pilot"));
+            assert_eq!(decoded.username, None, "added in v3: default");
+            assert_eq!(decoded.date_of_birth, None);
+        }
+    }
+
+    #[test]
+    fn a_v2_reader_reads_a_v3_record_that_has_sex_and_occupation() {
+        // During a deploy, consumers still on v2 read what new apis write.
+        let bytes = event().encode().unwrap();
+        let Value::Record(fields) = compat::decode_with_historic_reader(&bytes, 1).unwrap() else {
+            panic!("not a record")
+        };
+        assert!(fields
+            .iter()
+            .any(|(n, v)| n == "sex" && *v == Value::String("female".into())));
+        assert!(!fields.iter().any(|(n, _)| n == "username"));
+    }
+
+    #[test]
+    fn a_registration_without_the_optional_fields_round_trips() {
+        let mut e = event();
+        e.sex = None;
+        e.occupation = None;
+        e.username = None;
+        e.date_of_birth = None;
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
     }
 
     #[test]

@@ -29,6 +29,95 @@ pub fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.0005, 2.0, 16).unwrap_or_default()
 }
 
+/// Registers the process collector: `process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`,
+/// `process_max_fds`, `process_threads` and `process_start_time_seconds`, read from
+/// `/proc/self` at each scrape (Linux; absent elsewhere).
+pub fn register_process_metrics(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    )) {
+        tracing::warn!(event = "process_metrics_unavailable", error = %e);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+}
+
+/// `registrar_pool_connections{pool,state}`: a connection pool's `max` size, `open`
+/// connections, `idle` ones and callers `waiting` for one, set at each scrape.
+pub struct PoolGauges(IntGaugeVec);
+
+/// One pool's numbers, as deadpool reports them.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    pub max: usize,
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+impl PoolGauges {
+    pub fn new(registry: &Registry) -> Self {
+        let gauge = IntGaugeVec::new(
+            Opts::new(
+                "registrar_pool_connections",
+                "Connection pool size: max, open, idle, and callers waiting, by pool",
+            ),
+            &["pool", "state"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self(register(registry, gauge))
+    }
+
+    pub fn set(&self, pool: &str, status: PoolStatus) {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for (state, value) in [
+            ("max", status.max),
+            ("open", status.open),
+            ("idle", status.idle),
+            ("waiting", status.waiting),
+        ] {
+            self.0.with_label_values(&[pool, state]).set(as_i64(value));
+        }
+    }
+}
+
+impl From<deadpool_postgres::Status> for PoolStatus {
+    fn from(s: deadpool_postgres::Status) -> Self {
+        Self {
+            max: s.max_size,
+            open: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
+    }
+}
+
+/// `registrar_dependency_up{dependency}`: 1 when the dependency answered its last health
+/// check, 0 when it did not. The alert on a dependency being down reads it.
+pub struct DependencyGauge(IntGaugeVec);
+
+impl DependencyGauge {
+    pub fn new(registry: &Registry) -> Self {
+        let gauge = IntGaugeVec::new(
+            Opts::new(
+                "registrar_dependency_up",
+                "1 if the dependency answered the last health check, else 0",
+            ),
+            &["dependency"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self(register(registry, gauge))
+    }
+
+    pub fn set(&self, dependency: &str, healthy: bool) {
+        self.0
+            .with_label_values(&[dependency])
+            .set(i64::from(healthy));
+    }
+}
+
 /// The registry in Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = Vec::new();

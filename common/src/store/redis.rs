@@ -149,6 +149,11 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// The connection pool's numbers, for `registrar_pool_connections`.
+    pub fn pool_status(&self) -> crate::ops::metrics::PoolStatus {
+        self.pool.status().into()
+    }
+
     pub fn new(pool: Pool, keys: RedisKeys, timeout: Duration) -> Self {
         Self {
             pool,

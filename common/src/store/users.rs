@@ -27,6 +27,8 @@ pub enum InsertOutcome {
     AlreadyPersisted { user_id: Uuid },
     /// Another registration owns this email; the existing user is untouched.
     EmailTaken,
+    /// Another user has this username; the existing user is untouched.
+    UsernameTaken,
 }
 
 /// Writes a batch of users and their `user.registered` audit rows in one transaction.
@@ -48,25 +50,34 @@ pub async fn insert_batch(
         .collect();
     let last: Vec<&str> = users.iter().map(|u| u.profile.last_name.as_str()).collect();
     let gender: Vec<&str> = users.iter().map(|u| u.profile.gender.as_str()).collect();
-    let sex: Vec<&str> = users.iter().map(|u| u.profile.sex.as_str()).collect();
-    let occupation: Vec<&str> = users
+    let sex: Vec<Option<&str>> = users
         .iter()
-        .map(|u| u.profile.occupation.as_str())
+        .map(|u| u.profile.sex.map(|s| s.as_str()))
         .collect();
+    let occupation: Vec<Option<&str>> = users
+        .iter()
+        .map(|u| u.profile.occupation.as_deref())
+        .collect();
+    let usernames: Vec<Option<&str>> = users
+        .iter()
+        .map(|u| u.profile.username.as_ref().map(|n| n.as_str()))
+        .collect();
+    let births: Vec<Option<chrono::NaiveDate>> =
+        users.iter().map(|u| u.profile.date_of_birth).collect();
     let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
 
     let tx = client.transaction().await?;
-    // ON CONFLICT DO NOTHING without a target covers both unique keys: a redelivered
-    // registration_id and an email someone else owns. Rows of one statement are
-    // inserted in order, so within a batch the earlier registration of an email wins,
-    // as it would across batches.
+    // ON CONFLICT DO NOTHING without a target covers every unique key: a redelivered
+    // registration_id, an email or a username someone else owns. Rows of one statement
+    // are inserted in order, so within a batch the earlier registration of an email (or
+    // username) wins, as it would across batches.
     let inserted = tx
         .query(
-            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash)
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[])
              ON CONFLICT DO NOTHING
              RETURNING id, registration_id",
-            &[&ids, &registration_ids, &emails, &first, &last, &gender, &sex, &occupation, &hashes],
+            &[&ids, &registration_ids, &emails, &first, &last, &gender, &sex, &occupation, &hashes, &usernames, &births],
         )
         .await?;
     let created: std::collections::HashMap<Uuid, Uuid> = inserted
@@ -89,6 +100,27 @@ pub async fn insert_batch(
         .await?
         .iter()
         .map(|r| (r.get::<_, Uuid>(0), r.get::<_, Uuid>(1)))
+        .collect()
+    };
+    // Registrations that are neither new nor redelivered lost to an existing email or
+    // username; which one decides the failure reason (the email first).
+    let lost: Vec<&NewUser> = users
+        .iter()
+        .filter(|u| {
+            !created.contains_key(&u.registration_id) && !existing.contains_key(&u.registration_id)
+        })
+        .collect();
+    let taken_emails: std::collections::HashSet<String> = if lost.is_empty() {
+        Default::default()
+    } else {
+        let lost_emails: Vec<&str> = lost.iter().map(|u| u.profile.email.as_str()).collect();
+        tx.query(
+            "SELECT email FROM users WHERE email = ANY($1)",
+            &[&lost_emails],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
         .collect()
     };
 
@@ -116,8 +148,12 @@ pub async fn insert_batch(
                 .or_else(|| created.get(&u.registration_id))
             {
                 InsertOutcome::AlreadyPersisted { user_id }
-            } else {
+            } else if taken_emails.contains(u.profile.email.as_str())
+                || u.profile.username.is_none()
+            {
                 InsertOutcome::EmailTaken
+            } else {
+                InsertOutcome::UsernameTaken
             }
         })
         .collect();
@@ -188,6 +224,8 @@ pub struct UserRecord {
     pub gender: Option<String>,
     pub sex: Option<String>,
     pub occupation: Option<String>,
+    pub username: Option<String>,
+    pub date_of_birth: Option<chrono::NaiveDate>,
     pub role: Role,
     pub password_hash: String,
     /// Incremented by every change; the api's entity tag.
@@ -204,7 +242,7 @@ impl UserRecord {
     }
 }
 
-const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at";
+const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at, username, date_of_birth";
 
 fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
     UserRecord {
@@ -224,6 +262,8 @@ fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
         updated_at: r.get(12),
         deleted_at: r.get(13),
         erased_at: r.get(14),
+        username: r.get(15),
+        date_of_birth: r.get(16),
     }
 }
 
@@ -303,6 +343,19 @@ pub async fn find_by_email(
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
     Ok(client
         .query_opt(&sql, &[&email])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// A user by (lower-cased) username, deleted ones included.
+pub async fn find_by_username(
+    client: &impl GenericClient,
+    username: &str,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+    Ok(client
+        .query_opt(&sql, &[&username])
         .await?
         .as_ref()
         .map(user_from_row))
@@ -485,12 +538,15 @@ pub struct UserChanges {
     pub gender: Option<String>,
     pub sex: Option<String>,
     pub occupation: Option<String>,
+    pub username: Option<String>,
+    pub date_of_birth: Option<chrono::NaiveDate>,
     pub role: Option<Role>,
     pub password_hash: Option<String>,
 }
 
 /// Applies `changes` to a live user and increments its version. Fails with a unique
-/// violation when the new email belongs to another account.
+/// violation when the new email or username belongs to another account
+/// (`users_email_key`, `users_username_key`).
 pub async fn update(
     client: &impl GenericClient,
     id: Uuid,
@@ -506,6 +562,8 @@ pub async fn update(
             occupation = COALESCE($7, occupation),
             role = COALESCE($8, role),
             password_hash = COALESCE($9, password_hash),
+            username = COALESCE($10, username),
+            date_of_birth = COALESCE($11, date_of_birth),
             version = version + 1,
             updated_at = now()
          WHERE id = $1 AND deleted_at IS NULL
@@ -525,6 +583,8 @@ pub async fn update(
                 &changes.occupation,
                 &role,
                 &changes.password_hash,
+                &changes.username,
+                &changes.date_of_birth,
             ],
         )
         .await?
@@ -571,7 +631,8 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
     let n = client
         .execute(
             "UPDATE users SET email = $2, first_name = NULL, last_name = NULL, gender = NULL,
-                 sex = NULL, occupation = NULL, password_hash = '!erased',
+                 sex = NULL, occupation = NULL, username = NULL, date_of_birth = NULL,
+                 password_hash = '!erased',
                  deleted_at = COALESCE(deleted_at, now()), erased_at = now(),
                  updated_at = now(), version = version + 1
              WHERE id = $1 AND erased_at IS NULL",

@@ -1165,7 +1165,7 @@ async fn data_items_are_scoped_to_their_owner() {
     };
     let (status, headers, body) = create(&alice, "theme", json!({"mode": "dark"})).await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(headers["location"], "/api/data/theme");
+    assert_eq!(headers["location"], "/api/v1/data/theme");
     assert_eq!(create(&alice, "theme", json!(1)).await.0, 409);
     // Bob cannot see, change or delete Alice's item, and has his own namespace.
     assert_eq!(

@@ -30,11 +30,13 @@ fn sealed_event(app: &TestApp, email: &str, password: &str) -> RegistrationEvent
         first_name: "Grace".into(),
         last_name: "Hopper".into(),
         gender: "female".into(),
-        sex: "female".into(),
-        occupation: "Admiral".into(),
+        sex: Some("female".into()),
+        occupation: Some("Admiral".into()),
         credential: Credential::Sealed(sealed),
         submitted_at_ms: chrono_now_ms(),
         request_id: None,
+        username: None,
+        date_of_birth: None,
     }
 }
 

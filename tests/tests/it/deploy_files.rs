@@ -356,3 +356,61 @@ fn the_local_broker_keeps_its_storage_outside_the_checkout() {
     assert!(services.contains(r#"cd "$TANSU_DATA" && exec nohup "$TANSU" broker"#));
     assert!(services.contains(r#"local pidfile="$TANSU_DATA/tansu.pid""#));
 }
+
+/// Metric names (`registrar_*`, `process_*`) an expression or document mentions, without
+/// the histogram suffixes.
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for prefix in ["registrar_", "process_"] {
+        for piece in text.split(prefix).skip(1) {
+            let rest: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .collect();
+            let name = format!("{prefix}{rest}");
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            names.insert(base);
+        }
+    }
+    names
+}
+
+#[test]
+fn the_alerting_rules_ship_identically_to_prometheus_kubernetes_and_helm() {
+    let alerts = documents(&read("deploy/prometheus/alerts.yml"));
+    let groups = &alerts[0]["groups"];
+    assert!(groups[0]["rules"].as_sequence().unwrap().len() >= 6);
+    let k8s = documents(&read("k8s/prometheusrule.yaml"));
+    assert_eq!(k8s[0]["kind"], "PrometheusRule");
+    assert_eq!(&k8s[0]["spec"]["groups"], groups, "k8s/prometheusrule.yaml");
+    assert_eq!(
+        read("helm/registrar/files/alerts.yml"),
+        read("deploy/prometheus/alerts.yml"),
+        "the chart's copy of the rules"
+    );
+    let template = read("helm/registrar/templates/prometheusrule.yaml");
+    assert!(template.contains(".Files.Get \"files/alerts.yml\""));
+    assert!(read("deploy/prometheus/prometheus.yml").contains("alerts.yml"));
+}
+
+#[test]
+fn the_alerting_rules_read_only_metrics_the_code_exports() {
+    let exported = exported_metric_names();
+    let alerts = documents(&read("deploy/prometheus/alerts.yml"));
+    let mut read_by_rules = BTreeSet::new();
+    for rule in alerts[0]["groups"][0]["rules"].as_sequence().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        read_by_rules.extend(metric_names_in(expr));
+    }
+    assert!(read_by_rules.len() >= 6, "{read_by_rules:?}");
+    for name in read_by_rules {
+        assert!(
+            exported.contains(&name),
+            "an alert reads {name}, which is not exported"
+        );
+    }
+}

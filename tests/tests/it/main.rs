@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod accounts;
+mod clients;
 mod consumer;
 mod crash;
 mod deploy_files;
 mod hardening;
 mod health;
+mod observability;
 mod operations;
 mod privacy;
 mod registration;

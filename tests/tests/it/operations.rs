@@ -39,7 +39,11 @@ async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
         api.contains(r#"registrar_registrations_total{outcome="accepted"} 1"#),
         "{api}"
     );
-    assert!(api.contains(r#"route="/api/users/{id}""#));
+    assert!(
+        api.contains(r#"route="/api/v1/users/{id}""#),
+        "alias calls are counted under the canonical route"
+    );
+    assert!(!api.contains(r#"route="/api/users/{id}""#));
     assert!(!api.contains(&email), "no raw path or email in labels");
     assert!(sample_sum(&api, "registrar_produce_duration_seconds_count") >= 1.0);
     assert!(api.contains("registrar_http_request_duration_seconds_bucket"));
@@ -240,15 +244,22 @@ async fn cors_allows_the_configured_origin_only() {
     assert!(!denied.headers().contains_key("access-control-allow-origin"));
 }
 
-/// `(method, path)` of every `.route(...)` in the api's router source.
-fn routes_in_router_source() -> Vec<(String, String)> {
+/// `(method, path)` of every `.route(...)` in one function of the api's router source.
+fn routes_in_router_source(function: &str) -> Vec<(String, String)> {
     let source = include_str!("../../../api/src/startup.rs");
-    source
-        .split(".route(\"")
+    let body = source
+        .split(&format!("fn {function}("))
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .unwrap_or_else(|| panic!("fn {function} not found in startup.rs"));
+    body.split(".route(\"")
         .skip(1)
         .filter_map(|rest| {
             let (path, rest) = rest.split_once('"')?;
-            let method = rest.trim_start_matches([',', ' ']).split('(').next()?;
+            let method = rest
+                .trim_start_matches([',', ' ', '\n'])
+                .split('(')
+                .next()?;
             Some((method.trim().to_owned(), path.to_owned()))
         })
         .collect()
@@ -257,11 +268,21 @@ fn routes_in_router_source() -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route_the_router_serves() {
     let app = TestApp::spawn_without_consumer().await;
-    let doc: Value = app.get_json("/api/openapi.json").await;
+    let doc: Value = app.get_json("/api/v1/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    let routes = routes_in_router_source();
-    assert!(routes.len() >= 8, "{routes:?}");
-    for (method, path) in routes {
+    let versioned = routes_in_router_source("api_routes");
+    assert!(versioned.len() >= 12, "{versioned:?}");
+    let top_level: Vec<_> = routes_in_router_source("router")
+        .into_iter()
+        // The probe aliases every binary answers; documented once under /api/v1/health.
+        .filter(|(_, path)| !path.starts_with("/health") && path != "/ready")
+        .collect();
+    assert!(top_level.len() >= 2, "{top_level:?}");
+    let documented = versioned
+        .into_iter()
+        .map(|(method, path)| (method, format!("/api/v1{path}")))
+        .chain(top_level);
+    for (method, path) in documented {
         assert!(
             doc["paths"][&path][&method].is_object(),
             "{method} {path} is served but not documented"
@@ -283,6 +304,19 @@ async fn the_openapi_document_lists_every_route_the_router_serves() {
             );
         }
     }
+    let unversioned = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| {
+            !p.starts_with("/api/v1/")
+                && !["/metrics", "/.well-known/jwks.json"].contains(&p.as_str())
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        unversioned.is_empty(),
+        "documented outside /api/v1: {unversioned:?}"
+    );
     let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     let html = docs.text().await.unwrap();

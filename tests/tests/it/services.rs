@@ -39,6 +39,7 @@ fn registration(email: &str, occupation: &str) -> Registration {
             gender: Some("female"),
             sex: Some("female"),
             occupation: Some(occupation),
+            ..Default::default()
         },
         Some(SecretString::from("correct horse battery".to_owned())),
         &PasswordPolicy::default(),
