@@ -440,7 +440,7 @@ impl TestApp {
     /// Posts a registration; the registration id of a 202 is remembered for
     /// `get_status`, as a frontend keeps the `Location` it got.
     pub async fn post_registration(&self, body: &Value) -> reqwest::Response {
-        self.post_registration_to("/api/users", &[], body).await
+        self.post_registration_to("/api/v1/users", &[], body).await
     }
 
     /// The same at `path` (an alias of the route), with extra request headers.
@@ -471,7 +471,7 @@ impl TestApp {
         if let (202, Some(location)) = (response.status().as_u16(), location) {
             if let Some((path, _)) = location.split_once('?') {
                 let email =
-                    percent_encoding::percent_decode_str(path.trim_start_matches("/api/users/"))
+                    percent_encoding::percent_decode_str(path.trim_start_matches("/api/v1/users/"))
                         .decode_utf8_lossy()
                         .into_owned();
                 self.locations
@@ -485,7 +485,7 @@ impl TestApp {
     /// Remembers a registration this test submitted some other way (straight to Kafka).
     pub fn remember_registration(&self, email: &str, registration_id: Uuid) {
         let email = email.trim().to_lowercase();
-        let location = format!("/api/users/{email}?registrationId={registration_id}");
+        let location = format!("/api/v1/users/{email}?registrationId={registration_id}");
         self.locations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -501,7 +501,7 @@ impl TestApp {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&email.trim().to_lowercase())
             .cloned()
-            .unwrap_or_else(|| format!("/api/users/{email}"));
+            .unwrap_or_else(|| format!("/api/v1/users/{email}"));
         self.http
             .get(self.url(&path))
             .send()

@@ -44,8 +44,8 @@ async fn every_alias_prefix_answers_like_v1_and_points_to_its_successor() {
     let (status, headers, body) = app
         .call(Method::GET, "/v1/users/nobody@example.com", None, None)
         .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
     assert!(headers.contains_key("deprecation"));
 }
 

@@ -148,7 +148,7 @@ fn metrics_read_by_alerts() -> Vec<String> {
         .filter(|l| !l.contains("summary:") && !l.contains("description:"))
         .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
         .filter(|w| w.starts_with("registrar_"))
-        .map(|w| w.strip_suffix("_bucket").unwrap_or(w).to_owned())
+        .map(str::to_owned)
         .collect();
     names.sort();
     names.dedup();
