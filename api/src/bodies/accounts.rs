@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(nullable = false, value_type = String, min_length = 1, max_length = 254, example = "john.doe@example.com")]
+    /// The account's email, or (absent or null) `username` instead.
+    #[schema(min_length = 1, max_length = 254, example = "john.doe@example.com")]
     pub email: Option<String>,
-    #[schema(nullable = false, value_type = String, min_length = 3, max_length = 32, example = "john.doe")]
+    #[schema(min_length = 3, max_length = 32, example = "john.doe")]
     pub username: Option<String>,
     #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 128, example = "correct horse battery")]
     pub password: Option<SecretString>,

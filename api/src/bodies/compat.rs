@@ -18,17 +18,17 @@ use super::registration::RegistrationRequest;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CompatRegistrationRequest {
-    #[schema(nullable = false, value_type = String, example = "john.doe")]
+    #[schema(example = "john.doe")]
     pub username: Option<String>,
     /// Given name(s) and family name; also read as `full_name`.
     #[serde(alias = "full_name")]
     #[schema(required = true, nullable = false, value_type = String, example = "John Doe")]
     pub full_name: Option<String>,
-    #[schema(nullable = false, value_type = u16, minimum = 1, maximum = 150, example = 34)]
+    #[schema(value_type = Option<u16>, minimum = 1, maximum = 150, example = 34)]
     pub age: Option<i64>,
     /// `YYYY-MM-DD`; also read as `date_of_birth`.
     #[serde(alias = "date_of_birth")]
-    #[schema(nullable = false, value_type = String, format = Date, example = "1990-04-01")]
+    #[schema(format = Date, example = "1990-04-01")]
     pub date_of_birth: Option<String>,
     /// male | female | non-binary | prefer-not-to-say, any case.
     #[schema(required = true, nullable = false, value_type = String, example = "male")]
@@ -121,19 +121,16 @@ pub fn rename_for_compat(mut errors: Vec<FieldError>) -> Vec<FieldError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    #[schema(nullable = false, value_type = String, pattern = "^(password|refresh_token)$", example = "password")]
+    #[schema(pattern = "^(password|refresh_token)$", example = "password")]
     pub grant_type: Option<String>,
-    #[schema(nullable = false, value_type = String, example = "john.doe")]
+    #[schema(example = "john.doe")]
     pub username: Option<String>,
-    #[schema(nullable = false, value_type = String)]
     pub email: Option<String>,
-    #[schema(nullable = false, value_type = String)]
+    #[schema(value_type = Option<String>)]
     pub password: Option<SecretString>,
-    #[schema(nullable = false, value_type = String)]
+    #[schema(value_type = Option<String>)]
     pub refresh_token: Option<SecretString>,
-    #[schema(nullable = false, value_type = String)]
     pub client_id: Option<String>,
-    #[schema(nullable = false, value_type = String)]
     pub scope: Option<String>,
 }
 

@@ -33,18 +33,23 @@ pub struct RegistrationRequest {
     /// male | female | non-binary | prefer-not-to-say
     #[schema(required = true, nullable = false, value_type = String, pattern = "^(male|female|non-binary|prefer-not-to-say)$", example = "male")]
     pub gender: Option<String>,
-    /// Optional: male | female | intersex.
-    #[schema(nullable = false, value_type = String, pattern = "^(male|female|intersex)$", example = "male")]
+    /// Optional (absent or null): male | female | intersex.
+    #[schema(pattern = "^(male|female|intersex)$", example = "male")]
     pub sex: Option<String>,
     /// Optional: 2-255 characters.
-    #[schema(nullable = false, value_type = String, min_length = 2, max_length = 255, example = "Software Engineer")]
+    #[schema(min_length = 2, max_length = 255, example = "Software Engineer")]
     pub occupation: Option<String>,
     /// Optional handle to log in with: 3-32 of `a-z 0-9 . _ -` (lower-cased), unique;
     /// a taken one fails the registration with `USERNAME_TAKEN`.
-    #[schema(nullable = false, value_type = String, min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$", example = "john.doe")]
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$",
+        example = "john.doe"
+    )]
     pub username: Option<String>,
     /// Optional `YYYY-MM-DD`, from 1900-01-01 to today.
-    #[schema(nullable = false, value_type = String, format = Date, example = "1990-04-01")]
+    #[schema(format = Date, example = "1990-04-01")]
     pub date_of_birth: Option<String>,
 }
 

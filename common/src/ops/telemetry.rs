@@ -38,7 +38,7 @@ pub fn init(config: &LogConfig, service: &'static str) -> Result<Telemetry, Conf
     let filter = EnvFilter::try_new(&config.level).map_err(|e| ConfigError::new("LOG_LEVEL", e))?;
     let provider = match config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         None => None,
-        Some(_) => Some(otlp_provider(service)?),
+        Some(endpoint) => Some(otlp_provider(endpoint, service)?),
     };
     let otel = provider.as_ref().map(|p| {
         use opentelemetry::trace::TracerProvider;
@@ -62,11 +62,23 @@ pub fn init(config: &LogConfig, service: &'static str) -> Result<Telemetry, Conf
     Ok(Telemetry { provider })
 }
 
-/// The OTLP/HTTP exporter reads the standard variables itself
-/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `_HEADERS`, `_TIMEOUT`...).
-fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, ConfigError> {
+/// Spans to `<endpoint>/v1/traces` over OTLP/HTTP, batched on a thread of their own.
+/// The exporter reads the other standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
+/// `_TIMEOUT`...).
+pub fn otlp_provider(
+    endpoint: &str,
+    service: &'static str,
+) -> Result<SdkTracerProvider, ConfigError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let base = endpoint.trim_end_matches('/');
+    let url = if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_endpoint(url)
         .build()
         .map_err(|e| ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", e))?;
     let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
@@ -163,6 +175,38 @@ mod tests {
         );
         assert!(remote_context([("traceparent", "00-zz-yy-01")]).is_none());
         assert!(remote_context([("request-id", "r1")]).is_none());
+    }
+
+    #[test]
+    fn spans_are_posted_to_the_collector_as_otlp_protobuf() {
+        use opentelemetry::trace::{Tracer, TracerProvider};
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let collector = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        let provider = otlp_provider(&format!("http://{address}/"), "registrar-test").unwrap();
+        provider.tracer("test").in_span("registration", |_| {});
+        provider.shutdown().unwrap();
+        let head = collector.join().unwrap();
+        assert!(head.starts_with("post /v1/traces "), "{head}");
+        assert!(
+            head.contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
     }
 
     #[test]

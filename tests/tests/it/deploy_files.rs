@@ -224,20 +224,7 @@ fn the_dashboard_queries_only_metrics_the_code_exports() {
     let exported = exported_metric_names();
     assert!(exported.contains("registrar_consumer_lag"));
     let dashboard = read("deploy/grafana/dashboards/registrar.json");
-    let mut queried = BTreeSet::new();
-    for piece in dashboard.split("registrar_").skip(1) {
-        let name: String = piece
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
-            .collect();
-        let name = format!("registrar_{name}");
-        let base = ["_bucket", "_count", "_sum"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .unwrap_or(&name)
-            .to_owned();
-        queried.insert(base);
-    }
+    let mut queried = metric_names_in(&dashboard);
     // The dashboard uid and title are not metrics.
     queried.remove("registrar_");
     assert!(queried.len() >= 8, "{queried:?}");
