@@ -117,14 +117,6 @@ enum LoginName {
 }
 
 fn login_name(errors: &mut Vec<FieldError>, request: &LoginRequest) -> Option<LoginName> {
-    let username = |field: &str, raw: &str, errors: &mut Vec<FieldError>| match Username::parse(raw)
-    {
-        Ok(name) => Some(LoginName::Username(name)),
-        Err(e) => {
-            errors.push(FieldError::new(field, e.to_string()));
-            None
-        }
-    };
     match (request.email.as_deref(), request.username.as_deref()) {
         (Some(_), Some(_)) => {
             errors.push(FieldError::new(
@@ -133,7 +125,13 @@ fn login_name(errors: &mut Vec<FieldError>, request: &LoginRequest) -> Option<Lo
             ));
             None
         }
-        (None, Some(name)) => username("username", name, errors),
+        (None, Some(name)) => match Username::parse(name) {
+            Ok(name) => Some(LoginName::Username(name)),
+            Err(e) => {
+                errors.push(FieldError::new("username", e.to_string()));
+                None
+            }
+        },
         (email, None) => email_field(errors, email).map(LoginName::Email),
     }
 }
@@ -160,7 +158,7 @@ async fn resolve_login_name(app: &AppState, name: LoginName) -> Result<Email, Se
 
 fn parse_login(request: LoginRequest) -> Result<(LoginName, SecretString), ServiceError> {
     let mut errors = Vec::new();
-    let email = login_name(&mut errors, &request);
+    let name = login_name(&mut errors, &request);
     let password = match request.password {
         None => {
             errors.push(FieldError::new("password", "is required"));
@@ -172,8 +170,8 @@ fn parse_login(request: LoginRequest) -> Result<(LoginName, SecretString), Servi
         }
         Some(p) => Some(p),
     };
-    match (email, password) {
-        (Some(e), Some(p)) if errors.is_empty() => Ok((e, p)),
+    match (name, password) {
+        (Some(n), Some(p)) if errors.is_empty() => Ok((n, p)),
         _ => Err(ServiceError::Invalid(errors)),
     }
 }
