@@ -340,12 +340,7 @@ pub async fn find_by_email(
     client: &impl GenericClient,
     email: &str,
 ) -> Result<Option<UserRecord>, tokio_postgres::Error> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-    Ok(client
-        .query_opt(&sql, &[&email])
-        .await?
-        .as_ref()
-        .map(user_from_row))
+    find_one(client, "email", email).await
 }
 
 /// A user by (lower-cased) username, deleted ones included.
@@ -353,9 +348,18 @@ pub async fn find_by_username(
     client: &impl GenericClient,
     username: &str,
 ) -> Result<Option<UserRecord>, tokio_postgres::Error> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+    find_one(client, "username", username).await
+}
+
+/// The user whose unique text `column` (a name of this module, never input) is `value`.
+async fn find_one(
+    client: &impl GenericClient,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = $1");
     Ok(client
-        .query_opt(&sql, &[&username])
+        .query_opt(&sql, &[&value])
         .await?
         .as_ref()
         .map(user_from_row))
