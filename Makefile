@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 .PHONY: run test services rules lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
-	scale-out scale-out-short fuzz fuzz-short soak
+	scale-out scale-out-short fuzz fuzz-short soak profile
 
 CARGO ?= cargo
 
@@ -76,3 +76,8 @@ fmt:
 
 bench:
 	scripts/bench.sh
+
+# One benchmark with perf on the api (or consumer), drawn with inferno (README
+# "Benchmarks"): `make profile ARGS="api poll --concurrency 64"`.
+profile:
+	scripts/profile.sh $(ARGS)

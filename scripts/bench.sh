@@ -5,8 +5,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/services.sh up
-cargo build --release --bin api --bin consumer --bin registrar-bench
-keys="$(target/release/api keygen --key-id bench)"
+# BENCH_CARGO_PROFILE=profiling (`make profile`): release code with line tables.
+PROFILE="${BENCH_CARGO_PROFILE:-release}"
+BIN="target/$PROFILE"
+cargo build --profile "$PROFILE" --bin api --bin consumer --bin registrar-bench
+keys="$($BIN/api keygen --key-id bench)"
 export $(grep -v '^#' <<<"$keys" | xargs)
 export RATE_LIMIT_PER_MINUTE=0 AUTH_RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn LOG_FORMAT=json
 export PORT="${BENCH_PORT:-18000}" CONSUMER_PORT="${BENCH_CONSUMER_PORT:-18001}"
@@ -35,16 +38,26 @@ export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
 # Shed overload at once instead of queueing for PRODUCE_TIMEOUT_MS: about 0.5 s of
 # this machine's intake capacity.
 export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"
-target/release/api serve > target/bench-api.log 2>&1 & api=$!
-target/release/consumer > target/bench-consumer.log 2>&1 & consumer=$!
+$BIN/api serve > target/bench-api.log 2>&1 & api=$!
+$BIN/consumer > target/bench-consumer.log 2>&1 & consumer=$!
 trap 'kill -TERM $api $consumer $broker_pid 2>/dev/null; wait $api $consumer 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
-  target/release/api healthcheck --url "$BENCH_API/api/v1/health/ready" 2>/dev/null && break
+  $BIN/api healthcheck --url "$BENCH_API/api/v1/health/ready" 2>/dev/null && break
   sleep 0.2
 done
 mkdir -p target/bench
 { echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%F)"; echo; } > target/bench/machine.md
 ulimit -n 65536 2>/dev/null || true
 export BENCH_API_PID=$api BENCH_CONSUMER_PID=$consumer
-target/release/registrar-bench "${@:-all}"
+# BENCH_PERF=api|consumer (`make profile`): perf samples that process for the whole run
+# (cpu-clock, DWARF call graphs); the flamegraph is drawn afterwards.
+perf_pid=""
+if [ -n "${BENCH_PERF:-}" ]; then
+  target_pid=$api; [ "$BENCH_PERF" = consumer ] && target_pid=$consumer
+  perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$target_pid" \
+    -o "target/bench/perf-$BENCH_PERF.data" 2>target/bench/perf.log & perf_pid=$!
+  sleep 1
+fi
+$BIN/registrar-bench "${@:-all}"
+if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 echo "At the end of the run: api RSS $(ps -o rss= -p $api | awk '{printf "%.1f MiB", $1/1024}'), consumer RSS $(ps -o rss= -p $consumer | awk '{printf "%.1f MiB", $1/1024}')" | tee target/bench/memory-end.md

@@ -7,7 +7,7 @@ use common::config::{
     ConfigError, KafkaConfig, LogConfig, PostgresConfig, RedisConfig, ServiceConfig,
 };
 use common::domain::password::Argon2Config;
-use common::events::seal::SealingKey;
+use common::events::seal::{EpochPolicy, Sealer, SealingKey};
 use secrecy::SecretString;
 
 use crate::auth::keys::JwtKeys;
@@ -33,6 +33,22 @@ pub struct ApiConfig {
     /// The consumers' X25519 public key, base64 (`api keygen` prints one).
     #[arg(long = "seal-public-key", env = "SEAL_PUBLIC_KEY")]
     pub seal_public_key: String,
+    /// Seconds one sealing epoch (one HPKE encapsulation shared by many passwords) lasts;
+    /// 0 = seal every password with its own encapsulation (the event format of schema v3
+    /// and earlier, for consumers not yet upgraded).
+    #[arg(
+        long = "seal-epoch-secs",
+        env = "SEAL_EPOCH_SECS",
+        default_value_t = 300
+    )]
+    pub seal_epoch_secs: u64,
+    /// Passwords sealed in one epoch at most before the next one starts.
+    #[arg(
+        long = "seal-epoch-messages",
+        env = "SEAL_EPOCH_MESSAGES",
+        default_value_t = 100_000
+    )]
+    pub seal_epoch_messages: u64,
     /// How long a registration waits for the broker's acknowledgement before 503.
     #[arg(
         long = "produce-timeout-ms",
@@ -220,6 +236,10 @@ pub struct ApiConfig {
         default_value_t = 15_000
     )]
     pub request_timeout_ms: u64,
+    /// Seconds a finished registration's state (completed, failed) is answered from the
+    /// api's memory when polled by registration id; 0 = always ask Redis.
+    #[arg(long = "poll-cache-secs", env = "POLL_CACHE_SECS", default_value_t = 5)]
+    pub poll_cache_secs: u64,
 }
 
 impl ApiConfig {
@@ -228,6 +248,21 @@ impl ApiConfig {
             common::events::seal::KeyError::KeyId => ConfigError::new("SEAL_KEY_ID", e),
             other => ConfigError::new("SEAL_PUBLIC_KEY", other),
         })
+    }
+
+    /// The sealer of passwords: per epoch unless `SEAL_EPOCH_SECS=0`.
+    pub fn sealer(&self) -> Result<Sealer, ConfigError> {
+        if self.seal_epoch_messages == 0 {
+            return Err(ConfigError::new(
+                "SEAL_EPOCH_MESSAGES",
+                "must be at least 1",
+            ));
+        }
+        let policy = (self.seal_epoch_secs > 0).then(|| EpochPolicy {
+            max_age: Duration::from_secs(self.seal_epoch_secs),
+            max_messages: self.seal_epoch_messages,
+        });
+        Ok(Sealer::new(self.sealing_key()?, policy))
     }
 
     /// The access-token keys from `JWT_SIGNING_KEY` or `JWT_SIGNING_KEY_FILE`.
@@ -309,6 +344,10 @@ impl ApiConfig {
     pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         crate::protection::parse_trusted_proxies(&self.trusted_proxies)
             .map_err(|e| ConfigError::new("TRUSTED_PROXIES", e))
+    }
+
+    pub fn poll_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.poll_cache_secs)
     }
 
     pub fn request_timeout(&self) -> Duration {

@@ -63,7 +63,7 @@ impl Application {
     pub async fn build(config: ApiConfig) -> Result<Self, StartError> {
         // Every configuration error first, before any dependency is touched: a bad key
         // is named (exit 2) even when the database is not there yet.
-        let sealing_key = config.sealing_key()?;
+        let sealer = config.sealer()?;
         let jwt = config.jwt_keys()?;
         let client_ip = ClientIp::new(config.trusted_proxies()?);
         let metrics = ApiMetrics::new();
@@ -129,7 +129,8 @@ impl Application {
             pg,
             pg_timeout: config.postgres.timeout(),
             publisher,
-            sealing_key,
+            sealer,
+            poll_cache_ttl: config.poll_cache_ttl(),
             health_timeout: config.service.health_timeout(),
             metrics,
             accounts,

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::events::seal::SealingKey;
+use common::events::seal::Sealer;
 use common::store::idempotency::IdempotencyStore;
 use common::store::login_attempts::LoginAttemptStore;
 use common::store::redis::Redis;
@@ -46,7 +46,9 @@ pub struct Inner {
     pub pg: deadpool_postgres::Pool,
     pub pg_timeout: Duration,
     pub publisher: Arc<dyn RegistrationPublisher>,
-    pub sealing_key: SealingKey,
+    pub sealer: Sealer,
+    /// Finished registrations answered from memory for a few seconds (polling).
+    pub finished: crate::service::registration::FinishedRegistrations,
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
@@ -64,7 +66,9 @@ pub struct Dependencies {
     pub pg: deadpool_postgres::Pool,
     pub pg_timeout: Duration,
     pub publisher: Arc<dyn RegistrationPublisher>,
-    pub sealing_key: SealingKey,
+    pub sealer: Sealer,
+    /// How long a finished registration's state is answered from memory.
+    pub poll_cache_ttl: Duration,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
@@ -84,7 +88,8 @@ impl AppState {
             pg,
             pg_timeout,
             publisher,
-            sealing_key,
+            sealer,
+            poll_cache_ttl,
             health_timeout,
             metrics,
             accounts,
@@ -94,7 +99,8 @@ impl AppState {
             pg,
             pg_timeout,
             publisher,
-            sealing_key,
+            sealer,
+            finished: crate::service::registration::FinishedRegistrations::new(poll_cache_ttl),
             started: Instant::now(),
             health_timeout,
             metrics,

@@ -2,6 +2,7 @@
 //! consumer for `drain`). Each benchmark prints a Markdown table and writes it, with an
 //! SVG latency plot, under `target/bench/`. `make bench` runs them all.
 
+mod cpu;
 mod report;
 
 use std::collections::BTreeMap;
@@ -66,12 +67,29 @@ struct CommonArgs {
         global = true
     )]
     broker_storage: String,
+    /// The api's process id, for its CPU time and RSS (`make bench` passes it).
+    #[arg(long, env = "BENCH_API_PID", global = true)]
+    api_pid: Option<i32>,
+    /// The consumer's process id (CPU time, RSS; stopped and continued by `intake`).
+    #[arg(long, env = "BENCH_CONSUMER_PID", global = true)]
+    consumer_pid: Option<i32>,
+}
+
+impl CommonArgs {
+    fn processes(&self) -> cpu::Processes {
+        cpu::Processes {
+            api: self.api_pid,
+            consumer: self.consumer_pid,
+        }
+    }
 }
 
 #[derive(Subcommand)]
 enum Bench {
     /// POST registrations: closed loop with N clients, or open loop at --rate.
     Intake(LoadArgs),
+    /// Intake with the consumer stopped, then with it hashing the backlog on the same cores.
+    IntakeShared(LoadArgs),
     /// GET /api/v1/users/{email} for completed and pending emails.
     Poll(LoadArgs),
     /// Put N registrations on a fresh topic, then start a consumer and time the drain.
@@ -121,12 +139,6 @@ struct E2eArgs {
 struct ConnectionsArgs {
     #[arg(long, default_value_t = 1000)]
     count: usize,
-    /// The api's process id, to read its RSS (`make bench` passes it).
-    #[arg(long, env = "BENCH_API_PID")]
-    api_pid: Option<u32>,
-    /// The consumer's process id.
-    #[arg(long, env = "BENCH_CONSUMER_PID")]
-    consumer_pid: Option<u32>,
 }
 
 #[derive(Args, Clone)]
@@ -186,13 +198,18 @@ impl Tally {
 
 /// Runs `op` in a closed loop (N clients) or an open loop (fixed rate, latency measured
 /// from the scheduled start so a stall is not hidden).
-async fn load<F, Fut>(args: &LoadArgs, op: F) -> (Tally, Duration)
+async fn load<F, Fut>(
+    processes: cpu::Processes,
+    args: &LoadArgs,
+    op: F,
+) -> (Tally, Duration, cpu::Usage)
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = (String, bool)> + Send,
 {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let op = Arc::new(op);
+    let cpu_before = processes.sample();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     if let Some(nanos) = 1_000_000_000u64.checked_div(args.rate) {
@@ -237,11 +254,12 @@ where
         futures::future::join_all(tasks).await;
     }
     let elapsed = started.elapsed();
+    let usage = processes.since(&cpu_before);
     let tally = Arc::try_unwrap(tally)
         .ok()
         .and_then(|m| m.into_inner().ok())
         .unwrap_or_default();
-    (tally, elapsed)
+    (tally, elapsed, usage)
 }
 
 /// A response's status as a label, and whether it is the one expected.
@@ -270,9 +288,17 @@ fn load_report(
     tally: Tally,
     elapsed: Duration,
     ok_label: &str,
+    usage: &cpu::Usage,
 ) -> Report {
     let mut r = Report::new(name, setup);
     add_tally(&mut r, &tally, elapsed, ok_label);
+    let ok = tally.ok.as_ref().map_or(0, |h| h.len());
+    let unit = match ok_label {
+        "accepted" => "accepted registration",
+        "completed" => "completed registration",
+        other => other.strip_suffix('s').unwrap_or(other),
+    };
+    usage.rows(&mut r, ok, unit);
     r.latency = tally.ok;
     r
 }
@@ -297,27 +323,40 @@ fn add_tally(r: &mut Report, tally: &Tally, elapsed: Duration, ok_label: &str) {
     }
 }
 
-async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
+/// An intake answer: 202 is the success; a 503 says whether it told the client when to
+/// come back.
+fn intake_outcome(response: reqwest::Result<reqwest::Response>) -> (String, bool) {
+    match response {
+        Ok(r) if r.status() == 503 => {
+            let label = if r.headers().contains_key(reqwest::header::RETRY_AFTER) {
+                "503 with Retry-After"
+            } else {
+                "503 without Retry-After"
+            };
+            (label.into(), false)
+        }
+        other => outcome(other, 202),
+    }
+}
+
+/// POST registrations with unique emails; the report and the accepted rate.
+async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<(Report, f64)> {
     let client = http();
     let url = format!("{}/api/v1/users", c.api);
     let run = unique("intake");
-    let (tally, elapsed) = load(&args, move |i| {
+    let (tally, elapsed, usage) = load(c.processes(), &args, move |i| {
         let (client, url) = (client.clone(), url.clone());
         let email = format!("{run}-{i}@bench.example");
-        async move {
-            outcome(
-                client.post(&url).json(&registration(&email)).send().await,
-                202,
-            )
-        }
+        async move { intake_outcome(client.post(&url).json(&registration(&email)).send().await) }
     })
     .await;
+    let accepted = tally.ok.as_ref().map_or(0, |h| h.len()) as f64 / elapsed.as_secs_f64();
     let name = if args.rate == 0 {
         "intake"
     } else {
         "intake-fixed-rate"
     };
-    Ok(load_report(
+    let report = load_report(
         name,
         format!(
             "POST /api/v1/users, unique emails, {}; broker: {}",
@@ -327,7 +366,72 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         tally,
         elapsed,
         "accepted",
-    ))
+        &usage,
+    );
+    Ok((report, accepted))
+}
+
+fn signal(pid: i32, signal: rustix::process::Signal) -> anyhow::Result<()> {
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| anyhow::anyhow!("{pid} is not a process id"))?;
+    rustix::process::kill_process(pid, signal)?;
+    Ok(())
+}
+
+/// Waits until the consumer uses at least half a core (it is hashing a backlog), at most
+/// `within`.
+async fn wait_until_busy(c: &CommonArgs, within: Duration) -> bool {
+    let processes = cpu::Processes {
+        api: None,
+        consumer: c.consumer_pid,
+    };
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let before = processes.sample();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = processes.since(&before);
+        if used
+            .consumer
+            .is_some_and(|c| c.as_secs_f64() >= 0.5 * used.wall.as_secs_f64())
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Intake twice with the same load: with the consumer stopped (SIGSTOP: the api alone,
+/// its backlog growing in Kafka), then with the consumer hashing that backlog on the same
+/// cores. The ratio is what `HASH_NICE` protects.
+async fn intake_shared(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<([Report; 2], f64)> {
+    use rustix::process::Signal;
+    let consumer = c.consumer_pid.ok_or_else(|| {
+        anyhow::anyhow!("needs the consumer's pid (--consumer-pid or BENCH_CONSUMER_PID)")
+    })?;
+    signal(consumer, Signal::Stop)?;
+    let alone = intake(c, args.clone()).await;
+    signal(consumer, Signal::Cont)?;
+    let (mut alone, alone_rate) = alone?;
+    alone.setup = format!("{}; consumer stopped (SIGSTOP): the api alone", alone.setup);
+    // The consumer rejoins its group and starts on the backlog the first run left.
+    let busy = wait_until_busy(c, Duration::from_secs(60)).await;
+    let (mut shared, shared_rate) = intake(c, args).await?;
+    shared.name = "intake-with-consumer";
+    shared.setup = format!(
+        "{}; the consumer hashing the backlog of the run before on the same cores",
+        shared.setup
+    );
+    if !busy {
+        shared.row("note", "the consumer was not busy before the run started");
+    }
+    shared.row(
+        "accepted/s vs the api alone",
+        format!(
+            "{:.0} % (target ≥ 80 %)",
+            100.0 * shared_rate / alone_rate.max(1e-9)
+        ),
+    );
+    Ok(([alone, shared], alone_rate))
 }
 
 /// The `Location` of a 202: where its registration is polled.
@@ -382,7 +486,7 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     }
     let locations = Arc::new(locations);
     let api = c.api.clone();
-    let (tally, elapsed) = load(&args, move |i| {
+    let (tally, elapsed, usage) = load(c.processes(), &args, move |i| {
         let client = client.clone();
         let url = format!("{api}{}", locations[(i % locations.len() as u64) as usize]);
         async move { outcome(client.get(&url).send().await, 200) }
@@ -402,6 +506,7 @@ async fn poll(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         tally,
         elapsed,
         "requests",
+        &usage,
     ))
 }
 
@@ -437,7 +542,7 @@ async fn login(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
     let emails = Arc::new(completed_users(c, "login", 32).await?);
     let client = http();
     let url = format!("{}/api/v1/auth/login", c.api);
-    let (tally, elapsed) = load(&args, move |i| {
+    let (tally, elapsed, usage) = load(c.processes(), &args, move |i| {
         let (client, url) = (client.clone(), url.clone());
         // Clients start at i = client * 10^9: spread them over the users so no account
         // sees more than a couple of logins at once (more would trip its lockout).
@@ -458,6 +563,7 @@ async fn login(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         tally,
         elapsed,
         "logins",
+        &usage,
     ))
 }
 
@@ -476,7 +582,7 @@ async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         .ok_or_else(|| anyhow::anyhow!("login failed: {tokens}"))?
         .to_owned();
     let url = format!("{}/api/v1/auth/me", c.api);
-    let (tally, elapsed) = load(&args, move |_| {
+    let (tally, elapsed, usage) = load(c.processes(), &args, move |_| {
         let (client, url, token) = (client.clone(), url.clone(), token.clone());
         async move { outcome(client.get(&url).bearer_auth(token).send().await, 200) }
     })
@@ -490,6 +596,7 @@ async fn me(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<Report> {
         tally,
         elapsed,
         "requests",
+        &usage,
     ))
 }
 
@@ -502,7 +609,7 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
         rate: args.rate,
         seconds: args.seconds,
     };
-    let (tally, elapsed) = load(&load_args, move |i| {
+    let (tally, elapsed, usage) = load(c.processes(), &load_args, move |i| {
         let (client, api) = (client.clone(), api.clone());
         let email = format!("{run}-{i}@bench.example");
         async move {
@@ -531,6 +638,7 @@ async fn e2e(c: &CommonArgs, args: E2eArgs) -> anyhow::Result<Report> {
         tally,
         elapsed,
         "completed",
+        &usage,
     ))
 }
 
@@ -581,7 +689,7 @@ fn hash(args: &HashArgs) -> anyhow::Result<(Report, f64)> {
 }
 
 /// Resident set size of a process in MiB, from /proc.
-fn rss_mib(pid: u32) -> Option<f64> {
+fn rss_mib(pid: i32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
@@ -596,7 +704,7 @@ fn rss_mib(pid: u32) -> Option<f64> {
 async fn connections(c: &CommonArgs, args: ConnectionsArgs) -> anyhow::Result<Report> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authority = c.api.trim_start_matches("http://").to_owned();
-    let before = args.api_pid.and_then(rss_mib);
+    let before = c.api_pid.and_then(rss_mib);
     let mut open = Vec::with_capacity(args.count);
     for _ in 0..args.count {
         let mut stream = tokio::net::TcpStream::connect(&authority).await?;
@@ -611,7 +719,7 @@ async fn connections(c: &CommonArgs, args: ConnectionsArgs) -> anyhow::Result<Re
         open.push(stream);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = args.api_pid.and_then(rss_mib);
+    let during = c.api_pid.and_then(rss_mib);
     let fmt = |v: Option<f64>| {
         v.map_or("unknown (no --api-pid)".to_owned(), |m| {
             format!("{m:.1} MiB")
@@ -629,7 +737,7 @@ async fn connections(c: &CommonArgs, args: ConnectionsArgs) -> anyhow::Result<Re
         format!("api RSS with {} connections", open.len()),
         fmt(during),
     );
-    if let Some(pid) = args.consumer_pid {
+    if let Some(pid) = c.consumer_pid {
         r.row("consumer RSS", fmt(rss_mib(pid)));
     }
     drop(open);
@@ -778,7 +886,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let c = cli.common;
     match cli.bench {
-        Bench::Intake(a) => intake(&c, a).await?.publish()?,
+        Bench::Intake(a) => intake(&c, a).await?.0.publish()?,
+        Bench::IntakeShared(a) => {
+            for r in intake_shared(&c, a).await?.0 {
+                r.publish()?;
+            }
+        }
         Bench::Poll(a) => poll(&c, a).await?.publish()?,
         Bench::Drain(a) => drain(&c, a, None).await?.0.publish()?,
         Bench::E2e(a) => e2e(&c, a).await?.publish()?,
@@ -835,6 +948,16 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
             .publish()?;
+            poll(
+                &c,
+                LoadArgs {
+                    concurrency: 0,
+                    rate: 20_000,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
             login(
                 &c,
                 LoadArgs {
@@ -855,7 +978,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
             .publish()?;
-            intake(
+            let (reports, capacity) = intake_shared(
                 &c,
                 LoadArgs {
                     concurrency: 64,
@@ -863,8 +986,10 @@ async fn main() -> anyhow::Result<()> {
                     seconds: 10,
                 },
             )
-            .await?
-            .publish()?;
+            .await?;
+            for r in reports {
+                r.publish()?;
+            }
             intake(
                 &c,
                 LoadArgs {
@@ -874,26 +999,18 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await?
+            .0
             .publish()?;
-            connections(
-                &c,
-                ConnectionsArgs {
-                    count: 1000,
-                    api_pid: std::env::var("BENCH_API_PID")
-                        .ok()
-                        .and_then(|p| p.parse().ok()),
-                    consumer_pid: std::env::var("BENCH_CONSUMER_PID")
-                        .ok()
-                        .and_then(|p| p.parse().ok()),
-                },
-            )
-            .await?
-            .publish()?;
-            let mut overload = intake(
+            connections(&c, ConnectionsArgs { count: 1000 })
+                .await?
+                .publish()?;
+            // Twice what the api accepted alone: the producer queue fills and the rest
+            // must be refused at once.
+            let (mut overload, _) = intake(
                 &c,
                 LoadArgs {
                     concurrency: 0,
-                    rate: 3000,
+                    rate: (2.0 * capacity).max(3000.0) as u64,
                     seconds: 5,
                 },
             )

@@ -57,6 +57,10 @@ pub struct ConsumerConfig {
     /// Threads hashing passwords; 0 = one per core.
     #[arg(long = "hash-threads", env = "HASH_THREADS", default_value_t = 0)]
     pub hash_threads: usize,
+    /// Nice value (0-19) of the hashing threads: above the request handlers' 0, so an
+    /// api on the same cores keeps answering while a backlog waits in Kafka. 0 = none.
+    #[arg(long = "hash-nice", env = "HASH_NICE", default_value_t = 10)]
+    pub hash_nice: i32,
     /// Cap of the exponential backoff while PostgreSQL, Redis or the broker fail, in ms.
     #[arg(
         long = "retry-backoff-max-ms",
@@ -75,6 +79,9 @@ impl ConsumerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(ConfigError::new("BATCH_SIZE", "must be 1-10000"));
+        }
+        if !(0..=19).contains(&self.hash_nice) {
+            return Err(ConfigError::new("HASH_NICE", "must be 0-19"));
         }
         if self.group_id.trim().is_empty() {
             return Err(ConfigError::new("KAFKA_GROUP_ID", "is empty"));

@@ -1,5 +1,7 @@
 //! The hashing pool: opens sealed passwords and hashes them with argon2id on dedicated
-//! threads (one per core by default), never on the async runtime's workers.
+//! threads (one per core by default), never on the async runtime's workers. The threads
+//! run at a lower scheduling priority (`HASH_NICE`): when an api shares the cores, its
+//! request handling wins the CPU and the backlog waits in Kafka.
 
 use std::sync::Arc;
 
@@ -25,20 +27,47 @@ pub enum HashJobError {
     WorkerLost,
 }
 
+/// Raises the calling thread's nice value to `nice` (never lowers it: a consumer started
+/// under `nice` keeps at least that). On Linux the nice value belongs to the thread
+/// (setpriority on its thread id), so the async runtime's threads keep theirs. Failing is
+/// not fatal: the consumer then hashes at normal priority, and says so.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    let result = {
+        let tid = Some(rustix::thread::gettid());
+        match rustix::process::getpriority_process(tid) {
+            Ok(current) if current >= nice => return,
+            _ => rustix::process::setpriority_process(tid, nice),
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    let result: std::io::Result<()> = if nice == 0 {
+        return;
+    } else {
+        Err(std::io::Error::other("per-thread priority needs Linux"))
+    };
+    if let Err(e) = result {
+        tracing::warn!(event = "hash_nice_not_applied", nice, error = %e);
+    }
+}
+
 pub struct HashPool {
     pool: rayon::ThreadPool,
     inner: Arc<(PasswordHasherService, OpeningKeys)>,
 }
 
 impl HashPool {
+    /// `nice` (0-19) is applied to each hashing thread as it starts.
     pub fn new(
         threads: usize,
+        nice: i32,
         hasher: PasswordHasherService,
         keys: OpeningKeys,
     ) -> anyhow::Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("argon2-{i}"))
+            .start_handler(move |_| lower_priority(nice))
             .build()?;
         Ok(Self {
             pool,
@@ -70,5 +99,42 @@ impl HashPool {
         // registrations into the DLQ instead of taking the consumer down.
         rx.await
             .unwrap_or_else(|_| (0..count).map(|_| Err(HashJobError::WorkerLost)).collect())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn pool(nice: i32) -> HashPool {
+        let (private, _) = common::events::seal::generate_key_pair();
+        let keys = OpeningKeys::parse(&format!("k:{}", private.as_str())).unwrap();
+        let hasher = PasswordHasherService::new(common::domain::password::Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        HashPool::new(2, nice, hasher, keys).unwrap()
+    }
+
+    /// The nice value of the thread running the closure, as the kernel reports it.
+    fn nice_inside(pool: &HashPool) -> i32 {
+        pool.pool
+            .install(|| rustix::process::getpriority_process(None).unwrap())
+    }
+
+    #[test]
+    fn hashing_threads_run_at_the_configured_nice_value() {
+        let before = rustix::process::getpriority_process(None).unwrap();
+        assert_eq!(nice_inside(&pool(10)), before.max(10));
+        // The caller's own thread is untouched.
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
+    }
+
+    #[test]
+    fn nice_zero_leaves_the_hashing_threads_alone() {
+        let before = rustix::process::getpriority_process(None).unwrap();
+        assert_eq!(nice_inside(&pool(0)), before);
     }
 }

@@ -77,8 +77,8 @@ impl Consumer {
         config.validate()?;
         let keys = config.opening_keys()?;
         let hasher = PasswordHasherService::new(config.argon2)?;
-        let hash_pool =
-            HashPool::new(config.hash_threads(), hasher, keys).map_err(StartError::HashPool)?;
+        let hash_pool = HashPool::new(config.hash_threads(), config.hash_nice, hasher, keys)
+            .map_err(StartError::HashPool)?;
         let pg = common::store::postgres::pool(&config.postgres)?;
         let redis = Redis::from_config(&config.redis)?;
         let dlq = Arc::new(DlqProducer::new(&config.kafka)?);

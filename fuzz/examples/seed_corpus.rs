@@ -41,11 +41,23 @@ fn main() {
         key_id: "k1".into(),
         encapsulated_key: vec![7; 32],
         ciphertext: vec![9; 44],
+        nonce: None,
+    });
+    let epoch_sealed = Credential::Sealed(SealedPassword {
+        key_id: "k1".into(),
+        encapsulated_key: vec![7; 32],
+        ciphertext: vec![9; 44],
+        nonce: Some(vec![5; 24]),
     });
     let hashed = Credential::PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
     let sealed_event = event(sealed, Some("req-1".into()));
+    let epoch_event = event(epoch_sealed, Some("req-2".into()));
     let hashed_event = event(hashed, None);
-    for (name, e) in [("sealed", &sealed_event), ("hash", &hashed_event)] {
+    for (name, e) in [
+        ("sealed", &sealed_event),
+        ("epoch-sealed", &epoch_event),
+        ("hash", &hashed_event),
+    ] {
         write(&dir, "avro_registration_event", &format!("current-{name}"), &e.encode().expect("encode"));
         for index in 0..HISTORIC_SCHEMAS.len() {
             write(

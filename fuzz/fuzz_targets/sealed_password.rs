@@ -1,7 +1,8 @@
 //! The sealed password envelope as the consumer opens it. Two shapes of input:
 //! an envelope made of arbitrary parts (must be refused, never panic), and a genuine
-//! envelope with fuzzer-chosen bit flips in its key id, encapsulated key, ciphertext,
-//! registration id or email (opens to the original password only when nothing changed).
+//! envelope (per message or per epoch) with fuzzer-chosen bit flips in its key id,
+//! encapsulated key, ciphertext, nonce, registration id or email (opens to the original
+//! password only when nothing changed).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -9,7 +10,9 @@ use std::sync::LazyLock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use registrar_common::domain::email::Email;
-use registrar_common::events::seal::{generate_key_pair, OpeningKeys, SealedPassword, SealingKey};
+use registrar_common::events::seal::{
+    generate_key_pair, EpochPolicy, OpeningKeys, SealedPassword, Sealer, SealingKey,
+};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -17,6 +20,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 struct Fixture {
     sealing: SealingKey,
+    epoch: Sealer,
     opening: OpeningKeys,
     email: Email,
     registration_id: Uuid,
@@ -24,8 +28,14 @@ struct Fixture {
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let (private, public) = generate_key_pair();
+    let sealing = SealingKey::from_base64("k1", &public).expect("generated public key");
+    let policy = EpochPolicy {
+        max_age: std::time::Duration::from_secs(3600),
+        max_messages: u64::MAX,
+    };
     Fixture {
-        sealing: SealingKey::from_base64("k1", &public).expect("generated public key"),
+        epoch: Sealer::new(sealing.clone(), Some(policy)),
+        sealing,
         opening: OpeningKeys::parse(&format!("k1:{}", private.as_str())).expect("generated key"),
         email: Email::parse("fuzz@example.com").expect("valid email"),
         registration_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
@@ -38,12 +48,14 @@ enum Input {
         key_id: String,
         encapsulated_key: Vec<u8>,
         ciphertext: Vec<u8>,
+        nonce: Option<Vec<u8>>,
         email: String,
         registration_id: u128,
     },
     Flipped {
+        per_epoch: bool,
         /// (part, position, xor mask): part 0 key id, 1 encapsulated key, 2 ciphertext,
-        /// 3 registration id, 4 email.
+        /// 3 registration id, 4 email, 5 nonce.
         flips: Vec<(u8, u16, u8)>,
     },
     Keys(String),
@@ -63,6 +75,7 @@ fuzz_target!(|input: Input| {
             key_id,
             encapsulated_key,
             ciphertext,
+            nonce,
             email,
             registration_id,
         } => {
@@ -73,6 +86,7 @@ fuzz_target!(|input: Input| {
                 key_id,
                 encapsulated_key,
                 ciphertext,
+                nonce,
             };
             // Without the private key's help nobody can make an envelope that opens.
             assert!(f
@@ -80,21 +94,27 @@ fuzz_target!(|input: Input| {
                 .open(&sealed, Uuid::from_u128(registration_id), &email)
                 .is_err());
         }
-        Input::Flipped { flips } => {
+        Input::Flipped { per_epoch, flips } => {
             let password = SecretString::from(PASSWORD.to_owned());
-            let sealed = f.sealing.seal(f.registration_id, &f.email, &password);
+            let sealed = if per_epoch {
+                f.epoch.seal(f.registration_id, &f.email, &password)
+            } else {
+                f.sealing.seal(f.registration_id, &f.email, &password)
+            };
+            let mut nonce = sealed.nonce.clone();
             let mut key_id = sealed.key_id.clone().into_bytes();
             let mut encapsulated_key = sealed.encapsulated_key.clone();
             let mut ciphertext = sealed.ciphertext.clone();
             let mut registration_id = f.registration_id.as_bytes().to_vec();
             let mut email = f.email.as_str().as_bytes().to_vec();
             for (part, position, mask) in flips {
-                match part % 5 {
+                match part % 6 {
                     0 => flip(&mut key_id, position, mask),
                     1 => flip(&mut encapsulated_key, position, mask),
                     2 => flip(&mut ciphertext, position, mask),
                     3 => flip(&mut registration_id, position, mask),
-                    _ => flip(&mut email, position, mask),
+                    4 => flip(&mut email, position, mask),
+                    _ => flip(nonce.as_deref_mut().unwrap_or_default(), position, mask),
                 }
             }
             let (Ok(key_id), Ok(email_text)) = (String::from_utf8(key_id), String::from_utf8(email))
@@ -109,6 +129,7 @@ fuzz_target!(|input: Input| {
                 key_id,
                 encapsulated_key,
                 ciphertext,
+                nonce,
             };
             let unchanged = tampered == sealed
                 && registration_id == f.registration_id

@@ -22,6 +22,7 @@ pub const CURRENT_SCHEMA: &str = include_str!("../../../schemas/user_registratio
 pub const HISTORIC_SCHEMAS: &[&str] = &[
     include_str!("../../../schemas/history/user_registration.v1.avsc"),
     include_str!("../../../schemas/history/user_registration.v2.avsc"),
+    include_str!("../../../schemas/history/user_registration.v3.avsc"),
 ];
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -139,6 +140,13 @@ impl RegistrationEvent {
                         Value::Bytes(s.encapsulated_key.clone()),
                     ),
                     ("ciphertext".into(), Value::Bytes(s.ciphertext.clone())),
+                    (
+                        "nonce".into(),
+                        match &s.nonce {
+                            None => Value::Union(0, Box::new(Value::Null)),
+                            Some(n) => Value::Union(1, Box::new(Value::Bytes(n.clone()))),
+                        },
+                    ),
                 ])),
             ),
             Credential::PasswordHash(phc) => Value::Union(
@@ -201,6 +209,7 @@ impl RegistrationEvent {
                             key_id: c.string("keyId")?,
                             encapsulated_key: c.bytes("encapsulatedKey")?,
                             ciphertext: c.bytes("ciphertext")?,
+                            nonce: c.optional_bytes("nonce")?,
                         })
                     }
                 }
@@ -265,6 +274,19 @@ impl Fields {
     fn bytes(&mut self, name: &'static str) -> Result<Vec<u8>, DecodeError> {
         match self.take(name)? {
             Value::Bytes(b) => Ok(b),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
+    /// A `["null", "bytes"]` field.
+    fn optional_bytes(&mut self, name: &'static str) -> Result<Option<Vec<u8>>, DecodeError> {
+        match self.take(name)? {
+            Value::Union(_, inner) => match *inner {
+                Value::Bytes(b) => Ok(Some(b)),
+                Value::Null => Ok(None),
+                _ => Err(DecodeError::Field(name)),
+            },
+            Value::Null => Ok(None),
             _ => Err(DecodeError::Field(name)),
         }
     }
@@ -340,6 +362,16 @@ pub mod compat {
                     let (_, was_union) = historic.iter().find(|(h, _)| *h == n)?;
                     let v = match v {
                         Value::Union(_, inner) if !was_union && n != "credential" => *inner,
+                        // Every historic credential lacks the v4 `nonce`.
+                        Value::Union(i, inner) if n == "credential" => match *inner {
+                            Value::Record(cf) => Value::Union(
+                                i,
+                                Box::new(Value::Record(
+                                    cf.into_iter().filter(|(f, _)| f != "nonce").collect(),
+                                )),
+                            ),
+                            other => Value::Union(i, Box::new(other)),
+                        },
                         v => v,
                     };
                     Some((n, v))
@@ -373,6 +405,7 @@ mod tests {
                 key_id: "k1".into(),
                 encapsulated_key: vec![1; 32],
                 ciphertext: vec![2; 40],
+                nonce: None,
             }),
             submitted_at_ms: 1_700_000_000_000,
             request_id: Some("req-1".into()),
@@ -385,6 +418,39 @@ mod tests {
     fn an_event_survives_a_round_trip() {
         let e = event();
         assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    fn epoch_sealed(e: &mut RegistrationEvent) {
+        if let Credential::Sealed(s) = &mut e.credential {
+            s.nonce = Some(vec![3; 24]);
+        }
+    }
+
+    #[test]
+    fn a_per_epoch_sealed_credential_survives_a_round_trip() {
+        let mut e = event();
+        epoch_sealed(&mut e);
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_v3_reader_reads_a_v4_record_without_the_nonce() {
+        // Why consumers are upgraded before apis seal per epoch: a v3 consumer sees a
+        // per-message credential whose HPKE open fails (dead letter, not a wrong user).
+        let mut e = event();
+        epoch_sealed(&mut e);
+        let bytes = e.encode().unwrap();
+        let Value::Record(fields) = compat::decode_with_historic_reader(&bytes, 2).unwrap() else {
+            panic!("not a record")
+        };
+        let (_, credential) = fields.iter().find(|(n, _)| n == "credential").unwrap();
+        let Value::Union(0, inner) = credential else {
+            panic!("not the sealed branch: {credential:?}")
+        };
+        let Value::Record(cf) = &**inner else {
+            panic!("not a record")
+        };
+        assert!(cf.iter().all(|(n, _)| n != "nonce"));
     }
 
     #[test]
@@ -442,8 +508,18 @@ mod tests {
                 .unwrap_or_else(|err| panic!("v{}: {err}", index + 1));
             assert_eq!(decoded.sex.as_deref(), Some("female"), "v{}", index + 1);
             assert_eq!(decoded.occupation.as_deref(), Some("Pilot"));
-            assert_eq!(decoded.username, None, "added in v3: default");
-            assert_eq!(decoded.date_of_birth, None);
+            let v3_or_later = index >= 2;
+            assert_eq!(
+                decoded.username.is_some(),
+                v3_or_later,
+                "v{}: username added in v3, default before",
+                index + 1
+            );
+            let Credential::Sealed(sealed) = &decoded.credential else {
+                panic!("v{}: not sealed", index + 1)
+            };
+            assert_eq!(sealed.nonce, None, "v{}: per-message form", index + 1);
+            assert_eq!(decoded.date_of_birth.is_some(), v3_or_later);
         }
     }
 
