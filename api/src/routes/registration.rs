@@ -117,7 +117,8 @@ async fn accept(
         idempotency_key: idempotency_key(headers)?,
         request_id: respond::request_id(headers),
     };
-    let submitted = submit_registration(app, submission).await?;
+    // Boxed: the handler's future stays small for the layers that move it.
+    let submitted = Box::pin(submit_registration(app, submission)).await?;
     let mut response = respond::with_status_and_header(
         StatusCode::ACCEPTED,
         &submitted.answer,

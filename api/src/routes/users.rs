@@ -130,13 +130,21 @@ pub async fn get(
     Path(raw): Path<String>,
     ApiQuery(params): ApiQuery<StatusParams>,
 ) -> Result<Response, ApiError> {
+    // Both branches are boxed: the handler's own future stays small, so the layers that
+    // move it around (every request, one of the hottest paths) copy a few bytes, not the
+    // state of both use cases.
     let Ok(id) = raw.parse::<Uuid>() else {
-        let state =
-            registration_status(&app, &raw, params.registration_id, caller.as_ref()).await?;
+        let state = Box::pin(registration_status(
+            &app,
+            &raw,
+            params.registration_id,
+            caller.as_ref(),
+        ))
+        .await?;
         return Ok(Json(status_answer(state)).into_response());
     };
     let caller = caller.ok_or(ApiError::Unauthenticated)?;
-    let user = users::get_user(&app, &caller, &context, id).await?;
+    let user = Box::pin(users::get_user(&app, &caller, &context, id)).await?;
     Ok(respond::user(&user))
 }
 
