@@ -33,6 +33,8 @@ else
 fi
 # A topic and group of its own: no backlog from earlier runs, none left for `make run`.
 export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
+# Redis keys of their own too, deleted at the end: a run leaves hundreds of thousands.
+export REDIS_KEY_PREFIX="$KAFKA_TOPIC:"
 "$TANSU" topic create "$KAFKA_TOPIC" --partitions 4 --broker "tcp://$KAFKA_BROKERS" >/dev/null
 "$TANSU" topic create "$KAFKA_TOPIC.dlq" --partitions 1 --broker "tcp://$KAFKA_BROKERS" >/dev/null
 # Shed overload at once instead of queueing for PRODUCE_TIMEOUT_MS: about 0.5 s of
@@ -40,7 +42,12 @@ export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
 export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"
 $BIN/api serve > target/bench-api.log 2>&1 & api=$!
 $BIN/consumer > target/bench-consumer.log 2>&1 & consumer=$!
-trap 'kill -TERM $api $consumer $broker_pid 2>/dev/null; wait $api $consumer 2>/dev/null || true' EXIT
+cleanup() {
+  kill -TERM $api $consumer $broker_pid 2>/dev/null; wait $api $consumer 2>/dev/null || true
+  redis-cli -p "${REDIS_PORT:-6379}" --scan --pattern "$REDIS_KEY_PREFIX*" 2>/dev/null \
+    | xargs -r -n 1000 redis-cli -p "${REDIS_PORT:-6379}" unlink >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 for _ in $(seq 1 100); do
   $BIN/api healthcheck --url "$BENCH_API/api/v1/health/ready" 2>/dev/null && break
   sleep 0.2

@@ -255,9 +255,9 @@ struct Finished {
 ///
 /// Why this is safe: a registration ends once; its id never goes back to pending nor
 /// switches between completed and failed. The one answer that can be stale is
-/// `completed` for an account deleted or erased within the last `POLL_CACHE_SECS`
-/// (Redis and PostgreSQL already say so; this replica answers from memory until the
-/// entry expires). Pending states are never cached, so a client never waits longer for
+/// `completed` for an account deleted, erased or moved to another email within the last
+/// `POLL_CACHE_SECS`, and only from another api replica: the replica that made the
+/// change forgets its own answers about the email at once. Pending states are never cached, so a client never waits longer for
 /// `completed`. Polling for an email's latest state (owner, admin) is not cached.
 pub struct FinishedRegistrations {
     cache: Option<quick_cache::sync::Cache<Uuid, Finished>>,
@@ -275,6 +275,14 @@ impl FinishedRegistrations {
     fn get(&self, registration_id: Uuid, email: &Email) -> Option<Finished> {
         let hit = self.cache.as_ref()?.get(&registration_id)?;
         (hit.email == *email && hit.until > std::time::Instant::now()).then_some(hit)
+    }
+
+    /// Forgets this replica's answers about an email whose account was deleted, erased
+    /// or moved to another email (other replicas' answers expire within the TTL).
+    pub fn forget_email(&self, email: &Email) {
+        if let Some(cache) = &self.cache {
+            cache.retain(|_, finished| finished.email != *email);
+        }
     }
 
     fn remember(&self, registration_id: Uuid, state: &RegistrationState) {
@@ -483,6 +491,8 @@ mod tests {
         expired.remember(id, &state(&email, "completed"));
         std::thread::sleep(std::time::Duration::from_millis(1));
         assert!(expired.get(id, &email).is_none());
+        cache.forget_email(&email);
+        assert!(cache.get(id, &email).is_none(), "forgotten with its email");
         let off = FinishedRegistrations::new(std::time::Duration::ZERO);
         off.remember(id, &state(&email, "completed"));
         assert!(off.get(id, &email).is_none());

@@ -445,6 +445,7 @@ async fn after_commit(app: &AppState, revoked: &[Uuid], old_email: Option<&Strin
         tracing::error!(event = "access_tokens_not_revoked", sessions = revoked.len(), error = %crate::error::error_chain(&e));
     }
     if let Some(email) = old_email.and_then(|e| Email::parse(e).ok()) {
+        app.finished.forget_email(&email);
         if let Err(e) = app.stores.status.forget(&email).await {
             tracing::warn!(event = "status_not_forgotten", error = %e);
         }

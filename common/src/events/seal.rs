@@ -299,13 +299,16 @@ impl fmt::Debug for SealingKey {
     }
 }
 
+/// Epoch keys by (key id, encapsulated key).
+type EpochKeys = quick_cache::sync::Cache<(String, Vec<u8>), Arc<Zeroizing<[u8; 32]>>>;
+
 /// The consumers' half: every private key still in use, by key id (current and previous
 /// during a rotation).
 #[derive(Clone)]
 pub struct OpeningKeys {
     keys: HashMap<String, PrivateKey>,
     /// Epoch keys by key id and encapsulation, shared by clones.
-    epochs: Arc<quick_cache::sync::Cache<(String, Vec<u8>), Arc<Zeroizing<[u8; 32]>>>>,
+    epochs: Arc<EpochKeys>,
 }
 
 impl fmt::Debug for OpeningKeys {

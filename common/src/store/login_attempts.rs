@@ -10,12 +10,16 @@ use super::redis::{Redis, StoreError};
 use crate::domain::email::Email;
 
 /// Counts one login attempt in a fixed window that starts with the first attempt:
-/// returns the count including this one and the seconds the window has left.
+/// returns the count including this one and the seconds the window has left. The
+/// account's index (KEYS[2]) names the attempt key and outlives it, so erasure finds
+/// every client's count without scanning the keyspace.
 const COUNT_ATTEMPT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('TTL', KEYS[1])
 if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return {n, ttl}
 "#;
 
@@ -46,9 +50,12 @@ impl LoginAttemptStore {
     ) -> Result<(u64, u64), StoreError> {
         let (n, ttl): (u64, i64) = self
             .redis
-            .eval(
+            .eval_keys(
                 COUNT_ATTEMPT,
-                self.redis.keys.login_attempts(email, client),
+                vec![
+                    self.redis.keys.login_attempts(email, client),
+                    self.redis.keys.login_attempts_index(email),
+                ],
                 vec![window.as_secs().max(1).to_string()],
             )
             .await?;
@@ -62,24 +69,17 @@ impl LoginAttemptStore {
         Ok(())
     }
 
-    /// Forgets the attempts on an account from every client (erasure).
+    /// Forgets the attempts on an account from every client (erasure): the keys its
+    /// index names, then the index. (Counts older than the index expire with their
+    /// window, `LOGIN_LOCKOUT_SECS`.)
     pub async fn forget_email(&self, email: &Email) -> Result<(), StoreError> {
-        let pattern = self.redis.keys.login_attempts_of_every_client(email);
+        let index = self.redis.keys.login_attempts_index(email);
         self.redis
             .with_conn(move |c| {
                 Box::pin(async move {
-                    let keys: Vec<String> = {
-                        let mut iter: deadpool_redis::redis::AsyncIter<'_, String> =
-                            c.scan_match(&pattern).await?;
-                        let mut keys = Vec::new();
-                        while let Some(k) = iter.next_item().await {
-                            keys.push(k?);
-                        }
-                        keys
-                    };
-                    if !keys.is_empty() {
-                        let _: i64 = c.del(&keys).await?;
-                    }
+                    let mut doomed: Vec<String> = c.smembers(&index).await?;
+                    doomed.push(index);
+                    let _: i64 = c.del(&doomed).await?;
                     Ok(())
                 })
             })

@@ -66,22 +66,10 @@ impl RedisKeys {
     pub fn login_attempts(&self, email: &Email, client: &str) -> String {
         format!("{}auth:attempts:{}:{}", self.prefix, email, client)
     }
-    /// A `SCAN MATCH` pattern for the attempts on an account from every client.
-    pub fn login_attempts_of_every_client(&self, email: &Email) -> String {
-        let literal = |s: &str| {
-            s.chars().fold(String::new(), |mut out, c| {
-                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                    out.push('\\');
-                }
-                out.push(c);
-                out
-            })
-        };
-        format!(
-            "{}auth:attempts:{}:*",
-            literal(&self.prefix),
-            literal(email.as_str())
-        )
+    /// The set of an account's attempt keys (one per client), so erasure deletes them
+    /// without scanning the keyspace.
+    pub fn login_attempts_index(&self, email: &Email) -> String {
+        format!("{}auth:attempts-index:{}", self.prefix, email)
     }
     pub fn revoked_session(&self, session_id: Uuid) -> String {
         format!("{}auth:revoked:{}", self.prefix, session_id)
@@ -209,10 +197,23 @@ impl Redis {
     where
         T: redis::FromRedisValue + Send + 'static,
     {
+        self.eval_keys(script, vec![key], args).await
+    }
+
+    /// Runs a Lua script on the given keys.
+    pub(crate) async fn eval_keys<T>(
+        &self,
+        script: &'static str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<T, StoreError>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
         self.with_conn(move |c| {
             Box::pin(async move {
                 let mut cmd = redis::cmd("EVAL");
-                cmd.arg(script).arg(1).arg(&key);
+                cmd.arg(script).arg(keys.len()).arg(&keys);
                 for a in &args {
                     cmd.arg(a);
                 }
@@ -248,10 +249,9 @@ mod tests {
             keys.login_attempts(&email, "203.0.113.9"),
             "auth:attempts:a@b.io:203.0.113.9"
         );
-        let odd = Email::parse("a*b@c.io").unwrap();
         assert_eq!(
-            RedisKeys::new("t[1]:").login_attempts_of_every_client(&odd),
-            "t\\[1\\]:auth:attempts:a\\*b@c.io:*"
+            keys.login_attempts_index(&email),
+            "auth:attempts-index:a@b.io"
         );
         assert_eq!(RedisKeys::new("t1:").idempotency("k"), "t1:idempotency:k");
         assert_eq!(

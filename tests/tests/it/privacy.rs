@@ -115,9 +115,17 @@ async fn erasure_removes_the_emails_status_login_attempts_and_idempotency_answer
     assert_eq!(app.login(&email, "wrong again").await.0, 401);
     assert!(app.redis_keys().await.iter().any(|k| k.contains(&email)));
 
+    let scans_before = scan_calls(&app).await;
     let path = format!("/api/users/{user_id}?erase=true");
     let (status, _) = call_as(&app, Method::DELETE, &path, &admin.access, "console", None).await;
     assert_eq!(status, 200);
+    // Erasure finds the keys through their indexes: a SCAN over a production keyspace of
+    // millions of keys ran out of time and left the login attempts behind.
+    assert_eq!(
+        scan_calls(&app).await,
+        scans_before,
+        "erasure scanned the keyspace"
+    );
     let left: Vec<String> = app
         .redis_keys()
         .await
@@ -125,4 +133,19 @@ async fn erasure_removes_the_emails_status_login_attempts_and_idempotency_answer
         .filter(|k| k.contains(&email) || k.contains("erase-me-key"))
         .collect();
     assert!(left.is_empty(), "left in Redis after erasure: {left:?}");
+}
+
+/// How many SCAN commands the Redis server has run (INFO commandstats).
+async fn scan_calls(app: &TestApp) -> u64 {
+    let mut conn = app.redis_conn().await;
+    let info: String = deadpool_redis::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_scan:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
