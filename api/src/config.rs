@@ -64,6 +64,14 @@ pub struct ApiConfig {
         default_value_t = 100_000
     )]
     pub producer_queue_max_messages: u32,
+    /// Registrations handled at once; more are refused at once with 503 `OVERLOADED` and
+    /// `Retry-After` instead of queueing inside the api (0 = no limit).
+    #[arg(
+        long = "intake-max-in-flight",
+        env = "INTAKE_MAX_IN_FLIGHT",
+        default_value_t = 512
+    )]
+    pub intake_max_in_flight: usize,
     /// Producer batching delay in milliseconds (librdkafka `linger.ms`).
     #[arg(
         long = "producer-linger-ms",

@@ -39,12 +39,19 @@ pub trait RegistrationPublisher: Send + Sync + 'static {
     fn queued(&self) -> i64 {
         0
     }
+
+    /// The producer's queue is full: a new record would be refused. Checked before any
+    /// other work, so overload is answered at the cost of parsing the request only.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 pub struct KafkaPublisher {
     producer: FutureProducer,
     topic: String,
     produce_timeout: Duration,
+    queue_max_messages: u32,
 }
 
 impl KafkaPublisher {
@@ -79,6 +86,7 @@ impl KafkaPublisher {
             producer,
             topic: kafka.topic.clone(),
             produce_timeout,
+            queue_max_messages,
         }))
     }
 }
@@ -160,6 +168,10 @@ impl RegistrationPublisher for KafkaPublisher {
 
     fn queued(&self) -> i64 {
         i64::from(self.producer.in_flight_count())
+    }
+
+    fn is_full(&self) -> bool {
+        self.queued() >= i64::from(self.queue_max_messages)
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {

@@ -266,6 +266,36 @@ async fn timeout_error(_: tower::BoxError) -> ApiError {
     ApiError::Timeout
 }
 
+async fn intake_shed_error(_: tower::BoxError) -> ApiError {
+    ApiError::from(crate::service::ServiceError::Overloaded {
+        retry_after_secs: 1,
+    })
+}
+
+/// A registration route behind the intake limit: one budget of `max` registrations in
+/// flight shared by every registration route (and alias); beyond it the answer is 503
+/// at once, before the body is read, so a flood costs the api little and the
+/// registrations it did take keep their pace.
+fn intake_route<H, T>(
+    handler: H,
+    limit: &Option<tower::limit::GlobalConcurrencyLimitLayer>,
+) -> axum::routing::MethodRouter<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    let route = post(handler);
+    match limit {
+        None => route,
+        Some(limit) => route.layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(intake_shed_error))
+                .load_shed()
+                .layer(limit.clone()),
+        ),
+    }
+}
+
 /// Every API route, relative to its prefix: nested under [`versioning::CANONICAL`] and
 /// under each alias of [`versioning::ALIASES`].
 fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
@@ -276,12 +306,20 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         config.auth_rate_limit_burst,
         client_ip.clone(),
     );
+    let intake_limit = (config.intake_max_in_flight > 0)
+        .then(|| tower::limit::GlobalConcurrencyLimitLayer::new(config.intake_max_in_flight));
     let mut auth_limited = Router::new()
-        .route("/users", post(registration::register))
-        .route("/auth/register", post(registration::register_alias))
+        .route(
+            "/users",
+            intake_route(registration::register, &intake_limit),
+        )
+        .route(
+            "/auth/register",
+            intake_route(registration::register_alias, &intake_limit),
+        )
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
-        .route("/register", post(compat::register))
+        .route("/register", intake_route(compat::register, &intake_limit))
         .route("/token", post(compat::token));
     let mut user_changes = put(users::replace).patch(users::patch);
     if let Some(limit) = auth_limit {

@@ -339,9 +339,56 @@ fn intake_outcome(response: reqwest::Result<reqwest::Response>) -> (String, bool
     }
 }
 
+/// The api's own latency histogram of `POST /api/v1/users` (cumulative bucket counts by
+/// upper bound), from its `/metrics`.
+async fn server_buckets(client: &reqwest::Client, api: &str) -> Vec<(f64, u64)> {
+    let Ok(response) = client.get(format!("{api}/metrics")).send().await else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("registrar_http_request_duration_seconds_bucket{")
+                && l.contains(r#"method="POST""#)
+                && l.contains(r#"route="/api/v1/users""#)
+        })
+        .filter_map(|l| {
+            let le = l.split(r#"le=""#).nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect()
+}
+
+/// Server-side quantiles of the requests between two histogram snapshots, as the
+/// bucket bounds they fall under.
+fn server_quantiles(before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<String> {
+    let deltas: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let old = before.iter().find(|(l, _)| l == le).map_or(0, |(_, n)| *n);
+            (*le, n.saturating_sub(old))
+        })
+        .collect();
+    let total = deltas.iter().map(|(_, n)| *n).max()?;
+    let at = |q: f64| {
+        deltas
+            .iter()
+            .find(|(_, n)| *n as f64 >= q * total as f64)
+            .map_or("?".to_owned(), |(le, _)| format!("≤ {:.1} ms", le * 1000.0))
+    };
+    (total > 0).then(|| format!("p50 {}, p99 {} ({total} requests)", at(0.5), at(0.99)))
+}
+
 /// POST registrations with unique emails; the report and the accepted rate.
 async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<(Report, f64)> {
     let client = http();
+    let before = server_buckets(&client, &c.api).await;
     let url = format!("{}/api/v1/users", c.api);
     let run = unique("intake");
     let (tally, elapsed, usage) = load(c.processes(), &args, move |i| {
@@ -351,6 +398,7 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<(Report, f64)>
     })
     .await;
     let accepted = tally.ok.as_ref().map_or(0, |h| h.len()) as f64 / elapsed.as_secs_f64();
+    let after = server_buckets(&http(), &c.api).await;
     let name = if args.rate == 0 {
         "intake"
     } else {
@@ -368,6 +416,12 @@ async fn intake(c: &CommonArgs, args: LoadArgs) -> anyhow::Result<(Report, f64)>
         "accepted",
         &usage,
     );
+    let mut report = report;
+    if let Some(q) = server_quantiles(&before, &after) {
+        // In the api, every answer (202 and 503): what the client waits beyond this is
+        // queueing on its side or in the kernel.
+        report.row("api's own latency (all answers)", q);
+    }
     Ok((report, accepted))
 }
 

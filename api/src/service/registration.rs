@@ -138,6 +138,15 @@ pub async fn submit_registration(
         }
     }
 
+    // Overload is refused before any Redis work: under a flood the rejected requests
+    // must stay cheap so the accepted ones keep their share of the CPU.
+    if app.publisher.is_full() {
+        app.metrics
+            .produce_failures
+            .with_label_values(&["queue_full"])
+            .inc();
+        return Err(ServiceError::from(PublishError::QueueFull));
+    }
     let registration_id = new_registration_id();
     let email = &profile.email;
     // The pending key first: a conflicting request costs no sealing work.

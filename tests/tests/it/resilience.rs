@@ -94,6 +94,58 @@ async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_beyond_the_in_flight_limit_are_refused_at_once_and_stage_nothing() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        // A broker that never answers keeps the one registration in flight waiting.
+        api_kafka_brokers: Some("127.0.0.1:1".into()),
+        api_args: vec!["--intake-max-in-flight".into(), "1".into()],
+        ..Default::default()
+    })
+    .await;
+    let (_, _, first) = registration_body();
+    let stuck = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.url("/api/v1/users");
+        async move { http.post(url).json(&first).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every registration route shares the one budget, aliases included.
+    for path in ["/api/v1/users", "/api/auth/register", "/v1/register"] {
+        let (email, _, body) = registration_body();
+        let started = Instant::now();
+        let response = app
+            .http
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(response.status(), 503, "{path}");
+        assert_eq!(response.headers()["retry-after"], "1");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "OVERLOADED");
+        assert!(
+            elapsed < Duration::from_millis(500),
+            "{path} answered in {elapsed:?}"
+        );
+        assert_eq!(
+            app.redis_get(&app.keys().pending(&email.parse().unwrap()))
+                .await,
+            None
+        );
+    }
+    // Other routes are not part of the budget.
+    assert_eq!(app.get_status("nobody@example.com").await.status(), 404);
+    assert_eq!(
+        stuck.await.unwrap().unwrap(),
+        503,
+        "the broker never answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_logins_and_authenticated_calls_get_503_never_a_pass() {
     let app = TestApp::spawn_with(TestOptions {
         without_consumer: true,
