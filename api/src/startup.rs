@@ -272,30 +272,6 @@ async fn intake_shed_error(_: tower::BoxError) -> ApiError {
     })
 }
 
-/// A registration route behind the intake limit: one budget of `max` registrations in
-/// flight shared by every registration route (and alias); beyond it the answer is 503
-/// at once, before the body is read, so a flood costs the api little and the
-/// registrations it did take keep their pace.
-fn intake_route<H, T>(
-    handler: H,
-    limit: &Option<tower::limit::GlobalConcurrencyLimitLayer>,
-) -> axum::routing::MethodRouter<AppState>
-where
-    H: axum::handler::Handler<T, AppState>,
-    T: 'static,
-{
-    let route = post(handler);
-    match limit {
-        None => route,
-        Some(limit) => route.layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(intake_shed_error))
-                .load_shed()
-                .layer(limit.clone()),
-        ),
-    }
-}
-
 /// Every API route, relative to its prefix: nested under [`versioning::CANONICAL`] and
 /// under each alias of [`versioning::ALIASES`].
 fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
@@ -306,20 +282,27 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         config.auth_rate_limit_burst,
         client_ip.clone(),
     );
-    let intake_limit = (config.intake_max_in_flight > 0)
-        .then(|| tower::limit::GlobalConcurrencyLimitLayer::new(config.intake_max_in_flight));
+    // The registration routes share one budget of registrations in flight (aliases
+    // too: the layer's semaphore is shared by its clones); beyond it the answer is 503
+    // at once, before the body is read, so a flood costs the api little and the
+    // registrations it did take keep their pace.
+    let intake = tower::util::option_layer((config.intake_max_in_flight > 0).then(|| {
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(intake_shed_error))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                config.intake_max_in_flight,
+            ))
+    }));
     let mut auth_limited = Router::new()
-        .route(
-            "/users",
-            intake_route(registration::register, &intake_limit),
-        )
+        .route("/users", post(registration::register).layer(intake.clone()))
         .route(
             "/auth/register",
-            intake_route(registration::register_alias, &intake_limit),
+            post(registration::register_alias).layer(intake.clone()),
         )
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
-        .route("/register", intake_route(compat::register, &intake_limit))
+        .route("/register", post(compat::register).layer(intake))
         .route("/token", post(compat::token));
     let mut user_changes = put(users::replace).patch(users::patch);
     if let Some(limit) = auth_limit {
