@@ -56,23 +56,34 @@ async fn an_unreachable_redis_gets_503_and_nothing_is_published() {
     assert_eq!(app.get_status(&email).await.status(), 503);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
+/// An api whose `limit_flag` is set to 1, with one registration holding that one slot:
+/// its broker never answers, so the registration waits for the produce timeout.
+async fn one_registration_stuck(
+    limit_flag: &str,
+) -> (
+    TestApp,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>,
+) {
     let app = TestApp::spawn_with(TestOptions {
         without_consumer: true,
-        // A broker that never answers keeps the one queue slot busy.
         api_kafka_brokers: Some("127.0.0.1:1".into()),
-        api_args: vec!["--producer-queue-max-messages".into(), "1".into()],
+        api_args: vec![limit_flag.into(), "1".into()],
         ..Default::default()
     })
     .await;
     let (_, _, first) = registration_body();
     let stuck = tokio::spawn({
         let http = app.http.clone();
-        let url = app.url("/api/users");
+        let url = app.url("/api/v1/users");
         async move { http.post(url).json(&first).send().await.map(|r| r.status()) }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (app, stuck)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
+    let (app, stuck) = one_registration_stuck("--producer-queue-max-messages").await;
     let (email, _, second) = registration_body();
     let started = Instant::now();
     let response = app.post_registration(&second).await;
@@ -95,21 +106,7 @@ async fn a_full_producer_queue_answers_503_with_retry_after_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_beyond_the_in_flight_limit_are_refused_at_once_and_stage_nothing() {
-    let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
-        // A broker that never answers keeps the one registration in flight waiting.
-        api_kafka_brokers: Some("127.0.0.1:1".into()),
-        api_args: vec!["--intake-max-in-flight".into(), "1".into()],
-        ..Default::default()
-    })
-    .await;
-    let (_, _, first) = registration_body();
-    let stuck = tokio::spawn({
-        let http = app.http.clone();
-        let url = app.url("/api/v1/users");
-        async move { http.post(url).json(&first).send().await.map(|r| r.status()) }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (app, stuck) = one_registration_stuck("--intake-max-in-flight").await;
     // Every registration route shares the one budget, aliases included.
     for path in ["/api/v1/users", "/api/auth/register", "/v1/register"] {
         let (email, _, body) = registration_body();
