@@ -266,8 +266,9 @@ struct Finished {
 /// switches between completed and failed. The one answer that can be stale is
 /// `completed` for an account deleted, erased or moved to another email within the last
 /// `POLL_CACHE_SECS`, and only from another api replica: the replica that made the
-/// change forgets its own answers about the email at once. Pending states are never cached, so a client never waits longer for
-/// `completed`. Polling for an email's latest state (owner, admin) is not cached.
+/// change forgets its own answers about the email at once. Pending states are never
+/// cached, so a client never waits longer for `completed`. Polling for an email's latest
+/// state (owner, admin) is not cached.
 pub struct FinishedRegistrations {
     cache: Option<quick_cache::sync::Cache<Uuid, Finished>>,
     ttl: std::time::Duration,
