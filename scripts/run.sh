@@ -22,6 +22,10 @@ if ! grep -q '^JWT_SIGNING_KEY=' .env; then
   echo "[run] adding a development JWT signing key to .env" >&2
   target/release/api keygen --key-id dev1 | grep '^JWT_SIGNING_KEY=' >> .env
 fi
+if ! grep -q '^MFA_ENCRYPTION_KEY=' .env; then
+  echo "[run] adding a development MFA encryption key to .env" >&2
+  target/release/api keygen --key-id dev1 | grep '^MFA_ENCRYPTION_KEY=' >> .env
+fi
 export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
 target/release/api migrate
 target/release/api serve & api=$!
@@ -29,6 +33,7 @@ target/release/consumer & consumer=$!
 stop() { kill -TERM "$api" "$consumer" 2>/dev/null || true; wait "$api" "$consumer" 2>/dev/null || true; }
 trap stop INT TERM
 echo "[run] api on http://127.0.0.1:${PORT:-8000}, consumer probes on http://127.0.0.1:${CONSUMER_PORT:-8001} (Ctrl-C stops both)" >&2
+echo "[run] mails (verification, password reset) arrive in MailDev: http://127.0.0.1:${MAILDEV_WEB_PORT:-1080}" >&2
 # Whichever exits first, stop the other too.
 wait -n "$api" "$consumer" || true
 stop

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Makes PostgreSQL, Redis and a Kafka-API broker (tansu) available on 127.0.0.1:
-# starts them when installed, installs them when missing (Debian packages for
-# PostgreSQL and Redis; `cargo install tansu` once, cached outside the checkout), then
-# creates the database and the topics; installs OpenSSL's headers the build needs.
+# Makes PostgreSQL, Redis, a Kafka-API broker (tansu) and a development SMTP server
+# (MailDev) available on 127.0.0.1: starts them when installed, installs them when
+# missing (Debian packages for PostgreSQL and Redis; `cargo install tansu` and
+# `npm install maildev` once, cached outside the checkout), then creates the database
+# and the topics; installs OpenSSL's headers the build needs.
 # Idempotent: rerun it any time.
 set -euo pipefail
 
@@ -22,6 +23,10 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 DB_NAME="${DB_NAME:-registrar}"
 TOPIC="${KAFKA_TOPIC:-user-registration}"
 PARTITIONS="${KAFKA_PARTITIONS:-4}"
+MAILDEV_ROOT="$CACHE/maildev"
+MAILDEV_VERSION="${MAILDEV_VERSION:-2.2.1}"
+MAILDEV_SMTP_PORT="${MAILDEV_SMTP_PORT:-1025}"
+MAILDEV_WEB_PORT="${MAILDEV_WEB_PORT:-1080}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -151,14 +156,35 @@ ensure_prometheus() {
   pkill -x prometheus 2>/dev/null || true
 }
 
+# MailDev (npm): SMTP on $MAILDEV_SMTP_PORT, web UI and REST API on $MAILDEV_WEB_PORT. The
+# consumer's mailer sends there by default; the tests read the mails from its REST API.
+ensure_maildev() {
+  local bin="$MAILDEV_ROOT/node_modules/.bin/maildev"
+  if port_open "$MAILDEV_WEB_PORT" && port_open "$MAILDEV_SMTP_PORT"; then return 0; fi
+  if [ ! -x "$bin" ]; then
+    if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+    log "installing MailDev $MAILDEV_VERSION from npm into $MAILDEV_ROOT"
+    mkdir -p "$MAILDEV_ROOT"
+    npm install --no-audit --no-fund --loglevel=error --prefix "$MAILDEV_ROOT" "maildev@$MAILDEV_VERSION" >&2
+  fi
+  log "starting MailDev (SMTP 127.0.0.1:$MAILDEV_SMTP_PORT, web http://127.0.0.1:$MAILDEV_WEB_PORT)"
+  mkdir -p "$MAILDEV_ROOT/mail"
+  (exec nohup "$bin" --ip 127.0.0.1 --web-ip 127.0.0.1 --smtp "$MAILDEV_SMTP_PORT" \
+      --web "$MAILDEV_WEB_PORT" --mail-directory "$MAILDEV_ROOT/mail" \
+      </dev/null >>"$MAILDEV_ROOT/maildev.log" 2>&1) &
+  wait_port "$MAILDEV_WEB_PORT" MailDev 30
+  wait_port "$MAILDEV_SMTP_PORT" "MailDev SMTP" 30
+}
+
 tansu_answers() {
   timeout 10 "$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
 }
 
 case "${1:-up}" in
-  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_prometheus; ensure_tansu ;;
+  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_prometheus; ensure_maildev; ensure_tansu ;;
   prometheus) ensure_prometheus ;;
+  maildev) ensure_maildev ;;
   tansu-binary) ensure_tansu_binary ;;
   stop-tansu) stop_tansu ;;
-  *) echo "usage: $0 [up|tansu-binary|prometheus|stop-tansu]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|tansu-binary|prometheus|maildev|stop-tansu]" >&2; exit 2 ;;
 esac

@@ -248,6 +248,65 @@ pub struct ApiConfig {
     /// api's memory when polled by registration id; 0 = always ask Redis.
     #[arg(long = "poll-cache-secs", env = "POLL_CACHE_SECS", default_value_t = 5)]
     pub poll_cache_secs: u64,
+    /// Refuse logins (403 EMAIL_NOT_VERIFIED) until the account's email is verified.
+    #[arg(
+        long = "require-verified-email",
+        env = "REQUIRE_VERIFIED_EMAIL",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub require_verified_email: bool,
+    /// Mail requests (password reset, verification resend) per email per window.
+    #[arg(
+        long = "mail-requests-per-email",
+        env = "MAIL_REQUESTS_PER_EMAIL",
+        default_value_t = 3
+    )]
+    pub mail_requests_per_email: u64,
+    /// Mail requests (password reset, verification resend) per client address per window.
+    #[arg(
+        long = "mail-requests-per-ip",
+        env = "MAIL_REQUESTS_PER_IP",
+        default_value_t = 20
+    )]
+    pub mail_requests_per_ip: u64,
+    /// The window of both mail-request limits, in seconds.
+    #[arg(
+        long = "mail-request-window-secs",
+        env = "MAIL_REQUEST_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub mail_request_window_secs: u64,
+    /// The key TOTP secrets are encrypted under at rest: `<kid>:<base64 32 bytes>`
+    /// (`api keygen` prints one). Without it, two-factor enrolment is refused (501).
+    #[arg(
+        long = "mfa-encryption-key",
+        env = "MFA_ENCRYPTION_KEY",
+        hide_env_values = true,
+        value_parser = common::config::secret
+    )]
+    pub mfa_encryption_key: Option<SecretString>,
+    /// Earlier MFA encryption keys (comma-separated `<kid>:<base64>`), still used to
+    /// decrypt secrets sealed before a rotation; each is re-sealed under the current key
+    /// at its next use.
+    #[arg(
+        long = "mfa-decryption-keys",
+        env = "MFA_DECRYPTION_KEYS",
+        default_value = "",
+        hide_env_values = true,
+        value_parser = common::config::secret
+    )]
+    pub mfa_decryption_keys: SecretString,
+    /// The issuer shown by authenticator apps.
+    #[arg(long = "mfa-issuer", env = "MFA_ISSUER", default_value = "Registrar")]
+    pub mfa_issuer: String,
+    /// Lifetime of the challenge a login with a second factor hands out, in seconds.
+    #[arg(
+        long = "mfa-challenge-ttl-secs",
+        env = "MFA_CHALLENGE_TTL_SECS",
+        default_value_t = 300
+    )]
+    pub mfa_challenge_ttl_secs: u64,
 }
 
 impl ApiConfig {
@@ -271,6 +330,15 @@ impl ApiConfig {
             max_messages: self.seal_epoch_messages,
         });
         Ok(Sealer::new(self.sealing_key()?, policy))
+    }
+
+    /// The encryption keys of TOTP secrets, when `MFA_ENCRYPTION_KEY` is set.
+    pub fn mfa_keys(&self) -> Result<Option<crate::auth::mfa::MfaKeys>, ConfigError> {
+        self.mfa_encryption_key
+            .as_ref()
+            .map(|key| crate::auth::mfa::MfaKeys::new(key, &self.mfa_decryption_keys))
+            .transpose()
+            .map_err(|(var, e)| ConfigError::new(var, e))
     }
 
     /// The access-token keys from `JWT_SIGNING_KEY` or `JWT_SIGNING_KEY_FILE`.

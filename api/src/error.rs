@@ -54,7 +54,14 @@ impl ApiError {
                 | S::UsernameTaken
                 | S::DataKeyExists
                 | S::DataQuotaExceeded
-                | S::LastAdmin => StatusCode::CONFLICT,
+                | S::LastAdmin
+                | S::MfaAlreadyEnabled
+                | S::MfaNotEnabled => StatusCode::CONFLICT,
+                S::EmailNotVerified | S::MfaRequired => StatusCode::FORBIDDEN,
+                S::LinkTokenInvalid => StatusCode::BAD_REQUEST,
+                S::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                S::InvalidMfaCode => StatusCode::UNAUTHORIZED,
+                S::MfaNotConfigured => StatusCode::NOT_IMPLEMENTED,
                 S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 S::NotFound(_) => StatusCode::NOT_FOUND,
                 S::InvalidToken | S::InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -93,6 +100,14 @@ impl ApiError {
                 S::DataKeyExists => "DATA_KEY_EXISTS",
                 S::LastAdmin => "LAST_ADMIN",
                 S::DataQuotaExceeded => "DATA_QUOTA_EXCEEDED",
+                S::EmailNotVerified => "EMAIL_NOT_VERIFIED",
+                S::MfaRequired => "MFA_REQUIRED",
+                S::LinkTokenInvalid => "INVALID_OR_EXPIRED_TOKEN",
+                S::RateLimited { .. } => "RATE_LIMITED",
+                S::MfaAlreadyEnabled => "MFA_ALREADY_ENABLED",
+                S::MfaNotEnabled => "MFA_NOT_ENABLED",
+                S::InvalidMfaCode => "INVALID_MFA_CODE",
+                S::MfaNotConfigured => "MFA_NOT_CONFIGURED",
                 S::Overloaded { .. } => "OVERLOADED",
                 S::Unavailable(_) => "SERVICE_UNAVAILABLE",
                 S::Internal(_) => "INTERNAL_ERROR",
@@ -141,6 +156,21 @@ impl ApiError {
                     "This is the last admin: promote another user before demoting or deleting it"
                         .into()
                 }
+                S::EmailNotVerified => {
+                    "Verify your email address first: follow the link in the mail we sent".into()
+                }
+                S::MfaRequired => {
+                    "This account has two-factor authentication: log in with POST /api/v1/auth/login"
+                        .into()
+                }
+                S::LinkTokenInvalid => "This link is invalid, was used already or expired".into(),
+                S::RateLimited { .. } => "Too many requests; retry later".into(),
+                S::MfaAlreadyEnabled => "Two-factor authentication is enabled already".into(),
+                S::MfaNotEnabled => "Two-factor authentication is not enabled".into(),
+                S::InvalidMfaCode => "The code is wrong, expired or was used already".into(),
+                S::MfaNotConfigured => {
+                    "Two-factor authentication is not configured on this server".into()
+                }
                 S::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
                 S::Unavailable(_) => "A required service is unavailable; retry shortly".into(),
                 S::Internal(_) => "Internal server error".into(),
@@ -164,7 +194,8 @@ impl ApiError {
         match self {
             ApiError::Service(
                 ServiceError::Overloaded { retry_after_secs }
-                | ServiceError::AccountLocked { retry_after_secs },
+                | ServiceError::AccountLocked { retry_after_secs }
+                | ServiceError::RateLimited { retry_after_secs },
             )
             | ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::Timeout => Some(1),

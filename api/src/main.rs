@@ -237,6 +237,14 @@ fn keygen(key_id: Option<String>) {
         "JWT_SIGNING_KEY={}",
         secrecy::ExposeSecret::expose_secret(&signing)
     );
+    println!("# api: encryption key of TOTP secrets at rest. When rotating, move the old");
+    println!("# value into MFA_DECRYPTION_KEYS (comma-separated).");
+    println!(
+        "MFA_ENCRYPTION_KEY={}",
+        secrecy::ExposeSecret::expose_secret(&registrar_api::auth::mfa::MfaKeys::generate(
+            &format!("mfa-{key_id}")
+        ))
+    );
 }
 
 #[cfg(test)]

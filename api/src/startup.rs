@@ -8,7 +8,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use common::config::ConfigError;
 use common::store::redis::Redis;
@@ -27,7 +27,7 @@ use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
-use crate::routes::{auth, compat, data, health, registration, users};
+use crate::routes::{auth, compat, data, health, registration, security, users};
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
 
@@ -123,6 +123,19 @@ impl Application {
             lockout_window: std::time::Duration::from_secs(config.login_lockout_secs.max(1)),
             client_ip: client_ip.clone(),
             dummy_hash,
+            require_verified_email: config.require_verified_email,
+            mail_limits: crate::auth::MailLimits {
+                per_email: config.mail_requests_per_email.max(1),
+                per_ip: config.mail_requests_per_ip.max(1),
+                window: std::time::Duration::from_secs(config.mail_request_window_secs.max(1)),
+            },
+            mfa: crate::auth::MfaSettings {
+                keys: config.mfa_keys()?,
+                issuer: config.mfa_issuer.clone(),
+                challenge_ttl: std::time::Duration::from_secs(
+                    config.mfa_challenge_ttl_secs.max(30),
+                ),
+            },
         };
         let state = AppState::new(Dependencies {
             stores: Stores::new(redis),
@@ -302,6 +315,21 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         )
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/mfa/verify", post(security::verify_mfa))
+        .route("/auth/verify-email", post(security::verify_email))
+        .route(
+            "/auth/verify-email/resend",
+            post(security::resend_verification),
+        )
+        .route(
+            "/auth/password-reset",
+            post(security::request_password_reset),
+        )
+        .route(
+            "/auth/password-reset/confirm",
+            post(security::confirm_password_reset),
+        )
+        .route("/auth/mfa/totp/disable", post(security::disable_totp))
         .route("/register", post(compat::register).layer(intake))
         .route("/token", post(compat::token));
     let mut user_changes = put(users::replace).patch(users::patch);
@@ -320,6 +348,12 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         .merge(auth_limited)
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
+        .route("/auth/mfa", get(security::mfa_status))
+        .route("/auth/mfa/totp/enroll", post(security::enroll_totp))
+        .route("/auth/mfa/totp/confirm", post(security::confirm_totp))
+        .route("/auth/sessions", get(security::list_sessions))
+        .route("/auth/sessions/{id}", delete(security::end_session))
+        .route("/users/{id}/mfa", delete(security::reset_user_mfa))
         .route("/users", get(users::list))
         .route(
             "/users/{id}",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::events::seal::Sealer;
+use common::store::auth_flows::AuthFlowStore;
 use common::store::idempotency::IdempotencyStore;
 use common::store::login_attempts::LoginAttemptStore;
 use common::store::redis::Redis;
@@ -27,6 +28,7 @@ pub struct Stores {
     pub login_attempts: LoginAttemptStore,
     pub revoked_sessions: RevokedSessionStore,
     pub idempotency: IdempotencyStore,
+    pub auth_flows: AuthFlowStore,
 }
 
 impl Stores {
@@ -36,6 +38,7 @@ impl Stores {
             login_attempts: LoginAttemptStore::new(redis.clone()),
             revoked_sessions: RevokedSessionStore::new(redis.clone()),
             idempotency: IdempotencyStore::new(redis.clone()),
+            auth_flows: AuthFlowStore::new(redis.clone()),
             redis,
         }
     }

@@ -26,6 +26,8 @@ pub struct ConsumerConfig {
     pub log: LogConfig,
     #[command(flatten)]
     pub argon2: Argon2Config,
+    #[command(flatten)]
+    pub mail: crate::mailer::MailConfig,
     /// The consumers' private keys as `kid:base64` pairs, comma-separated (current first,
     /// then previous ones still in flight during a rotation).
     #[arg(

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dlq;
 pub mod hasher;
 pub mod kafka;
+pub mod mailer;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;
@@ -68,6 +69,7 @@ pub struct Consumer {
     topic: String,
     session_timeout: std::time::Duration,
     stall_metrics: Arc<ConsumerMetrics>,
+    mailer: Option<Arc<mailer::Mailer>>,
 }
 
 impl Consumer {
@@ -90,6 +92,15 @@ impl Consumer {
             &metrics.registry,
         )?;
         let stall_metrics = Arc::clone(&metrics);
+        let mailer = if config.mail.enabled {
+            Some(Arc::new(mailer::Mailer::new(
+                &config.mail,
+                pg.clone(),
+                &metrics.registry,
+            )?))
+        } else {
+            None
+        };
         let pipeline = Pipeline {
             consumer: Arc::new(kafka::create(config)?),
             store: RegistrationStatusStore::new(redis.clone()),
@@ -119,6 +130,7 @@ impl Consumer {
             topic: config.kafka.topic.clone(),
             session_timeout: std::time::Duration::from_millis(config.session_timeout_ms.into()),
             stall_metrics,
+            mailer,
         })
     }
 
@@ -139,6 +151,9 @@ impl Consumer {
             self.shutdown.clone(),
         );
         let lag = self.lag_monitor.spawn(std::time::Duration::from_secs(5));
+        let mail_handle = self
+            .mailer
+            .map(|m| tokio::spawn(m.run(self.shutdown.clone())));
         let loop_handle = tokio::spawn(self.pipeline.run());
         self.shutdown.cancelled().await;
         if tokio::time::timeout(self.grace, loop_handle).await.is_err() {
@@ -146,6 +161,11 @@ impl Consumer {
                 event = "shutdown_grace_exceeded",
                 grace_secs = self.grace.as_secs()
             );
+        }
+        if let Some(handle) = mail_handle {
+            if tokio::time::timeout(self.grace, handle).await.is_err() {
+                tracing::warn!(event = "mailer_shutdown_grace_exceeded");
+            }
         }
         self.dlq.flush(self.grace).await;
         lag.abort();

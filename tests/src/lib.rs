@@ -37,6 +37,67 @@ pub fn redis_url() -> String {
     env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 }
 
+/// The MailDev web and REST API (`scripts/services.sh` starts it).
+pub fn maildev_web_url() -> String {
+    env_or("MAILDEV_WEB_URL", "http://127.0.0.1:1080")
+}
+
+pub fn maildev_smtp_url() -> String {
+    env_or("TEST_SMTP_URL", "smtp://127.0.0.1:1025")
+}
+
+/// The frontend the test mails link to.
+pub const FRONTEND_URL: &str = "https://app.registrar.test";
+
+/// The mails MailDev received for `to`, oldest first.
+pub async fn mails_to(to: &str) -> Vec<Value> {
+    let url = format!("{}/email", maildev_web_url());
+    let response = reqwest::Client::new()
+        .get(&url)
+        .query(&[("to.address", to)])
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("MailDev at {url} does not answer ({e}): run scripts/services.sh up")
+        });
+    response.json::<Vec<Value>>().await.unwrap_or_default()
+}
+
+/// Waits until MailDev holds `count` mails for `to` whose subject contains `subject`;
+/// returns them, oldest first.
+pub async fn wait_for_mails(to: &str, subject: &str, count: usize, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let found: Vec<Value> = mails_to(to)
+            .await
+            .into_iter()
+            .filter(|m| m["subject"].as_str().unwrap_or_default().contains(subject))
+            .collect();
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} mail(s) '{subject}' for {to} did not arrive within {within:?} (found {})",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The token of the link (`…?token=`) in a mail's text.
+pub fn link_token(mail: &Value) -> String {
+    let text = mail["text"].as_str().unwrap_or_default();
+    let start = text
+        .find("?token=")
+        .unwrap_or_else(|| panic!("no link in mail: {text}"))
+        + "?token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
 pub fn kafka_brokers() -> String {
     env_or("TEST_KAFKA_BROKERS", "127.0.0.1:9092")
 }
@@ -203,6 +264,10 @@ impl TestApp {
 
         let (jwt_signing_key, _) = registrar_api::auth::keys::generate(&format!("jwt{id}"));
         let jwt_signing_key = secrecy::ExposeSecret::expose_secret(&jwt_signing_key).to_owned();
+        let mfa_encryption_key = secrecy::ExposeSecret::expose_secret(
+            &registrar_api::auth::mfa::MfaKeys::generate(&format!("mfa{id}")),
+        )
+        .to_owned();
         let mut api_args: Vec<String> = [
             "api",
             "--host",
@@ -239,6 +304,8 @@ impl TestApp {
             "0",
             "--jwt-signing-key",
             &jwt_signing_key,
+            "--mfa-encryption-key",
+            &mfa_encryption_key,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -341,6 +408,12 @@ impl TestApp {
             "1000",
             "--shutdown-grace-secs",
             "10",
+            "--smtp-url",
+            &maildev_smtp_url(),
+            "--public-url",
+            FRONTEND_URL,
+            "--mail-poll-ms",
+            "100",
         ]
         .iter()
         .map(|s| s.to_string())

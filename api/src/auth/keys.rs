@@ -27,6 +27,9 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub sid: Uuid,
+    /// Whether the user's email was verified when the token was issued.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,7 +42,7 @@ pub enum KeyError {
     Key,
 }
 
-fn split_key(raw: &str) -> Result<(String, [u8; 32]), KeyError> {
+pub(crate) fn split_key(raw: &str) -> Result<(String, [u8; 32]), KeyError> {
     let (kid, b64) = raw.trim().split_once(':').ok_or(KeyError::Format)?;
     let kid = kid.trim();
     if kid.is_empty()
@@ -167,6 +170,17 @@ impl JwtKeys {
 
     /// Signs an access token for a user in a session.
     pub fn issue(&self, user_id: Uuid, role: Role, session_id: Uuid) -> (String, Claims) {
+        self.issue_with(user_id, role, session_id, false)
+    }
+
+    /// An access token that also states whether the user's email is verified.
+    pub fn issue_with(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        session_id: Uuid,
+        email_verified: bool,
+    ) -> (String, Claims) {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
@@ -177,6 +191,7 @@ impl JwtKeys {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sid: session_id,
+            email_verified,
         };
         (self.sign(&claims), claims)
     }

@@ -4,6 +4,7 @@
 pub mod caller;
 pub mod hashing;
 pub mod keys;
+pub mod mfa;
 
 use std::time::Duration;
 
@@ -29,4 +30,23 @@ pub struct Accounts {
     /// A hash of a random password with the configured parameters: an unknown email is
     /// verified against it, so it costs the same time as a wrong password.
     pub dummy_hash: String,
+    /// Logins wait for a verified email (`REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
+    /// Limits on requests that send mail (reset, resend).
+    pub mail_limits: MailLimits,
+    /// Two-factor settings; `None` keys: enrolment is refused.
+    pub mfa: MfaSettings,
+}
+
+/// Fixed-window limits on requests that send mail, per email and per client address.
+pub struct MailLimits {
+    pub per_email: u64,
+    pub per_ip: u64,
+    pub window: Duration,
+}
+
+pub struct MfaSettings {
+    pub keys: Option<mfa::MfaKeys>,
+    pub issuer: String,
+    pub challenge_ttl: Duration,
 }

@@ -19,6 +19,11 @@ pub struct UserView {
     pub id: Uuid,
     pub registration_id: Uuid,
     pub email: String,
+    /// Whether `email` was verified (a mailed link was followed).
+    pub email_verified: bool,
+    /// A new address waiting for its verification; `email` changes when it is verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub gender: Option<String>,
@@ -47,6 +52,8 @@ impl From<&UserRecord> for UserView {
             id: u.id,
             registration_id: u.registration_id,
             email: u.email.clone(),
+            email_verified: u.email_verified_at.is_some(),
+            pending_email: u.pending_email.clone(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),
             gender: u.gender.clone(),

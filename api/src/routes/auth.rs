@@ -8,12 +8,13 @@ use secrecy::ExposeSecret;
 
 use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::accounts::{LoginRequest, RefreshRequest, TokenAnswer};
+use crate::bodies::security::{LoginAnswer, MfaChallengeAnswer};
 use crate::bodies::users::UserAnswer;
 use crate::bodies::{ErrorEnvelope, MessageAnswer};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::respond;
-use crate::service::accounts::{self, Tokens};
+use crate::service::accounts::{self, LoginOutcome, Tokens};
 use crate::state::AppState;
 
 impl From<Tokens> for TokenAnswer {
@@ -35,9 +36,10 @@ impl From<Tokens> for TokenAnswer {
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Tokens", body = TokenAnswer),
+        (status = 200, description = "Tokens; or, for an account with a second factor, `mfaRequired` and a challenge for `POST /api/auth/mfa/verify`", body = LoginAnswer),
         (status = 400, description = "Email or password missing or malformed", body = ErrorEnvelope),
         (status = 401, description = "INVALID_CREDENTIALS: unknown email or wrong password, indistinguishable", body = ErrorEnvelope),
+        (status = 403, description = "EMAIL_NOT_VERIFIED: the password is right but REQUIRE_VERIFIED_EMAIL is on and the address is not verified yet", body = ErrorEnvelope),
         (status = 409, description = "REGISTRATION_PENDING: the registration is still being processed", body = ErrorEnvelope),
         (status = 429, description = "ACCOUNT_LOCKED after 5 failures in 15 minutes, or RATE_LIMITED per IP; see Retry-After", body = ErrorEnvelope),
         (status = 503, description = "Password hashing saturated or a dependency down; see Retry-After", body = ErrorEnvelope),
@@ -47,7 +49,7 @@ pub async fn login(
     State(app): State<AppState>,
     context: RequestContext,
     request: Result<ApiJson<LoginRequest>, ApiError>,
-) -> Result<Json<TokenAnswer>, ApiError> {
+) -> Result<Json<LoginAnswer>, ApiError> {
     let result = match request {
         Ok(ApiJson(request)) => accounts::login(&app, &context, request)
             .await
@@ -55,11 +57,23 @@ pub async fn login(
         Err(e) => Err(e),
     };
     let outcome = match &result {
-        Ok(_) => "success",
+        Ok(LoginOutcome::Tokens(_)) => "success",
+        Ok(LoginOutcome::MfaRequired { .. }) => "mfa_required",
         Err(e) => e.code(),
     };
     app.metrics.logins.with_label_values(&[outcome]).inc();
-    Ok(Json(result?.into()))
+    Ok(Json(match result? {
+        LoginOutcome::Tokens(tokens) => LoginAnswer::Tokens(tokens.into()),
+        LoginOutcome::MfaRequired {
+            challenge,
+            expires_in,
+        } => LoginAnswer::MfaRequired(MfaChallengeAnswer {
+            success: true,
+            mfa_required: true,
+            challenge: challenge.expose_secret().to_owned(),
+            expires_in: expires_in.as_secs(),
+        }),
+    }))
 }
 
 #[utoipa::path(

@@ -69,6 +69,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Tokens, in OAuth2's names", body = TokenGrantAnswer),
         (status = 401, description = "INVALID_CREDENTIALS (password grant) or INVALID_TOKEN (refresh grant)", body = ErrorEnvelope),
+        (status = 403, description = "MFA_REQUIRED: the account has a second factor; log in with POST /api/v1/auth/login; EMAIL_NOT_VERIFIED", body = ErrorEnvelope),
         (status = 409, description = "REGISTRATION_PENDING: the account is not persisted yet", body = ErrorEnvelope),
         (status = 429, description = "ACCOUNT_LOCKED or rate limited; Retry-After says when", body = ErrorEnvelope),
     )
@@ -82,8 +83,16 @@ pub async fn token(
     let grant = grant.map_err(|e| ApiError::invalid(vec![e]))?;
     let result = match grant {
         Grant::Password(login) => {
+            // The password grant has no second step: an account with a second factor
+            // logs in with `POST /api/v1/auth/login`.
             let result = accounts::login(&app, &context, login)
                 .await
+                .and_then(|outcome| match outcome {
+                    accounts::LoginOutcome::Tokens(tokens) => Ok(tokens),
+                    accounts::LoginOutcome::MfaRequired { .. } => {
+                        Err(crate::service::ServiceError::MfaRequired)
+                    }
+                })
                 .map_err(ApiError::from);
             let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "success");
             app.metrics.logins.with_label_values(&[outcome]).inc();

@@ -5,4 +5,5 @@ pub mod compat;
 pub mod data;
 pub mod health;
 pub mod registration;
+pub mod security;
 pub mod users;

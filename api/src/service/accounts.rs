@@ -15,8 +15,10 @@ use chrono::{DateTime, Utc};
 use common::domain::email::Email;
 use common::domain::registration::{email_field, FieldError};
 use common::domain::username::Username;
+use common::store::auth_flows::Challenge;
+use common::store::mfa;
 use common::store::registration_status::RegistrationStatus;
-use common::store::sessions::{self, NewToken};
+use common::store::sessions::{self, ActiveSession, NewToken};
 use common::store::users::{self, UserRecord};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -61,7 +63,12 @@ fn tokens(
     refresh: SecretString,
     refresh_expires_at: DateTime<Utc>,
 ) -> Tokens {
-    let (access_token, _) = app.accounts.jwt.issue(user.id, user.role, session);
+    let (access_token, _) = app.accounts.jwt.issue_with(
+        user.id,
+        user.role,
+        session,
+        user.email_verified_at.is_some(),
+    );
     Tokens {
         access_token,
         refresh_token: refresh,
@@ -182,14 +189,36 @@ pub async fn login(
     app: &AppState,
     context: &RequestContext,
     request: LoginRequest,
-) -> Result<Tokens, ServiceError> {
+) -> Result<LoginOutcome, ServiceError> {
     let (name, password) = parse_login(request)?;
     let email = resolve_login_name(app, name).await?;
     let client = attempt_client(context);
     let attempts = count_attempt(app, &email, &client).await?;
-    let result = verify_and_start_session(app, context, &email, password, attempts).await;
-    settle_attempt(app, &email, &client, &result).await;
+    let result = verify_and_start_session(app, context, &email, &client, password, attempts).await;
+    match &result {
+        // The password was right but the login is not over: the attempt stays counted
+        // until the second factor is given, so a known password does not reset the
+        // count that guards the codes.
+        Ok(LoginOutcome::MfaRequired { .. }) => {}
+        // The password was right; the address only waits for its verification.
+        Err(ServiceError::EmailNotVerified) => {
+            settle_attempt(app, &email, &client, &Ok::<(), ServiceError>(())).await
+        }
+        other => settle_attempt(app, &email, &client, other).await,
+    }
     result
+}
+
+/// How a login with the right password ends.
+pub enum LoginOutcome {
+    /// A new session.
+    Tokens(Tokens),
+    /// The account has a second factor: `POST /auth/mfa/verify` with this challenge
+    /// and a code turns it into a session.
+    MfaRequired {
+        challenge: SecretString,
+        expires_in: Duration,
+    },
 }
 
 /// Who the lockout counts an attempt against beside the account: the client's address
@@ -251,9 +280,10 @@ async fn verify_and_start_session(
     app: &AppState,
     context: &RequestContext,
     email: &Email,
+    attempt_client: &str,
     password: SecretString,
     attempts: u64,
-) -> Result<Tokens, ServiceError> {
+) -> Result<LoginOutcome, ServiceError> {
     // Both lookups run for every login, known email or not, so neither path is
     // measurably shorter than the other.
     let status = app.stores.status.lookup(email).await?;
@@ -284,15 +314,69 @@ async fn verify_and_start_session(
         tracing::info!(event = "login_failed", email = %email.masked(), attempts);
         return Err(ServiceError::InvalidCredentials);
     };
+    if app.accounts.require_verified_email && user.email_verified_at.is_none() {
+        tracing::info!(event = "login_refused", reason = "email not verified", user_id = %user.id);
+        return Err(ServiceError::EmailNotVerified);
+    }
+    if let Some(new_hash) = &upgraded {
+        if users::upgrade_password_hash(&**client, user.id, &user.password_hash, new_hash).await? {
+            users::audit(
+                &**client,
+                user.id,
+                "user.password_rehashed",
+                &context.audit(Some(user.id)),
+                json!({}),
+            )
+            .await?;
+        }
+    }
+    if mfa::is_enabled(&**client, user.id).await? {
+        return mfa_challenge(app, &user, email, attempt_client).await;
+    }
+    start_session(app, context, &mut client, &user, "password")
+        .await
+        .map(LoginOutcome::Tokens)
+}
+
+/// Hands out a challenge for the second factor of a login whose password was right.
+async fn mfa_challenge(
+    app: &AppState,
+    user: &UserRecord,
+    email: &Email,
+    attempt_client: &str,
+) -> Result<LoginOutcome, ServiceError> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let challenge = format!("mfa_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let ttl = app.accounts.mfa.challenge_ttl;
+    let value = Challenge {
+        user_id: user.id,
+        email: email.as_str().to_owned(),
+        client: attempt_client.to_owned(),
+    };
+    app.stores
+        .auth_flows
+        .put_challenge(&challenge, &value, ttl)
+        .await?;
+    tracing::info!(event = "login_needs_second_factor", user_id = %user.id);
+    Ok(LoginOutcome::MfaRequired {
+        challenge: SecretString::from(challenge),
+        expires_in: ttl,
+    })
+}
+
+/// Starts a session for a user who proved who they are (`method`: how, for audit).
+pub(crate) async fn start_session(
+    app: &AppState,
+    context: &RequestContext,
+    client: &mut deadpool_postgres::Client,
+    user: &UserRecord,
+    method: &str,
+) -> Result<Tokens, ServiceError> {
     let audit = context.audit(Some(user.id));
     let (refresh, digest) = new_refresh_token();
     let session = Uuid::now_v7();
     let tx = client.transaction().await?;
-    if let Some(new_hash) = upgraded {
-        if users::upgrade_password_hash(&*tx, user.id, &user.password_hash, &new_hash).await? {
-            users::audit(&*tx, user.id, "user.password_rehashed", &audit, json!({})).await?;
-        }
-    }
     let started = Utc::now();
     let expires_at = refresh_expiry(app, started);
     let token = NewToken {
@@ -301,6 +385,8 @@ async fn verify_and_start_session(
         token_hash: &digest,
         expires_at,
         session_started_at: started,
+        ip: context.ip.map(|ip| ip.to_string()),
+        user_agent: context.user_agent.as_deref(),
     };
     sessions::insert(&*tx, &token).await?;
     users::audit(
@@ -308,12 +394,12 @@ async fn verify_and_start_session(
         user.id,
         "auth.login",
         &audit,
-        json!({ "session": session }),
+        json!({ "session": session, "method": method }),
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(event = "login_succeeded", user_id = %user.id, %session);
-    Ok(tokens(app, &user, session, refresh, expires_at))
+    tracing::info!(event = "login_succeeded", user_id = %user.id, %session, method);
+    Ok(tokens(app, user, session, refresh, expires_at))
 }
 
 /// Uses a refresh token and issues the next of its family. A token presented again
@@ -372,6 +458,8 @@ pub async fn refresh(
         token_hash: &next_digest,
         expires_at,
         session_started_at: presented.session_started_at,
+        ip: context.ip.map(|ip| ip.to_string()),
+        user_agent: context.user_agent.as_deref(),
     };
     sessions::insert(&*tx, &token).await?;
     tx.commit().await?;
@@ -409,4 +497,52 @@ pub async fn current_user(app: &AppState, caller: &Caller) -> Result<UserRecord,
         .await?
         .filter(|u| !u.is_deleted())
         .ok_or(ServiceError::InvalidToken)
+}
+
+/// The caller's sessions that can still be refreshed, newest first, with which one is
+/// the caller's own.
+pub async fn list_sessions(
+    app: &AppState,
+    caller: &Caller,
+) -> Result<Vec<(ActiveSession, bool)>, ServiceError> {
+    let client = app.db().await?;
+    ensure_current(&**client, caller).await?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(sessions::active(&**client, caller.id)
+        .await?
+        .into_iter()
+        // A family has one live token; a refresh racing this read may show two.
+        .filter(|s| seen.insert(s.id))
+        .map(|s| {
+            let current = s.id == caller.session_id;
+            (s, current)
+        })
+        .collect())
+}
+
+/// Ends one of the caller's sessions: its refresh tokens and its access tokens.
+pub async fn end_session(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    session: Uuid,
+) -> Result<(), ServiceError> {
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    // Serialised with a refresh of this session in flight (see `refresh`).
+    users::lock_by_id(&*tx, caller.id).await?;
+    if !sessions::revoke_session_of(&*tx, caller.id, session).await? {
+        return Err(ServiceError::NotFound("Session"));
+    }
+    users::audit(
+        &*tx,
+        caller.id,
+        "auth.session_ended",
+        &context.audit(Some(caller.id)),
+        json!({ "session": session }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "session_ended", user_id = %caller.id, %session);
+    revoke_access(app, &[session]).await
 }

@@ -42,6 +42,28 @@ pub enum ServiceError {
     /// The change would leave no live admin.
     #[error("last admin")]
     LastAdmin,
+    /// Login refused until the account's email is verified (`REQUIRE_VERIFIED_EMAIL`).
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// A mailed token (verification, password reset) that is unknown, used or expired.
+    #[error("link token invalid or expired")]
+    LinkTokenInvalid,
+    /// Too many requests of one kind for this email or client address.
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u32 },
+    /// The OAuth2 password grant cannot finish a login that needs a second factor.
+    #[error("second factor required")]
+    MfaRequired,
+    #[error("second factor already enabled")]
+    MfaAlreadyEnabled,
+    #[error("no second factor")]
+    MfaNotEnabled,
+    /// A wrong, stale or reused second-factor code.
+    #[error("invalid second-factor code")]
+    InvalidMfaCode,
+    /// Two-factor enrolment needs `MFA_ENCRYPTION_KEY`.
+    #[error("two-factor authentication is not configured")]
+    MfaNotConfigured,
     /// Back-pressure (producer queue or hashing pool full): retry shortly.
     #[error("overloaded")]
     Overloaded { retry_after_secs: u32 },

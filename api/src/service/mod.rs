@@ -6,7 +6,9 @@
 
 pub mod accounts;
 pub mod data;
+pub mod email;
 pub mod error;
+pub mod mfa;
 pub mod registration;
 pub mod users;
 

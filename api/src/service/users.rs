@@ -7,6 +7,7 @@ use common::domain::password_policy::PasswordPolicy;
 use common::domain::registration::{FieldError, ProfileInput, ProfilePatch};
 use common::domain::Role;
 use common::store::data::{self as data_store, DataItem};
+use common::store::mail_outbox::{self, MailKind};
 use common::store::sessions;
 use common::store::users::{
     self, AuditContext, AuditRecord, ListCursor, UserChanges, UserQuery, UserRecord,
@@ -302,7 +303,7 @@ fn column_changes(
 /// Re-authentication for sensitive changes of one's own account: checks
 /// `currentPassword` on the hashing pool. A check is a password guess like a login: it
 /// counts towards the same lockout (account and client address).
-async fn reauthenticate(
+pub(crate) async fn reauthenticate(
     app: &AppState,
     context: &RequestContext,
     current_password: Option<SecretString>,
@@ -393,6 +394,21 @@ pub async fn update_user(
         return Err(ServiceError::PreconditionFailed);
     }
     let (mut changes, mut fields) = column_changes(&change.patch, change.role, &locked);
+    // A user's own new address waits for its verification (a link to it, a notice to
+    // the old one); an admin's change applies at once and the new address is unverified.
+    let pending_email = if caller.id == id {
+        changes.email.take()
+    } else {
+        None
+    };
+    if let Some(new_email) = &pending_email {
+        if users::find_by_email(&*tx, new_email).await?.is_some() {
+            return Err(ServiceError::EmailTaken);
+        }
+        if let Some(f) = fields.iter_mut().find(|f| **f == "email") {
+            *f = "pendingEmail";
+        }
+    }
     if locked.role == Role::Admin && changes.role.is_some() {
         keep_an_admin(&tx, id).await?;
     }
@@ -403,9 +419,18 @@ pub async fn update_user(
     if fields.is_empty() {
         return Ok(locked);
     }
-    let updated = users::update(&*tx, id, &changes)
+    let mut updated = users::update(&*tx, id, &changes)
         .await?
         .ok_or(ServiceError::NotFound("User"))?;
+    if let Some(new_email) = &pending_email {
+        updated = users::set_pending_email(&*tx, id, new_email)
+            .await?
+            .ok_or(ServiceError::NotFound("User"))?;
+        mail_outbox::enqueue(&*tx, id, MailKind::VerifyNewEmail, new_email).await?;
+        mail_outbox::enqueue(&*tx, id, MailKind::EmailChangeNotice, &locked.email).await?;
+    } else if let Some(new_email) = &changes.email {
+        mail_outbox::enqueue(&*tx, id, MailKind::VerifyEmail, new_email).await?;
+    }
     let mut details = json!({ "fields": fields });
     if let Some(new_role) = changes.role {
         details["role"] = json!({ "from": locked.role, "to": new_role });
@@ -436,6 +461,12 @@ pub async fn update_user(
     Ok(updated)
 }
 
+/// After an email change took effect: forget the cached registration state of the
+/// address the account no longer uses.
+pub(crate) async fn forget_old_email(app: &AppState, old_email: &str) {
+    after_commit(app, &[], Some(&old_email.to_owned())).await;
+}
+
 /// Work after a committed change: refuse the access tokens of revoked sessions and
 /// forget the cached registration status of an email the account no longer uses. The
 /// change is durable already; a failure here is logged (refresh tokens are revoked in
@@ -460,12 +491,13 @@ async fn forget_email(app: &AppState, email: &str) {
         return;
     };
     let stores = &app.stores;
-    let (status, attempts, answers) = tokio::join!(
+    let (status, attempts, answers, limits) = tokio::join!(
         stores.status.forget_all(&email),
         stores.login_attempts.forget_email(&email),
         stores.idempotency.forget_email(&email),
+        stores.auth_flows.forget_email(email.as_str()),
     );
-    if let Err(e) = status.and(attempts).and(answers) {
+    if let Err(e) = status.and(attempts).and(answers).and(limits) {
         tracing::warn!(event = "erased_email_not_forgotten_in_redis", error = %e);
     }
 }

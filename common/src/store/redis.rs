@@ -46,6 +46,10 @@ impl RedisKeys {
             prefix: prefix.into(),
         }
     }
+    /// The prefix every key of this deployment starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
     pub fn pending(&self, email: &Email) -> String {
         format!("{}user:pending:{}", self.prefix, email)
     }

@@ -14,6 +14,9 @@ pub struct NewToken<'a> {
     pub expires_at: DateTime<Utc>,
     /// When the session began (its login); refreshing never moves it.
     pub session_started_at: DateTime<Utc>,
+    /// Where the token was issued from (shown in the session list).
+    pub ip: Option<String>,
+    pub user_agent: Option<&'a str>,
 }
 
 pub async fn insert(
@@ -22,8 +25,8 @@ pub async fn insert(
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, session_started_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, session_started_at, ip, user_agent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &Uuid::now_v7(),
                 &token.family_id,
@@ -31,6 +34,8 @@ pub async fn insert(
                 &token.token_hash,
                 &token.expires_at,
                 &token.session_started_at,
+                &token.ip,
+                &token.user_agent,
             ],
         )
         .await?;
@@ -161,4 +166,61 @@ pub async fn delete_user(
     families.sort();
     families.dedup();
     Ok(families)
+}
+
+/// A live session of a user, as its list shows it.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// When its latest token was issued (the login or the last refresh).
+    pub last_used_at: DateTime<Utc>,
+    /// Address and user agent of that latest token.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The user's sessions that can still be refreshed: not revoked, with an unexpired
+/// unused token. Newest first.
+pub async fn active(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<Vec<ActiveSession>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT family_id, session_started_at, created_at, ip, user_agent, expires_at
+             FROM refresh_tokens
+             WHERE user_id = $1 AND revoked_at IS NULL AND used_at IS NULL AND expires_at > now()
+             ORDER BY created_at DESC",
+            &[&user_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ActiveSession {
+            id: r.get(0),
+            created_at: r.get(1),
+            last_used_at: r.get(2),
+            ip: r.get(3),
+            user_agent: r.get(4),
+            expires_at: r.get(5),
+        })
+        .collect())
+}
+
+/// Revokes one session of a user; false when the user has no such live session.
+pub async fn revoke_session_of(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "UPDATE refresh_tokens SET revoked_at = now()
+             WHERE user_id = $1 AND family_id = $2 AND revoked_at IS NULL",
+            &[&user_id, &family_id],
+        )
+        .await?;
+    Ok(n > 0)
 }

@@ -165,6 +165,13 @@ pub async fn insert_batch(
             &[&audit_users, &audit_registrations, &audit_details],
         )
         .await?;
+        // Each new user gets a verification mail, queued in the same transaction.
+        tx.execute(
+            "INSERT INTO mail_outbox (id, user_id, kind, recipient)
+             SELECT gen_random_uuid(), u.id, 'verify_email', u.email FROM users u WHERE u.id = ANY($1)",
+            &[&audit_users],
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -234,6 +241,10 @@ pub struct UserRecord {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub erased_at: Option<DateTime<Utc>>,
+    /// When `email` was verified; `None` until a mailed link was followed.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// A new address waiting for its verification; `email` changes only then.
+    pub pending_email: Option<String>,
 }
 
 impl UserRecord {
@@ -242,7 +253,7 @@ impl UserRecord {
     }
 }
 
-const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at, username, date_of_birth";
+const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at, username, date_of_birth, email_verified_at, pending_email";
 
 fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
     UserRecord {
@@ -264,6 +275,8 @@ fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
         erased_at: r.get(14),
         username: r.get(15),
         date_of_birth: r.get(16),
+        email_verified_at: r.get(17),
+        pending_email: r.get(18),
     }
 }
 
@@ -568,6 +581,7 @@ pub async fn update(
             password_hash = COALESCE($9, password_hash),
             username = COALESCE($10, username),
             date_of_birth = COALESCE($11, date_of_birth),
+            email_verified_at = CASE WHEN $2 IS NOT NULL AND $2 <> email THEN NULL ELSE email_verified_at END,
             version = version + 1,
             updated_at = now()
          WHERE id = $1 AND deleted_at IS NULL
@@ -613,6 +627,62 @@ pub async fn upgrade_password_hash(
     Ok(n == 1)
 }
 
+/// Records a requested email change: the new address waits until it is verified.
+pub async fn set_pending_email(
+    client: &impl GenericClient,
+    id: Uuid,
+    pending: &str,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE users SET pending_email = $2, version = version + 1, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
+    );
+    Ok(client
+        .query_opt(&sql, &[&id, &pending])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// Marks `email` verified: the current address, or the pending one, which then becomes
+/// the address. Fails with a unique violation when another account took the address
+/// meanwhile. `None`: the user is gone or the address is neither of them any more.
+pub async fn verify_email(
+    client: &impl GenericClient,
+    id: Uuid,
+    email: &str,
+) -> Result<Option<UserRecord>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE users SET
+            email = $2,
+            pending_email = CASE WHEN pending_email = $2 THEN NULL ELSE pending_email END,
+            email_verified_at = now(), version = version + 1, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL AND (email = $2 OR pending_email = $2)
+         RETURNING {USER_COLUMNS}"
+    );
+    Ok(client
+        .query_opt(&sql, &[&id, &email])
+        .await?
+        .as_ref()
+        .map(user_from_row))
+}
+
+/// Sets a new password hash (a reset); the version moves, as for any change.
+pub async fn set_password_hash(
+    client: &impl GenericClient,
+    id: Uuid,
+    hash: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "UPDATE users SET password_hash = $2, version = version + 1, updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL",
+            &[&id, &hash],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// Soft delete: the row stays (for audit and uniqueness), login is refused.
 pub async fn soft_delete(
     client: &impl GenericClient,
@@ -636,7 +706,7 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
         .execute(
             "UPDATE users SET email = $2, first_name = NULL, last_name = NULL, gender = NULL,
                  sex = NULL, occupation = NULL, username = NULL, date_of_birth = NULL,
-                 password_hash = '!erased',
+                 password_hash = '!erased', pending_email = NULL,
                  deleted_at = COALESCE(deleted_at, now()), erased_at = now(),
                  updated_at = now(), version = version + 1
              WHERE id = $1 AND erased_at IS NULL",
@@ -653,9 +723,15 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
             &[&id],
         )
         .await?;
-    client
-        .execute("DELETE FROM data_store WHERE user_id = $1", &[&id])
-        .await?;
+    for sql in [
+        "DELETE FROM data_store WHERE user_id = $1",
+        "DELETE FROM account_tokens WHERE user_id = $1",
+        "DELETE FROM mail_outbox WHERE user_id = $1",
+        "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+        "DELETE FROM user_mfa WHERE user_id = $1",
+    ] {
+        client.execute(sql, &[&id]).await?;
+    }
     Ok(true)
 }
 

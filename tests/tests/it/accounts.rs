@@ -328,6 +328,7 @@ async fn forged_expired_and_foreign_tokens_are_rejected() {
         iss: "registrar".into(),
         aud: "registrar".into(),
         sid: Uuid::new_v4(),
+        email_verified: false,
     };
     // Control: a well-formed token signed with the real key is accepted.
     assert_eq!(me(&app, &keys.sign(&base)).await.0, 200);

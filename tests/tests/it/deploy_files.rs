@@ -45,6 +45,7 @@ fn config_env_names() -> BTreeSet<String> {
         "common/src/domain/password.rs",
         "api/src/config.rs",
         "consumer/src/config.rs",
+        "consumer/src/mailer.rs",
     ]
     .iter()
     .flat_map(|f| {
@@ -61,6 +62,7 @@ fn exported_metric_names() -> BTreeSet<String> {
     [
         "api/src/metrics.rs",
         "consumer/src/metrics.rs",
+        "consumer/src/mailer.rs",
         "common/src/ops/metrics.rs",
     ]
     .iter()

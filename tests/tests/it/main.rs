@@ -15,6 +15,7 @@ mod operations;
 mod privacy;
 mod registration;
 mod resilience;
+mod security;
 mod services;
 mod sessions;
 mod tls;

@@ -152,6 +152,8 @@ async fn expired_refresh_tokens_are_purged_and_live_ones_kept() {
         token_hash: b"an expired token",
         expires_at: long_ago,
         session_started_at: long_ago,
+        ip: None,
+        user_agent: None,
     };
     common::store::sessions::insert(&pg, &old).await.unwrap();
     let before = chrono::Utc::now() - chrono::Duration::days(1);

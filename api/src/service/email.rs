@@ -1,0 +1,215 @@
+//! Email verification and password reset. Tokens are created by the mailer when it
+//! sends a mail (only their SHA-256 digests are stored); these use cases take them back.
+//! Requests that make mail go out (resend, reset) answer the same for known and unknown
+//! addresses and are limited per email and per client address.
+
+use chrono::Utc;
+use common::domain::email::Email;
+use common::domain::registration::{email_field, FieldError};
+use common::store::account_tokens::{self, Purpose};
+use common::store::mail_outbox::{self, MailKind};
+use common::store::sessions;
+use common::store::users::{self, UserRecord};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{accounts, ServiceError};
+use crate::auth::caller::RequestContext;
+use crate::state::AppState;
+
+/// The digest a mailed token is stored as.
+pub fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn parse_token(token: Option<&str>) -> Result<Vec<u8>, ServiceError> {
+    match token.map(str::trim) {
+        Some(t) if !t.is_empty() && t.len() <= 256 => Ok(token_digest(t)),
+        Some(_) => Err(ServiceError::invalid("token", "must be 1-256 characters")),
+        None => Err(ServiceError::invalid("token", "is required")),
+    }
+}
+
+fn parse_email(email: Option<&str>) -> Result<Email, ServiceError> {
+    let mut errors = Vec::new();
+    email_field(&mut errors, email).ok_or(ServiceError::Invalid(errors))
+}
+
+/// Counts a mail request against the email's and the client's limits; refused with
+/// 429 whichever is exceeded, the same for known and unknown addresses.
+async fn limit_mail_request(
+    app: &AppState,
+    kind: &str,
+    email: &Email,
+    context: &RequestContext,
+) -> Result<(), ServiceError> {
+    let limits = &app.accounts.mail_limits;
+    let flows = &app.stores.auth_flows;
+    let client = accounts::attempt_client(context);
+    let ip_kind = format!("{kind}-ip");
+    let (by_email, by_ip) = tokio::join!(
+        flows.count_request(kind, email.as_str(), limits.window),
+        flows.count_request(&ip_kind, &client, limits.window),
+    );
+    let ((n_email, ttl_email), (n_ip, ttl_ip)) = (by_email?, by_ip?);
+    let retry = if n_email > limits.per_email {
+        Some(ttl_email)
+    } else if n_ip > limits.per_ip {
+        Some(ttl_ip)
+    } else {
+        None
+    };
+    match retry {
+        Some(secs) => {
+            tracing::info!(event = "mail_request_limited", kind, email = %email.masked());
+            Err(ServiceError::RateLimited {
+                retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+            })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Follows a verification link: the account's address (or the new one it asked for)
+/// is verified. A new address replaces the old one only now.
+pub async fn verify_email(
+    app: &AppState,
+    context: &RequestContext,
+    token: Option<&str>,
+) -> Result<UserRecord, ServiceError> {
+    let digest = parse_token(token)?;
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    let presented = account_tokens::lock(&*tx, &digest, Purpose::VerifyEmail)
+        .await?
+        .filter(|t| t.usable(Utc::now()))
+        .ok_or(ServiceError::LinkTokenInvalid)?;
+    let before = users::lock_by_id(&*tx, presented.user_id)
+        .await?
+        .filter(|u| !u.is_deleted())
+        .ok_or(ServiceError::LinkTokenInvalid)?;
+    let user = users::verify_email(&*tx, before.id, &presented.email)
+        .await?
+        .ok_or(ServiceError::LinkTokenInvalid)?;
+    account_tokens::use_all(&*tx, user.id, Purpose::VerifyEmail).await?;
+    let changed = before.email != user.email;
+    users::audit(
+        &*tx,
+        user.id,
+        "user.email_verified",
+        &context.audit(Some(user.id)),
+        json!({ "emailChanged": changed }),
+    )
+    .await?;
+    tx.commit().await?;
+    if changed {
+        super::users::forget_old_email(app, &before.email).await;
+    }
+    tracing::info!(event = "email_verified", user_id = %user.id, changed);
+    Ok(user)
+}
+
+/// Sends the verification mail again, to a live unverified account of this address.
+pub async fn resend_verification(
+    app: &AppState,
+    context: &RequestContext,
+    email: Option<&str>,
+) -> Result<(), ServiceError> {
+    let email = parse_email(email)?;
+    limit_mail_request(app, "verify", &email, context).await?;
+    let client = app.db().await?;
+    let queued = mail_outbox::enqueue_verification_resend(&**client, email.as_str()).await?;
+    tracing::info!(event = "verification_resend_requested", email = %email.masked(), queued);
+    Ok(())
+}
+
+/// Asks for a password-reset mail. Known and unknown addresses take the same path (one
+/// statement that queues the mail only for a live account) and get the same answer.
+pub async fn request_password_reset(
+    app: &AppState,
+    context: &RequestContext,
+    email: Option<&str>,
+) -> Result<(), ServiceError> {
+    let email = parse_email(email)?;
+    limit_mail_request(app, "reset", &email, context).await?;
+    let client = app.db().await?;
+    let queued = mail_outbox::enqueue_password_reset(&**client, email.as_str()).await?;
+    tracing::info!(event = "password_reset_requested", email = %email.masked(), queued);
+    Ok(())
+}
+
+/// Sets a new password with a reset token: every session ends, the owner is told by
+/// mail, the change is audited.
+pub async fn confirm_password_reset(
+    app: &AppState,
+    context: &RequestContext,
+    token: Option<&str>,
+    new_password: Option<SecretString>,
+) -> Result<(), ServiceError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let digest = match parse_token(token) {
+        Ok(d) => Some(d),
+        Err(ServiceError::Invalid(mut e)) => {
+            errors.append(&mut e);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    match &new_password {
+        None => errors.push(FieldError::new("newPassword", "is required")),
+        Some(p) if p.expose_secret().chars().count() > 128 => errors.push(FieldError::new(
+            "newPassword",
+            "must be at most 128 characters",
+        )),
+        Some(p) => errors.extend(app.accounts.password_policy.check("newPassword", p).err()),
+    }
+    let (Some(digest), Some(password), true) = (digest, new_password, errors.is_empty()) else {
+        return Err(ServiceError::Invalid(errors));
+    };
+    let mut client = app.db().await?;
+    // The token is checked before the password is hashed: an invalid token costs no hash.
+    account_tokens::lock(&**client, &digest, Purpose::ResetPassword)
+        .await?
+        .filter(|t| t.usable(Utc::now()))
+        .ok_or(ServiceError::LinkTokenInvalid)?;
+    let hash = app
+        .accounts
+        .hashing
+        .run(move |h| h.hash(&password))
+        .await?
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    let tx = client.transaction().await?;
+    let presented = account_tokens::lock(&*tx, &digest, Purpose::ResetPassword)
+        .await?
+        .filter(|t| t.usable(Utc::now()))
+        .ok_or(ServiceError::LinkTokenInvalid)?;
+    let user = users::lock_by_id(&*tx, presented.user_id)
+        .await?
+        .filter(|u| !u.is_deleted())
+        .ok_or(ServiceError::LinkTokenInvalid)?;
+    users::set_password_hash(&*tx, user.id, &hash).await?;
+    account_tokens::use_all(&*tx, user.id, Purpose::ResetPassword).await?;
+    let revoked = sessions::revoke_user(&*tx, user.id, None).await?;
+    users::audit(
+        &*tx,
+        user.id,
+        "user.password_reset",
+        &context.audit(Some(user.id)),
+        json!({ "sessionsEnded": revoked.len() }),
+    )
+    .await?;
+    mail_outbox::enqueue(&*tx, user.id, MailKind::PasswordChanged, &user.email).await?;
+    tx.commit().await?;
+    if let Err(e) = accounts::revoke_access(app, &revoked).await {
+        tracing::error!(event = "access_tokens_not_revoked", sessions = revoked.len(), error = %crate::error::error_chain(&e));
+    }
+    if let Ok(email) = Email::parse(&user.email) {
+        // The owner proved it reads the mailbox: a lockout from guessing ends too.
+        if let Err(e) = app.stores.login_attempts.forget_email(&email).await {
+            tracing::warn!(event = "login_attempts_not_cleared", error = %e);
+        }
+    }
+    tracing::info!(event = "password_reset", user_id = %user.id, sessions_ended = revoked.len());
+    Ok(())
+}

@@ -1,0 +1,814 @@
+//! Email verification, password reset, TOTP two-factor login and session management,
+//! walked as a user would: real PostgreSQL, Redis, broker and MailDev (its REST API is
+//! the user's mailbox).
+
+use std::time::Duration;
+
+use base64::Engine;
+use registrar_tests::{
+    link_token, logs, mails_to, wait_for_mails, TestApp, TestOptions, FRONTEND_URL,
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+const MAIL_WAIT: Duration = Duration::from_secs(30);
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let (status, _, body) = app.call(Method::POST, path, token, Some(body)).await;
+    (status, body)
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let (status, _, body) = app.call(Method::GET, path, Some(token), None).await;
+    (status, body)
+}
+
+/// The claims of a JWT, unverified (the api verified it).
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn sha256(s: &str) -> Vec<u8> {
+    sha2::Sha256::digest(s.as_bytes()).to_vec()
+}
+
+/// RFC 4648 base32 (no padding), as the enrolment shows the secret.
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
+    for c in s.trim_end_matches('=').bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c).unwrap() as u32;
+        value = (value << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((value >> bits) as u8);
+            value &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn now_unix() -> u64 {
+    chrono::Utc::now().timestamp() as u64
+}
+
+fn code_at(secret: &[u8], unix: u64) -> String {
+    registrar_api::auth::mfa::code_at(secret, unix)
+}
+
+#[tokio::test]
+async fn a_completed_registration_mails_a_link_that_verifies_the_email_once() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let (_, me) = get(&app, "/api/auth/me", &account.access).await;
+    assert_eq!(me["data"]["emailVerified"], false, "{me}");
+    assert_eq!(claims(&account.access)["email_verified"], false);
+
+    let mails = wait_for_mails(&account.email, "Verify your email", 1, MAIL_WAIT).await;
+    let text = mails[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("{FRONTEND_URL}/verify-email?token=")),
+        "{text}"
+    );
+    assert!(mails[0]["html"].as_str().unwrap().contains("<a href="));
+    let token = link_token(&mails[0]);
+    // Only the digest is stored; the outbox row names no token.
+    let pg = app.pg().await;
+    let stored: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM account_tokens WHERE token_hash = $1 AND purpose = 'verify_email'",
+            &[&sha256(&token)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
+    let outbox: String = pg
+        .query_one(
+            "SELECT string_agg(row_to_json(m)::text, ' ') FROM mail_outbox m",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!outbox.contains(&token));
+
+    let (status, body) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": token }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["emailVerified"], true);
+    assert_eq!(body["email"], account.email.as_str());
+    let (_, me) = get(&app, "/api/auth/me", &account.access).await;
+    assert_eq!(me["data"]["emailVerified"], true);
+    let again = app.log_in_again(account).await;
+    assert_eq!(claims(&again.access)["email_verified"], true);
+
+    let (status, body) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": token }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_OR_EXPIRED_TOKEN"))
+    );
+    let (status, body) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": "nope" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_OR_EXPIRED_TOKEN"))
+    );
+    let (status, body) = post(&app, "/api/auth/verify-email", None, &json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    assert!(
+        !logs::captured().contains(&token),
+        "a verification token reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn logins_wait_for_a_verified_email_when_the_setting_requires_it() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_args: vec!["--require-verified-email".into(), "true".into()],
+        ..Default::default()
+    })
+    .await;
+    let (email, password, body) = registrar_tests::registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", MAIL_WAIT).await;
+
+    let (status, body) = app.login(&email, &password).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("EMAIL_NOT_VERIFIED")),
+        "{body}"
+    );
+    // A wrong password learns nothing about the address's state.
+    let (status, body) = app.login(&email, "wrong password 123").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_CREDENTIALS"))
+    );
+
+    // Resend: a second link; either verifies.
+    let (status, _) = post(
+        &app,
+        "/api/auth/verify-email/resend",
+        None,
+        &json!({ "email": email }),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mails = wait_for_mails(&email, "Verify your email", 2, MAIL_WAIT).await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": link_token(&mails[1]) }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = app.login(&email, &password).await;
+    assert_eq!(status, 200, "{body}");
+    // The first link was used up with the second.
+    let (status, _) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": link_token(&mails[0]) }),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let new_email = format!("new-{}", account.email);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{}", account.id),
+            Some(&account.access),
+            Some(&json!({ "email": new_email, "currentPassword": account.password })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["email"], account.email.as_str());
+    assert_eq!(body["data"]["pendingEmail"], new_email.as_str());
+
+    let notice = wait_for_mails(&account.email, "being changed", 1, MAIL_WAIT).await;
+    assert!(!notice[0]["text"].as_str().unwrap().contains("token="));
+    let confirm = wait_for_mails(&new_email, "Confirm your new email", 1, MAIL_WAIT).await;
+    // Until verified, the old address logs in and the new one does not.
+    assert_eq!(app.login(&new_email, &account.password).await.0, 401);
+    let (status, body) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": link_token(&confirm[0]) }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], new_email.as_str());
+    let (status, _) = app.login(&new_email, &account.password).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.login(&account.email, &account.password).await.0, 401);
+    let (_, me) = get(&app, "/api/auth/me", &account.access).await;
+    assert_eq!(me["data"]["email"], new_email.as_str());
+    assert_eq!(me["data"]["emailVerified"], true);
+    assert!(me["data"].get("pendingEmail").is_none(), "{me}");
+}
+
+#[tokio::test]
+async fn a_password_reset_request_answers_alike_for_known_and_unknown_emails() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let unknown = format!("nobody-{}", account.email);
+    let (s1, h1, b1) = app
+        .call(
+            Method::POST,
+            "/api/auth/password-reset",
+            None,
+            Some(&json!({ "email": account.email })),
+        )
+        .await;
+    let (s2, h2, b2) = app
+        .call(
+            Method::POST,
+            "/api/auth/password-reset",
+            None,
+            Some(&json!({ "email": unknown })),
+        )
+        .await;
+    assert_eq!((s1, &b1), (s2, &b2), "{b1} vs {b2}");
+    assert_eq!(s1, 202);
+    let names = |h: &reqwest::header::HeaderMap| {
+        let mut n: Vec<String> = h
+            .keys()
+            .map(|k| k.to_string())
+            .filter(|k| k != "date" && k != "x-request-id" && k != "content-length")
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&h1), names(&h2));
+    wait_for_mails(&account.email, "Reset your password", 1, MAIL_WAIT).await;
+    assert!(mails_to(&unknown).await.is_empty());
+    let queued: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM mail_outbox WHERE recipient = $1",
+            &[&unknown],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0);
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset",
+        None,
+        &json!({ "email": "not-an-email" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+}
+
+#[tokio::test]
+async fn a_reset_link_sets_the_password_once_ends_every_session_and_expires() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/password-reset",
+        None,
+        &json!({ "email": account.email }),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mail = wait_for_mails(&account.email, "Reset your password", 1, MAIL_WAIT).await;
+    let text = mail[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("{FRONTEND_URL}/reset-password?token=")),
+        "{text}"
+    );
+    assert!(text.contains("30 minutes"));
+    let token = link_token(&mail[0]);
+
+    // The policy applies; a refused password leaves the token usable.
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": token, "newPassword": "password" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR")),
+        "{body}"
+    );
+    let new_password = "a brand new passphrase 42";
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": token, "newPassword": new_password }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Every session ended: refresh token and access token.
+    let (status, _) = post(
+        &app,
+        "/api/auth/refresh",
+        None,
+        &json!({ "refreshToken": account.refresh }),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(get(&app, "/api/auth/me", &account.access).await.0, 401);
+    assert_eq!(app.login(&account.email, &account.password).await.0, 401);
+    assert_eq!(app.login(&account.email, new_password).await.0, 200);
+    // Used once.
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": token, "newPassword": "yet another passphrase 7" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_OR_EXPIRED_TOKEN"))
+    );
+    wait_for_mails(&account.email, "Your password was changed", 1, MAIL_WAIT).await;
+    let actions: Vec<String> = app
+        .pg()
+        .await
+        .query(
+            "SELECT action FROM user_audit_log WHERE user_id = $1",
+            &[&account.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        actions.contains(&"user.password_reset".to_owned()),
+        "{actions:?}"
+    );
+
+    // An expired link is refused.
+    post(
+        &app,
+        "/api/auth/password-reset",
+        None,
+        &json!({ "email": account.email }),
+    )
+    .await;
+    let mails = wait_for_mails(&account.email, "Reset your password", 2, MAIL_WAIT).await;
+    let late = link_token(&mails[1]);
+    app.pg()
+        .await
+        .execute(
+            "UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+            &[&sha256(&late)],
+        )
+        .await
+        .unwrap();
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": late, "newPassword": "yet another passphrase 7" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_OR_EXPIRED_TOKEN"))
+    );
+    assert!(
+        !logs::captured().contains(&token),
+        "a reset token reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn password_reset_requests_are_limited_per_email_known_or_not() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_args: vec!["--mail-requests-per-email".into(), "2".into()],
+        ..Default::default()
+    })
+    .await;
+    for email in ["limited@example.com", "limited-too@example.com"] {
+        for _ in 0..2 {
+            let (status, _) = post(
+                &app,
+                "/api/auth/password-reset",
+                None,
+                &json!({ "email": email }),
+            )
+            .await;
+            assert_eq!(status, 202);
+        }
+        let (status, headers, body) = app
+            .call(
+                Method::POST,
+                "/api/auth/password-reset",
+                None,
+                Some(&json!({ "email": email })),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (429, Some("RATE_LIMITED")),
+            "{body}"
+        );
+        assert!(headers.contains_key("retry-after"));
+    }
+    // The limit keys name no address.
+    let keys = app.redis_keys().await;
+    assert!(keys.iter().all(|k| !k.contains("limited")), "{keys:?}");
+}
+
+/// Enrols TOTP for the account; returns the secret and the recovery codes.
+async fn enable_totp(app: &TestApp, access: &str) -> (Vec<u8>, Vec<String>) {
+    let (status, enrol) = post(app, "/api/auth/mfa/totp/enroll", Some(access), &json!({})).await;
+    assert_eq!(status, 200, "{enrol}");
+    assert!(enrol["otpauthUri"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/Registrar:"));
+    assert!(enrol["qrSvg"].as_str().unwrap().contains("<svg"));
+    let secret = base32_decode(enrol["secret"].as_str().unwrap());
+    let (status, body) = post(
+        app,
+        "/api/auth/mfa/totp/confirm",
+        Some(access),
+        &json!({ "code": "000000" }),
+    )
+    .await;
+    let wrong_is_refused = status == 401 && body["error"]["code"] == "INVALID_MFA_CODE";
+    // (000000 may, once in a million, be the right code.)
+    assert!(wrong_is_refused || status == 200, "{body}");
+    let (status, body) = post(
+        app,
+        "/api/auth/mfa/totp/confirm",
+        Some(access),
+        &json!({ "code": code_at(&secret, now_unix()) }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let codes: Vec<String> = body["recoveryCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+async fn challenge(app: &TestApp, email: &str, password: &str) -> String {
+    let (status, body) = app.login(email, password).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mfaRequired"], true, "{body}");
+    assert!(body.get("accessToken").is_none());
+    body["challenge"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn with_totp_a_login_needs_a_code_and_each_code_works_once() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let (secret, recovery) = enable_totp(&app, &account.access).await;
+    let (_, status) = get(&app, "/api/auth/mfa", &account.access).await;
+    assert_eq!(
+        (
+            status["enabled"].clone(),
+            status["recoveryCodesLeft"].clone()
+        ),
+        (json!(true), json!(10))
+    );
+
+    // The secret is sealed at rest; recovery codes are digests.
+    let pg = app.pg().await;
+    let sealed: Vec<u8> = pg
+        .query_one(
+            "SELECT secret_sealed FROM user_mfa WHERE user_id = $1",
+            &[&account.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_slice()));
+    let digests: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2",
+            &[
+                &account.id,
+                &registrar_api::auth::mfa::recovery_digest(&recovery[0]),
+            ],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(digests, 1);
+
+    // Password right: a challenge, no tokens. A wrong code is refused; the next step's
+    // code is accepted (the current one was used by the confirmation).
+    let ch = challenge(&app, &account.email, &account.password).await;
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": "12345" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_MFA_CODE"))
+    );
+    let next = code_at(&secret, now_unix() + 30);
+    let (status, tokens) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": next }),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["accessToken"].as_str().is_some());
+    // The challenge is spent; the same code never works twice.
+    let (status, _) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": next }),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let ch = challenge(&app, &account.email, &account.password).await;
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": next }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_MFA_CODE"))
+    );
+
+    // A recovery code works once, in any case.
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": recovery[3].to_uppercase() }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ch = challenge(&app, &account.email, &account.password).await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": recovery[3] }),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (_, status) = get(&app, "/api/auth/mfa", &account.access).await;
+    assert_eq!(status["recoveryCodesLeft"], 9);
+    let log = logs::captured();
+    assert!(
+        !log.contains(&recovery[0]) && !log.contains(&ch),
+        "an MFA secret reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn fifty_parallel_wrong_totp_codes_lock_the_account_like_wrong_passwords() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let (secret, _) = enable_totp(&app, &account.access).await;
+    let ch = challenge(&app, &account.email, &account.password).await;
+    let right = code_at(&secret, now_unix() + 30);
+    let wrong = if right == "111111" {
+        "222222"
+    } else {
+        "111111"
+    };
+    let body = json!({ "challenge": ch, "code": wrong });
+    let answers =
+        futures::future::join_all((0..50).map(|_| post(&app, "/api/auth/mfa/verify", None, &body)))
+            .await;
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| *s == 401 && b["error"]["code"] == "INVALID_MFA_CODE")
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|(s, b)| *s == 429 && b["error"]["code"] == "ACCOUNT_LOCKED")
+        .count();
+    assert_eq!(refused + locked, 50, "{answers:?}");
+    // The login's password check counted too: at most 4 codes were checked.
+    assert!(refused <= 4, "{refused} codes were checked");
+    // Locked: the right code and the right password are refused alike.
+    let (status, _) = post(
+        &app,
+        "/api/auth/mfa/verify",
+        None,
+        &json!({ "challenge": ch, "code": right }),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(app.login(&account.email, &account.password).await.0, 429);
+}
+
+#[tokio::test]
+async fn disabling_totp_needs_the_password_and_a_code_and_an_admin_can_reset_it() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let (secret, recovery) = enable_totp(&app, &account.access).await;
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/totp/disable",
+        Some(&account.access),
+        &json!({ "password": "wrong password 9", "code": recovery[0] }),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/totp/disable",
+        Some(&account.access),
+        &json!({ "password": account.password, "code": "999999" }),
+    )
+    .await;
+    let code = body["error"]["code"].as_str();
+    assert!(
+        status == 401 && code == Some("INVALID_MFA_CODE")
+            || code_at(&secret, now_unix()) == "999999"
+    );
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/totp/disable",
+        Some(&account.access),
+        &json!({ "password": account.password, "code": recovery[0] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(app.login(&account.email, &account.password).await.1["accessToken"].is_string());
+
+    // Enabled again, then reset by an admin (audited); a user may not reset it.
+    let (_, _) = enable_totp(&app, &account.access).await;
+    let path = format!("/api/users/{}/mfa", account.id);
+    let (status, _, _) = app
+        .call(Method::DELETE, &path, Some(&account.access), None)
+        .await;
+    assert_eq!(status, 403);
+    let admin = app.account_with_role("admin").await;
+    let (status, _, body) = app
+        .call(Method::DELETE, &path, Some(&admin.access), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = app
+        .call(Method::DELETE, &path, Some(&admin.access), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("MFA_NOT_ENABLED"))
+    );
+    assert!(app.login(&account.email, &account.password).await.1["accessToken"].is_string());
+    let actor: uuid::Uuid = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT actor_id FROM user_audit_log WHERE user_id = $1 AND action = 'auth.mfa_reset'",
+            &[&account.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(actor, admin.id);
+}
+
+#[tokio::test]
+async fn the_session_list_shows_each_login_and_ending_one_kills_its_tokens() {
+    let app = TestApp::spawn().await;
+    let first = app.register_and_login().await;
+    // A second login from another "device".
+    let response = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .header("user-agent", "registrar-test-phone/1.0")
+        .json(&json!({ "email": first.email, "password": first.password }))
+        .send()
+        .await
+        .unwrap();
+    let tokens: Value = response.json().await.unwrap();
+    let phone_access = tokens["accessToken"].as_str().unwrap().to_owned();
+    let phone_refresh = tokens["refreshToken"].as_str().unwrap().to_owned();
+
+    let (status, list) = get(&app, "/api/auth/sessions", &first.access).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["count"], 2, "{list}");
+    let sessions = list["data"].as_array().unwrap();
+    let phone = sessions
+        .iter()
+        .find(|s| s["userAgent"] == "registrar-test-phone/1.0")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(phone["current"], false);
+    assert_eq!(phone["ip"], "127.0.0.1");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let phone_id = phone["id"].as_str().unwrap().to_owned();
+
+    let (status, _, body) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/auth/sessions/{phone_id}"),
+            Some(&first.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(&app, "/api/auth/me", &phone_access).await.0, 401);
+    let (status, _) = post(
+        &app,
+        "/api/auth/refresh",
+        None,
+        &json!({ "refreshToken": phone_refresh }),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(get(&app, "/api/auth/me", &first.access).await.0, 200);
+    let (_, list) = get(&app, "/api/auth/sessions", &first.access).await;
+    assert_eq!(list["count"], 1);
+
+    // Ended already, unknown, or someone else's: 404.
+    let other = app.register_and_login().await;
+    let (_, theirs) = get(&app, "/api/auth/sessions", &other.access).await;
+    let their_id = theirs["data"][0]["id"].as_str().unwrap().to_owned();
+    for id in [
+        phone_id.as_str(),
+        their_id.as_str(),
+        "0190a0a0-0000-7000-8000-000000000000",
+    ] {
+        let (status, _, _) = app
+            .call(
+                Method::DELETE,
+                &format!("/api/auth/sessions/{id}"),
+                Some(&first.access),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "{id}");
+    }
+    let (status, _, body) = app
+        .call(
+            Method::DELETE,
+            "/api/auth/sessions/not-a-uuid",
+            Some(&first.access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    assert_eq!(get(&app, "/api/auth/me", &other.access).await.0, 200);
+}
