@@ -295,10 +295,12 @@ async fn changing_ones_own_email_needs_the_current_password() {
     let (status, _, body) = app
         .call(Method::PATCH, &path, Some(&user.access), Some(&right))
         .await;
+    // Accepted: the new address waits for its verification link.
     assert_eq!(
-        (status, body["data"]["email"].as_str()),
+        (status, body["data"]["pendingEmail"].as_str()),
         (200, Some(moved.as_str()))
     );
+    assert_eq!(body["data"]["email"], user.email.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -812,3 +812,92 @@ async fn the_session_list_shows_each_login_and_ending_one_kills_its_tokens() {
     );
     assert_eq!(get(&app, "/api/auth/me", &other.access).await.0, 200);
 }
+
+#[tokio::test]
+async fn an_admins_email_change_applies_at_once_and_mails_the_new_address_a_link() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let admin = app.account_with_role("admin").await;
+    let moved = format!("moved-{}", user.email);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{}", user.id),
+            Some(&admin.access),
+            Some(&json!({ "email": moved })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["email"], moved.as_str());
+    assert_eq!(body["data"]["emailVerified"], false);
+    let mail = wait_for_mails(&moved, "Verify your email", 1, MAIL_WAIT).await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/verify-email",
+        None,
+        &json!({ "token": link_token(&mail[0]) }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.login(&moved, &user.password).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_mail_the_smtp_server_keeps_refusing_is_marked_failed_logged_and_counted() {
+    let mut app = TestApp::spawn_without_consumer().await;
+    // Nothing listens on port 9 of this host: every send fails.
+    app.consumer_args.extend(
+        [
+            "--smtp-url",
+            "smtp://127.0.0.1:9",
+            "--mail-max-attempts",
+            "1",
+            "--smtp-timeout-ms",
+            "2000",
+        ]
+        .map(String::from),
+    );
+    app.start_consumer().await;
+    let (email, _, body) = registrar_tests::registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", MAIL_WAIT).await;
+    let pg = app.pg().await;
+    let deadline = tokio::time::Instant::now() + MAIL_WAIT;
+    let (attempts, error) = loop {
+        let row = pg
+            .query_opt(
+                "SELECT attempts, last_error FROM mail_outbox WHERE recipient = $1 AND failed_at IS NOT NULL",
+                &[&email],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            break (row.get::<_, i32>(0), row.get::<_, Option<String>>(1));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mail was not marked failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(attempts, 1);
+    assert!(error.is_some_and(|e| !e.is_empty()));
+    let metrics = app
+        .http
+        .get(format!(
+            "http://{}/metrics",
+            app.consumer_probe_address().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("registrar_mail_given_up_total{kind=\"verify_email\"} 1"),
+        "{metrics}"
+    );
+    assert!(logs::captured().contains("mail_given_up"));
+    assert!(mails_to(&email).await.is_empty());
+}
