@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 .PHONY: run test services rules lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
-	scale-out scale-out-short fuzz fuzz-short soak profile
+	scale-out scale-out-short fuzz fuzz-short soak profile e2e client
 
 CARGO ?= cargo
 
@@ -11,7 +11,7 @@ run:
 test: services rules
 	$(CARGO) build --bin api --bin consumer
 	$(CARGO) test --workspace
-	$(MAKE) chaos-short scale-out-short api-fuzz-short fuzz-short
+	$(MAKE) chaos-short scale-out-short api-fuzz-short fuzz-short e2e
 
 # Faults while clients register (README "Chaos"): 10 000 users, production hashing.
 chaos: services
@@ -56,6 +56,18 @@ fuzz-short:
 soak: services
 	$(CARGO) build --release --bin api --bin consumer
 	scripts/soak.py --minutes 30 --svg docs/soak.svg
+
+# The TypeScript client's unit and integration tests and the sign-up page in a real
+# Chromium, against a real api and consumer (README "For frontends").
+e2e: services
+	$(CARGO) build --bin api --bin consumer
+	scripts/e2e.py
+
+# Regenerates the TypeScript client's types from the api's OpenAPI document.
+client:
+	$(CARGO) build --bin api
+	target/debug/api openapi > clients/typescript/openapi.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run generate
 
 services:
 	scripts/services.sh up

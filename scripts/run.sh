@@ -26,14 +26,32 @@ if ! grep -q '^MFA_ENCRYPTION_KEY=' .env; then
   echo "[run] adding a development MFA encryption key to .env" >&2
   target/release/api keygen --key-id dev1 | grep '^MFA_ENCRYPTION_KEY=' >> .env
 fi
+if ! grep -q '^CORS_ORIGINS=' .env; then
+  echo "[run] allowing the sign-up page's origin (CORS_ORIGINS) in .env" >&2
+  echo "CORS_ORIGINS=http://127.0.0.1:${WEB_PORT:-5173},http://localhost:${WEB_PORT:-5173}" >> .env
+fi
+# The sign-up page (examples/web) on the TypeScript client, served by a tiny static server.
+web=""
+if command -v npm >/dev/null; then
+  (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run build >/dev/null)
+  mkdir -p examples/web/vendor
+  cp clients/typescript/dist/src/index.js examples/web/vendor/registrar-client.js
+  python3 -m http.server "${WEB_PORT:-5173}" --bind 127.0.0.1 --directory examples/web >/dev/null 2>&1 & web=$!
+fi
 export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
 target/release/api migrate
 target/release/api serve & api=$!
 target/release/consumer & consumer=$!
-stop() { kill -TERM "$api" "$consumer" 2>/dev/null || true; wait "$api" "$consumer" 2>/dev/null || true; }
+stop() {
+  kill -TERM "$api" "$consumer" $web 2>/dev/null || true
+  wait "$api" "$consumer" 2>/dev/null || true
+}
 trap stop INT TERM
 echo "[run] api on http://127.0.0.1:${PORT:-8000}, consumer probes on http://127.0.0.1:${CONSUMER_PORT:-8001} (Ctrl-C stops both)" >&2
 echo "[run] mails (verification, password reset) arrive in MailDev: http://127.0.0.1:${MAILDEV_WEB_PORT:-1080}" >&2
+if [ -n "$web" ]; then
+  echo "[run] the sign-up page: http://127.0.0.1:${WEB_PORT:-5173}/?api=http://127.0.0.1:${PORT:-8000}" >&2
+fi
 # Whichever exits first, stop the other too.
 wait -n "$api" "$consumer" || true
 stop

@@ -176,6 +176,14 @@ ensure_maildev() {
   wait_port "$MAILDEV_SMTP_PORT" "MailDev SMTP" 30
 }
 
+# Debian's Chromium for the browser test (scripts/e2e.py drives it with playwright-core).
+ensure_chromium() {
+  if command -v chromium >/dev/null; then return 0; fi
+  log "installing Chromium from the OS packages (browser test)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+}
+
 tansu_answers() {
   timeout 10 "$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
 }
@@ -184,7 +192,8 @@ case "${1:-up}" in
   up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_prometheus; ensure_maildev; ensure_tansu ;;
   prometheus) ensure_prometheus ;;
   maildev) ensure_maildev ;;
+  chromium) ensure_chromium ;;
   tansu-binary) ensure_tansu_binary ;;
   stop-tansu) stop_tansu ;;
-  *) echo "usage: $0 [up|tansu-binary|prometheus|maildev|stop-tansu]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|tansu-binary|prometheus|maildev|chromium|stop-tansu]" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
-//! The `api` binary: `api [serve]`, `api migrate`, `api keygen`, `api create-admin`.
+//! The `api` binary: `api [serve]`, `api migrate`, `api keygen`, `api create-admin`,
+//! `api openapi`.
 
 use clap::{Parser, Subcommand};
 use common::config::{ConfigError, LogConfig, PostgresConfig};
@@ -53,6 +54,9 @@ enum Command {
         #[command(flatten)]
         log: LogConfig,
     },
+    /// Print the OpenAPI document (what `/api/v1/openapi.json` serves) and exit; the
+    /// TypeScript client's types are generated from it.
+    Openapi,
     /// Print a new sealing key pair and a JWT signing key as `.env` lines.
     Keygen {
         /// Key id to print; defaults to one derived from today's date.
@@ -77,6 +81,16 @@ async fn run(cli: Cli) -> i32 {
             keygen(key_id);
             0
         }
+        Command::Openapi => match registrar_api::openapi::document().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                0
+            }
+            Err(e) => {
+                eprintln!("cannot serialise the OpenAPI document: {e}");
+                1
+            }
+        },
         Command::Migrate { postgres, log } => {
             let _telemetry = init_logs(&log);
             let pool = common::store::postgres::pool(&postgres).unwrap_or_else(|e| e.exit());

@@ -195,12 +195,61 @@ pub struct ApiDoc;
 
 /// The document served at `/api/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    qualify_operation_ids(&mut doc);
+    doc
+}
+
+/// utoipa names an operation after its handler, and handlers of different resources
+/// share names (`list`, `get`, `register`…); OpenAPI wants them unique, and generated
+/// clients key their operations by them. Each becomes `<tag>_<handler>`.
+fn qualify_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let tag = operation
+                .tags
+                .as_ref()
+                .and_then(|t| t.first())
+                .cloned()
+                .unwrap_or_default();
+            if let Some(id) = operation.operation_id.as_mut() {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_operation_id_is_unique() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut ids = Vec::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "duplicate operationIds among {ids:?}");
+        assert!(ids.contains(&"data_list".to_owned()), "{ids:?}");
+    }
 
     /// Every request body the document names, by schema name.
     fn request_body_schemas(doc: &serde_json::Value) -> Vec<String> {

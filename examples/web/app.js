@@ -1,0 +1,237 @@
+// The sign-up page: plain ES module on the Registrar TypeScript client (copied into
+// vendor/ by scripts/e2e.py and scripts/run.sh from clients/typescript/dist).
+// The api's address: `?api=https://auth.example.com`, else http://127.0.0.1:8000.
+
+import { RegistrarClient, RegistrarError, RegistrationFailedError } from "./vendor/registrar-client.js";
+
+const api = new URLSearchParams(location.search).get("api") ?? "http://127.0.0.1:8000";
+const client = new RegistrarClient({ baseUrl: api });
+const $ = (id) => document.getElementById(id);
+
+// The api's rules (README, `POST /api/v1/users`), checked as the user types.
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const rules = {
+  firstName: (v) => (v.trim().length >= 2 && v.trim().length <= 100 ? "" : "2 to 100 characters"),
+  lastName: (v) => (v.trim().length >= 2 && v.trim().length <= 100 ? "" : "2 to 100 characters"),
+  email: (v) => (EMAIL.test(v.trim()) && v.length <= 254 ? "" : "a valid email address"),
+  password: (v) => (v.length >= 12 && v.length <= 128 ? "" : "12 to 128 characters"),
+  gender: (v) => (v ? "" : "choose one"),
+  occupation: (v) => (v.trim() === "" || (v.trim().length >= 2 && v.trim().length <= 255) ? "" : "2 to 255 characters, or empty"),
+};
+
+function announce(text) {
+  $("announce").textContent = text;
+}
+
+function showError(prefix, field, message) {
+  const input = $(`${prefix}${field}`);
+  const error = $(`${prefix}${field}-error`);
+  if (!input || !error) return false;
+  error.textContent = message;
+  input.setAttribute("aria-invalid", message ? "true" : "false");
+  return true;
+}
+
+function check(form, prefix = "") {
+  let first = null;
+  for (const [field, rule] of Object.entries(rules)) {
+    const input = form.elements.namedItem(field);
+    if (!input) continue;
+    const message = rule(input.value);
+    showError(prefix, field, message);
+    if (message && !first) first = input;
+  }
+  first?.focus();
+  return !first;
+}
+
+/** The api's per-field details next to their fields; the rest in `fallback`. */
+function showApiError(error, prefix, fallback) {
+  if (error instanceof RegistrarError && error.details.length) {
+    for (const d of error.details) {
+      if (!showError(prefix, d.field, d.message)) fallback.textContent = `${d.field}: ${d.message}`;
+    }
+    return;
+  }
+  fallback.textContent = error instanceof RegistrarError ? error.message : String(error);
+}
+
+for (const [field, rule] of Object.entries(rules)) {
+  const input = $(field);
+  input?.addEventListener("blur", () => showError("", field, input.value ? rule(input.value) : ""));
+}
+
+function focusSection(id) {
+  const section = $(id);
+  section.hidden = false;
+  section.querySelector("h2").focus();
+}
+
+$("signup-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  if (!check(form)) return;
+  const data = Object.fromEntries(new FormData(form));
+  const body = {
+    firstName: data.firstName.trim(),
+    lastName: data.lastName.trim(),
+    email: data.email.trim(),
+    password: data.password,
+    gender: data.gender,
+  };
+  if (data.occupation.trim()) body.occupation = data.occupation.trim();
+  const button = form.querySelector("button");
+  button.disabled = true;
+  const state = $("registration-state");
+  try {
+    const accepted = await client.register(body, { idempotencyKey: crypto.randomUUID() });
+    $("progress").hidden = false;
+    state.textContent = "pending";
+    state.dataset.state = "pending";
+    announce("Registration received; finishing your account…");
+    await client.waitForCompletion(accepted.email, accepted.registrationId, { timeoutMs: 120_000 });
+    state.textContent = "completed";
+    state.dataset.state = "completed";
+    $("registration-detail").textContent = "Check your mailbox for a link that verifies your address.";
+    announce("Your account is ready: log in below.");
+    $("login-email").value = accepted.email;
+    $("login-password").focus();
+  } catch (error) {
+    state.dataset.state = "failed";
+    if (error instanceof RegistrationFailedError) {
+      $("progress").hidden = false;
+      state.textContent = "failed";
+      const why = {
+        EMAIL_TAKEN: "This email already has an account: log in instead.",
+        USERNAME_TAKEN: "This username is taken.",
+      };
+      $("registration-detail").textContent = why[error.reason] ?? `Reason: ${error.reason}`;
+      announce("The registration failed.");
+    } else {
+      showApiError(error, "", $("email-error"));
+      announce("The registration was not accepted; see the form.");
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
+let challenge = null;
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = $("login-error");
+  error.textContent = "";
+  const email = $("login-email").value.trim();
+  const password = $("login-password").value;
+  try {
+    if (challenge) {
+      await client.verifyMfa(challenge, $("login-code").value.trim());
+      challenge = null;
+    } else {
+      if (!email || !password) {
+        error.textContent = "Enter your email and password.";
+        return;
+      }
+      const result = await client.login({ email, password });
+      if (result.kind === "mfa") {
+        challenge = result.challenge;
+        $("mfa-field").hidden = false;
+        $("login-code").focus();
+        announce("Enter the code from your authenticator app.");
+        return;
+      }
+    }
+    await showProfile();
+  } catch (e) {
+    error.textContent = e instanceof RegistrarError ? e.message : String(e);
+    announce("Login failed.");
+  }
+});
+
+async function showProfile() {
+  const me = await client.me();
+  $("profile-email").textContent = me.email;
+  $("profile-firstName").value = me.firstName ?? "";
+  $("profile-lastName").value = me.lastName ?? "";
+  $("profile-occupation").value = me.occupation ?? "";
+  $("profile").dataset.userId = me.id;
+  $("login").hidden = true;
+  $("signup").hidden = true;
+  await renderData();
+  announce(`Logged in as ${me.email}.`);
+  focusSection("profile");
+}
+
+$("profile-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  if (!check(form, "profile-")) return;
+  try {
+    const patch = {
+      firstName: $("profile-firstName").value.trim(),
+      lastName: $("profile-lastName").value.trim(),
+    };
+    const occupation = $("profile-occupation").value.trim();
+    if (occupation) patch.occupation = occupation;
+    const user = await client.updateProfile($("profile").dataset.userId, patch);
+    announce(`Profile saved: ${user.firstName} ${user.lastName}${user.occupation ? `, ${user.occupation}` : ""}.`);
+  } catch (error) {
+    showApiError(error, "profile-", $("profile-occupation-error"));
+    announce("The profile was not saved.");
+  }
+});
+
+async function renderData() {
+  const rows = (await client.listData()).map((item) => {
+    const tr = document.createElement("tr");
+    for (const text of [item.key, JSON.stringify(item.value)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    return tr;
+  });
+  $("data-table").querySelector("tbody").replaceChildren(...rows);
+}
+
+$("data-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = $("data-error");
+  error.textContent = "";
+  const key = $("data-key").value.trim();
+  const raw = $("data-value").value;
+  if (!key || !raw) {
+    error.textContent = "Give a key and a value.";
+    return;
+  }
+  let value;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = raw;
+  }
+  try {
+    await client.putData(key, value);
+    await renderData();
+    announce(`Stored ${key}.`);
+    $("data-key").value = "";
+    $("data-value").value = "";
+    $("data-key").focus();
+  } catch (e) {
+    error.textContent = e instanceof RegistrarError ? e.message : String(e);
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  try {
+    await client.logout();
+  } finally {
+    $("profile").hidden = true;
+    $("login").hidden = false;
+    $("signup").hidden = false;
+    $("login-password").value = "";
+    announce("You are logged out.");
+    focusSection("login");
+  }
+});

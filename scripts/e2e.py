@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The frontends' view, end to end (`make e2e`, part of `make test`):
+
+1. the TypeScript client (clients/typescript): its generated types match the api's
+   OpenAPI document, it builds with tsc, and its unit tests pass (node --test, mocked
+   fetch);
+2. a real api and consumer start (light argon2) with CORS for the page's origin;
+3. the client's integration test runs against them;
+4. the sign-up page (examples/web) is served from another origin by a static server and
+   a real Chromium (Debian's package, driven by playwright-core) registers, sees
+   `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
+   of each step go to target/e2e/.
+
+The browser step is skipped, with a message saying so, only when Chromium cannot be
+installed. npm packages come from the lock files (npm ci).
+"""
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chaos import ROOT, Stack, log, wait_until  # noqa: E402
+
+CLIENT = ROOT / "clients" / "typescript"
+WEB = ROOT / "examples" / "web"
+OUT = ROOT / "target" / "e2e"
+
+
+def npm(args, cwd, env=None):
+    subprocess.run(["npm", *args], cwd=cwd, check=True, env=env)
+
+
+def check_generated_types(api_bin):
+    """The committed openapi.json and schema.ts are what the api and the generator give."""
+    doc = subprocess.run([str(api_bin), "openapi"], capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh_doc, fresh_types = Path(tmp) / "openapi.json", Path(tmp) / "schema.ts"
+        fresh_doc.write_text(doc)
+        subprocess.run(["npx", "openapi-typescript", str(fresh_doc), "--output", str(fresh_types)],
+                       cwd=CLIENT, check=True, capture_output=True)
+        stale = [name for name, fresh, committed in (
+            ("openapi.json", fresh_doc, CLIENT / "openapi.json"),
+            ("src/schema.ts", fresh_types, CLIENT / "src" / "schema.ts"),
+        ) if not filecmp.cmp(fresh, committed, shallow=False)]
+    if stale:
+        sys.exit(f"clients/typescript/{', '.join(stale)} is stale: run `make client` and commit")
+    log("client types match the api's OpenAPI document")
+
+
+def serves(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def chromium():
+    """Debian's Chromium, installed by scripts/services.sh; None when it cannot be."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    result = subprocess.run([str(ROOT / "scripts" / "services.sh"), "chromium"])
+    return shutil.which("chromium") if result.returncode == 0 else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bin", default=str(ROOT / "target" / "debug"))
+    p.add_argument("--port", type=int, default=18400)
+    args = p.parse_args()
+
+    npm(["ci", "--no-audit", "--no-fund", "--loglevel=error"], CLIENT)
+    check_generated_types(Path(args.bin) / "api")
+    npm(["test"], CLIENT)
+    vendor = WEB / "vendor"
+    vendor.mkdir(exist_ok=True)
+    shutil.copyfile(CLIENT / "dist" / "src" / "index.js", vendor / "registrar-client.js")
+
+    page_port = args.port + 11
+    page_origin = f"http://127.0.0.1:{page_port}"
+    os.environ["CORS_ORIGINS"] = page_origin
+    stack = Stack("e2e", Path(args.bin), args.port, "enable.idempotence=false", True)
+    server = None
+    try:
+        env = {**os.environ, "REGISTRAR_URL": stack.base}
+        npm(["run", "test:integration"], CLIENT, env)
+        log("client integration test passed")
+
+        browser = chromium()
+        if not browser:
+            log("SKIPPED the browser test: Chromium could not be installed (apt-get install chromium failed)")
+            return 0
+        npm(["ci", "--no-audit", "--no-fund", "--loglevel=error"], WEB)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1", "--directory", str(WEB)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until("page served", lambda: serves(f"{page_origin}/index.html"), 15)
+        if OUT.exists():
+            shutil.rmtree(OUT)
+        env = {**os.environ, "PAGE_URL": f"{page_origin}/", "API_URL": stack.base,
+               "OUT": str(OUT), "CHROMIUM": browser}
+        npm(["run", "test:browser"], WEB, env)
+        log(f"browser test passed; screenshots in {OUT}")
+        stack.drop_database()
+        return 0
+    finally:
+        if server:
+            server.terminate()
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
