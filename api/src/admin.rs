@@ -6,6 +6,8 @@ use common::domain::email::Email;
 use common::domain::password::PasswordHasherService;
 use common::domain::password_policy::PasswordPolicy;
 use common::domain::Role;
+use common::events::user::{UserEvent, UserEventType};
+use common::store::user_events;
 use common::store::users::{self, AuditContext};
 use secrecy::SecretString;
 use serde_json::json;
@@ -61,7 +63,17 @@ pub async fn create_admin(
             role: Some(Role::Admin),
             ..Default::default()
         };
-        users::update(&*tx, user.id, &changes).await?;
+        let promoted = users::update(&*tx, user.id, &changes).await?;
+        let mut event = UserEvent::new(
+            UserEventType::RoleChanged,
+            user.id,
+            promoted.map_or(user.version + 1, |u| u.version),
+        );
+        event.role = Some(Role::Admin.as_str().to_owned());
+        event.previous_role = Some(user.role.as_str().to_owned());
+        user_events::append(&*tx, &[event])
+            .await
+            .map_err(|e| AdminError::Database(e.into()))?;
         users::audit(
             &*tx,
             user.id,
@@ -81,6 +93,11 @@ pub async fn create_admin(
         .hash(&password)
         .map_err(|e| AdminError::Invalid(e.to_string()))?;
     let id = users::create_account(&*tx, email.as_str(), &hash, Role::Admin, &context).await?;
+    let mut event = UserEvent::new(UserEventType::Registered, id, 1).email(email.as_str());
+    event.role = Some(Role::Admin.as_str().to_owned());
+    user_events::append(&*tx, &[event])
+        .await
+        .map_err(|e| AdminError::Database(e.into()))?;
     tx.commit().await?;
     Ok(AdminOutcome::Created(id))
 }

@@ -28,6 +28,8 @@ pub struct ConsumerConfig {
     pub argon2: Argon2Config,
     #[command(flatten)]
     pub mail: crate::mailer::MailConfig,
+    #[command(flatten)]
+    pub relay: crate::relay::RelayConfig,
     /// The consumers' private keys as `kid:base64` pairs, comma-separated (current first,
     /// then previous ones still in flight during a rotation).
     #[arg(

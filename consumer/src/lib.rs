@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod mailer;
 pub mod metrics;
 pub mod pipeline;
+pub mod relay;
 pub mod server;
 pub mod stall;
 
@@ -70,6 +71,7 @@ pub struct Consumer {
     session_timeout: std::time::Duration,
     stall_metrics: Arc<ConsumerMetrics>,
     mailer: Option<Arc<mailer::Mailer>>,
+    relay: Option<Arc<relay::Relay>>,
 }
 
 impl Consumer {
@@ -95,6 +97,16 @@ impl Consumer {
         let mailer = if config.mail.enabled {
             Some(Arc::new(mailer::Mailer::new(
                 &config.mail,
+                pg.clone(),
+                &metrics.registry,
+            )?))
+        } else {
+            None
+        };
+        let relay = if config.relay.run_relay {
+            Some(Arc::new(relay::Relay::new(
+                &config.relay,
+                &config.kafka,
                 pg.clone(),
                 &metrics.registry,
             )?))
@@ -131,6 +143,7 @@ impl Consumer {
             session_timeout: std::time::Duration::from_millis(config.session_timeout_ms.into()),
             stall_metrics,
             mailer,
+            relay,
         })
     }
 
@@ -154,6 +167,9 @@ impl Consumer {
         let mail_handle = self
             .mailer
             .map(|m| tokio::spawn(m.run(self.shutdown.clone())));
+        let relay_handle = self
+            .relay
+            .map(|r| tokio::spawn(r.run(self.shutdown.clone())));
         let loop_handle = tokio::spawn(self.pipeline.run());
         self.shutdown.cancelled().await;
         if tokio::time::timeout(self.grace, loop_handle).await.is_err() {
@@ -161,6 +177,11 @@ impl Consumer {
                 event = "shutdown_grace_exceeded",
                 grace_secs = self.grace.as_secs()
             );
+        }
+        if let Some(handle) = relay_handle {
+            if tokio::time::timeout(self.grace, handle).await.is_err() {
+                tracing::warn!(event = "relay_shutdown_grace_exceeded");
+            }
         }
         if let Some(handle) = mail_handle {
             if tokio::time::timeout(self.grace, handle).await.is_err() {

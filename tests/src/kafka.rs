@@ -39,6 +39,22 @@ pub async fn create_topics(topic: &str, partitions: i32) {
     }
 }
 
+/// Creates one topic.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let results = admin()
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create topic: {e}"));
+    for r in results {
+        if let Err((name, code)) = r {
+            panic!("topic {name} not created: {code}");
+        }
+    }
+}
+
 pub async fn delete_topics(topic: &str) {
     let dlq = format!("{topic}.dlq");
     let _ = admin()

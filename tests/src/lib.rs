@@ -135,6 +135,8 @@ pub struct TestApp {
     pub database: String,
     pub database_url: String,
     pub topic: String,
+    /// The user-events topic the relay publishes to.
+    pub events_topic: String,
     pub group: String,
     pub redis_prefix: String,
     pub seal_key_id: String,
@@ -250,6 +252,8 @@ impl TestApp {
         let database_url = create_database(&database).await;
         let topic = format!("test-registration-{id}");
         kafka::create_topics(&topic, options.partitions.unwrap_or(2)).await;
+        let events_topic = format!("test-events-{id}");
+        kafka::create_topic(&events_topic, 2).await;
         let (private, public) = common::events::seal::generate_key_pair();
         let seal_key_id = format!("t{id}");
         let redis_prefix = format!("test:{id}:");
@@ -354,6 +358,7 @@ impl TestApp {
             database,
             database_url,
             topic,
+            events_topic,
             redis_prefix,
             seal_key_id,
             seal_public_key: public,
@@ -374,7 +379,7 @@ impl TestApp {
         test_app
     }
 
-    fn consumer_config(&self) -> ConsumerConfig {
+    pub fn consumer_config(&self) -> ConsumerConfig {
         ConsumerCli::parse_from(self.consumer_arguments()).config
     }
 
@@ -414,6 +419,10 @@ impl TestApp {
             FRONTEND_URL,
             "--mail-poll-ms",
             "100",
+            "--user-events-topic",
+            &self.events_topic,
+            "--user-events-poll-ms",
+            "50",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -105,9 +105,24 @@ impl OptionalFromRequestParts<AppState> for Caller {
 pub struct RequestContext {
     pub ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
+    /// The request's `X-Request-Id` (set or propagated by the api), for events.
+    pub request_id: Option<String>,
 }
 
 impl RequestContext {
+    /// A user event made by `actor` in this request.
+    pub fn event(
+        &self,
+        event_type: common::events::user::UserEventType,
+        user: Uuid,
+        version: i64,
+        actor: Option<Uuid>,
+    ) -> common::events::user::UserEvent {
+        common::events::user::UserEvent::new(event_type, user, version)
+            .actor(actor)
+            .request(self.request_id.clone())
+    }
+
     pub fn audit(&self, actor: Option<Uuid>) -> AuditContext {
         AuditContext {
             actor_id: actor,
@@ -133,6 +148,15 @@ impl FromRequestParts<AppState> for RequestContext {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect());
-        Ok(Self { ip, user_agent })
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect());
+        Ok(Self {
+            ip,
+            user_agent,
+            request_id,
+        })
     }
 }

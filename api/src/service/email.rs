@@ -6,9 +6,11 @@
 use chrono::Utc;
 use common::domain::email::Email;
 use common::domain::registration::{email_field, FieldError};
+use common::events::user::UserEventType;
 use common::store::account_tokens::{self, Purpose};
 use common::store::mail_outbox::{self, MailKind};
 use common::store::sessions;
+use common::store::user_events;
 use common::store::users::{self, UserRecord};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -94,6 +96,10 @@ pub async fn verify_email(
         .ok_or(ServiceError::LinkTokenInvalid)?;
     account_tokens::use_all(&*tx, user.id, Purpose::VerifyEmail).await?;
     let changed = before.email != user.email;
+    let event = context
+        .event(UserEventType::EmailVerified, user.id, user.version, None)
+        .email(user.email.as_str());
+    user_events::append(&*tx, &[event]).await?;
     users::audit(
         &*tx,
         user.id,
@@ -200,6 +206,13 @@ pub async fn confirm_password_reset(
     )
     .await?;
     mail_outbox::enqueue(&*tx, user.id, MailKind::PasswordChanged, &user.email).await?;
+    let event = context.event(
+        UserEventType::PasswordChanged,
+        user.id,
+        user.version + 1,
+        None,
+    );
+    user_events::append(&*tx, &[event]).await?;
     tx.commit().await?;
     if let Err(e) = accounts::revoke_access(app, &revoked).await {
         tracing::error!(event = "access_tokens_not_revoked", sessions = revoked.len(), error = %crate::error::error_chain(&e));

@@ -111,6 +111,17 @@ impl From<tokio_postgres::Error> for ServiceError {
     }
 }
 
+impl From<common::store::user_events::OutboxError> for ServiceError {
+    fn from(e: common::store::user_events::OutboxError) -> Self {
+        match e {
+            common::store::user_events::OutboxError::Database(e) => e.into(),
+            e @ common::store::user_events::OutboxError::Encode(_) => {
+                ServiceError::Internal(e.into())
+            }
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for ServiceError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         ServiceError::Unavailable(e.into())

@@ -6,9 +6,11 @@ use common::domain::email::Email;
 use common::domain::password_policy::PasswordPolicy;
 use common::domain::registration::{FieldError, ProfileInput, ProfilePatch};
 use common::domain::Role;
+use common::events::user::{UserEvent, UserEventType};
 use common::store::data::{self as data_store, DataItem};
 use common::store::mail_outbox::{self, MailKind};
 use common::store::sessions;
+use common::store::user_events;
 use common::store::users::{
     self, AuditContext, AuditRecord, ListCursor, UserChanges, UserQuery, UserRecord,
 };
@@ -443,6 +445,11 @@ pub async fn update_user(
         details,
     )
     .await?;
+    user_events::append(
+        &*tx,
+        &change_events(context, caller, &locked, &updated, &changes, &fields),
+    )
+    .await?;
     let revoked = if changes.password_hash.is_some() || changes.role.is_some() {
         let keep =
             (change.changing_own_password && changes.role.is_none()).then_some(caller.session_id);
@@ -459,6 +466,44 @@ pub async fn update_user(
     .await;
     tracing::info!(event = "user_updated", user_id = %id, actor = %caller.id, fields = ?fields);
     Ok(updated)
+}
+
+/// The events of one change: profile fields (`user.updated`), the role
+/// (`user.role_changed`) and the password (`user.password_changed`), each at the
+/// account's new version.
+fn change_events(
+    context: &RequestContext,
+    caller: &Caller,
+    before: &UserRecord,
+    after: &UserRecord,
+    changes: &UserChanges,
+    fields: &[&'static str],
+) -> Vec<UserEvent> {
+    let event = |t| context.event(t, after.id, after.version, Some(caller.id));
+    let mut events = Vec::new();
+    let profile: Vec<String> = fields
+        .iter()
+        .filter(|f| !matches!(**f, "role" | "password"))
+        .map(|f| (*f).to_owned())
+        .collect();
+    if !profile.is_empty() {
+        let mut e = event(UserEventType::Updated);
+        if changes.email.is_some() {
+            e.email = Some(after.email.clone());
+        }
+        e.changed_fields = profile;
+        events.push(e);
+    }
+    if let Some(role) = changes.role {
+        let mut e = event(UserEventType::RoleChanged);
+        e.role = Some(role.as_str().to_owned());
+        e.previous_role = Some(before.role.as_str().to_owned());
+        events.push(e);
+    }
+    if changes.password_hash.is_some() {
+        events.push(event(UserEventType::PasswordChanged));
+    }
+    events
 }
 
 /// After an email change took effect: forget the cached registration state of the
@@ -562,6 +607,9 @@ pub async fn remove_user(
                 ..Default::default()
             };
             users::audit(&*tx, id, "user.erased", &audit, json!({})).await?;
+            let event =
+                UserEvent::new(UserEventType::Erased, id, user.version + 1).actor(Some(caller.id));
+            user_events::append(&*tx, &[event]).await?;
             revoked
         }
         Removal::Delete => {
@@ -571,6 +619,13 @@ pub async fn remove_user(
             let revoked = sessions::revoke_user(&*tx, id, None).await?;
             let audit = context.audit(Some(caller.id));
             users::audit(&*tx, id, "user.deleted", &audit, json!({})).await?;
+            let event = context.event(
+                UserEventType::Deleted,
+                id,
+                user.version + 1,
+                Some(caller.id),
+            );
+            user_events::append(&*tx, &[event]).await?;
             revoked
         }
     };

@@ -4,3 +4,4 @@
 pub mod kafka;
 pub mod registration;
 pub mod seal;
+pub mod user;

@@ -16,4 +16,5 @@ pub mod registration_status;
 pub mod revoked_sessions;
 pub mod sessions;
 pub mod tls;
+pub mod user_events;
 pub mod users;

@@ -37,7 +37,7 @@ pub enum InsertOutcome {
 pub async fn insert_batch(
     client: &mut deadpool_postgres::Client,
     users: &[NewUser],
-) -> Result<Vec<InsertOutcome>, tokio_postgres::Error> {
+) -> Result<Vec<InsertOutcome>, crate::store::user_events::OutboxError> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
@@ -127,6 +127,7 @@ pub async fn insert_batch(
     let mut audit_users = Vec::new();
     let mut audit_registrations = Vec::new();
     let mut audit_details = Vec::new();
+    let mut events = Vec::new();
     // A record delivered twice in one batch (a retried produce) was inserted once: its
     // first occurrence created the user, the others are "already persisted".
     let mut counted = std::collections::HashSet::new();
@@ -142,6 +143,16 @@ pub async fn insert_batch(
                     "submittedAt": u.submitted_at.to_rfc3339(),
                     "requestId": u.request_id,
                 }));
+                let mut event = crate::events::user::UserEvent::new(
+                    crate::events::user::UserEventType::Registered,
+                    user_id,
+                    1,
+                )
+                .actor(Some(user_id))
+                .request(u.request_id.clone())
+                .email(u.profile.email.as_str());
+                event.role = Some(Role::User.as_str().to_owned());
+                events.push(event);
                 InsertOutcome::Created { user_id }
             } else if let Some(&user_id) = existing
                 .get(&u.registration_id)
@@ -165,6 +176,7 @@ pub async fn insert_batch(
             &[&audit_users, &audit_registrations, &audit_details],
         )
         .await?;
+        crate::store::user_events::append(&*tx, &events).await?;
         // Each new user gets a verification mail, queued in the same transaction.
         tx.execute(
             "INSERT INTO mail_outbox (id, user_id, kind, recipient)

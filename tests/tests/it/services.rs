@@ -27,6 +27,7 @@ fn context() -> RequestContext {
     RequestContext {
         ip: None,
         user_agent: Some("service-test".into()),
+        request_id: None,
     }
 }
 

@@ -1,0 +1,253 @@
+//! The user-events topic: every account change publishes exactly its event from the
+//! transactional outbox, read back from the real broker and decoded with the schema; a
+//! relay that dies between publishing and marking publishes again with the same ids.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::events::user::{UserEvent, UserEventType};
+use registrar_consumer::relay::{Mark, Relay};
+use registrar_tests::{kafka, link_token, wait_for_mails, TestApp};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The events of the topic, decoded, with their keys; waits for at least `count`.
+async fn events(app: &TestApp, count: usize) -> Vec<(String, UserEvent)> {
+    kafka::read_all(&app.events_topic, count, Duration::from_secs(30))
+        .await
+        .into_iter()
+        .map(|r| {
+            let key = String::from_utf8(r.key.unwrap_or_default()).unwrap();
+            (key, UserEvent::decode(&r.payload).unwrap())
+        })
+        .collect()
+}
+
+async fn events_of(app: &TestApp, user: Uuid, count: usize) -> Vec<UserEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut want = count;
+    loop {
+        let all = events(app, want).await;
+        let total = all.len();
+        let mine: Vec<UserEvent> = all
+            .into_iter()
+            .filter(|(_, e)| e.user_id == user)
+            .map(|(key, e)| {
+                assert_eq!(key, user.to_string(), "keyed by user id");
+                e
+            })
+            .collect();
+        if mine.len() >= count || tokio::time::Instant::now() > deadline {
+            return mine;
+        }
+        // Other users' events came first: wait for more.
+        want = total + (count - mine.len());
+    }
+}
+
+#[tokio::test]
+async fn every_account_change_publishes_exactly_its_event() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    let admin = app.account_with_role("admin").await;
+    let path = format!("/api/users/{}", user.id);
+    let patch = |token: &str, body: serde_json::Value| {
+        let (path, token) = (path.clone(), token.to_owned());
+        let app = &app;
+        async move {
+            let (status, _, body) = app
+                .call(Method::PATCH, &path, Some(&token), Some(&body))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    patch(
+        &user.access,
+        json!({ "firstName": "Renamed", "occupation": "Pilot" }),
+    )
+    .await;
+    patch(
+        &user.access,
+        json!({ "password": "a different passphrase 9", "currentPassword": user.password }),
+    )
+    .await;
+    patch(&admin.access, json!({ "role": "moderator" })).await;
+    let mail = wait_for_mails(&user.email, "Verify your email", 1, Duration::from_secs(30)).await;
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/auth/verify-email",
+            None,
+            Some(&json!({ "token": link_token(&mail[0]) })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.call(
+        Method::POST,
+        "/api/auth/password-reset",
+        None,
+        Some(&json!({ "email": user.email })),
+    )
+    .await;
+    let reset = wait_for_mails(
+        &user.email,
+        "Reset your password",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/auth/password-reset/confirm",
+            None,
+            Some(&json!({ "token": link_token(&reset[0]), "newPassword": "yet another passphrase 8" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = app
+        .call(Method::DELETE, &path, Some(&admin.access), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{path}?erase=true"),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let got = events_of(&app, user.id, 8).await;
+    let types: Vec<UserEventType> = got.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        types,
+        [
+            UserEventType::Registered,
+            UserEventType::Updated,
+            UserEventType::PasswordChanged,
+            UserEventType::RoleChanged,
+            UserEventType::EmailVerified,
+            UserEventType::PasswordChanged,
+            UserEventType::Deleted,
+            UserEventType::Erased,
+        ],
+        "{got:#?}"
+    );
+    // In order, one per change: versions strictly increase, ids are unique.
+    assert!(
+        got.windows(2).all(|w| w[0].version < w[1].version),
+        "{got:#?}"
+    );
+    let ids: std::collections::HashSet<Uuid> = got.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), got.len());
+    let registered = &got[0];
+    assert_eq!(
+        (
+            registered.email.as_deref(),
+            registered.role.as_deref(),
+            registered.version
+        ),
+        (Some(user.email.as_str()), Some("user"), 1)
+    );
+    let updated = &got[1];
+    assert_eq!(updated.changed_fields, ["firstName", "occupation"]);
+    assert_eq!(updated.actor_id, Some(user.id));
+    assert!(updated.request_id.is_some(), "the request id travels");
+    let role = &got[3];
+    assert_eq!(
+        (
+            role.role.as_deref(),
+            role.previous_role.as_deref(),
+            role.actor_id
+        ),
+        (Some("moderator"), Some("user"), Some(admin.id))
+    );
+    assert_eq!(got[4].email.as_deref(), Some(user.email.as_str()));
+    let erased = &got[7];
+    assert_eq!(
+        (
+            erased.email.as_ref(),
+            erased.request_id.as_ref(),
+            erased.changed_fields.len()
+        ),
+        (None, None, 0),
+        "an erasure carries no personal data"
+    );
+    // Nothing is left to publish.
+    let unsent: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM user_event_outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unsent, 0);
+}
+
+#[tokio::test]
+async fn a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_ids() {
+    let mut app = TestApp::spawn_without_consumer().await;
+    app.consumer_args
+        .extend(["--user-events-relay", "false"].map(String::from));
+    app.start_consumer().await;
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        users.push(app.register_and_login().await.id);
+    }
+    let config = app.consumer_config();
+    let pool = common::store::postgres::pool(&config.postgres).unwrap();
+    let relay = Relay::new(
+        &config.relay,
+        &config.kafka,
+        pool,
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+
+    assert_eq!(
+        relay.step(Mark::CrashBeforeMarking).await.unwrap(),
+        3,
+        "published, not marked"
+    );
+    assert_eq!(
+        relay.step(Mark::Sent).await.unwrap(),
+        3,
+        "the same events again"
+    );
+    assert_eq!(relay.step(Mark::Sent).await.unwrap(), 0, "then nothing");
+
+    let outbox: Vec<Uuid> = app
+        .pg()
+        .await
+        .query(
+            "SELECT event_id FROM user_event_outbox WHERE sent_at IS NOT NULL ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outbox.len(), 3);
+    let published = events(&app, 6).await;
+    assert_eq!(published.len(), 6, "each event twice");
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    for (_, e) in &published {
+        *seen.entry(e.event_id).or_default() += 1;
+        assert!(users.contains(&e.user_id));
+    }
+    for id in &outbox {
+        assert_eq!(
+            seen.get(id),
+            Some(&2),
+            "event {id}: a duplicate with the same id, no gap"
+        );
+    }
+    assert_eq!(seen.len(), 3);
+}
