@@ -22,6 +22,7 @@ REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 DB_NAME="${DB_NAME:-registrar}"
 TOPIC="${KAFKA_TOPIC:-user-registration}"
+EVENTS_TOPIC="${USER_EVENTS_TOPIC:-user-events}"
 PARTITIONS="${KAFKA_PARTITIONS:-4}"
 MAILDEV_ROOT="$CACHE/maildev"
 MAILDEV_VERSION="${MAILDEV_VERSION:-2.2.1}"
@@ -109,13 +110,13 @@ ensure_tansu() {
     wait_port "$KAFKA_PORT" tansu 30
   fi
   local existing; existing="$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)"
-  for t in "$TOPIC" "$TOPIC.dlq"; do
+  for t in "$TOPIC" "$TOPIC.dlq" "$EVENTS_TOPIC"; do
     if ! grep -q "\"$t\"\|^$t\$\|[[:space:]]$t\([[:space:]]\|\$\)" <<<"$existing"; then
       log "creating topic $t ($PARTITIONS partitions)"
       "$TANSU" topic create "$t" --partitions "$PARTITIONS" --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 || true
     fi
   done
-  log "tansu ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq)"
+  log "tansu ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq, $EVENTS_TOPIC)"
 }
 
 stop_tansu() {

@@ -46,6 +46,7 @@ fn config_env_names() -> BTreeSet<String> {
         "api/src/config.rs",
         "consumer/src/config.rs",
         "consumer/src/mailer.rs",
+        "consumer/src/relay.rs",
     ]
     .iter()
     .flat_map(|f| {
@@ -63,6 +64,7 @@ fn exported_metric_names() -> BTreeSet<String> {
         "api/src/metrics.rs",
         "consumer/src/metrics.rs",
         "consumer/src/mailer.rs",
+        "consumer/src/relay.rs",
         "common/src/ops/metrics.rs",
     ]
     .iter()
