@@ -1,21 +1,169 @@
 //! The `consumer` binary.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use common::config::{KafkaConfig, LogConfig};
+use common::events::kafka::dlq_headers;
 use registrar_consumer::config::ConsumerConfig;
+use registrar_consumer::dlq_tool;
 use registrar_consumer::{Consumer, StartError};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "consumer", version, about = "Registrar Kafka consumer")]
 struct Cli {
-    #[command(flatten)]
-    config: ConsumerConfig,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume registrations (the default: `consumer` alone, or with options, runs).
+    Run(Box<ConsumerConfig>),
+    /// The dead letters of `<KAFKA_TOPIC>.dlq`.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        #[command(flatten)]
+        kafka: KafkaConfig,
+        #[command(flatten)]
+        log: LogConfig,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// One line per dead letter: position, kind, error, what it is.
+    List {
+        /// Only this kind (undecodable, invalid, credential).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Every header of the dead letter at `<partition>:<offset>`.
+    Show { position: String },
+    /// Puts dead letters back on their origin topic, key and bytes unchanged (their
+    /// registration ids too, so a replay persists a registration once at most).
+    Replay {
+        /// Replay every dead letter of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Replay these (`<partition>:<offset>`, repeatable).
+        #[arg(long = "position")]
+        positions: Vec<String>,
+        /// Replay every dead letter (needed when neither --kind nor --position is given).
+        #[arg(long)]
+        all: bool,
+        /// Show what would be replayed, replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() {
     common::config::load_dotenv();
-    let cli = Cli::parse();
-    common::config::run_main(run(cli.config))
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `consumer` and `consumer --option …` run, as they always did.
+    if args.get(1).is_none_or(|a| {
+        a.to_string_lossy().starts_with('-')
+            && a != "--help"
+            && a != "-h"
+            && a != "--version"
+            && a != "-V"
+    }) {
+        args.insert(1, "run".into());
+    }
+    let cli = Cli::parse_from(args);
+    match cli.command {
+        Command::Run(config) => common::config::run_main(run(*config)),
+        Command::Dlq { action, kafka, log } => common::config::run_main(dlq(action, kafka, log)),
+    }
+}
+
+async fn dlq(action: DlqAction, kafka: KafkaConfig, log: LogConfig) -> i32 {
+    let _telemetry = match common::ops::telemetry::init(&log, "registrar-consumer-dlq") {
+        Ok(telemetry) => telemetry,
+        Err(e) => e.exit(),
+    };
+    let result = match action {
+        DlqAction::List { kind } => dlq_tool::read_all(&kafka).await.map(|records| {
+            let selection = dlq_tool::Selection {
+                kind,
+                positions: Vec::new(),
+            };
+            let shown: Vec<_> = records.iter().filter(|r| selection.matches(r)).collect();
+            for r in &shown {
+                println!(
+                    "{:<10} {:<12} {}  error: {}",
+                    r.position(),
+                    r.kind(),
+                    r.summary(),
+                    r.header(dlq_headers::ERROR).unwrap_or("")
+                );
+            }
+            println!("{} dead letter(s) in {}", shown.len(), kafka.dlq_topic());
+        }),
+        DlqAction::Show { position } => dlq_tool::read_all(&kafka).await.and_then(|records| {
+            let r = records
+                .iter()
+                .find(|r| r.position() == position)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no dead letter at {position} in {}", kafka.dlq_topic())
+                })?;
+            println!("position   {}", r.position());
+            println!(
+                "timestamp  {}",
+                r.timestamp_ms.map_or("-".to_owned(), |t| t.to_string())
+            );
+            println!(
+                "key        {}",
+                r.key
+                    .as_deref()
+                    .map_or("-".to_owned(), |k| String::from_utf8_lossy(k).into_owned())
+            );
+            println!("record     {}", r.summary());
+            for (k, v) in &r.headers {
+                println!("header     {k}: {v}");
+            }
+            Ok(())
+        }),
+        DlqAction::Replay {
+            kind,
+            positions,
+            all,
+            dry_run,
+        } => {
+            if kind.is_none() && positions.is_empty() && !all {
+                eprintln!("choose what to replay: --kind, --position or --all");
+                return 2;
+            }
+            let selection = dlq_tool::Selection { kind, positions };
+            dlq_tool::replay(&kafka, &selection, dry_run)
+                .await
+                .map(|records| {
+                    for r in &records {
+                        println!(
+                            "{} {:<10} {:<12} {}",
+                            if dry_run { "would replay" } else { "replayed" },
+                            r.position(),
+                            r.kind(),
+                            r.summary()
+                        );
+                    }
+                    println!(
+                        "{} {} dead letter(s) to {}",
+                        if dry_run { "would replay" } else { "replayed" },
+                        records.len(),
+                        kafka.topic
+                    );
+                })
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
 
 async fn run(config: ConsumerConfig) -> i32 {

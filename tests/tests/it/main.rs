@@ -8,6 +8,7 @@ mod clients;
 mod consumer;
 mod crash;
 mod deploy_files;
+mod dlq;
 mod events;
 mod hardening;
 mod health;

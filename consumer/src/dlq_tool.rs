@@ -1,0 +1,202 @@
+//! `consumer dlq list|show|replay`: the dead letters of `<KAFKA_TOPIC>.dlq`, with their
+//! headers, and putting chosen ones back on their origin topic once the cause is fixed.
+//! A replayed record keeps its key and bytes, so its registration id: replaying twice, or
+//! replaying a record that was persisted meanwhile, persists it once.
+
+use std::time::Duration;
+
+use common::config::KafkaConfig;
+use common::domain::email::Email;
+use common::events::kafka::dlq_headers;
+use common::events::registration::RegistrationEvent;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// Header a replayed record carries: where in the DLQ it came from.
+pub const REPLAYED_FROM: &str = "replayed-from";
+
+/// One dead letter.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl DeadLetterRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn kind(&self) -> &str {
+        self.header(dlq_headers::ERROR_KIND).unwrap_or("unknown")
+    }
+
+    /// `<partition>:<offset>`, how the commands name a record.
+    pub fn position(&self) -> String {
+        format!("{}:{}", self.partition, self.offset)
+    }
+
+    /// What the record is, without personal data: its registration id and masked email
+    /// when it decodes.
+    pub fn summary(&self) -> String {
+        match RegistrationEvent::decode(&self.payload) {
+            Ok(e) => {
+                let email = Email::parse(&e.email)
+                    .map(|m| m.masked().to_string())
+                    .unwrap_or_else(|_| "(invalid email)".to_owned());
+                format!("registration {} for {email}", e.registration_id)
+            }
+            Err(e) => format!("{} bytes, not a registration ({e})", self.payload.len()),
+        }
+    }
+}
+
+/// Which dead letters a command is about.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `error.kind` (undecodable, invalid, credential).
+    pub kind: Option<String>,
+    /// `<partition>:<offset>` positions.
+    pub positions: Vec<String>,
+}
+
+impl Selection {
+    pub fn matches(&self, r: &DeadLetterRecord) -> bool {
+        self.kind.as_deref().is_none_or(|k| r.kind() == k)
+            && (self.positions.is_empty() || self.positions.contains(&r.position()))
+    }
+}
+
+/// Reads every dead letter present now (from each partition's low to high watermark).
+pub async fn read_all(kafka: &KafkaConfig) -> anyhow::Result<Vec<DeadLetterRecord>> {
+    let mut cc = common::events::kafka::client_config(kafka)?;
+    cc.set(
+        "group.id",
+        format!("registrar-dlq-tool-{}", uuid::Uuid::new_v4()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("auto.offset.reset", "earliest");
+    let topic = kafka.dlq_topic();
+    tokio::task::spawn_blocking(move || read_blocking(&cc, &topic)).await?
+}
+
+fn read_blocking(cc: &rdkafka::ClientConfig, topic: &str) -> anyhow::Result<Vec<DeadLetterRecord>> {
+    let consumer: BaseConsumer = cc.create()?;
+    let timeout = Timeout::After(Duration::from_secs(10));
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        if high > low {
+            assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
+            remaining.insert(p, high);
+        }
+    }
+    let mut records = Vec::new();
+    if remaining.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = message?;
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(DeadLetterRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+        });
+        if remaining
+            .get(&m.partition())
+            .is_some_and(|high| m.offset() + 1 >= *high)
+        {
+            remaining.remove(&m.partition());
+        }
+    }
+    anyhow::ensure!(remaining.is_empty(), "timed out reading {topic}");
+    records.sort_by_key(|r| (r.partition, r.offset));
+    Ok(records)
+}
+
+/// Puts the selected dead letters back on their origin topic (`origin.topic`, else
+/// `KAFKA_TOPIC`), key and bytes unchanged, with a `replayed-from` header. Returns the
+/// records replayed (or, with `dry_run`, that would be).
+pub async fn replay(
+    kafka: &KafkaConfig,
+    selection: &Selection,
+    dry_run: bool,
+) -> anyhow::Result<Vec<DeadLetterRecord>> {
+    let chosen: Vec<DeadLetterRecord> = read_all(kafka)
+        .await?
+        .into_iter()
+        .filter(|r| selection.matches(r))
+        .collect();
+    if dry_run || chosen.is_empty() {
+        return Ok(chosen);
+    }
+    let mut cc = common::events::kafka::client_config(kafka)?;
+    cc.set("client.id", "registrar-dlq-replay")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "15000");
+    common::events::kafka::operator_overrides(&mut cc, kafka)?;
+    let producer: FutureProducer = cc.create()?;
+    let dlq = kafka.dlq_topic();
+    for r in &chosen {
+        let topic = r
+            .header(dlq_headers::TOPIC)
+            .unwrap_or(&kafka.topic)
+            .to_owned();
+        let from = format!("{dlq}:{}", r.position());
+        let headers = OwnedHeaders::new().insert(Header {
+            key: REPLAYED_FROM,
+            value: Some(from.as_str()),
+        });
+        let mut record = FutureRecord::to(&topic)
+            .payload(&r.payload)
+            .headers(headers);
+        if let Some(key) = &r.key {
+            record = record.key(key.as_slice());
+        }
+        producer
+            .send(record, Duration::from_secs(15))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("replaying {from}: {e}"))?;
+        tracing::info!(event = "dlq_replayed", from = %from, to = %topic, kind = r.kind(), record = %r.summary());
+    }
+    Ok(chosen)
+}
