@@ -20,14 +20,17 @@ enum Command {
     /// Consume registrations (the default: `consumer` alone, or with options, runs).
     Run(Box<ConsumerConfig>),
     /// The dead letters of `<KAFKA_TOPIC>.dlq`.
-    Dlq {
-        #[command(subcommand)]
-        action: DlqAction,
-        #[command(flatten)]
-        kafka: KafkaConfig,
-        #[command(flatten)]
-        log: LogConfig,
-    },
+    Dlq(Box<DlqArgs>),
+}
+
+#[derive(clap::Args)]
+struct DlqArgs {
+    #[command(subcommand)]
+    action: DlqAction,
+    #[command(flatten)]
+    kafka: KafkaConfig,
+    #[command(flatten)]
+    log: LogConfig,
 }
 
 #[derive(Subcommand)]
@@ -74,7 +77,10 @@ fn main() {
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Run(config) => common::config::run_main(run(*config)),
-        Command::Dlq { action, kafka, log } => common::config::run_main(dlq(action, kafka, log)),
+        Command::Dlq(args) => {
+            let DlqArgs { action, kafka, log } = *args;
+            common::config::run_main(dlq(action, kafka, log))
+        }
     }
 }
 
