@@ -54,6 +54,17 @@ enum Command {
         #[command(flatten)]
         log: LogConfig,
     },
+    /// Import users from an NDJSON file through the pipeline (as `POST
+    /// /api/v1/admin/imports` does), with a progress bar. Uses the api's settings.
+    Import {
+        /// One registration per line (see README "Bulk import").
+        file: std::path::PathBuf,
+        /// The import's id; rerunning with the same id persists each line once.
+        #[arg(long = "import-id")]
+        import_id: Option<uuid::Uuid>,
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
     /// Print the OpenAPI document (what `/api/v1/openapi.json` serves) and exit; the
     /// TypeScript client's types are generated from it.
     Openapi,
@@ -110,6 +121,11 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Serve(config) => serve(*config).await,
+        Command::Import {
+            file,
+            import_id,
+            config,
+        } => import(&file, import_id, *config).await,
         Command::CreateAdmin {
             email,
             password_file,
@@ -156,6 +172,89 @@ fn init_logs(log: &LogConfig) -> common::ops::telemetry::Telemetry {
     match common::ops::telemetry::init(log, "registrar-api") {
         Ok(telemetry) => telemetry,
         Err(e) => e.exit(),
+    }
+}
+
+async fn import(path: &std::path::Path, id: Option<uuid::Uuid>, config: ApiConfig) -> i32 {
+    let _telemetry = init_logs(&config.log);
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot open {}: {e}", path.display());
+            return 2;
+        }
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(StartError::Config(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {msg} ({elapsed}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let chunks = futures::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let progress = |lines: i64, bytes: u64| {
+        bar.set_position(bytes);
+        bar.set_message(format!("{lines} lines"));
+    };
+    let started = std::time::Instant::now();
+    let result = registrar_api::service::import::run(
+        &app.state,
+        None,
+        registrar_api::service::import::Source::Cli,
+        id,
+        Box::pin(chunks),
+        &progress,
+    )
+    .await;
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            println!(
+                "import {}: {} lines, {} accepted, {} refused in {:.1} s",
+                summary.id,
+                summary.lines,
+                summary.accepted,
+                summary.rejected,
+                started.elapsed().as_secs_f64()
+            );
+            for refused in summary.rejected_lines.iter().take(20) {
+                let why: Vec<String> = refused
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                println!("  line {}: {}", refused.line, why.join("; "));
+            }
+            println!(
+                "the consumer persists the accepted lines; follow GET /api/v1/admin/imports/{}",
+                summary.id
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("import stopped: {e}; rerun with --import-id to finish it");
+            1
+        }
     }
 }
 

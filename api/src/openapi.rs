@@ -121,6 +121,8 @@ impl utoipa::Modify for CommonErrors {
         crate::routes::auth::refresh,
         crate::routes::auth::logout,
         crate::routes::auth::me,
+        crate::routes::imports::create,
+        crate::routes::imports::status,
         crate::routes::security::verify_email,
         crate::routes::security::resend_verification,
         crate::routes::security::request_password_reset,

@@ -27,7 +27,7 @@ use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
-use crate::routes::{auth, compat, data, health, registration, security, users};
+use crate::routes::{auth, compat, data, health, imports, registration, security, users};
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
 
@@ -376,14 +376,17 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
     ) {
         app = app.layer(limit);
     }
-    // Probes and the document stay outside the rate limits and the timeout.
-    app.route(
-        "/openapi.json",
-        get(openapi_json).layer(axum::middleware::from_fn(respond::conditional_get)),
-    )
-    .route("/health", get(health::health))
-    .route("/health/live", get(health::live))
-    .route("/health/ready", get(health::ready))
+    // Probes and the document stay outside the rate limits and the timeout; so do bulk
+    // imports (admins only), whose streamed bodies take longer than any request timeout.
+    app.route("/admin/imports", post(imports::create))
+        .route("/admin/imports/{id}", get(imports::status))
+        .route(
+            "/openapi.json",
+            get(openapi_json).layer(axum::middleware::from_fn(respond::conditional_get)),
+        )
+        .route("/health", get(health::health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
 }
 
 pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {

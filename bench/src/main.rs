@@ -845,6 +845,9 @@ async fn drain(
             request_id: None,
             username: None,
             date_of_birth: None,
+            role: None,
+            created_at_ms: None,
+            email_verified: false,
         };
         let payload = event.encode()?;
         let producer = producer.clone();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::domain::email::Email;
 use common::domain::password::PasswordHasherService;
 use common::domain::registration::{FailureReason, Profile};
+use common::domain::Role;
 use common::events::registration::{Credential, RegistrationEvent};
 use common::store::registration_status::{Finished, RegistrationStatusStore};
 use common::store::users::{self, InsertOutcome, NewUser};
@@ -268,8 +269,8 @@ impl Pipeline {
         Ok(rest)
     }
 
-    /// Opens sealed passwords and hashes them on the hashing pool; imported argon2id
-    /// hashes pass as they are. What cannot be opened fails and is dead-lettered.
+    /// Opens sealed passwords and hashes them on the hashing pool; imported hashes
+    /// (argon2id, argon2i, scrypt, bcrypt) pass as they are. What cannot be opened fails and is dead-lettered.
     async fn open_and_hash<'a>(
         &self,
         candidates: Vec<Candidate<'a>>,
@@ -279,8 +280,21 @@ impl Pipeline {
         let mut jobs = Vec::new();
         let mut sealed_owners = Vec::new();
         for c in candidates {
+            if c.event
+                .role
+                .as_deref()
+                .is_some_and(|r| Role::parse(r).is_none())
+            {
+                outcome.reject(
+                    c,
+                    FailureReason::InvalidRegistration,
+                    DlqKind::Invalid,
+                    "role must be user, moderator or admin".into(),
+                );
+                continue;
+            }
             match &c.event.credential {
-                Credential::PasswordHash(phc) if PasswordHasherService::is_argon2id_phc(phc) => {
+                Credential::PasswordHash(phc) if PasswordHasherService::is_importable_hash(phc) => {
                     let hash = phc.clone();
                     ready.push(new_user(&c.event, c.profile, hash));
                 }
@@ -288,7 +302,7 @@ impl Pipeline {
                     c,
                     FailureReason::InvalidRegistration,
                     DlqKind::Invalid,
-                    "imported password hash is not an argon2id PHC string".into(),
+                    "imported password hash is not an argon2id, argon2i or scrypt PHC string nor a bcrypt hash".into(),
                 ),
                 Credential::Sealed(sealed) => {
                     jobs.push(HashJob {
@@ -533,5 +547,14 @@ fn new_user(event: &RegistrationEvent, profile: Profile, password_hash: String) 
         submitted_at: chrono::DateTime::from_timestamp_millis(event.submitted_at_ms)
             .unwrap_or_else(chrono::Utc::now),
         request_id: event.request_id.clone(),
+        role: event
+            .role
+            .as_deref()
+            .and_then(Role::parse)
+            .unwrap_or(Role::User),
+        created_at: event
+            .created_at_ms
+            .and_then(chrono::DateTime::from_timestamp_millis),
+        email_verified: event.email_verified,
     }
 }

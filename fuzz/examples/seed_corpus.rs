@@ -32,6 +32,9 @@ fn event(credential: Credential, request_id: Option<String>) -> RegistrationEven
         request_id,
         username: Some("jane.doe".into()),
         date_of_birth: Some("1990-04-01".into()),
+        role: None,
+        created_at_ms: None,
+        email_verified: false,
     }
 }
 

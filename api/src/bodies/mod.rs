@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod compat;
 pub mod data;
 pub mod health;
+pub mod import;
 pub mod registration;
 pub mod security;
 pub mod users;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub field: String,
     pub message: String,

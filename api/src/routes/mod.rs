@@ -4,6 +4,7 @@ pub mod auth;
 pub mod compat;
 pub mod data;
 pub mod health;
+pub mod imports;
 pub mod registration;
 pub mod security;
 pub mod users;

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod data;
 pub mod email;
 pub mod error;
+pub mod import;
 pub mod mfa;
 pub mod registration;
 pub mod users;

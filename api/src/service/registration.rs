@@ -173,6 +173,9 @@ pub async fn submit_registration(
         request_id: request_id.clone(),
         username: profile.username.as_ref().map(|u| u.as_str().to_owned()),
         date_of_birth: profile.date_of_birth.map(|d| d.to_string()),
+        role: None,
+        created_at_ms: None,
+        email_verified: false,
     };
     let published = match event.encode() {
         Ok(payload) => publish(app, email, &payload, request_id.as_deref()).await,

@@ -1,4 +1,7 @@
-//! argon2id hashing with configurable cost (OWASP defaults: m=19456 KiB, t=2, p=1).
+//! argon2id hashing with configurable cost (OWASP defaults: m=19456 KiB, t=2, p=1), and
+//! verification of the hashes imported users bring from other systems: argon2i, scrypt
+//! (PHC strings) and bcrypt (`$2a$`, `$2b$`, `$2y$`), each re-hashed to argon2id at the
+//! first successful login.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
@@ -79,20 +82,32 @@ impl PasswordHasherService {
             .map_err(|e| HashError(e.to_string()))
     }
 
-    /// Verifies against a PHC string, using the parameters recorded in it.
-    pub fn verify(&self, password: &SecretString, phc: &str) -> bool {
-        PasswordHash::new(phc)
-            .map(|parsed| {
-                self.argon2()
-                    .verify_password(password.expose_secret().as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+    /// Verifies against a stored hash, with the algorithm and parameters recorded in it:
+    /// argon2id or argon2i, scrypt (PHC strings) or bcrypt.
+    pub fn verify(&self, password: &SecretString, stored: &str) -> bool {
+        let secret = password.expose_secret().as_bytes();
+        if is_bcrypt(stored) {
+            return bcrypt::verify(secret, stored).unwrap_or(false);
+        }
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        match parsed.algorithm.as_str() {
+            "scrypt" => scrypt::Scrypt.verify_password(secret, &parsed).is_ok(),
+            // Argon2 verifies with the variant, version and costs the hash names.
+            "argon2id" | "argon2i" | "argon2d" => {
+                self.argon2().verify_password(secret, &parsed).is_ok()
+            }
+            _ => false,
+        }
     }
 
     /// Whether a stored hash was made with other (older, usually weaker) parameters than
     /// the configured ones, or another algorithm, and should be replaced at next login.
     pub fn needs_rehash(&self, phc: &str) -> bool {
+        if is_bcrypt(phc) {
+            return true;
+        }
         let Ok(parsed) = PasswordHash::new(phc) else {
             return false;
         };
@@ -109,12 +124,47 @@ impl PasswordHasherService {
         }
     }
 
-    /// Whether `phc` is an argon2id hash this service can verify (bulk imports).
+    /// Whether `phc` is an argon2id hash this service can verify.
     pub fn is_argon2id_phc(phc: &str) -> bool {
         PasswordHash::new(phc)
             .map(|p| p.algorithm.as_str() == "argon2id")
             .unwrap_or(false)
     }
+
+    /// Whether an imported hash is one this service verifies: an argon2id, argon2i or
+    /// scrypt PHC string whose parameters parse, or a bcrypt hash.
+    pub fn is_importable_hash(stored: &str) -> bool {
+        if is_bcrypt(stored) {
+            return true;
+        }
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        if parsed.hash.is_none() || parsed.salt.is_none() {
+            return false;
+        }
+        match parsed.algorithm.as_str() {
+            "argon2id" | "argon2i" => Params::try_from(&parsed).is_ok(),
+            "scrypt" => scrypt::Params::try_from(&parsed).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost, then 53 characters of bcrypt's base64.
+fn is_bcrypt(stored: &str) -> bool {
+    let b = stored.as_bytes();
+    b.len() == 60
+        && b[0] == b'$'
+        && b[1] == b'2'
+        && matches!(b[2], b'a' | b'b' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+        && b[7..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
 }
 
 #[cfg(test)]
@@ -155,6 +205,54 @@ mod tests {
             "$2b$10$abcdefghijklmnopqrstuv"
         ));
         assert!(!PasswordHasherService::is_argon2id_phc("plaintext"));
+    }
+
+    #[test]
+    fn hashes_from_other_systems_verify_and_need_a_rehash() {
+        let h = light();
+        let pw = SecretString::from("imported secret");
+        let wrong = SecretString::from("wrong secret");
+        let bcrypt_hash = bcrypt::hash("imported secret", 4).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let scrypt_hash = scrypt::Scrypt
+            .hash_password_customized(
+                b"imported secret",
+                None,
+                None,
+                scrypt::Params::new(4, 8, 1, 32).unwrap(),
+                &salt,
+            )
+            .unwrap()
+            .to_string();
+        let argon2i_hash = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"imported secret", &salt)
+        .unwrap()
+        .to_string();
+        for stored in [&bcrypt_hash, &scrypt_hash, &argon2i_hash] {
+            assert!(
+                PasswordHasherService::is_importable_hash(stored),
+                "{stored}"
+            );
+            assert!(h.verify(&pw, stored), "{stored}");
+            assert!(!h.verify(&wrong, stored), "{stored}");
+            assert!(h.needs_rehash(stored), "{stored}");
+        }
+        assert!(PasswordHasherService::is_importable_hash(
+            &h.hash(&pw).unwrap()
+        ));
+        for junk in [
+            "plaintext",
+            "$2b$10$short",
+            "$md5$abc",
+            "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ",
+        ] {
+            assert!(!PasswordHasherService::is_importable_hash(junk), "{junk}");
+            assert!(!h.verify(&pw, junk));
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub const HISTORIC_SCHEMAS: &[&str] = &[
     include_str!("../../../schemas/history/user_registration.v1.avsc"),
     include_str!("../../../schemas/history/user_registration.v2.avsc"),
     include_str!("../../../schemas/history/user_registration.v3.avsc"),
+    include_str!("../../../schemas/history/user_registration.v4.avsc"),
 ];
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -52,6 +53,12 @@ pub struct RegistrationEvent {
     pub username: Option<String>,
     /// `YYYY-MM-DD`.
     pub date_of_birth: Option<String>,
+    /// Imports: the role (`None` = user).
+    pub role: Option<String>,
+    /// Imports: when the account was created where it comes from (Unix ms).
+    pub created_at_ms: Option<i64>,
+    /// Imports: the address was verified where it comes from.
+    pub email_verified: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +184,15 @@ impl RegistrationEvent {
             ("requestId".into(), optional(&self.request_id)),
             ("username".into(), optional(&self.username)),
             ("dateOfBirth".into(), optional(&self.date_of_birth)),
+            ("role".into(), optional(&self.role)),
+            (
+                "createdAtMs".into(),
+                match self.created_at_ms {
+                    None => Value::Union(0, Box::new(Value::Null)),
+                    Some(ms) => Value::Union(1, Box::new(Value::Long(ms))),
+                },
+            ),
+            ("emailVerified".into(), Value::Boolean(self.email_verified)),
         ])
     }
 
@@ -250,6 +266,9 @@ impl RegistrationEvent {
             request_id: r.optional_string("requestId")?,
             username: r.optional_string("username")?,
             date_of_birth: r.optional_string("dateOfBirth")?,
+            role: r.optional_string("role")?,
+            created_at_ms: r.optional_long("createdAtMs")?,
+            email_verified: r.boolean("emailVerified")?,
         })
     }
 }
@@ -311,6 +330,26 @@ impl Fields {
         }
     }
 
+    /// A `["null", "long"]` field.
+    fn optional_long(&mut self, name: &'static str) -> Result<Option<i64>, DecodeError> {
+        match self.take(name)? {
+            Value::Union(_, inner) => match *inner {
+                Value::Long(v) => Ok(Some(v)),
+                Value::Null => Ok(None),
+                _ => Err(DecodeError::Field(name)),
+            },
+            Value::Null => Ok(None),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
+    fn boolean(&mut self, name: &'static str) -> Result<bool, DecodeError> {
+        match self.take(name)? {
+            Value::Boolean(b) => Ok(b),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
     fn long(&mut self, name: &'static str) -> Result<i64, DecodeError> {
         match self.take(name)? {
             Value::Long(v) => Ok(v),
@@ -362,6 +401,7 @@ pub mod compat {
     /// Encodes `event` with historic schema `index` (fields it lacks are dropped).
     pub fn encode_with_historic(event: &RegistrationEvent, index: usize) -> Vec<u8> {
         let writer = load(HISTORIC_SCHEMAS[index]);
+        let keeps_nonce = HISTORIC_SCHEMAS[index].contains("\"nonce\"");
         let Value::Record(fields) = event.to_value() else {
             unreachable!("to_value builds a record")
         };
@@ -382,8 +422,9 @@ pub mod compat {
                     let (_, was_union) = historic.iter().find(|(h, _)| *h == n)?;
                     let v = match v {
                         Value::Union(_, inner) if !was_union && n != "credential" => *inner,
-                        // Every historic credential lacks the v4 `nonce`.
-                        Value::Union(i, inner) if n == "credential" => match *inner {
+                        // Historic credentials before v4 lack the `nonce`.
+                        Value::Union(i, inner) if n == "credential" && !keeps_nonce => match *inner
+                        {
                             Value::Record(cf) => Value::Union(
                                 i,
                                 Box::new(Value::Record(
@@ -431,6 +472,9 @@ mod tests {
             request_id: Some("req-1".into()),
             username: Some("jane.d".into()),
             date_of_birth: Some("1990-04-01".into()),
+            role: None,
+            created_at_ms: None,
+            email_verified: false,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod account_tokens;
 pub mod auth_flows;
 pub mod data;
 pub mod idempotency;
+pub mod imports;
 pub mod login_attempts;
 pub mod mail_outbox;
 pub mod mfa;

@@ -17,6 +17,12 @@ pub struct NewUser {
     pub password_hash: String,
     pub submitted_at: DateTime<Utc>,
     pub request_id: Option<String>,
+    /// `user` for registrations; imports may bring another.
+    pub role: Role,
+    /// Imports: when the account was created where it comes from.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Imports: the address was verified where it comes from (no verification mail).
+    pub email_verified: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +71,9 @@ pub async fn insert_batch(
     let births: Vec<Option<chrono::NaiveDate>> =
         users.iter().map(|u| u.profile.date_of_birth).collect();
     let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
+    let roles: Vec<&str> = users.iter().map(|u| u.role.as_str()).collect();
+    let created: Vec<Option<DateTime<Utc>>> = users.iter().map(|u| u.created_at).collect();
+    let verified: Vec<bool> = users.iter().map(|u| u.email_verified).collect();
 
     let tx = client.transaction().await?;
     // ON CONFLICT DO NOTHING without a target covers every unique key: a redelivered
@@ -73,11 +82,13 @@ pub async fn insert_batch(
     // username) wins, as it would across batches.
     let inserted = tx
         .query(
-            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth)
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[])
+            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth, role, created_at, updated_at, email_verified_at)
+             SELECT i, r, e, f, l, g, s, o, h, u, b, ro, COALESCE(c, now()), COALESCE(c, now()), CASE WHEN v THEN now() END
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[], $12::text[], $13::timestamptz[], $14::bool[])
+                  AS t(i, r, e, f, l, g, s, o, h, u, b, ro, c, v)
              ON CONFLICT DO NOTHING
              RETURNING id, registration_id",
-            &[&ids, &registration_ids, &emails, &first, &last, &gender, &sex, &occupation, &hashes, &usernames, &births],
+            &[&ids, &registration_ids, &emails, &first, &last, &gender, &sex, &occupation, &hashes, &usernames, &births, &roles, &created, &verified],
         )
         .await?;
     let created: std::collections::HashMap<Uuid, Uuid> = inserted
@@ -128,6 +139,7 @@ pub async fn insert_batch(
     let mut audit_registrations = Vec::new();
     let mut audit_details = Vec::new();
     let mut events = Vec::new();
+    let mut unverified = Vec::new();
     // A record delivered twice in one batch (a retried produce) was inserted once: its
     // first occurrence created the user, the others are "already persisted".
     let mut counted = std::collections::HashSet::new();
@@ -151,8 +163,11 @@ pub async fn insert_batch(
                 .actor(Some(user_id))
                 .request(u.request_id.clone())
                 .email(u.profile.email.as_str());
-                event.role = Some(Role::User.as_str().to_owned());
+                event.role = Some(u.role.as_str().to_owned());
                 events.push(event);
+                if !u.email_verified {
+                    unverified.push(user_id);
+                }
                 InsertOutcome::Created { user_id }
             } else if let Some(&user_id) = existing
                 .get(&u.registration_id)
@@ -181,7 +196,7 @@ pub async fn insert_batch(
         tx.execute(
             "INSERT INTO mail_outbox (id, user_id, kind, recipient)
              SELECT gen_random_uuid(), u.id, 'verify_email', u.email FROM users u WHERE u.id = ANY($1)",
-            &[&audit_users],
+            &[&unverified],
         )
         .await?;
     }

@@ -37,6 +37,9 @@ fn sealed_event(app: &TestApp, email: &str, password: &str) -> RegistrationEvent
         request_id: None,
         username: None,
         date_of_birth: None,
+        role: None,
+        created_at_ms: None,
+        email_verified: false,
     }
 }
 

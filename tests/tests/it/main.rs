@@ -12,6 +12,7 @@ mod dlq;
 mod events;
 mod hardening;
 mod health;
+mod imports;
 mod observability;
 mod operations;
 mod privacy;

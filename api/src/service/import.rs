@@ -1,0 +1,426 @@
+//! Bulk import: NDJSON lines become registrations *through the pipeline* (the consumer
+//! persists them like any other, with the same rules: a taken email fails with
+//! `EMAIL_TAKEN`). A line carries `password` (sealed like a registration's) or
+//! `passwordHash` (argon2id, argon2i, scrypt or bcrypt, stored as is and re-hashed at the
+//! first login). The body is read as a stream, line by line; accepted lines are
+//! published in chunks whose acknowledgements are awaited before the next chunk, so
+//! memory stays bounded whatever the file's size.
+//!
+//! Each line's registration id is derived from the import id and the line number (or
+//! given as `id`): rerunning an import with its id persists each line once.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use chrono::Utc;
+use common::domain::password::PasswordHasherService;
+use common::domain::registration::{FieldError, Profile, ProfileInput};
+use common::domain::Role;
+use common::events::registration::{Credential, RegistrationEvent};
+use common::store::imports;
+use common::store::imports::ImportRecord;
+use futures::{Stream, StreamExt};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::bodies::import::{ImportLine, LineError};
+use crate::bodies::ErrorDetail;
+use crate::state::AppState;
+
+/// Lines published before their acknowledgements are awaited.
+const CHUNK: usize = 2000;
+/// Longest line accepted (bytes).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Refused lines returned in the answer.
+const ANSWER_REJECTIONS: usize = 1000;
+
+/// Where an import comes from (recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    Cli,
+}
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct ImportSummary {
+    pub id: Uuid,
+    pub lines: i64,
+    pub accepted: i64,
+    pub rejected: i64,
+    pub rejected_lines: Vec<LineError>,
+}
+
+/// The registration id of a line: given, or derived from the import and the line.
+pub fn registration_id(import: Uuid, line: i64, given: Option<Uuid>) -> Uuid {
+    given.unwrap_or_else(|| Uuid::new_v5(&import, line.to_string().as_bytes()))
+}
+
+fn field_errors(errors: Vec<FieldError>) -> Vec<ErrorDetail> {
+    errors.into_iter().map(ErrorDetail::from).collect()
+}
+
+/// Validates one line into its event, or says why not.
+fn parse_line(
+    app: &AppState,
+    import: Uuid,
+    number: i64,
+    raw: &[u8],
+) -> Result<RegistrationEvent, Vec<ErrorDetail>> {
+    if raw.len() > MAX_LINE_BYTES {
+        return Err(vec![ErrorDetail {
+            field: "line".into(),
+            message: format!("longer than {MAX_LINE_BYTES} bytes"),
+        }]);
+    }
+    let line: ImportLine = serde_json::from_slice(raw).map_err(|e| {
+        vec![ErrorDetail {
+            field: "line".into(),
+            message: format!("not a JSON registration: {e}"),
+        }]
+    })?;
+    let mut errors: Vec<FieldError> = Vec::new();
+    let profile = Profile::parse(ProfileInput {
+        email: line.email.as_deref(),
+        first_name: line.first_name.as_deref(),
+        last_name: line.last_name.as_deref(),
+        gender: line.gender.as_deref(),
+        sex: line.sex.as_deref(),
+        occupation: line.occupation.as_deref(),
+        username: line.username.as_deref(),
+        date_of_birth: line.date_of_birth.as_deref(),
+    })
+    .map_err(|e| errors.extend(e))
+    .ok();
+    let role = match line.role.as_deref().map(Role::parse) {
+        Some(None) => {
+            errors.push(FieldError::new("role", "must be user, moderator or admin"));
+            None
+        }
+        other => other.flatten(),
+    };
+    let created_at_ms = match line
+        .created_at
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+    {
+        Some(Ok(at)) if at.timestamp_millis() <= Utc::now().timestamp_millis() => {
+            Some(at.timestamp_millis())
+        }
+        Some(_) => {
+            errors.push(FieldError::new(
+                "createdAt",
+                "must be an RFC 3339 time, not in the future",
+            ));
+            None
+        }
+        None => None,
+    };
+    let registration_id = registration_id(import, number, line.id);
+    let credential = match (line.password, line.password_hash) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "passwordHash",
+                "give password or passwordHash, not both",
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                "password",
+                "password or passwordHash is required",
+            ));
+            None
+        }
+        (None, Some(hash)) if PasswordHasherService::is_importable_hash(&hash) => {
+            Some(Credential::PasswordHash(hash))
+        }
+        (None, Some(_)) => {
+            errors.push(FieldError::new(
+                "passwordHash",
+                "must be an argon2id, argon2i or scrypt PHC string or a bcrypt hash",
+            ));
+            None
+        }
+        (Some(password), None) => match app.accounts.password_policy.check("password", &password) {
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+            Ok(()) if password.expose_secret().chars().count() > 128 => {
+                errors.push(FieldError::new(
+                    "password",
+                    "must be at most 128 characters",
+                ));
+                None
+            }
+            Ok(()) => profile
+                .as_ref()
+                .map(|p| Credential::Sealed(app.sealer.seal(registration_id, &p.email, &password))),
+        },
+    };
+    let (Some(profile), Some(credential), true) = (profile, credential, errors.is_empty()) else {
+        return Err(field_errors(errors));
+    };
+    Ok(RegistrationEvent {
+        registration_id,
+        email: profile.email.as_str().to_owned(),
+        first_name: profile.first_name,
+        last_name: profile.last_name,
+        gender: profile.gender.as_str().to_owned(),
+        sex: profile.sex.map(|s| s.as_str().to_owned()),
+        occupation: profile.occupation,
+        credential,
+        submitted_at_ms: Utc::now().timestamp_millis(),
+        request_id: Some(format!("import:{import}:{number}")),
+        username: profile.username.map(|u| u.as_str().to_owned()),
+        date_of_birth: profile.date_of_birth.map(|d| d.to_string()),
+        role: role
+            .filter(|r| *r != Role::User)
+            .map(|r| r.as_str().to_owned()),
+        created_at_ms,
+        email_verified: line.email_verified.unwrap_or(false),
+    })
+}
+
+/// Accepted lines waiting to be published, and refused ones waiting to be recorded.
+#[derive(Default)]
+struct Chunk {
+    events: Vec<(i64, RegistrationEvent)>,
+    rejected: Vec<(i64, Vec<ErrorDetail>)>,
+}
+
+struct Run<'a> {
+    app: &'a AppState,
+    id: Uuid,
+    lines: i64,
+    accepted: i64,
+    rejected: i64,
+    answer: Vec<LineError>,
+    chunk: Chunk,
+}
+
+impl Run<'_> {
+    fn take(&mut self, number: i64, raw: &[u8]) {
+        self.lines = number;
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() {
+            return;
+        }
+        match parse_line(self.app, self.id, number, trimmed) {
+            Ok(event) => self.chunk.events.push((number, event)),
+            Err(errors) => self.chunk.rejected.push((number, errors)),
+        }
+    }
+
+    /// Publishes the chunk, waits for every acknowledgement, records it.
+    async fn flush(&mut self) -> Result<(), ServiceError> {
+        let chunk = std::mem::take(&mut self.chunk);
+        let mut payloads = Vec::with_capacity(chunk.events.len());
+        for (_, event) in &chunk.events {
+            payloads.push(
+                event
+                    .encode()
+                    .map_err(|e| ServiceError::Internal(e.into()))?,
+            );
+        }
+        let publisher = &self.app.publisher;
+        let results = futures::future::join_all(chunk.events.iter().zip(&payloads).map(
+            |((_, event), payload)| {
+                publisher.publish(&event.email, payload, event.request_id.as_deref())
+            },
+        ))
+        .await;
+        for result in results {
+            result?;
+        }
+        let accepted: Vec<(i64, Uuid, String)> = chunk
+            .events
+            .iter()
+            .map(|(n, e)| (*n, e.registration_id, e.email.clone()))
+            .collect();
+        let rejected: Vec<(i64, serde_json::Value)> = chunk
+            .rejected
+            .iter()
+            .map(|(n, errors)| (*n, json!(errors)))
+            .collect();
+        let client = self.app.db().await?;
+        imports::record(&**client, self.id, &accepted, &rejected).await?;
+        self.accepted += i64::try_from(accepted.len()).unwrap_or(0);
+        self.rejected += i64::try_from(rejected.len()).unwrap_or(0);
+        for (line, errors) in chunk.rejected {
+            if self.answer.len() < ANSWER_REJECTIONS {
+                self.answer.push(LineError { line, errors });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs an import from a stream of body chunks. `progress` hears `(lines, bytes)` after
+/// each published chunk. A failing dependency stops the import (recorded on it); what
+/// was published stays published, and a rerun with the same id completes it.
+pub async fn run<S, E>(
+    app: &AppState,
+    actor: Option<Uuid>,
+    source: Source,
+    id: Option<Uuid>,
+    mut body: S,
+    progress: &(dyn Fn(i64, u64) + Send + Sync),
+) -> Result<ImportSummary, ServiceError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let id = id.unwrap_or_else(Uuid::now_v7);
+    {
+        let client = app.db().await?;
+        let source = match source {
+            Source::Api => "api",
+            Source::Cli => "cli",
+        };
+        imports::start(&**client, id, actor, source).await?;
+    }
+    tracing::info!(event = "import_started", import_id = %id, ?actor);
+    let mut run = Run {
+        app,
+        id,
+        lines: 0,
+        accepted: 0,
+        rejected: 0,
+        answer: Vec::new(),
+        chunk: Chunk::default(),
+    };
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut bytes_read: u64 = 0;
+    let mut number: i64 = 0;
+    let outcome: Result<(), ServiceError> = async {
+        while let Some(piece) = body.next().await {
+            let piece = piece
+                .map_err(|e| ServiceError::invalid("body", format!("could not be read: {e}")))?;
+            bytes_read += piece.len() as u64;
+            buffer.extend_from_slice(&piece);
+            let mut start = 0;
+            while let Some(end) = buffer[start..].iter().position(|b| *b == b'\n') {
+                number += 1;
+                run.take(number, &buffer[start..start + end]);
+                start += end + 1;
+                if run.chunk.events.len() + run.chunk.rejected.len() >= CHUNK {
+                    run.flush().await?;
+                    progress(run.lines, bytes_read);
+                }
+            }
+            buffer.drain(..start);
+            if buffer.len() > MAX_LINE_BYTES {
+                // A line that never ends: refuse it, skip to its end.
+                number += 1;
+                run.take(number, &buffer);
+                buffer.clear();
+                let mut skipping = true;
+                while skipping {
+                    match body.next().await {
+                        Some(Ok(piece)) => {
+                            bytes_read += piece.len() as u64;
+                            if let Some(end) = piece.iter().position(|b| *b == b'\n') {
+                                buffer.extend_from_slice(&piece[end + 1..]);
+                                skipping = false;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            return Err(ServiceError::invalid(
+                                "body",
+                                format!("could not be read: {e}"),
+                            ))
+                        }
+                        None => skipping = false,
+                    }
+                }
+            }
+        }
+        if !buffer.trim_ascii().is_empty() {
+            number += 1;
+            run.take(number, &buffer);
+        }
+        run.flush().await?;
+        progress(run.lines, bytes_read);
+        Ok(())
+    }
+    .await;
+    let error = outcome.as_ref().err().map(|e| e.to_string());
+    let client = app.db().await?;
+    imports::finish(
+        &**client,
+        id,
+        run.lines,
+        run.accepted,
+        run.rejected,
+        error.as_deref(),
+    )
+    .await?;
+    match outcome {
+        Ok(()) => {
+            tracing::info!(event = "import_published", import_id = %id, lines = run.lines, accepted = run.accepted, rejected = run.rejected);
+            Ok(ImportSummary {
+                id,
+                lines: run.lines,
+                accepted: run.accepted,
+                rejected: run.rejected,
+                rejected_lines: run.answer,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(event = "import_stopped", import_id = %id, lines = run.lines, error = %e);
+            Err(e)
+        }
+    }
+}
+
+/// An import's state: counts, persisted users, failures by reason, refused lines.
+pub struct ImportStatus {
+    pub record: ImportRecord,
+    pub failed: BTreeMap<String, i64>,
+    pub pending: i64,
+    pub rejected_lines: Vec<LineError>,
+}
+
+pub async fn status(app: &AppState, id: Uuid) -> Result<ImportStatus, ServiceError> {
+    let client = app.db().await?;
+    let record = imports::find(&**client, id)
+        .await?
+        .ok_or(ServiceError::NotFound("Import"))?;
+    let rejected_lines = imports::rejections(&**client, id, 100)
+        .await?
+        .into_iter()
+        .map(|(line, errors)| LineError {
+            line,
+            errors: serde_json::from_value(errors).unwrap_or_default(),
+        })
+        .collect();
+    // Why accepted lines were not persisted: their registrations' failed records.
+    let mut failed = BTreeMap::new();
+    for (_, registration_id, email) in imports::unfinished(&**client, id, 1000).await? {
+        let Ok(email) = common::domain::email::Email::parse(&email) else {
+            continue;
+        };
+        let records = app.stores.status.records(&email).await?;
+        if let Some(f) = records
+            .failed
+            .filter(|f| f.registration_id == registration_id)
+        {
+            let reason = f
+                .reason
+                .map_or_else(|| "UNKNOWN".to_owned(), |r| r.as_str().to_owned());
+            *failed.entry(reason).or_insert(0) += 1;
+        }
+    }
+    let failed_count: i64 = failed.values().sum();
+    let pending = (record.accepted - record.completed - failed_count).max(0);
+    Ok(ImportStatus {
+        record,
+        failed,
+        pending,
+        rejected_lines,
+    })
+}

@@ -1,0 +1,220 @@
+//! Bulk import through the pipeline: a mixed file (argon2id, argon2i, bcrypt and scrypt
+//! hashes, a plaintext password, bad lines, duplicates) gives the right per-line results,
+//! users who log in (and are re-hashed to argon2id), and a rerun persists nothing twice.
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use registrar_tests::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn argon2(variant: argon2::Algorithm, password: &str) -> String {
+    let salt = SaltString::encode_b64(b"import-test-salt").unwrap();
+    argon2::Argon2::new(
+        variant,
+        argon2::Version::V0x13,
+        argon2::Params::new(256, 1, 1, None).unwrap(),
+    )
+    .hash_password(password.as_bytes(), &salt)
+    .unwrap()
+    .to_string()
+}
+
+fn scrypt_hash(password: &str) -> String {
+    let salt = SaltString::encode_b64(b"import-test-salt").unwrap();
+    scrypt::Scrypt
+        .hash_password_customized(
+            password.as_bytes(),
+            None,
+            None,
+            scrypt::Params::new(4, 8, 1, 32).unwrap(),
+            &salt,
+        )
+        .unwrap()
+        .to_string()
+}
+
+fn person(email: &str) -> Value {
+    json!({ "firstName": "Imported", "lastName": "Person", "email": email, "gender": "female" })
+}
+
+fn with(mut v: Value, extra: Value) -> String {
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v.to_string()
+}
+
+async fn import(
+    app: &TestApp,
+    token: &str,
+    body: &str,
+    id: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let url = match id {
+        Some(id) => app.url(&format!("/api/v1/admin/imports?id={id}")),
+        None => app.url("/api/v1/admin/imports"),
+    };
+    let response = app
+        .http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn stored_hash(app: &TestApp, email: &str) -> String {
+    app.pg()
+        .await
+        .query_one(
+            "SELECT password_hash FROM users WHERE email = $1",
+            &[&email],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_mixed_import_persists_what_is_valid_and_its_users_log_in_and_are_rehashed() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let existing = app.register_and_login().await;
+    let tag = &app.id;
+    let email = |n: &str| format!("import-{n}-{tag}@example.com");
+    let pw = |n: &str| format!("imported password {n} 2024");
+    let lines = [
+        with(
+            person(&email("a")),
+            json!({ "passwordHash": argon2(argon2::Algorithm::Argon2id, &pw("a")), "role": "moderator", "createdAt": "2020-01-02T03:04:05Z", "emailVerified": true }),
+        ),
+        with(
+            person(&email("b")),
+            json!({ "passwordHash": bcrypt::hash(pw("b"), 4).unwrap() }),
+        ),
+        with(
+            person(&email("c")),
+            json!({ "passwordHash": scrypt_hash(&pw("c")) }),
+        ),
+        with(person(&email("d")), json!({ "password": pw("d") })),
+        "{not json".to_owned(),
+        json!({ "firstName": "No", "lastName": "Email", "gender": "male", "password": pw("x") })
+            .to_string(),
+        with(person(&email("a")), json!({ "password": pw("dup") })),
+        with(person(&existing.email), json!({ "password": pw("taken") })),
+        String::new(),
+        with(
+            person(&email("f")),
+            json!({ "password": pw("f"), "passwordHash": bcrypt::hash("x", 4).unwrap() }),
+        ),
+        with(
+            person(&email("e")),
+            json!({ "passwordHash": argon2(argon2::Algorithm::Argon2i, &pw("e")) }),
+        ),
+    ];
+    let body = lines.join("\n") + "\n";
+
+    // Admins only.
+    assert_eq!(import(&app, &existing.access, &body, None).await.0, 403);
+    let (status, headers, answer) = import(&app, &admin.access, &body, None).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        (
+            answer["lines"].as_i64(),
+            answer["accepted"].as_i64(),
+            answer["rejected"].as_i64()
+        ),
+        (Some(11), Some(7), Some(3)),
+        "{answer}"
+    );
+    let refused: Vec<i64> = answer["rejectedLines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(refused, [5, 6, 10], "{answer}");
+    assert_eq!(answer["rejectedLines"][1]["errors"][0]["field"], "email");
+    let id = answer["importId"].as_str().unwrap().to_owned();
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/v1/admin/imports/{id}"));
+
+    // The consumer persists five; the in-file duplicate and the existing email fail.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let (_, _, s) = app
+            .call(Method::GET, &location, Some(&admin.access), None)
+            .await;
+        if s["completed"] == 5 && s["failed"]["EMAIL_TAKEN"] == 2 {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (status["pending"].as_i64(), status["rejected"].as_i64()),
+        (Some(0), Some(3)),
+        "{status}"
+    );
+
+    // Everyone logs in with the password the old system knew; other algorithms are
+    // re-hashed to argon2id at that login.
+    for n in ["a", "b", "c", "d", "e"] {
+        let before = stored_hash(&app, &email(n)).await;
+        let (code, body) = app.login(&email(n), &pw(n)).await;
+        assert_eq!(code, 200, "{n}: {body}");
+        let after = stored_hash(&app, &email(n)).await;
+        assert!(after.starts_with("$argon2id$"), "{n}: {after}");
+        if n == "b" || n == "c" || n == "e" {
+            assert_ne!(before, after, "{n} was re-hashed");
+        }
+    }
+    assert_eq!(app.login(&email("b"), "not the password 1").await.0, 401);
+    let row = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT role, created_at::text, email_verified_at IS NOT NULL FROM users WHERE email = $1",
+            &[&email("a")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "moderator");
+    assert!(row.get::<_, String>(1).starts_with("2020-01-02 03:04:05"));
+    assert!(row.get::<_, bool>(2));
+
+    // A rerun with the same id: the same registration ids, nothing persisted twice.
+    let users = app.user_count().await;
+    let (status, _, again) = import(&app, &admin.access, &body, Some(&id)).await;
+    assert_eq!(
+        (status, again["accepted"].as_i64()),
+        (202, Some(7)),
+        "{again}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.user_count().await, users);
+    let (_, _, s) = app
+        .call(Method::GET, &location, Some(&admin.access), None)
+        .await;
+    assert_eq!(s["completed"], 5, "{s}");
+    let (code, _, _) = app
+        .call(
+            Method::GET,
+            "/api/v1/admin/imports/0190a0a0-0000-7000-8000-000000000000",
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
+}
