@@ -104,8 +104,17 @@ enum Bench {
     Me(LoadArgs),
     /// Hold N open keep-alive connections to the api and report its resident memory.
     Connections(ConnectionsArgs),
+    /// Bulk import of N pre-hashed users with `api import` (the api's settings), timed
+    /// until the running consumer persisted them all.
+    Import(ImportArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
     All,
+}
+
+#[derive(Args, Clone)]
+struct ImportArgs {
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
 }
 
 #[derive(Args, Clone)]
@@ -938,6 +947,113 @@ async fn drain(
     Ok((r, rate))
 }
 
+/// Generates an NDJSON file of `users` pre-hashed, verified accounts, runs `api import`
+/// on it (the api binary beside this one, with this process's environment: `make bench`
+/// exports the api's settings) and waits until the consumer persisted every user.
+async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
+    use std::io::Write as _;
+    let run = unique("import");
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join(format!("{run}.ndjson"));
+    // One argon2id hash (production parameters) for everyone: import stores hashes as
+    // they come, so the file's cost does not depend on them.
+    let hasher = common::domain::password::PasswordHasherService::new(Default::default())?;
+    let phc = hasher.hash(&SecretString::from("imported-password-123".to_owned()))?;
+    let generated = Instant::now();
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for i in 0..args.users {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "firstName": "Bulk", "lastName": "Import", "email": format!("{run}-{i}@import.bench"),
+                    "gender": "female", "passwordHash": phc, "emailVerified": true,
+                    "createdAt": "2021-06-01T12:00:00Z",
+                }),
+            )?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    let bytes = std::fs::metadata(&file)?.len();
+    let generate_secs = generated.elapsed().as_secs_f64();
+    let api = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("api"))
+        .ok_or_else(|| anyhow::anyhow!("no api binary beside the bench"))?;
+    let (pg, conn) = tokio_postgres::connect(&c.database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let pattern = format!("{run}-%");
+    let started = Instant::now();
+    let cli = tokio::process::Command::new(&api)
+        .arg("import")
+        .arg(&file)
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await?;
+    let published = started.elapsed();
+    anyhow::ensure!(
+        cli.status.success(),
+        "api import failed: {}",
+        String::from_utf8_lossy(&cli.stdout)
+    );
+    let mut persisted = 0i64;
+    while started.elapsed() < Duration::from_secs(600) {
+        persisted = pg
+            .query_one(
+                "SELECT count(*) FROM users WHERE email LIKE $1",
+                &[&pattern],
+            )
+            .await?
+            .get(0);
+        if persisted as usize >= args.users {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    for sql in [
+        "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM users WHERE email LIKE $1",
+        "DELETE FROM imports WHERE id IN (SELECT import_id FROM import_registrations WHERE email LIKE $1)",
+    ] {
+        pg.execute(sql, &[&pattern]).await?;
+    }
+    let _ = std::fs::remove_file(&file);
+    let mut r = Report::new(
+        "import",
+        format!(
+            "`api import` of {} pre-hashed (argon2id), verified users ({:.1} MiB of NDJSON, generated in {:.1} s), through the pipeline to the running consumer; broker: {}",
+            args.users,
+            bytes as f64 / 1_048_576.0,
+            generate_secs,
+            c.broker_storage
+        ),
+    );
+    r.row("persisted", format!("{persisted} of {}", args.users));
+    r.row(
+        "published by api import",
+        format!(
+            "{:.2} s ({:.0} lines/s)",
+            published.as_secs_f64(),
+            args.users as f64 / published.as_secs_f64()
+        ),
+    );
+    r.row(
+        "persisted end to end",
+        format!("{:.2} s", elapsed.as_secs_f64()),
+    );
+    r.row(
+        "users/s end to end",
+        format!("{:.0}", persisted as f64 / elapsed.as_secs_f64()),
+    );
+    Ok(r)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -956,6 +1072,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Connections(a) => connections(&c, a).await?.publish()?,
         Bench::Login(a) => login(&c, a).await?.publish()?,
         Bench::Me(a) => me(&c, a).await?.publish()?,
+        Bench::Import(a) => import(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),

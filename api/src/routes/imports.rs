@@ -40,10 +40,16 @@ async fn require_admin(app: &AppState, caller: &Caller) -> Result<(), ApiError> 
     tag = "admin",
     security(("bearer" = [])),
     params(ImportQuery),
-    request_body(content = String, content_type = "application/x-ndjson", description = "One registration per line: the registration fields, `password` or `passwordHash` (argon2id, argon2i, scrypt PHC or bcrypt), optional `role`, `createdAt` (RFC 3339), `emailVerified`, `id`. Read as a stream."),
+    request_body(
+        description = "One registration per line (NDJSON; `text/plain` is read the same way): the registration fields, `password` or `passwordHash` (argon2id, argon2i, scrypt PHC or bcrypt), optional `role`, `createdAt` (RFC 3339), `emailVerified`, `id`. Read as a stream.",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/plain"),
+        ),
+    ),
     responses(
         (status = 202, description = "Every line read: accepted lines are in the pipeline, refused ones listed with their errors; follow Location", body = ImportAnswer),
-        (status = 400, description = "VALIDATION_ERROR: id is not a UUID, or the body could not be read", body = ErrorEnvelope),
+        (status = 400, description = "VALIDATION_ERROR: id is not a UUID, the body holds no line or could not be read", body = ErrorEnvelope),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Admins only", body = ErrorEnvelope),
         (status = 503, description = "The broker or a store failed: the import stopped (see its status); rerun it with the same id", body = ErrorEnvelope),

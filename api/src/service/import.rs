@@ -198,6 +198,8 @@ struct Run<'a> {
     lines: i64,
     accepted: i64,
     rejected: i64,
+    /// Lines that were not blank.
+    seen: i64,
     answer: Vec<LineError>,
     chunk: Chunk,
 }
@@ -209,6 +211,7 @@ impl Run<'_> {
         if trimmed.is_empty() {
             return;
         }
+        self.seen += 1;
         match parse_line(self.app, self.id, number, trimmed) {
             Ok(event) => self.chunk.events.push((number, event)),
             Err(errors) => self.chunk.rejected.push((number, errors)),
@@ -290,6 +293,7 @@ where
         lines: 0,
         accepted: 0,
         rejected: 0,
+        seen: 0,
         answer: Vec::new(),
         chunk: Chunk::default(),
     };
@@ -343,13 +347,26 @@ where
             number += 1;
             run.take(number, &buffer);
         }
+        if run.seen == 0 {
+            return Err(ServiceError::invalid(
+                "body",
+                "holds no lines: one registration per line (NDJSON)",
+            ));
+        }
         run.flush().await?;
         progress(run.lines, bytes_read);
         Ok(())
     }
     .await;
-    let error = outcome.as_ref().err().map(|e| e.to_string());
     let client = app.db().await?;
+    if run.seen == 0 {
+        // Nothing to import: no record of it.
+        imports::discard(&**client, id).await?;
+        return Err(outcome
+            .err()
+            .unwrap_or_else(|| ServiceError::invalid("body", "holds no lines")));
+    }
+    let error = outcome.as_ref().err().map(|e| e.to_string());
     imports::finish(
         &**client,
         id,

@@ -20,6 +20,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/imports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["admin_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/imports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["admin_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -647,6 +679,62 @@ export interface components {
              */
             uptime: number;
         };
+        /** @description The answer of an import: what the api accepted (published to the pipeline) and
+         *     refused; follow `GET /api/v1/admin/imports/{id}` for what the consumer persisted. */
+        ImportAnswer: {
+            /** Format: int64 */
+            accepted: number;
+            /** Format: uuid */
+            importId: string;
+            /** Format: int64 */
+            lines: number;
+            /** Format: int64 */
+            rejected: number;
+            /** @description The first 1000 refused lines with their errors. */
+            rejectedLines: components["schemas"]["LineError"][];
+            success: boolean;
+        };
+        /** @description An import's progress. */
+        ImportStatusAnswer: {
+            /** Format: int64 */
+            accepted: number;
+            /**
+             * Format: int64
+             * @description Accepted lines persisted as users.
+             */
+            completed: number;
+            /** @description What stopped the import early (a dependency down); rerun it with the same id. */
+            error?: string | null;
+            /** @description Accepted lines the consumer refused, by reason (`EMAIL_TAKEN`…); counted among the
+             *     first 1000 unfinished lines. */
+            failed: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            finishedAt?: string | null;
+            /** Format: uuid */
+            importId: string;
+            /** Format: int64 */
+            lines: number;
+            /**
+             * Format: int64
+             * @description Accepted lines neither persisted nor failed yet.
+             */
+            pending: number;
+            /** Format: int64 */
+            rejected: number;
+            /** @description The first 100 refused lines. */
+            rejectedLines: components["schemas"]["LineError"][];
+            /** Format: date-time */
+            startedAt: string;
+            success: boolean;
+        };
+        /** @description A refused line. */
+        LineError: {
+            errors: components["schemas"]["ErrorDetail"][];
+            /** Format: int64 */
+            line: number;
+        };
         /** @description `200` of a login: tokens, or a second-factor challenge. */
         LoginAnswer: components["schemas"]["TokenAnswer"] | components["schemas"]["MfaChallengeAnswer"];
         /** @description `POST /api/auth/login` body: `email` or `username`, and the password. */
@@ -1066,6 +1154,194 @@ export interface operations {
             };
             /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_create: {
+        parameters: {
+            query?: {
+                /** @description The import's id: rerunning an import with its id persists each line once.
+                 *     Default: a new id. */
+                id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description One registration per line (NDJSON; `text/plain` is read the same way): the registration fields, `password` or `passwordHash` (argon2id, argon2i, scrypt PHC or bcrypt), optional `role`, `createdAt` (RFC 3339), `emailVerified`, `id`. Read as a stream. */
+        requestBody: {
+            content: {
+                "application/x-ndjson": string;
+                "text/plain": string;
+            };
+        };
+        responses: {
+            /** @description Every line read: accepted lines are in the pipeline, refused ones listed with their errors; follow Location */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportAnswer"];
+                };
+            };
+            /** @description VALIDATION_ERROR: id is not a UUID, the body holds no line or could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The broker or a store failed: the import stopped (see its status); rerun it with the same id */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Import id (UUID) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Counts: accepted, refused, persisted (completed), failed by reason, pending */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportStatusAnswer"];
+                };
+            };
+            /** @description The id is not a UUID */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No such import */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

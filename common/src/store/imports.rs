@@ -81,6 +81,14 @@ pub async fn finish(
     Ok(())
 }
 
+/// Forgets an import that read no line.
+pub async fn discard(client: &impl GenericClient, id: Uuid) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("DELETE FROM imports WHERE id = $1", &[&id])
+        .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct ImportRecord {
     pub id: Uuid,

@@ -217,4 +217,26 @@ async fn a_mixed_import_persists_what_is_valid_and_its_users_log_in_and_are_reha
         )
         .await;
     assert_eq!(code, 404);
+    // A body without lines is refused and leaves no import behind.
+    let imports_before: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM imports", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (status, _, body) = import(&app, &admin.access, "\n\n", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR")),
+        "{body}"
+    );
+    let imports_after: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM imports", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(imports_before, imports_after);
 }
