@@ -31,6 +31,10 @@ use crate::state::AppState;
 
 /// Lines published before their acknowledgements are awaited.
 const CHUNK: usize = 2000;
+/// Records awaiting their acknowledgement at once.
+const IN_FLIGHT: usize = 256;
+/// How long a record waits for room in a full producer queue before the import stops.
+const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest line accepted (bytes).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Refused lines returned in the answer.
@@ -185,6 +189,27 @@ fn parse_line(
     })
 }
 
+/// Publishes one record; a full producer queue is back-pressure here (an import is
+/// not a client to shed): the record waits for room, up to `QUEUE_WAIT`.
+async fn publish_waiting(
+    publisher: &dyn crate::publisher::RegistrationPublisher,
+    key: &str,
+    payload: &[u8],
+    request_id: Option<&str>,
+) -> Result<(), ServiceError> {
+    let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+    loop {
+        match publisher.publish(key, payload, request_id).await {
+            Err(crate::publisher::PublishError::QueueFull)
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            other => return other.map_err(ServiceError::from),
+        }
+    }
+}
+
 /// Accepted lines waiting to be published, and refused ones waiting to be recorded.
 #[derive(Default)]
 struct Chunk {
@@ -229,15 +254,26 @@ impl Run<'_> {
                     .map_err(|e| ServiceError::Internal(e.into()))?,
             );
         }
-        let publisher = &self.app.publisher;
-        let results = futures::future::join_all(chunk.events.iter().zip(&payloads).map(
-            |((_, event), payload)| {
-                publisher.publish(&event.email, payload, event.request_id.as_deref())
-            },
-        ))
-        .await;
-        for result in results {
-            result?;
+        let publisher = &*self.app.publisher;
+        for (events, payloads) in chunk
+            .events
+            .chunks(IN_FLIGHT)
+            .zip(payloads.chunks(IN_FLIGHT))
+        {
+            let results = futures::future::join_all(events.iter().zip(payloads).map(
+                |((_, event), payload)| {
+                    publish_waiting(
+                        publisher,
+                        &event.email,
+                        payload,
+                        event.request_id.as_deref(),
+                    )
+                },
+            ))
+            .await;
+            for result in results {
+                result?;
+            }
         }
         let accepted: Vec<(i64, Uuid, String)> = chunk
             .events

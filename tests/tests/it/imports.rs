@@ -240,3 +240,27 @@ async fn a_mixed_import_persists_what_is_valid_and_its_users_log_in_and_are_reha
         .get(0);
     assert_eq!(imports_before, imports_after);
 }
+
+#[tokio::test]
+async fn an_import_waits_for_room_in_a_full_producer_queue_instead_of_stopping() {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: vec!["--producer-queue-max-messages".into(), "2".into()],
+        ..Default::default()
+    })
+    .await;
+    let admin = app.account_with_role("admin").await;
+    let body: String = (0..300)
+        .map(|i| {
+            with(
+                person(&format!("queue-{i}-{}@example.com", app.id)),
+                json!({ "passwordHash": bcrypt::hash("x", 4).unwrap(), "emailVerified": true }),
+            ) + "\n"
+        })
+        .collect();
+    let (status, _, answer) = import(&app, &admin.access, &body, None).await;
+    assert_eq!(
+        (status, answer["accepted"].as_i64()),
+        (202, Some(300)),
+        "{answer}"
+    );
+}
