@@ -909,30 +909,11 @@ async fn drain(
     let pattern = format!("{run}-%");
     let started = Instant::now();
     let task = tokio::spawn(consumer.run(listener));
-    let mut persisted = 0i64;
-    while started.elapsed() < Duration::from_secs(600) {
-        persisted = pg
-            .query_one(
-                "SELECT count(*) FROM users WHERE email LIKE $1",
-                &[&pattern],
-            )
-            .await?
-            .get(0);
-        if persisted as usize >= args.count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let persisted = wait_persisted(&pg, &pattern, args.count, started).await?;
     let elapsed = started.elapsed();
     token.cancel();
     let _ = task.await;
-    pg.execute(
-        "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
-        &[&pattern],
-    )
-    .await?;
-    pg.execute("DELETE FROM users WHERE email LIKE $1", &[&pattern])
-        .await?;
+    delete_bench_users(&pg, &pattern).await?;
     let rate = persisted as f64 / elapsed.as_secs_f64();
     let mut r = Report::new("drain", format!("{} sealed registrations on a fresh {}-partition topic, consumer started afterwards (batch {}, {} hash threads, argon2 OWASP defaults); broker: {}", args.count, args.partitions, config.batch_size, config.hash_threads(), c.broker_storage));
     r.row("persisted", format!("{persisted} of {}", args.count));
@@ -945,6 +926,48 @@ async fn drain(
         );
     }
     Ok((r, rate))
+}
+
+/// Polls until `count` users whose email matches `pattern` exist (or 10 minutes
+/// passed); returns how many there are.
+async fn wait_persisted(
+    pg: &tokio_postgres::Client,
+    pattern: &str,
+    count: usize,
+    started: Instant,
+) -> anyhow::Result<i64> {
+    let mut persisted = 0i64;
+    while started.elapsed() < Duration::from_secs(600) {
+        persisted = pg
+            .query_one(
+                "SELECT count(*) FROM users WHERE email LIKE $1",
+                &[&pattern],
+            )
+            .await?
+            .get(0);
+        if persisted as usize >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(persisted)
+}
+
+/// Removes a benchmark's users and every row that refers to them.
+async fn delete_bench_users(pg: &tokio_postgres::Client, pattern: &str) -> anyhow::Result<()> {
+    for sql in [
+        "DELETE FROM imports WHERE id IN (SELECT import_id FROM import_registrations WHERE email LIKE $1)",
+        "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM mail_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM account_tokens WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM refresh_tokens WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM data_store WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM users WHERE email LIKE $1",
+    ] {
+        pg.execute(sql, &[&pattern]).await?;
+    }
+    Ok(())
 }
 
 /// Generates an NDJSON file of `users` pre-hashed, verified accounts, runs `api import`
@@ -1000,29 +1023,9 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         "api import failed: {}",
         String::from_utf8_lossy(&cli.stdout)
     );
-    let mut persisted = 0i64;
-    while started.elapsed() < Duration::from_secs(600) {
-        persisted = pg
-            .query_one(
-                "SELECT count(*) FROM users WHERE email LIKE $1",
-                &[&pattern],
-            )
-            .await?
-            .get(0);
-        if persisted as usize >= args.users {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;
     let elapsed = started.elapsed();
-    for sql in [
-        "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
-        "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
-        "DELETE FROM users WHERE email LIKE $1",
-        "DELETE FROM imports WHERE id IN (SELECT import_id FROM import_registrations WHERE email LIKE $1)",
-    ] {
-        pg.execute(sql, &[&pattern]).await?;
-    }
+    delete_bench_users(&pg, &pattern).await?;
     let _ = std::fs::remove_file(&file);
     let mut r = Report::new(
         "import",
