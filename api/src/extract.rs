@@ -18,11 +18,43 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(map_rejection(rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| map_rejection(JsonRejection::BytesRejection(e)))?;
+        // serde fills a struct from a JSON array too (`[false]` as `{"value": false}`);
+        // every body of this api is an object.
+        let opens_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if !opens_object && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "body",
+                "must be a JSON object",
+            )]));
+        }
+        axum::Json::<T>::from_bytes(&bytes)
+            .map(|axum::Json(v)| ApiJson(v))
+            .map_err(map_rejection)
     }
+}
+
+/// `application/json` or any `+json` type, as axum's own extractor accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// `Query` with its rejection (unknown parameter, wrong type) as a 400 in the envelope.

@@ -750,7 +750,20 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
             &[&id],
         )
         .await?;
+    // Rows elsewhere that name the address: an import's bookkeeping keeps the line, not
+    // the address; the account's events lose it (published ones leave the outbox, the
+    // topic's own retention is the operator's; unpublished ones are published without
+    // it, so their sequence has no gap).
+    client
+        .execute(
+            "UPDATE import_registrations SET email = $2
+             WHERE registration_id = (SELECT registration_id FROM users WHERE id = $1)",
+            &[&id, &placeholder],
+        )
+        .await?;
+    scrub_unsent_events(client, id).await?;
     for sql in [
+        "DELETE FROM user_event_outbox WHERE user_id = $1 AND sent_at IS NOT NULL",
         "DELETE FROM data_store WHERE user_id = $1",
         "DELETE FROM account_tokens WHERE user_id = $1",
         "DELETE FROM mail_outbox WHERE user_id = $1",
@@ -760,6 +773,44 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
         client.execute(sql, &[&id]).await?;
     }
     Ok(true)
+}
+
+/// Rewrites the account's unpublished events without their email (erasure).
+async fn scrub_unsent_events(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    use crate::events::user::UserEvent;
+    let rows = client
+        .query(
+            "SELECT seq, payload FROM user_event_outbox WHERE user_id = $1 AND sent_at IS NULL FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    for row in rows {
+        let seq: i64 = row.get(0);
+        let scrubbed = UserEvent::decode(row.get(1)).ok().and_then(|mut e| {
+            e.email = None;
+            e.encode().ok()
+        });
+        match scrubbed {
+            Some(payload) => {
+                client
+                    .execute(
+                        "UPDATE user_event_outbox SET payload = $2 WHERE seq = $1",
+                        &[&seq, &payload],
+                    )
+                    .await?;
+            }
+            // Not an event this build reads: it cannot be scrubbed, so it goes.
+            None => {
+                client
+                    .execute("DELETE FROM user_event_outbox WHERE seq = $1", &[&seq])
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates an account directly (not through the registration pipeline), for

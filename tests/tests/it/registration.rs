@@ -323,6 +323,59 @@ async fn bodies_over_16_kib_non_json_and_malformed_json_are_rejected_in_the_enve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_array_body_is_refused_where_an_object_is_expected() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    app.call(
+        reqwest::Method::POST,
+        "/api/data",
+        Some(&user.access),
+        Some(&json!({ "key": "theme", "value": "dark" })),
+    )
+    .await;
+    // serde reads `[false]` as `{"value": false}`; the api must not.
+    for (method, path, token, body) in [
+        (
+            reqwest::Method::PUT,
+            "/api/data/theme",
+            Some(user.access.as_str()),
+            json!([false]),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/users",
+            None,
+            json!(["Ada", "Lovelace"]),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/auth/login",
+            None,
+            json!([user.email, user.password]),
+        ),
+    ] {
+        let (status, _, answer) = app.call(method.clone(), path, token, Some(&body)).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("VALIDATION_ERROR")),
+            "{method} {path}: {answer}"
+        );
+    }
+    let (_, _, item) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/data/theme",
+            Some(&user.access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        item["data"]["value"], "dark",
+        "the refused write changed nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_an_unknown_email_is_404_and_an_invalid_one_is_400() {
     let app = TestApp::spawn_without_consumer().await;
     let unknown = app.get_status("nobody@example.com").await;
