@@ -953,6 +953,20 @@ async fn wait_persisted(
     Ok(persisted)
 }
 
+/// Users the consumer at `metrics_url` persisted so far (its
+/// `registrar_consumer_users_persisted_total`): polling it costs PostgreSQL nothing,
+/// where counting rows by email pattern scans `users` on every poll.
+async fn persisted_counter(metrics_url: &str) -> anyhow::Result<u64> {
+    let text = http().get(metrics_url).send().await?.text().await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("registrar_consumer_users_persisted_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| {
+            anyhow::anyhow!("{metrics_url} has no registrar_consumer_users_persisted_total")
+        })
+}
+
 /// Removes a benchmark's users and every row that refers to them.
 async fn delete_bench_users(pg: &tokio_postgres::Client, pattern: &str) -> anyhow::Result<()> {
     for sql in [
@@ -1008,6 +1022,11 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
     let (pg, conn) = tokio_postgres::connect(&c.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let pattern = format!("{run}-%");
+    let metrics_url = format!(
+        "http://127.0.0.1:{}/metrics",
+        std::env::var("CONSUMER_PORT").unwrap_or_else(|_| "18001".to_owned())
+    );
+    let baseline = persisted_counter(&metrics_url).await?;
     let started = Instant::now();
     let cli = tokio::process::Command::new(&api)
         .arg("import")
@@ -1023,8 +1042,13 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         "api import failed: {}",
         String::from_utf8_lossy(&cli.stdout)
     );
-    let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;
+    while started.elapsed() < Duration::from_secs(600)
+        && persisted_counter(&metrics_url).await? < baseline + args.users as u64
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let elapsed = started.elapsed();
+    let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;
     delete_bench_users(&pg, &pattern).await?;
     let _ = std::fs::remove_file(&file);
     let mut r = Report::new(
