@@ -125,7 +125,8 @@ pub async fn resend_verification(
     let email = parse_email(email)?;
     limit_mail_request(app, "verify", &email, context).await?;
     let client = app.db().await?;
-    let queued = mail_outbox::enqueue_verification_resend(&**client, email.as_str()).await?;
+    let queued =
+        mail_outbox::enqueue_for_address(&**client, email.as_str(), MailKind::VerifyEmail).await?;
     tracing::info!(event = "verification_resend_requested", email = %email.masked(), queued);
     Ok(())
 }
@@ -140,7 +141,9 @@ pub async fn request_password_reset(
     let email = parse_email(email)?;
     limit_mail_request(app, "reset", &email, context).await?;
     let client = app.db().await?;
-    let queued = mail_outbox::enqueue_password_reset(&**client, email.as_str()).await?;
+    let queued =
+        mail_outbox::enqueue_for_address(&**client, email.as_str(), MailKind::PasswordReset)
+            .await?;
     tracing::info!(event = "password_reset_requested", email = %email.masked(), queued);
     Ok(())
 }

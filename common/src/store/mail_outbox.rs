@@ -63,37 +63,22 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Queues a password-reset mail when `email` belongs to a live account, in one statement
-/// whose work does not depend on whether it does (no second round trip for a known
-/// address). Returns whether a mail was queued; callers must not tell.
-pub async fn enqueue_password_reset(
+/// Queues a mail of `kind` to `email` when it belongs to a live account (for
+/// `VerifyEmail`: a live, unverified one), in one statement whose work does not depend
+/// on whether it does: no second round trip for a known address. Returns whether a mail
+/// was queued; callers must not tell.
+pub async fn enqueue_for_address(
     client: &impl GenericClient,
     email: &str,
+    kind: MailKind,
 ) -> Result<bool, tokio_postgres::Error> {
     let n = client
         .execute(
             "INSERT INTO mail_outbox (id, user_id, kind, recipient)
-             SELECT $1, id, 'password_reset', email FROM users
-             WHERE email = $2 AND deleted_at IS NULL",
-            &[&Uuid::now_v7(), &email],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-/// Queues another verification mail when `email` belongs to a live, unverified account
-/// (one statement, as for a reset). Returns whether a mail was queued; callers must not
-/// tell.
-pub async fn enqueue_verification_resend(
-    client: &impl GenericClient,
-    email: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let n = client
-        .execute(
-            "INSERT INTO mail_outbox (id, user_id, kind, recipient)
-             SELECT $1, id, 'verify_email', email FROM users
-             WHERE email = $2 AND deleted_at IS NULL AND email_verified_at IS NULL",
-            &[&Uuid::now_v7(), &email],
+             SELECT $1, id, $3, email FROM users
+             WHERE email = $2 AND deleted_at IS NULL
+               AND ($3 <> 'verify_email' OR email_verified_at IS NULL)",
+            &[&Uuid::now_v7(), &email, &kind.as_str()],
         )
         .await?;
     Ok(n == 1)
