@@ -857,6 +857,7 @@ async fn drain(
             role: None,
             created_at_ms: None,
             email_verified: false,
+            import: None,
         };
         let payload = event.encode()?;
         let producer = producer.clone();
@@ -970,7 +971,6 @@ async fn persisted_counter(metrics_url: &str) -> anyhow::Result<u64> {
 /// Removes a benchmark's users and every row that refers to them.
 async fn delete_bench_users(pg: &tokio_postgres::Client, pattern: &str) -> anyhow::Result<()> {
     for sql in [
-        "DELETE FROM imports WHERE id IN (SELECT import_id FROM import_registrations WHERE email LIKE $1)",
         "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM mail_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
@@ -1027,10 +1027,13 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         std::env::var("CONSUMER_PORT").unwrap_or_else(|_| "18001".to_owned())
     );
     let baseline = persisted_counter(&metrics_url).await?;
+    let import_id = uuid::Uuid::now_v7();
     let started = Instant::now();
     let cli = tokio::process::Command::new(&api)
         .arg("import")
         .arg(&file)
+        .arg("--import-id")
+        .arg(import_id.to_string())
         .env("LOG_LEVEL", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -1050,6 +1053,8 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
     let elapsed = started.elapsed();
     let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;
     delete_bench_users(&pg, &pattern).await?;
+    pg.execute("DELETE FROM imports WHERE id = $1", &[&import_id])
+        .await?;
     let _ = std::fs::remove_file(&file);
     let mut r = Report::new(
         "import",

@@ -13,7 +13,8 @@ use common::domain::email::Email;
 use common::domain::password::PasswordHasherService;
 use common::domain::registration::{FailureReason, Profile};
 use common::domain::Role;
-use common::events::registration::{Credential, RegistrationEvent};
+use common::events::registration::{Credential, ImportLineRef, RegistrationEvent};
+use common::store::imports::{self, LineFailure};
 use common::store::registration_status::{Finished, RegistrationStatusStore};
 use common::store::users::{self, InsertOutcome, NewUser};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -240,17 +241,28 @@ impl Pipeline {
         let candidates = self.skip_persisted(candidates, &mut outcome).await?;
         let users = self.open_and_hash(candidates, &mut outcome).await;
         self.persist(users, &mut outcome).await?;
+        self.record_import_failures(&outcome.import_failures)
+            .await?;
         self.record_outcomes(&outcome.finished).await?;
         self.dead_letter(&outcome.letters).await
     }
 
-    /// Redelivered registrations that are already users skip the expensive hash.
+    /// Redelivered registrations that are already users skip the expensive hash. Only
+    /// sealed passwords are hashed: imported hashes go straight to the insert, which
+    /// recognises a redelivery by its registration id (one query less per batch of them).
     async fn skip_persisted<'a>(
         &self,
         candidates: Vec<Candidate<'a>>,
         outcome: &mut BatchOutcome<'a>,
     ) -> Result<Vec<Candidate<'a>>, Interrupted> {
-        let ids: Vec<Uuid> = candidates.iter().map(|c| c.event.registration_id).collect();
+        let ids: Vec<Uuid> = candidates
+            .iter()
+            .filter(|c| matches!(c.event.credential, Credential::Sealed(_)))
+            .map(|c| c.event.registration_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(candidates);
+        }
         let persisted = self
             .retry("check_persisted", || async {
                 let client = self.pg.get().await?;
@@ -381,6 +393,7 @@ impl Pipeline {
                         _ => FailureReason::EmailTaken,
                     };
                     tracing::info!(event = "registration_rejected", reason = reason.as_str(), email = %email.masked(), registration_id = %user.registration_id);
+                    outcome.import_failed(user.import, reason);
                     outcome
                         .finished
                         .push(Finished::failed(email, user.registration_id, reason));
@@ -388,6 +401,18 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// Failed lines of imports, for the import's status (one statement; rare).
+    async fn record_import_failures(&self, failures: &[LineFailure]) -> Result<(), Interrupted> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        self.retry("import_failures", || async {
+            let client = self.pg.get().await?;
+            Ok(imports::record_failures(&**client, failures).await?)
+        })
+        .await
     }
 
     /// Completed and failed keys to Redis in one pipeline.
@@ -449,9 +474,10 @@ fn batch_span(batch: &[Item]) -> tracing::Span {
 }
 
 /// The names of the batch steps, the `step` label of `registrar_consumer_step_failures_total`.
-pub const STEPS: [&str; 4] = [
+pub const STEPS: [&str; 5] = [
     "check_persisted",
     "insert_users",
+    "import_failures",
     "update_status",
     "dead_letter",
 ];
@@ -469,11 +495,24 @@ struct Candidate<'a> {
 struct BatchOutcome<'a> {
     finished: Vec<Finished>,
     letters: Vec<DeadLetter<'a>>,
+    import_failures: Vec<LineFailure>,
 }
 
 impl<'a> BatchOutcome<'a> {
+    /// An imported line that failed: recorded on its import.
+    fn import_failed(&mut self, import: Option<ImportLineRef>, reason: FailureReason) {
+        if let Some(i) = import {
+            self.import_failures.push(LineFailure {
+                import_id: i.import_id,
+                line: i.line,
+                reason: reason.as_str().to_owned(),
+            });
+        }
+    }
+
     /// A registration that cannot become a user: failed status and a dead letter.
     fn reject(&mut self, c: Candidate<'a>, reason: FailureReason, kind: DlqKind, error: String) {
+        self.import_failed(c.event.import, reason);
         self.finished.push(Finished::failed(
             c.profile.email,
             c.event.registration_id,
@@ -521,6 +560,7 @@ fn decode_and_validate<'a>(
                     .collect::<Vec<_>>()
                     .join("; ");
                 tracing::warn!(event = "registration_invalid", registration_id = %event.registration_id, error = %error);
+                outcome.import_failed(event.import, FailureReason::InvalidRegistration);
                 if let Ok(email) = Email::parse(&event.email) {
                     outcome.finished.push(Finished::failed(
                         email,
@@ -556,5 +596,6 @@ fn new_user(event: &RegistrationEvent, profile: Profile, password_hash: String) 
             .created_at_ms
             .and_then(chrono::DateTime::from_timestamp_millis),
         email_verified: event.email_verified,
+        import: event.import,
     }
 }

@@ -35,6 +35,7 @@ fn event(credential: Credential, request_id: Option<String>) -> RegistrationEven
         role: None,
         created_at_ms: None,
         email_verified: false,
+        import: None,
     }
 }
 

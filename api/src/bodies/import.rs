@@ -73,11 +73,20 @@ pub struct ImportStatusAnswer {
     pub rejected: i64,
     /// Accepted lines persisted as users.
     pub completed: i64,
-    /// Accepted lines the consumer refused, by reason (`EMAIL_TAKEN`…); counted among the
-    /// first 1000 unfinished lines.
+    /// Accepted lines the consumer could not turn into users, by reason (`EMAIL_TAKEN`…).
     pub failed: std::collections::BTreeMap<String, i64>,
     /// Accepted lines neither persisted nor failed yet.
     pub pending: i64,
     /// The first 100 refused lines.
     pub rejected_lines: Vec<LineError>,
+    /// The first 100 failed lines.
+    pub failed_lines: Vec<LineFailure>,
+}
+
+/// An accepted line the consumer could not turn into a user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LineFailure {
+    pub line: i64,
+    /// `EMAIL_TAKEN`, `USERNAME_TAKEN`, `INVALID_REGISTRATION`, `INVALID_CREDENTIAL_ENVELOPE`.
+    pub reason: String,
 }

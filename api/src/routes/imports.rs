@@ -140,5 +140,6 @@ pub async fn status(
         failed: s.failed,
         pending: s.pending,
         rejected_lines: s.rejected_lines,
+        failed_lines: s.failed_lines,
     }))
 }

@@ -16,7 +16,7 @@ use chrono::Utc;
 use common::domain::password::PasswordHasherService;
 use common::domain::registration::{FieldError, Profile, ProfileInput};
 use common::domain::Role;
-use common::events::registration::{Credential, RegistrationEvent};
+use common::events::registration::{Credential, ImportLineRef, RegistrationEvent};
 use common::store::imports;
 use common::store::imports::ImportRecord;
 use futures::{Stream, StreamExt};
@@ -25,7 +25,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::bodies::import::{ImportLine, LineError};
+use crate::bodies::import::{ImportLine, LineError, LineFailure};
 use crate::bodies::ErrorDetail;
 use crate::state::AppState;
 
@@ -186,6 +186,10 @@ fn parse_line(
             .map(|r| r.as_str().to_owned()),
         created_at_ms,
         email_verified: line.email_verified.unwrap_or(false),
+        import: Some(ImportLineRef {
+            import_id: import,
+            line: number,
+        }),
     })
 }
 
@@ -275,19 +279,17 @@ impl Run<'_> {
                 result?;
             }
         }
-        let accepted: Vec<(i64, Uuid, String)> = chunk
-            .events
-            .iter()
-            .map(|(n, e)| (*n, e.registration_id, e.email.clone()))
-            .collect();
         let rejected: Vec<(i64, serde_json::Value)> = chunk
             .rejected
             .iter()
             .map(|(n, errors)| (*n, json!(errors)))
             .collect();
-        let client = self.app.db().await?;
-        imports::record(&**client, self.id, &accepted, &rejected).await?;
-        self.accepted += i64::try_from(accepted.len()).unwrap_or(0);
+        if !rejected.is_empty() {
+            let client = self.app.db().await?;
+            imports::record_rejections(&**client, self.id, &rejected).await?;
+        }
+        let accepted = chunk.events.len();
+        self.accepted += i64::try_from(accepted).unwrap_or(0);
         self.rejected += i64::try_from(rejected.len()).unwrap_or(0);
         for (line, errors) in chunk.rejected {
             if self.answer.len() < ANSWER_REJECTIONS {
@@ -436,6 +438,7 @@ pub struct ImportStatus {
     pub failed: BTreeMap<String, i64>,
     pub pending: i64,
     pub rejected_lines: Vec<LineError>,
+    pub failed_lines: Vec<LineFailure>,
 }
 
 pub async fn status(app: &AppState, id: Uuid) -> Result<ImportStatus, ServiceError> {
@@ -451,23 +454,15 @@ pub async fn status(app: &AppState, id: Uuid) -> Result<ImportStatus, ServiceErr
             errors: serde_json::from_value(errors).unwrap_or_default(),
         })
         .collect();
-    // Why accepted lines were not persisted: their registrations' failed records.
-    let mut failed = BTreeMap::new();
-    for (_, registration_id, email) in imports::unfinished(&**client, id, 1000).await? {
-        let Ok(email) = common::domain::email::Email::parse(&email) else {
-            continue;
-        };
-        let records = app.stores.status.records(&email).await?;
-        if let Some(f) = records
-            .failed
-            .filter(|f| f.registration_id == registration_id)
-        {
-            let reason = f
-                .reason
-                .map_or_else(|| "UNKNOWN".to_owned(), |r| r.as_str().to_owned());
-            *failed.entry(reason).or_insert(0) += 1;
-        }
-    }
+    let failed: BTreeMap<String, i64> = imports::failures_by_reason(&**client, id)
+        .await?
+        .into_iter()
+        .collect();
+    let failed_lines = imports::failures(&**client, id, 100)
+        .await?
+        .into_iter()
+        .map(|(line, reason)| LineFailure { line, reason })
+        .collect();
     let failed_count: i64 = failed.values().sum();
     let pending = (record.accepted - record.completed - failed_count).max(0);
     Ok(ImportStatus {
@@ -475,5 +470,6 @@ pub async fn status(app: &AppState, id: Uuid) -> Result<ImportStatus, ServiceErr
         failed,
         pending,
         rejected_lines,
+        failed_lines,
     })
 }

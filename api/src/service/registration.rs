@@ -176,6 +176,7 @@ pub async fn submit_registration(
         role: None,
         created_at_ms: None,
         email_verified: false,
+        import: None,
     };
     let published = match event.encode() {
         Ok(payload) => publish(app, email, &payload, request_id.as_deref()).await,

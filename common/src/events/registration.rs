@@ -24,6 +24,7 @@ pub const HISTORIC_SCHEMAS: &[&str] = &[
     include_str!("../../../schemas/history/user_registration.v2.avsc"),
     include_str!("../../../schemas/history/user_registration.v3.avsc"),
     include_str!("../../../schemas/history/user_registration.v4.avsc"),
+    include_str!("../../../schemas/history/user_registration.v5.avsc"),
 ];
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -59,6 +60,16 @@ pub struct RegistrationEvent {
     pub created_at_ms: Option<i64>,
     /// Imports: the address was verified where it comes from.
     pub email_verified: bool,
+    /// Imports: the import and the line this registration came from.
+    pub import: Option<ImportLineRef>,
+}
+
+/// Where an imported registration came from: the consumer counts the import's persisted
+/// users and records its failures by line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLineRef {
+    pub import_id: Uuid,
+    pub line: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +204,20 @@ impl RegistrationEvent {
                 },
             ),
             ("emailVerified".into(), Value::Boolean(self.email_verified)),
+            (
+                "importId".into(),
+                match &self.import {
+                    None => Value::Union(0, Box::new(Value::Null)),
+                    Some(i) => Value::Union(1, Box::new(Value::String(i.import_id.to_string()))),
+                },
+            ),
+            (
+                "importLine".into(),
+                match &self.import {
+                    None => Value::Union(0, Box::new(Value::Null)),
+                    Some(i) => Value::Union(1, Box::new(Value::Long(i.line))),
+                },
+            ),
         ])
     }
 
@@ -253,6 +278,17 @@ impl RegistrationEvent {
             },
             _ => return Err(DecodeError::Field("credential")),
         };
+        let import = match (
+            r.optional_string("importId")?,
+            r.optional_long("importLine")?,
+        ) {
+            (Some(id), Some(line)) => Some(ImportLineRef {
+                import_id: Uuid::parse_str(&id).map_err(|_| DecodeError::Field("importId"))?,
+                line,
+            }),
+            (None, None) => None,
+            _ => return Err(DecodeError::Field("importLine")),
+        };
         Ok(Self {
             registration_id,
             email: r.string("email")?,
@@ -269,6 +305,7 @@ impl RegistrationEvent {
             role: r.optional_string("role")?,
             created_at_ms: r.optional_long("createdAtMs")?,
             email_verified: r.boolean("emailVerified")?,
+            import,
         })
     }
 }
@@ -475,6 +512,7 @@ mod tests {
             role: None,
             created_at_ms: None,
             email_verified: false,
+            import: None,
         }
     }
 
@@ -522,6 +560,17 @@ mod tests {
         let mut e = event();
         e.credential = Credential::PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$abc$def".into());
         e.request_id = None;
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn an_imported_line_keeps_its_import_and_line_number() {
+        let mut e = event();
+        e.credential = Credential::PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$abc$def".into());
+        e.import = Some(ImportLineRef {
+            import_id: Uuid::new_v4(),
+            line: 42,
+        });
         assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
     }
 

@@ -1,11 +1,14 @@
-//! Bulk imports: counts, refused lines and accepted registrations of each import.
+//! Bulk imports: counts, refused lines (the api's) and failed lines (the consumer's) of
+//! each import. The consumer adds to `completed` in the transaction that inserts the
+//! users (`users::insert_batch`).
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 /// Starts an import, or restarts one with the same id (a rerun: its lines keep their
-/// registration ids, so the pipeline persists each once).
+/// registration ids, so the pipeline persists each once; `completed` keeps counting the
+/// users the import has persisted, and the failures are recorded again).
 pub async fn start(
     client: &impl GenericClient,
     id: Uuid,
@@ -20,45 +23,67 @@ pub async fn start(
             &[&id, &created_by, &source],
         )
         .await?;
+    for sql in [
+        "DELETE FROM import_rejections WHERE import_id = $1",
+        "DELETE FROM import_failures WHERE import_id = $1",
+    ] {
+        client.execute(sql, &[&id]).await?;
+    }
+    Ok(())
+}
+
+/// Records refused lines (`(line, errors)`).
+pub async fn record_rejections(
+    client: &impl GenericClient,
+    id: Uuid,
+    rejected: &[(i64, serde_json::Value)],
+) -> Result<(), tokio_postgres::Error> {
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<i64> = rejected.iter().map(|r| r.0).collect();
+    let errors: Vec<&serde_json::Value> = rejected.iter().map(|r| &r.1).collect();
     client
-        .execute("DELETE FROM import_rejections WHERE import_id = $1", &[&id])
+        .execute(
+            "INSERT INTO import_rejections (import_id, line, errors)
+             SELECT $1, * FROM UNNEST($2::bigint[], $3::jsonb[])
+             ON CONFLICT (import_id, line) DO UPDATE SET errors = EXCLUDED.errors",
+            &[&id, &lines, &errors],
+        )
         .await?;
     Ok(())
 }
 
-/// Records accepted lines (`(line, registration_id, email)`) and refused ones
-/// (`(line, errors)`).
-pub async fn record(
+/// One imported line that the consumer could not turn into a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineFailure {
+    pub import_id: Uuid,
+    pub line: i64,
+    /// A registration failure reason (`EMAIL_TAKEN`, ...).
+    pub reason: String,
+}
+
+/// Records failed lines (the consumer; an overwrite, so a redelivery changes nothing).
+/// Lines of imports that no longer exist are ignored.
+pub async fn record_failures(
     client: &impl GenericClient,
-    id: Uuid,
-    accepted: &[(i64, Uuid, String)],
-    rejected: &[(i64, serde_json::Value)],
+    failures: &[LineFailure],
 ) -> Result<(), tokio_postgres::Error> {
-    if !accepted.is_empty() {
-        let lines: Vec<i64> = accepted.iter().map(|a| a.0).collect();
-        let ids: Vec<Uuid> = accepted.iter().map(|a| a.1).collect();
-        let emails: Vec<&str> = accepted.iter().map(|a| a.2.as_str()).collect();
-        client
-            .execute(
-                "INSERT INTO import_registrations (import_id, line, registration_id, email)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::uuid[], $4::text[])
-                 ON CONFLICT (import_id, line) DO UPDATE SET registration_id = EXCLUDED.registration_id, email = EXCLUDED.email",
-                &[&id, &lines, &ids, &emails],
-            )
-            .await?;
+    if failures.is_empty() {
+        return Ok(());
     }
-    if !rejected.is_empty() {
-        let lines: Vec<i64> = rejected.iter().map(|r| r.0).collect();
-        let errors: Vec<&serde_json::Value> = rejected.iter().map(|r| &r.1).collect();
-        client
-            .execute(
-                "INSERT INTO import_rejections (import_id, line, errors)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::jsonb[])
-                 ON CONFLICT (import_id, line) DO UPDATE SET errors = EXCLUDED.errors",
-                &[&id, &lines, &errors],
-            )
-            .await?;
-    }
+    let ids: Vec<Uuid> = failures.iter().map(|f| f.import_id).collect();
+    let lines: Vec<i64> = failures.iter().map(|f| f.line).collect();
+    let reasons: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
+    client
+        .execute(
+            "INSERT INTO import_failures (import_id, line, reason)
+             SELECT t.i, t.l, t.r FROM UNNEST($1::uuid[], $2::bigint[], $3::text[]) AS t(i, l, r)
+             WHERE EXISTS (SELECT 1 FROM imports WHERE id = t.i)
+             ON CONFLICT (import_id, line) DO UPDATE SET reason = EXCLUDED.reason",
+            &[&ids, &lines, &reasons],
+        )
+        .await?;
     Ok(())
 }
 
@@ -110,10 +135,8 @@ pub async fn find(
 ) -> Result<Option<ImportRecord>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT i.id, i.created_by, i.source, i.started_at, i.finished_at, i.lines, i.accepted, i.rejected, i.error,
-                    (SELECT count(*) FROM import_registrations r JOIN users u ON u.registration_id = r.registration_id
-                     WHERE r.import_id = i.id)
-             FROM imports i WHERE i.id = $1",
+            "SELECT id, created_by, source, started_at, finished_at, lines, accepted, rejected, error, completed
+             FROM imports WHERE id = $1",
             &[&id],
         )
         .await?;
@@ -146,22 +169,31 @@ pub async fn rejections(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Accepted registrations not persisted (yet, or ever): `(line, registration_id, email)`.
-pub async fn unfinished(
+/// Failed lines by reason.
+pub async fn failures_by_reason(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT reason, count(*) FROM import_failures WHERE import_id = $1 GROUP BY reason ORDER BY reason",
+            &[&id],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Failed lines, in order, at most `limit`: `(line, reason)`.
+pub async fn failures(
     client: &impl GenericClient,
     id: Uuid,
     limit: i64,
-) -> Result<Vec<(i64, Uuid, String)>, tokio_postgres::Error> {
+) -> Result<Vec<(i64, String)>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT r.line, r.registration_id, r.email FROM import_registrations r
-             WHERE r.import_id = $1 AND NOT EXISTS (SELECT 1 FROM users u WHERE u.registration_id = r.registration_id)
-             ORDER BY r.line LIMIT $2",
+            "SELECT line, reason FROM import_failures WHERE import_id = $1 ORDER BY line LIMIT $2",
             &[&id, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

@@ -23,6 +23,9 @@ pub struct NewUser {
     pub created_at: Option<DateTime<Utc>>,
     /// Imports: the address was verified where it comes from (no verification mail).
     pub email_verified: bool,
+    /// Imports: the import and line this user comes from; the insert adds to the
+    /// import's `completed` count.
+    pub import: Option<crate::events::registration::ImportLineRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,7 @@ pub async fn insert_batch(
     // A record delivered twice in one batch (a retried produce) was inserted once: its
     // first occurrence created the user, the others are "already persisted".
     let mut counted = std::collections::HashSet::new();
+    let mut imported: std::collections::HashMap<Uuid, i64> = Default::default();
     let outcomes = users
         .iter()
         .map(|u| {
@@ -167,6 +171,9 @@ pub async fn insert_batch(
                 events.push(event);
                 if !u.email_verified {
                     unverified.push(user_id);
+                }
+                if let Some(import) = u.import {
+                    *imported.entry(import.import_id).or_default() += 1;
                 }
                 InsertOutcome::Created { user_id }
             } else if let Some(&user_id) = existing
@@ -197,6 +204,22 @@ pub async fn insert_batch(
             "INSERT INTO mail_outbox (id, user_id, kind, recipient)
              SELECT gen_random_uuid(), u.id, 'verify_email', u.email FROM users u WHERE u.id = ANY($1)",
             &[&unverified],
+        )
+        .await?;
+    }
+    if !imported.is_empty() {
+        // Counted with the inserts they count, so a redelivered batch (whose users
+        // exist) adds nothing: `completed` is exact.
+        // exist) adds nothing: `completed` is exact. In id order, so two batches that
+        // touch the same imports lock their rows in the same order (no deadlock); last
+        // in the transaction, so the row lock is held only until the commit.
+        let mut imported: Vec<(Uuid, i64)> = imported.into_iter().collect();
+        imported.sort_unstable();
+        let (imports, counts): (Vec<Uuid>, Vec<i64>) = imported.into_iter().unzip();
+        tx.execute(
+            "UPDATE imports i SET completed = i.completed + t.n
+             FROM UNNEST($1::uuid[], $2::bigint[]) AS t(id, n) WHERE i.id = t.id",
+            &[&imports, &counts],
         )
         .await?;
     }
@@ -750,17 +773,10 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
             &[&id],
         )
         .await?;
-    // Rows elsewhere that name the address: an import's bookkeeping keeps the line, not
-    // the address; the account's events lose it (published ones leave the outbox, the
-    // topic's own retention is the operator's; unpublished ones are published without
-    // it, so their sequence has no gap).
-    client
-        .execute(
-            "UPDATE import_registrations SET email = $2
-             WHERE registration_id = (SELECT registration_id FROM users WHERE id = $1)",
-            &[&id, &placeholder],
-        )
-        .await?;
+    // Rows elsewhere that name the address: the account's events lose it (published
+    // ones leave the outbox, the topic's own retention is the operator's; unpublished
+    // ones are published without it, so their sequence has no gap). An import keeps
+    // counts and line numbers, never addresses.
     scrub_unsent_events(client, id).await?;
     for sql in [
         "DELETE FROM user_event_outbox WHERE user_id = $1 AND sent_at IS NOT NULL",

@@ -40,6 +40,7 @@ fn sealed_event(app: &TestApp, email: &str, password: &str) -> RegistrationEvent
         role: None,
         created_at_ms: None,
         email_verified: false,
+        import: None,
     }
 }
 
