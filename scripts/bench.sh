@@ -37,6 +37,9 @@ export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
 export REDIS_KEY_PREFIX="$KAFKA_TOPIC:"
 "$TANSU" topic create "$KAFKA_TOPIC" --partitions 4 --broker "tcp://$KAFKA_BROKERS" >/dev/null
 "$TANSU" topic create "$KAFKA_TOPIC.dlq" --partitions 1 --broker "tcp://$KAFKA_BROKERS" >/dev/null
+# The user-events relay publishes every new account's event: part of the work measured.
+export USER_EVENTS_TOPIC="$KAFKA_TOPIC.events"
+"$TANSU" topic create "$USER_EVENTS_TOPIC" --partitions 4 --broker "tcp://$KAFKA_BROKERS" >/dev/null
 # Shed overload at once instead of queueing for PRODUCE_TIMEOUT_MS: about 0.5 s of
 # this machine's intake capacity.
 export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"

@@ -92,3 +92,34 @@ impl Usage {
         r.row("load generator CPU", self.share(self.harness));
     }
 }
+
+/// CPU the whole machine spent (user, nice, system, interrupts, steal) so far, from
+/// `/proc/stat`: what a pipeline of several processes costs in all.
+pub fn machine_busy() -> Option<Duration> {
+    use procfs::CurrentSI as _;
+    let t = procfs::KernelStats::current().ok()?.total;
+    let ticks = t.user
+        + t.nice
+        + t.system
+        + t.irq.unwrap_or(0)
+        + t.softirq.unwrap_or(0)
+        + t.steal.unwrap_or(0);
+    Some(Duration::from_secs_f64(
+        ticks as f64 / procfs::ticks_per_second() as f64,
+    ))
+}
+
+/// CPU spent so far by the processes named `comm` (all PostgreSQL backends, say) that
+/// are alive now.
+pub fn cpu_of_command(comm: &str) -> Duration {
+    procfs::process::all_processes()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.stat().ok())
+        .filter(|s| s.comm == comm)
+        .map(|s| {
+            Duration::from_secs_f64((s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64)
+        })
+        .sum()
+}

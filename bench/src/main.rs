@@ -954,18 +954,29 @@ async fn wait_persisted(
     Ok(persisted)
 }
 
+/// One sample (a line without labels) of the consumer's metrics at `metrics_url`.
+async fn consumer_sample(metrics_url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http().get(metrics_url).send().await?.text().await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("{metrics_url} has no {name}"))
+}
+
 /// Users the consumer at `metrics_url` persisted so far (its
 /// `registrar_consumer_users_persisted_total`): polling it costs PostgreSQL nothing,
 /// where counting rows by email pattern scans `users` on every poll.
 async fn persisted_counter(metrics_url: &str) -> anyhow::Result<u64> {
-    let text = http().get(metrics_url).send().await?.text().await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("registrar_consumer_users_persisted_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .ok_or_else(|| {
-            anyhow::anyhow!("{metrics_url} has no registrar_consumer_users_persisted_total")
-        })
+    Ok(consumer_sample(metrics_url, "registrar_consumer_users_persisted_total").await? as u64)
+}
+
+/// The consumer's batches so far: `(count, records, seconds spent processing)`.
+async fn batch_totals(metrics_url: &str) -> anyhow::Result<(f64, f64, f64)> {
+    Ok((
+        consumer_sample(metrics_url, "registrar_consumer_batch_size_count").await?,
+        consumer_sample(metrics_url, "registrar_consumer_batch_size_sum").await?,
+        consumer_sample(metrics_url, "registrar_consumer_batch_duration_seconds_sum").await?,
+    ))
 }
 
 /// Removes a benchmark's users and every row that refers to them.
@@ -1027,6 +1038,18 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         std::env::var("CONSUMER_PORT").unwrap_or_else(|_| "18001".to_owned())
     );
     let baseline = persisted_counter(&metrics_url).await?;
+    let batches_before = batch_totals(&metrics_url).await?;
+    let processes = cpu::Processes {
+        api: None,
+        consumer: c.consumer_pid,
+    };
+    let cpu_before = (
+        cpu::machine_busy(),
+        cpu::cpu_of_command("postgres"),
+        cpu::cpu_of_command("redis-server"),
+        cpu::cpu_of_command("tansu"),
+        processes.sample(),
+    );
     let import_id = uuid::Uuid::now_v7();
     let started = Instant::now();
     let cli = tokio::process::Command::new(&api)
@@ -1051,6 +1074,22 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    let batches_after = batch_totals(&metrics_url).await?;
+    let per_user = |d: Duration| d.as_secs_f64() * 1e6 / args.users as f64;
+    let usage = processes.since(&cpu_before.4);
+    let cpu_row = format!(
+        "{} µs in all (machine); PostgreSQL {:.0}, consumer {}, tansu {:.0}, Redis {:.0}; the rest is `api import` and the system",
+        match (cpu::machine_busy(), cpu_before.0) {
+            (Some(a), Some(b)) => format!("{:.0}", per_user(a.saturating_sub(b))),
+            _ => "unknown".to_owned(),
+        },
+        per_user(cpu::cpu_of_command("postgres").saturating_sub(cpu_before.1)),
+        usage
+            .consumer
+            .map_or("unknown".to_owned(), |c| format!("{:.0}", per_user(c))),
+        per_user(cpu::cpu_of_command("tansu").saturating_sub(cpu_before.3)),
+        per_user(cpu::cpu_of_command("redis-server").saturating_sub(cpu_before.2)),
+    );
     let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;
     delete_bench_users(&pg, &pattern).await?;
     pg.execute("DELETE FROM imports WHERE id = $1", &[&import_id])
@@ -1082,6 +1121,18 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
     r.row(
         "users/s end to end",
         format!("{:.0}", persisted as f64 / elapsed.as_secs_f64()),
+    );
+    r.row("CPU per user", cpu_row);
+    let batches = batches_after.0 - batches_before.0;
+    let busy = batches_after.2 - batches_before.2;
+    r.row(
+        "consumer batches",
+        format!(
+            "{batches:.0}, {:.0} records each, {:.1} ms each; processing {:.0} % of the run",
+            (batches_after.1 - batches_before.1) / batches.max(1.0),
+            busy * 1000.0 / batches.max(1.0),
+            100.0 * busy / elapsed.as_secs_f64()
+        ),
     );
     Ok(r)
 }

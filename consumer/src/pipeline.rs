@@ -104,7 +104,7 @@ impl Pipeline {
     pub async fn run(self) {
         self.health.set_running(true);
         loop {
-            let batch = tokio::select! {
+            let mut batch = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 batch = self.next_batch() => batch,
@@ -113,7 +113,7 @@ impl Pipeline {
                 continue;
             }
             let started = std::time::Instant::now();
-            match self.process(&batch).await {
+            match self.process_partitions(&mut batch).await {
                 Ok(()) => {
                     self.store_offsets(&batch);
                     self.metrics.messages.inc_by(batch.len() as u64);
@@ -227,6 +227,20 @@ impl Pipeline {
         }
     }
 
+    /// The batch's records of each partition go through the steps as a batch of their
+    /// own, all partitions at once (each transaction on its own PostgreSQL connection, so
+    /// the database works on several cores). Within a partition the order stays (a key,
+    /// the email, lives in one partition, so the earlier registration of an email still
+    /// wins); partitions share no email. A username two partitions claim at once is
+    /// decided by PostgreSQL's unique index, as between consumer replicas.
+    pub(crate) async fn process_partitions(&self, batch: &mut [Item]) -> Result<(), Interrupted> {
+        // Stable: records of a partition keep their offset order.
+        batch.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let parts = batch.chunk_by(|a, b| a.partition == b.partition && a.topic == b.topic);
+        let results = futures::future::join_all(parts.map(|part| self.process(part))).await;
+        results.into_iter().collect()
+    }
+
     /// One batch through the named steps: decode → validate → skip the persisted →
     /// open and hash → persist → record outcomes → dead-letter. The caller stores the
     /// offsets only when every step succeeded.
@@ -238,11 +252,25 @@ impl Pipeline {
     async fn process_steps(&self, batch: &[Item]) -> Result<(), Interrupted> {
         let mut outcome = BatchOutcome::default();
         let candidates = decode_and_validate(batch, &mut outcome);
+        // Imported lines are followed on their import (completed count, failed lines in
+        // PostgreSQL); nobody polls them and they have no pending key, so they need no
+        // status keys in Redis.
+        let imported: std::collections::HashSet<Uuid> = candidates
+            .iter()
+            .filter(|c| c.event.import.is_some())
+            .map(|c| c.event.registration_id)
+            .collect();
         let candidates = self.skip_persisted(candidates, &mut outcome).await?;
         let users = self.open_and_hash(candidates, &mut outcome).await;
         self.persist(users, &mut outcome).await?;
         self.record_import_failures(&outcome.import_failures)
             .await?;
+        self.count_failures(&outcome.finished);
+        if !imported.is_empty() {
+            outcome
+                .finished
+                .retain(|f| !imported.contains(&f.registration_id));
+        }
         self.record_outcomes(&outcome.finished).await?;
         self.dead_letter(&outcome.letters).await
     }
@@ -415,13 +443,19 @@ impl Pipeline {
         .await
     }
 
-    /// Completed and failed keys to Redis in one pipeline.
-    async fn record_outcomes(&self, finished: &[Finished]) -> Result<(), Interrupted> {
+    fn count_failures(&self, finished: &[Finished]) {
         for reason in finished.iter().filter_map(|f| f.reason) {
             self.metrics
                 .registrations_failed
                 .with_label_values(&[reason.as_str()])
                 .inc();
+        }
+    }
+
+    /// Completed and failed keys to Redis in one pipeline.
+    async fn record_outcomes(&self, finished: &[Finished]) -> Result<(), Interrupted> {
+        if finished.is_empty() {
+            return Ok(());
         }
         self.retry("update_status", || async {
             Ok(self.store.finish(finished).await?)

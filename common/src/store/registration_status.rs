@@ -121,6 +121,10 @@ end
 return 0
 "#;
 
+/// [`DELETE_PENDING_IF_OWNED`] with its SHA-1, for `EVALSHA` in pipelines.
+static DELETE_PENDING_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(DELETE_PENDING_IF_OWNED));
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -219,6 +223,13 @@ impl RegistrationStatusStore {
         let at_ms = now_ms();
         let keys = &self.redis.keys;
         let mut pipe = redis::pipe();
+        // Loaded first on the same connection, so the EVALSHAs below find it even on a
+        // server that restarted or flushed its scripts: Redis hashes the body once per
+        // batch instead of once per registration.
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(DELETE_PENDING_IF_OWNED)
+            .ignore();
         for f in finished {
             let record = serde_json::to_string(&StatusRecord {
                 registration_id: f.registration_id,
@@ -235,8 +246,8 @@ impl RegistrationStatusStore {
                 .arg("EX")
                 .arg(ttl.as_secs())
                 .ignore();
-            pipe.cmd("EVAL")
-                .arg(DELETE_PENDING_IF_OWNED)
+            pipe.cmd("EVALSHA")
+                .arg(DELETE_PENDING_SCRIPT.get_hash())
                 .arg(1)
                 .arg(keys.pending(&f.email))
                 .arg(f.registration_id.to_string())

@@ -414,3 +414,48 @@ async fn unknown_routes_and_methods_answer_in_the_error_envelope() {
     let e: Value = method.json().await.unwrap();
     assert_eq!(e["error"]["code"], "METHOD_NOT_ALLOWED");
 }
+
+#[tokio::test]
+async fn finishing_a_registration_clears_its_pending_key_even_after_redis_forgot_its_scripts() {
+    use common::domain::email::Email;
+    use common::store::registration_status::{Finished, RegistrationStatusStore};
+    use deadpool_redis::redis;
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let redis = common::store::redis::Redis::from_config(&common::config::RedisConfig {
+        url: secrecy::SecretString::from(registrar_tests::redis_url()),
+        pool_size: 1,
+        timeout_ms: 2000,
+        key_prefix: prefix.clone(),
+        tls_ca_file: None,
+    })
+    .unwrap();
+    let store = RegistrationStatusStore::new(redis);
+    let email = Email::parse("scripts@example.com").unwrap();
+    let id = uuid::Uuid::new_v4();
+    assert!(store.create_pending(&email, id).await.unwrap());
+    // The consumer deletes pending keys with EVALSHA; a restarted Redis knows no script.
+    let client = redis::Client::open(registrar_tests::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store
+        .finish(&[Finished::completed(email.clone(), id)])
+        .await
+        .unwrap();
+    let records = store.records(&email).await.unwrap();
+    assert!(records.pending.is_none(), "{records:?}");
+    assert_eq!(records.completed.map(|c| c.registration_id), Some(id));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
