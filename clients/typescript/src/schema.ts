@@ -705,11 +705,12 @@ export interface components {
             completed: number;
             /** @description What stopped the import early (a dependency down); rerun it with the same id. */
             error?: string | null;
-            /** @description Accepted lines the consumer refused, by reason (`EMAIL_TAKEN`…); counted among the
-             *     first 1000 unfinished lines. */
+            /** @description Accepted lines the consumer could not turn into users, by reason (`EMAIL_TAKEN`…). */
             failed: {
                 [key: string]: number;
             };
+            /** @description The first 100 failed lines. */
+            failedLines: components["schemas"]["LineFailure"][];
             /** Format: date-time */
             finishedAt?: string | null;
             /** Format: uuid */
@@ -734,6 +735,13 @@ export interface components {
             errors: components["schemas"]["ErrorDetail"][];
             /** Format: int64 */
             line: number;
+        };
+        /** @description An accepted line the consumer could not turn into a user. */
+        LineFailure: {
+            /** Format: int64 */
+            line: number;
+            /** @description `EMAIL_TAKEN`, `USERNAME_TAKEN`, `INVALID_REGISTRATION`, `INVALID_CREDENTIAL_ENVELOPE`. */
+            reason: string;
         };
         /** @description `200` of a login: tokens, or a second-factor challenge. */
         LoginAnswer: components["schemas"]["TokenAnswer"] | components["schemas"]["MfaChallengeAnswer"];
