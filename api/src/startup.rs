@@ -363,11 +363,13 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         .route("/users/{id}/audit", get(users::audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .merge(data_routes)
-        .layer(axum::middleware::from_fn(respond::conditional_get))
+        // One stack, one `Router::layer`: each call boxes every route's service and
+        // future once more per request.
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(timeout_error))
-                .timeout(config.request_timeout()),
+                .timeout(config.request_timeout())
+                .layer(axum::middleware::from_fn(respond::conditional_get)),
         );
     if let Some(limit) = protection::rate_limit(
         config.rate_limit_per_minute,
@@ -415,7 +417,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
     // the rate limits and the timeout. The 405 fallback comes after every route (it only
     // reaches the routes that exist when it is set) and before the layers below, so a 405
     // is counted, traced and carries a request id.
-    let mut app = app
+    let app = app
         .route("/metrics", get(metrics))
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
@@ -425,35 +427,38 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .merge(docs)
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        // A panicking handler answers 500 in the envelope (counted and traced by the
-        // layers below) instead of dropping the connection without an answer.
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::from(crate::service::ServiceError::Internal(anyhow::anyhow!(
-                    "a request handler panicked"
-                )))
-                .into_response()
-            },
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            crate::metrics::track,
-        ))
-        // Answers above 1 KiB go out gzip- or br-compressed when the client accepts it
-        // (lists, exports, the OpenAPI document, metrics); small ones are not worth it.
+        // Outermost first, as one stack applied once: each `Router::layer` call boxes
+        // every route's service and future once more per request.
         .layer(
-            CompressionLayer::new()
-                .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES))),
-        )
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(axum::middleware::from_fn(
-            crate::protection::drop_untidy_request_id,
-        ));
-    app = app.layer(axum::middleware::map_response(protection::security_headers));
-    if let Some(cors) = protection::cors(&config.cors_origins()) {
-        app = app.layer(cors);
-    }
+            ServiceBuilder::new()
+                .option_layer(protection::cors(&config.cors_origins()))
+                .layer(axum::middleware::map_response(protection::security_headers))
+                .layer(axum::middleware::from_fn(
+                    crate::protection::drop_untidy_request_id,
+                ))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                // Answers above 1 KiB go out gzip- or br-compressed when the client
+                // accepts it (lists, exports, the OpenAPI document, metrics); small ones
+                // are not worth it.
+                .layer(CompressionLayer::new().compress_when(
+                    DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES)),
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&state.metrics),
+                    crate::metrics::track,
+                ))
+                // A panicking handler answers 500 in the envelope (counted and traced by
+                // the layers above) instead of dropping the connection without an answer.
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        ApiError::from(crate::service::ServiceError::Internal(anyhow::anyhow!(
+                            "a request handler panicked"
+                        )))
+                        .into_response()
+                    },
+                )),
+        );
     app.with_state(state)
 }
