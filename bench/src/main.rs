@@ -979,8 +979,29 @@ async fn batch_totals(metrics_url: &str) -> anyhow::Result<(f64, f64, f64)> {
     ))
 }
 
-/// Removes a benchmark's users and every row that refers to them.
+/// Removes a benchmark's users and every row that refers to them. The consumer's mailer
+/// may still be issuing verification tokens for them meanwhile (a token inserted between
+/// the deletes makes the last one fail its foreign key): then it starts over.
 async fn delete_bench_users(pg: &tokio_postgres::Client, pattern: &str) -> anyhow::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match delete_bench_users_once(pg, pattern).await {
+            Err(e)
+                if attempt < 10
+                    && e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+async fn delete_bench_users_once(
+    pg: &tokio_postgres::Client,
+    pattern: &str,
+) -> Result<(), tokio_postgres::Error> {
     for sql in [
         "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
