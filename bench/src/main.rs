@@ -988,7 +988,8 @@ async fn delete_bench_users(pg: &tokio_postgres::Client, pattern: &str) -> anyho
         match delete_bench_users_once(pg, pattern).await {
             Err(e)
                 if attempt < 10
-                    && e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
             {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -497,7 +497,7 @@ impl Mailer {
                 let token = new_token();
                 let expires = chrono::Utc::now()
                     + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(86_400));
-                account_tokens::insert(
+                if !account_tokens::insert(
                     &**client,
                     &Sha256::digest(token.expose_secret().as_bytes()),
                     user.id,
@@ -505,7 +505,10 @@ impl Mailer {
                     &mail.recipient,
                     expires,
                 )
-                .await?;
+                .await?
+                {
+                    return Ok(Delivery::Skipped("user deleted"));
+                }
                 Some(format!(
                     "{}/{path}?token={}",
                     self.public_url,

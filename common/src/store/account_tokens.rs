@@ -23,6 +23,11 @@ impl Purpose {
     }
 }
 
+/// Issues a token for a live user; `false` (nothing written) when the user was deleted
+/// or erased meanwhile. The user row is locked `FOR SHARE` by the same statement, so an
+/// erasure in flight (which updates that row first) either finishes before, and no token
+/// is written, or waits for this one and then deletes it with the account's other tokens:
+/// an erased account never keeps a token naming its address.
 pub async fn insert(
     client: &impl GenericClient,
     token_hash: &[u8],
@@ -30,11 +35,13 @@ pub async fn insert(
     purpose: Purpose,
     email: &str,
     expires_at: DateTime<Utc>,
-) -> Result<(), tokio_postgres::Error> {
-    client
+) -> Result<bool, tokio_postgres::Error> {
+    let written = client
         .execute(
             "INSERT INTO account_tokens (token_hash, user_id, purpose, email, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT $1, u.id, $3, $4, $5 FROM users u
+             WHERE u.id = $2 AND u.deleted_at IS NULL
+             FOR SHARE",
             &[
                 &token_hash,
                 &user_id,
@@ -44,7 +51,7 @@ pub async fn insert(
             ],
         )
         .await?;
-    Ok(())
+    Ok(written == 1)
 }
 
 /// A presented token, locked until the transaction ends.

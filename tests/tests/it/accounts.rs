@@ -1492,3 +1492,44 @@ async fn a_stored_number_at_the_edge_of_f64_reads_back_unchanged() {
         assert_eq!(body["data"]["value"], sent, "{key}");
     }
 }
+
+#[tokio::test]
+async fn no_token_is_issued_for_an_account_erased_while_its_mail_was_in_flight() {
+    // The mailer reads the user, then issues the link's token; an erasure in between
+    // must not leave a token that names the address (found as a flaky erasure test).
+    let app = TestApp::spawn().await;
+    let (user, admin) = tokio::join!(app.register_and_login(), app.account_with_role("admin"));
+    let pg = app.pg().await;
+    let issue = || async {
+        common::store::account_tokens::insert(
+            &pg,
+            &Uuid::new_v4().into_bytes(),
+            user.id,
+            common::store::account_tokens::Purpose::VerifyEmail,
+            &user.email,
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap()
+    };
+    assert!(issue().await, "a live account gets its token");
+    let (status, _, body) = app
+        .call(
+            DELETE,
+            &format!("/api/users/{}?erase=true", user.id),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!issue().await, "an erased account gets none");
+    let left: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM account_tokens WHERE user_id = $1",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
