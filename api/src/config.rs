@@ -72,6 +72,14 @@ pub struct ApiConfig {
         default_value_t = 512
     )]
     pub intake_max_in_flight: usize,
+    /// Client connections held open at once; the next one waits in the listen backlog
+    /// until one closes (0 = no cap).
+    #[arg(
+        long = "max-connections",
+        env = "MAX_CONNECTIONS",
+        default_value_t = 2048
+    )]
+    pub max_connections: usize,
     /// Producer batching delay in milliseconds (librdkafka `linger.ms`).
     #[arg(
         long = "producer-linger-ms",

@@ -13,6 +13,7 @@ pub mod bodies;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod protection;

@@ -35,6 +35,9 @@ pub struct ApiMetrics {
     pub pools: common::ops::metrics::PoolGauges,
     /// `registrar_producer_queue_messages`: records awaiting the broker's acknowledgement.
     pub producer_queue: IntGauge,
+    /// `registrar_http_open_connections`: client connections the api holds (at most
+    /// `MAX_CONNECTIONS`).
+    pub open_connections: IntGauge,
     /// `registrar_dependency_up{dependency}`: Redis, PostgreSQL and Kafka at the last
     /// health check (probes run one at most once a second).
     pub dependencies: common::ops::metrics::DependencyGauge,
@@ -138,6 +141,14 @@ impl ApiMetrics {
             )
             .unwrap_or_else(|e| panic!("{e}")),
         );
+        let open_connections = register(
+            &registry,
+            IntGauge::new(
+                "registrar_http_open_connections",
+                "Client connections the api holds open (at most MAX_CONNECTIONS)",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
         common::ops::metrics::register_process_metrics(&registry);
         for reason in ["queue_full", "unavailable"] {
             produce_failures.with_label_values(&[reason]);
@@ -145,6 +156,7 @@ impl ApiMetrics {
         let dependencies = common::ops::metrics::DependencyGauge::new(&registry);
         Arc::new(Self {
             dependencies,
+            open_connections,
             pools,
             producer_queue,
             health_checks,

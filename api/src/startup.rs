@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
+use axum::serve::ListenerExt;
 use axum::Router;
 use common::config::ConfigError;
 use common::store::redis::Redis;
@@ -23,6 +24,7 @@ use crate::auth::hashing::HashingPool;
 use crate::auth::Accounts;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::listener::LimitedListener;
 use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
@@ -175,6 +177,12 @@ impl Application {
         let lag = Arc::clone(&self.lag_monitor).spawn(LAG_REFRESH);
         let purge = tokio::spawn(purge_expired_sessions(state.pg.clone()));
         let router = router(state.clone(), &self.config, self.client_ip.clone());
+        let listener = LimitedListener::new(
+            listener,
+            self.config.max_connections,
+            state.metrics.open_connections.clone(),
+        )
+        .tap_io(|io| io.set_nodelay());
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

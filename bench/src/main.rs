@@ -1006,6 +1006,7 @@ async fn delete_bench_users_once(
     for sql in [
         "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
+        "DELETE FROM user_event_outbox_sent WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM mail_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM account_tokens WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM refresh_tokens WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",

@@ -421,7 +421,11 @@ fn decode_value(bytes: &[u8], reader: &Schema) -> Result<Value, DecodeError> {
         .find(|k| k.fingerprint == fingerprint)
         .ok_or(DecodeError::UnknownSchema(fingerprint))?;
     let mut body = &bytes[HEADER_LEN..];
-    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, Some(reader))
+    // A record written with the reader's own schema needs no schema resolution.
+    let same_schema =
+        std::ptr::eq(reader, &CODEC.current.schema) && fingerprint == CODEC.current.fingerprint;
+    let reader = (!same_schema).then_some(reader);
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader)
         .map_err(|e| DecodeError::Body(e.to_string()))?;
     if !body.is_empty() {
         return Err(DecodeError::Body(format!("{} trailing bytes", body.len())));

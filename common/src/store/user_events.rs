@@ -1,8 +1,9 @@
 //! The outbox of the `user-events` topic. Use cases append events in the transaction of
 //! their change; the relay (consumer) publishes them in `seq` order under an advisory
-//! lock, so one relay publishes at a time whatever the number of replicas, and marks
-//! them sent after the broker acknowledged them: a crash in between publishes them
-//! again, with the same event ids (at least once, never a gap).
+//! lock, so one relay publishes at a time whatever the number of replicas, and moves
+//! them to `user_event_outbox_sent` after the broker acknowledged them: a crash in
+//! between publishes them again, with the same event ids (at least once, never a gap).
+//! The outbox itself holds only unsent events; sent ones stay for the retention.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -21,8 +22,25 @@ pub enum OutboxError {
     Encode(#[from] UserEventError),
 }
 
+/// The statement of [`append_prepared`].
+pub const APPEND: &str = "INSERT INTO user_event_outbox (event_id, user_id, type, payload)
+     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])";
+
 /// Appends events to the outbox (in the caller's transaction).
 pub async fn append(client: &impl GenericClient, events: &[UserEvent]) -> Result<(), OutboxError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let statement = client.prepare(APPEND).await?;
+    append_prepared(client, &statement, events).await
+}
+
+/// [`append`] with [`APPEND`] prepared by the caller (a statement cache).
+pub async fn append_prepared(
+    client: &impl GenericClient,
+    statement: &tokio_postgres::Statement,
+    events: &[UserEvent],
+) -> Result<(), OutboxError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -37,11 +55,7 @@ pub async fn append(client: &impl GenericClient, events: &[UserEvent]) -> Result
         payloads.push(e.encode()?);
     }
     client
-        .execute(
-            "INSERT INTO user_event_outbox (event_id, user_id, type, payload)
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])",
-            &[&ids, &users, &types, &payloads],
-        )
+        .execute(statement, &[&ids, &users, &types, &payloads])
         .await?;
     Ok(())
 }
@@ -70,8 +84,7 @@ pub async fn pending(
 ) -> Result<Vec<PendingEvent>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT seq, user_id, type, payload FROM user_event_outbox
-             WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+            "SELECT seq, user_id, type, payload FROM user_event_outbox ORDER BY seq LIMIT $1",
             &[&limit],
         )
         .await?;
@@ -86,13 +99,20 @@ pub async fn pending(
         .collect())
 }
 
+/// Moves published events out of the outbox into `user_event_outbox_sent`; returns how
+/// many moved (an event erased meanwhile is no longer there to move).
 pub async fn mark_sent(
     client: &impl GenericClient,
     seqs: &[i64],
 ) -> Result<u64, tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE user_event_outbox SET sent_at = now() WHERE seq = ANY($1) AND sent_at IS NULL",
+            "WITH sent AS (
+                 DELETE FROM user_event_outbox WHERE seq = ANY($1)
+                 RETURNING seq, event_id, user_id, type, payload, created_at
+             )
+             INSERT INTO user_event_outbox_sent (seq, event_id, user_id, type, payload, created_at)
+             SELECT * FROM sent",
             &[&seqs],
         )
         .await
@@ -103,7 +123,7 @@ pub async fn lag(client: &impl GenericClient) -> Result<(i64, f64), tokio_postgr
     let row = client
         .query_one(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-             FROM user_event_outbox WHERE sent_at IS NULL",
+             FROM user_event_outbox",
             &[],
         )
         .await?;
@@ -117,7 +137,7 @@ pub async fn purge_sent(
 ) -> Result<u64, tokio_postgres::Error> {
     client
         .execute(
-            "DELETE FROM user_event_outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
+            "DELETE FROM user_event_outbox_sent WHERE sent_at < $1",
             &[&before],
         )
         .await

@@ -83,14 +83,17 @@ pub async fn insert_batch(
     // registration_id, an email or a username someone else owns. Rows of one statement
     // are inserted in order, so within a batch the earlier registration of an email (or
     // username) wins, as it would across batches.
+    // The batch's statements are prepared once per connection (a consumer runs the same
+    // few statements thousands of times; parsing and planning each again cost the
+    // server more than some of the inserts).
     let inserted = tx
         .query(
-            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth, role, created_at, updated_at, email_verified_at)
+            &tx.prepare_cached("INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth, role, created_at, updated_at, email_verified_at)
              SELECT i, r, e, f, l, g, s, o, h, u, b, ro, COALESCE(c, now()), COALESCE(c, now()), CASE WHEN v THEN now() END
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[], $12::text[], $13::timestamptz[], $14::bool[])
                   AS t(i, r, e, f, l, g, s, o, h, u, b, ro, c, v)
              ON CONFLICT DO NOTHING
-             RETURNING id, registration_id",
+             RETURNING id, registration_id").await?,
             &[&ids, &registration_ids, &emails, &first, &last, &gender, &sex, &occupation, &hashes, &usernames, &births, &roles, &created, &verified],
         )
         .await?;
@@ -108,7 +111,10 @@ pub async fn insert_batch(
         Default::default()
     } else {
         tx.query(
-            "SELECT registration_id, id FROM users WHERE registration_id = ANY($1)",
+            &tx.prepare_cached(
+                "SELECT registration_id, id FROM users WHERE registration_id = ANY($1)",
+            )
+            .await?,
             &[&missing],
         )
         .await?
@@ -129,7 +135,8 @@ pub async fn insert_batch(
     } else {
         let lost_emails: Vec<&str> = lost.iter().map(|u| u.profile.email.as_str()).collect();
         tx.query(
-            "SELECT email FROM users WHERE email = ANY($1)",
+            &tx.prepare_cached("SELECT email FROM users WHERE email = ANY($1)")
+                .await?,
             &[&lost_emails],
         )
         .await?
@@ -193,23 +200,31 @@ pub async fn insert_batch(
 
     if !audit_users.is_empty() {
         tx.execute(
-            "INSERT INTO user_audit_log (user_id, action, actor_id, registration_id, details)
-             SELECT u, 'user.registered', u, r, d FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(u, r, d)",
+            &tx.prepare_cached(
+                "INSERT INTO user_audit_log (user_id, action, actor_id, registration_id, details)
+                 SELECT u, 'user.registered', u, r, d FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(u, r, d)",
+            )
+            .await?,
             &[&audit_users, &audit_registrations, &audit_details],
         )
         .await?;
-        crate::store::user_events::append(&*tx, &events).await?;
+        let append = tx.prepare_cached(crate::store::user_events::APPEND).await?;
+        crate::store::user_events::append_prepared(&*tx, &append, &events).await?;
+    }
+    if !unverified.is_empty() {
         // Each new user gets a verification mail, queued in the same transaction.
         tx.execute(
-            "INSERT INTO mail_outbox (id, user_id, kind, recipient)
-             SELECT gen_random_uuid(), u.id, 'verify_email', u.email FROM users u WHERE u.id = ANY($1)",
+            &tx.prepare_cached(
+                "INSERT INTO mail_outbox (id, user_id, kind, recipient)
+                 SELECT gen_random_uuid(), u.id, 'verify_email', u.email FROM users u WHERE u.id = ANY($1)",
+            )
+            .await?,
             &[&unverified],
         )
         .await?;
     }
     if !imported.is_empty() {
         // Counted with the inserts they count, so a redelivered batch (whose users
-        // exist) adds nothing: `completed` is exact.
         // exist) adds nothing: `completed` is exact. In id order, so two batches that
         // touch the same imports lock their rows in the same order (no deadlock); last
         // in the transaction, so the row lock is held only until the commit.
@@ -217,8 +232,11 @@ pub async fn insert_batch(
         imported.sort_unstable();
         let (imports, counts): (Vec<Uuid>, Vec<i64>) = imported.into_iter().unzip();
         tx.execute(
-            "UPDATE imports i SET completed = i.completed + t.n
-             FROM UNNEST($1::uuid[], $2::bigint[]) AS t(id, n) WHERE i.id = t.id",
+            &tx.prepare_cached(
+                "UPDATE imports i SET completed = i.completed + t.n
+                 FROM UNNEST($1::uuid[], $2::bigint[]) AS t(id, n) WHERE i.id = t.id",
+            )
+            .await?,
             &[&imports, &counts],
         )
         .await?;
@@ -779,7 +797,7 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
     // counts and line numbers, never addresses.
     scrub_unsent_events(client, id).await?;
     for sql in [
-        "DELETE FROM user_event_outbox WHERE user_id = $1 AND sent_at IS NOT NULL",
+        "DELETE FROM user_event_outbox_sent WHERE user_id = $1",
         "DELETE FROM data_store WHERE user_id = $1",
         "DELETE FROM account_tokens WHERE user_id = $1",
         "DELETE FROM mail_outbox WHERE user_id = $1",
@@ -799,7 +817,7 @@ async fn scrub_unsent_events(
     use crate::events::user::UserEvent;
     let rows = client
         .query(
-            "SELECT seq, payload FROM user_event_outbox WHERE user_id = $1 AND sent_at IS NULL FOR UPDATE",
+            "SELECT seq, payload FROM user_event_outbox WHERE user_id = $1 FOR UPDATE",
             &[&id],
         )
         .await?;
