@@ -20,13 +20,22 @@ pub enum PublishError {
     Unavailable(#[source] anyhow::Error),
 }
 
+/// What a record's headers carry besides its payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordHeaders<'a> {
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<&'a str>,
+    /// The registration carries a password hash, not a sealed password (an import).
+    pub prehashed: bool,
+}
+
 pub trait RegistrationPublisher: Send + Sync + 'static {
     /// Resolves once the broker acknowledged the record (or it definitely failed).
     fn publish<'a>(
         &'a self,
         key: &'a str,
         payload: &'a [u8],
-        request_id: Option<&'a str>,
+        headers: RecordHeaders<'a>,
     ) -> BoxFuture<'a, Result<(), PublishError>>;
 
     /// Can the topic be reached? Used by the health endpoints.
@@ -96,17 +105,23 @@ impl RegistrationPublisher for KafkaPublisher {
         &'a self,
         key: &'a str,
         payload: &'a [u8],
-        request_id: Option<&'a str>,
+        record_headers: RecordHeaders<'a>,
     ) -> BoxFuture<'a, Result<(), PublishError>> {
         let span =
             tracing::info_span!("kafka.produce", otel.kind = "producer", topic = %self.topic);
         let produce = async move {
             let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
             let mut headers = OwnedHeaders::new();
-            if let Some(id) = request_id {
+            if let Some(id) = record_headers.request_id {
                 headers = headers.insert(Header {
                     key: common::events::kafka::REQUEST_ID_HEADER,
                     value: Some(id),
+                });
+            }
+            if record_headers.prehashed {
+                headers = headers.insert(Header {
+                    key: common::events::kafka::CREDENTIAL_HEADER,
+                    value: Some(common::events::kafka::CREDENTIAL_PREHASHED),
                 });
             }
             // The trace continues in the consumer (`traceparent`, `tracestate`).

@@ -45,7 +45,15 @@ pub struct Item {
     pub request_id: Option<String>,
     /// `traceparent` and `tracestate`, when the producer traced the record.
     pub trace_headers: Vec<(String, String)>,
+    /// The producer marked the record as carrying a password hash (nothing to hash).
+    pub prehashed: bool,
 }
+
+/// A batch holds `BATCH_SIZE` records that need a hash, or this many times as many
+/// pre-hashed ones (imports): what bounds a batch is the hashing time before its
+/// insert, and a pre-hashed record has none; a bigger batch is a cheaper transaction
+/// per user. A record without the producer's mark counts as one to hash.
+pub const PREHASHED_PER_HASHED: usize = 4;
 
 impl Item {
     fn from_message(m: &BorrowedMessage<'_>) -> Self {
@@ -68,7 +76,14 @@ impl Item {
                     .collect()
             })
             .unwrap_or_default();
+        let prehashed = m.headers().is_some_and(|h| {
+            h.iter().any(|h| {
+                h.key == common::events::kafka::CREDENTIAL_HEADER
+                    && h.value == Some(common::events::kafka::CREDENTIAL_PREHASHED.as_bytes())
+            })
+        });
         Self {
+            prehashed,
             topic: m.topic().to_owned(),
             partition: m.partition(),
             offset: m.offset(),
@@ -102,23 +117,25 @@ pub struct Pipeline {
 impl Pipeline {
     /// Runs until the shutdown token is cancelled, then commits the stored offsets.
     pub async fn run(self) {
-        self.health.set_running(true);
+        let this = Arc::new(self);
+        this.health.set_running(true);
         loop {
-            let mut batch = tokio::select! {
+            let batch = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => break,
-                batch = self.next_batch() => batch,
+                () = this.shutdown.cancelled() => break,
+                batch = this.next_batch() => batch,
             };
             if batch.is_empty() {
                 continue;
             }
             let started = std::time::Instant::now();
-            match self.process_partitions(&mut batch).await {
+            let (batch, result) = this.process_partitions(batch).await;
+            match result {
                 Ok(()) => {
-                    self.store_offsets(&batch);
-                    self.metrics.messages.inc_by(batch.len() as u64);
-                    self.metrics.batch_size.observe(batch.len() as f64);
-                    self.metrics
+                    this.store_offsets(&batch);
+                    this.metrics.messages.inc_by(batch.len() as u64);
+                    this.metrics.batch_size.observe(batch.len() as f64);
+                    this.metrics
                         .batch_duration
                         .observe(started.elapsed().as_secs_f64());
                     tracing::debug!(
@@ -130,15 +147,15 @@ impl Pipeline {
                 Err(Interrupted) => break,
             }
         }
-        self.health.set_running(false);
-        match self
+        this.health.set_running(false);
+        match this
             .consumer
             .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
         {
             Ok(()) => tracing::info!(event = "offsets_committed_on_shutdown"),
             Err(e) => tracing::info!(event = "offsets_not_committed_on_shutdown", reason = %e),
         }
-        self.consumer.unsubscribe();
+        this.consumer.unsubscribe();
         tracing::info!(event = "consumer_loop_stopped");
     }
 
@@ -152,12 +169,25 @@ impl Pipeline {
                 return Vec::new();
             }
         };
+        let cost = |item: &Item| {
+            if item.prehashed {
+                1
+            } else {
+                PREHASHED_PER_HASHED
+            }
+        };
+        let limit = self.batch_size * PREHASHED_PER_HASHED;
+        let mut spent = cost(&first);
         let mut items = Vec::with_capacity(self.batch_size);
         items.push(first);
         let deadline = tokio::time::Instant::now() + self.batch_wait;
-        while items.len() < self.batch_size {
+        while spent < limit {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => items.push(Item::from_message(&m)),
+                Ok(Ok(m)) => {
+                    let item = Item::from_message(&m);
+                    spent += cost(&item);
+                    items.push(item);
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(event = "kafka_receive_failed", error = %e);
                     break;
@@ -233,12 +263,50 @@ impl Pipeline {
     /// the email, lives in one partition, so the earlier registration of an email still
     /// wins); partitions share no email. A username two partitions claim at once is
     /// decided by PostgreSQL's unique index, as between consumer replicas.
-    pub(crate) async fn process_partitions(&self, batch: &mut [Item]) -> Result<(), Interrupted> {
+    ///
+    /// Each partition's records are a task of their own, so decoding and building one
+    /// partition's rows runs on another core than the next one's while PostgreSQL works
+    /// on a third. The batch comes back in partition order.
+    pub(crate) async fn process_partitions(
+        self: &Arc<Self>,
+        mut batch: Vec<Item>,
+    ) -> (Vec<Item>, Result<(), Interrupted>) {
         // Stable: records of a partition keep their offset order.
         batch.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        let parts = batch.chunk_by(|a, b| a.partition == b.partition && a.topic == b.topic);
-        let results = futures::future::join_all(parts.map(|part| self.process(part))).await;
-        results.into_iter().collect()
+        let mut parts: Vec<Vec<Item>> = Vec::new();
+        for item in batch {
+            match parts.last_mut() {
+                Some(part)
+                    if part[0].partition == item.partition && part[0].topic == item.topic =>
+                {
+                    part.push(item)
+                }
+                _ => parts.push(vec![item]),
+            }
+        }
+        let tasks: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let result = this.process(&part).await;
+                    (part, result)
+                })
+            })
+            .collect();
+        let mut batch = Vec::new();
+        let mut result = Ok(());
+        for joined in futures::future::join_all(tasks).await {
+            match joined {
+                Ok((part, r)) => {
+                    batch.extend(part);
+                    result = result.and(r);
+                }
+                // A step panicked: as before the tasks, the panic ends the loop.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        (batch, result)
     }
 
     /// One batch through the named steps: decode → validate → skip the persisted →

@@ -199,11 +199,11 @@ async fn publish_waiting(
     publisher: &dyn crate::publisher::RegistrationPublisher,
     key: &str,
     payload: &[u8],
-    request_id: Option<&str>,
+    headers: crate::publisher::RecordHeaders<'_>,
 ) -> Result<(), ServiceError> {
     let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
     loop {
-        match publisher.publish(key, payload, request_id).await {
+        match publisher.publish(key, payload, headers).await {
             Err(crate::publisher::PublishError::QueueFull)
                 if tokio::time::Instant::now() < deadline =>
             {
@@ -270,7 +270,13 @@ impl Run<'_> {
                         publisher,
                         &event.email,
                         payload,
-                        event.request_id.as_deref(),
+                        crate::publisher::RecordHeaders {
+                            request_id: event.request_id.as_deref(),
+                            prehashed: matches!(
+                                event.credential,
+                                common::events::registration::Credential::PasswordHash(_)
+                            ),
+                        },
                     )
                 },
             ))

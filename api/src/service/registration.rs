@@ -233,7 +233,14 @@ async fn publish(
     let started = std::time::Instant::now();
     let published = app
         .publisher
-        .publish(email.as_str(), payload, request_id)
+        .publish(
+            email.as_str(),
+            payload,
+            crate::publisher::RecordHeaders {
+                request_id,
+                prehashed: false,
+            },
+        )
         .await;
     app.metrics
         .produce_duration

@@ -45,3 +45,8 @@ pub mod dlq_headers {
 
 /// Header carrying the api's request id to the consumer.
 pub const REQUEST_ID_HEADER: &str = "request-id";
+/// Header of a registration that carries a password hash (`phc`) rather than a sealed
+/// password: nothing to hash, so the consumer takes more of them per batch.
+pub const CREDENTIAL_HEADER: &str = "credential";
+/// Value of [`CREDENTIAL_HEADER`] for a pre-hashed credential.
+pub const CREDENTIAL_PREHASHED: &str = "phc";

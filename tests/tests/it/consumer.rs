@@ -431,3 +431,70 @@ async fn no_accepted_registration_is_lost_across_a_graceful_shutdown_under_load(
         assert_eq!(n, 1, "{email}");
     }
 }
+
+/// A batch holds BATCH_SIZE records to hash, or four times as many pre-hashed ones (an
+/// import's): their insert is all the work there is, and a bigger transaction costs
+/// less per user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_takes_more_prehashed_records_than_records_to_hash() {
+    let mut app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        consumer_batch_size: Some(10),
+        ..Default::default()
+    })
+    .await;
+    app.consumer_args
+        .extend(["--batch-wait-ms", "3000"].map(String::from));
+    let producer = registrar_tests::kafka::producer();
+    let total = 40;
+    for i in 0..total {
+        let email = format!("prehashed-{i}-{}@example.com", app.id);
+        let mut event = sealed_event(&app, &email, "correct-horse-battery");
+        event.credential = Credential::PasswordHash(bcrypt::hash("x", 4).unwrap());
+        let payload = event.encode().unwrap();
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&app.topic)
+                    .key(&email)
+                    .payload(&payload)
+                    .headers(registrar_tests::kafka::headers_with(&[(
+                        common::events::kafka::CREDENTIAL_HEADER,
+                        common::events::kafka::CREDENTIAL_PREHASHED,
+                    )])),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    }
+    app.start_consumer().await;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while app.user_count().await < total {
+        assert!(tokio::time::Instant::now() < deadline, "not all persisted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let probe = app.consumer_probe_address().unwrap();
+    let metrics = app
+        .http
+        .get(format!("http://{probe}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let (records, batches) = (
+        sample("registrar_consumer_batch_size_sum"),
+        sample("registrar_consumer_batch_size_count"),
+    );
+    assert_eq!(records, total as f64);
+    assert!(
+        records / batches > 10.0,
+        "{records} records in {batches} batches: no batch went past BATCH_SIZE"
+    );
+}

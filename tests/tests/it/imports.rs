@@ -283,3 +283,44 @@ async fn an_import_waits_for_room_in_a_full_producer_queue_instead_of_stopping()
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn imported_hashes_are_marked_prehashed_for_the_consumer_and_plaintext_lines_are_not() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let hashed = format!("marked-hash-{}@example.com", app.id);
+    let plain = format!("marked-plain-{}@example.com", app.id);
+    let body = [
+        with(
+            person(&hashed),
+            json!({ "passwordHash": bcrypt::hash("x", 4).unwrap() }),
+        ),
+        with(
+            person(&plain),
+            json!({ "password": "a-plaintext-password-1" }),
+        ),
+    ]
+    .join("\n");
+    let (status, _, answer) = import(&app, &admin.access, &body, None).await;
+    assert_eq!(
+        (status, answer["accepted"].as_i64()),
+        (202, Some(2)),
+        "{answer}"
+    );
+
+    // The admin's own registration, then the two lines.
+    let records = registrar_tests::kafka::read_all(&app.topic, 3, Duration::from_secs(20)).await;
+    let mark = |email: &str| {
+        records
+            .iter()
+            .find(|r| r.key.as_deref() == Some(email.as_bytes()))
+            .unwrap_or_else(|| panic!("no record keyed {email}"))
+            .header(common::events::kafka::CREDENTIAL_HEADER)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        (mark(&hashed), mark(&plain)),
+        (Some("phc".to_owned()), None),
+        "only the pre-hashed line skips the hashing budget of a batch"
+    );
+}
