@@ -77,15 +77,18 @@ pub struct PendingEvent {
     pub payload: Vec<u8>,
 }
 
-/// The oldest unsent events, in commit order per user (`seq`).
+/// The oldest unsent events after `after` (all of them: `None`), in `seq` order, which
+/// is commit order per user.
 pub async fn pending(
     client: &impl GenericClient,
+    after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<PendingEvent>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT seq, user_id, type, payload FROM user_event_outbox ORDER BY seq LIMIT $1",
-            &[&limit],
+            "SELECT seq, user_id, type, payload FROM user_event_outbox
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&after.unwrap_or(i64::MIN), &limit],
         )
         .await?;
     Ok(rows

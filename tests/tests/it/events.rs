@@ -248,3 +248,61 @@ async fn a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_i
     }
     assert_eq!(seen.len(), 3);
 }
+
+/// While its batches come full the relay reads on after the last event it published; an
+/// event whose transaction took a lower `seq` but committed later is still published,
+/// by the next scan from the outbox's start.
+#[tokio::test]
+async fn an_event_committed_after_a_later_numbered_one_is_still_published() {
+    let mut app = TestApp::spawn_without_consumer().await;
+    app.consumer_args
+        .extend(["--user-events-relay", "false"].map(String::from));
+    app.start_consumer().await;
+    let config = app.consumer_config();
+    let pool = common::store::postgres::pool(&config.postgres).unwrap();
+    let relay = Relay::new(
+        &config.relay,
+        &config.kafka,
+        pool.clone(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap()
+    .with_batch(2);
+    let event = || UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
+
+    // The late one takes its number first and commits last.
+    let mut late_client = pool.get().await.unwrap();
+    let late_tx = late_client.transaction().await.unwrap();
+    let late = event();
+    common::store::user_events::append(&*late_tx, std::slice::from_ref(&late))
+        .await
+        .unwrap();
+    let early = [event(), event()];
+    common::store::user_events::append(&**pool.get().await.unwrap(), &early)
+        .await
+        .unwrap();
+
+    assert_eq!(relay.step(Mark::Sent).await.unwrap(), 2, "a full batch");
+    late_tx.commit().await.unwrap();
+    // The step after a full batch reads on from it, finds nothing, and the one after
+    // scans from the start.
+    let mut published = 2;
+    for _ in 0..3 {
+        published += relay.step(Mark::Sent).await.unwrap();
+    }
+    assert_eq!(published, 3);
+    let ids: Vec<Uuid> = events(&app, 3)
+        .await
+        .into_iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    assert!(ids.contains(&late.event_id), "the late event was published");
+    let unsent: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM user_event_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unsent, 0);
+}
