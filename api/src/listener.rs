@@ -4,10 +4,12 @@
 //! the runtime's run queue. A flood of clients that each open a connection would
 //! otherwise make the api hold thousands of them: memory grows with the flood, and a
 //! request waits behind every other connection's before it is even read, so refusals
-//! that take microseconds are answered late. With the cap, the connection beyond it
-//! waits in the kernel's listen backlog until one closes; the connections the api holds
-//! are served at full speed, and the intake's in-flight limit refuses what they bring
-//! beyond capacity with 503 at once.
+//! that take microseconds are answered late. With the cap, a connection beyond it is
+//! answered at once with 503 `OVERLOADED`, `Retry-After: 1` and `Connection: close`
+//! (its request head is read first, so the client sees the answer rather than a reset)
+//! and closed: the client learns when to come back, and the api holds no state for it.
+//! The connections the api holds are served at full speed, and the intake's in-flight
+//! limit refuses what they bring beyond capacity with 503 at once too.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,26 +17,73 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use prometheus::IntGauge;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use prometheus::{IntCounter, IntGauge};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a refused connection may take to send its request head.
+const REFUSAL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most of a refused connection's request read before the answer.
+const REFUSAL_READ_MAX: usize = 16 * 1024;
 
 /// A [`TcpListener`] that holds at most `max` connections open at a time (0 = no cap).
 pub struct LimitedListener {
     inner: TcpListener,
     permits: Option<Arc<Semaphore>>,
     open: IntGauge,
+    refused: IntCounter,
+    refusal: Arc<[u8]>,
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, max: usize, open: IntGauge) -> Self {
+    pub fn new(inner: TcpListener, max: usize, open: IntGauge, refused: IntCounter) -> Self {
         Self {
             inner,
             permits: (max > 0).then(|| Arc::new(Semaphore::new(max))),
             open,
+            refused,
+            refusal: refusal_response().into(),
         }
     }
+}
+
+/// The answer to a connection beyond the cap: the error envelope every 503 has.
+fn refusal_response() -> Vec<u8> {
+    let body = serde_json::to_vec(&crate::bodies::ErrorEnvelope {
+        success: false,
+        error: crate::bodies::ErrorBody {
+            code: "OVERLOADED",
+            message: "Too many connections; retry shortly".into(),
+            details: None,
+        },
+    })
+    .unwrap_or_default();
+    let mut response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
+/// Reads the request head (so closing does not reset the connection before the client
+/// read the answer), answers 503 and closes.
+async fn refuse(mut stream: TcpStream, response: Arc<[u8]>) {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    let read_head = async {
+        while head.len() < REFUSAL_READ_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_READ_TIMEOUT, read_head).await;
+    let _ = stream.write_all(&response).await;
+    let _ = stream.shutdown().await;
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -42,24 +91,27 @@ impl axum::serve::Listener for LimitedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // The permit is taken before accepting: at the cap, the next client stays in
-        // the kernel's backlog rather than in the api.
-        let permit = match &self.permits {
-            Some(permits) => match permits.clone().acquire_owned().await {
-                Ok(permit) => Some(permit),
-                // The semaphore is never closed.
-                Err(_) => None,
-            },
-            None => None,
-        };
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        self.open.inc();
-        let io = CountedStream {
-            stream,
-            open: self.open.clone(),
-            _permit: permit,
-        };
-        (io, addr)
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            let permit = match &self.permits {
+                Some(permits) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        self.refused.inc();
+                        tokio::spawn(refuse(stream, Arc::clone(&self.refusal)));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            self.open.inc();
+            let io = CountedStream {
+                stream,
+                open: self.open.clone(),
+                _permit: permit,
+            };
+            return (io, addr);
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -135,41 +187,89 @@ mod tests {
     use axum::serve::Listener;
     use std::time::Duration;
 
-    async fn listener(max: usize) -> (LimitedListener, SocketAddr, IntGauge) {
+    async fn listener(max: usize) -> (LimitedListener, SocketAddr, IntGauge, IntCounter) {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
         let open = IntGauge::new("open", "open").unwrap();
-        (LimitedListener::new(tcp, max, open.clone()), addr, open)
+        let refused = IntCounter::new("refused", "refused").unwrap();
+        (
+            LimitedListener::new(tcp, max, open.clone(), refused.clone()),
+            addr,
+            open,
+            refused,
+        )
+    }
+
+    /// Sends a request head and reads the whole answer.
+    async fn request(addr: SocketAddr) -> String {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"POST /api/v1/users HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut answer))
+            .await
+            .expect("answered and closed at once")
+            .unwrap();
+        answer
     }
 
     #[tokio::test]
-    async fn a_connection_beyond_the_cap_waits_until_one_closes() {
-        let (mut listener, addr, open) = listener(2).await;
-        let _clients: Vec<TcpStream> =
-            futures::future::join_all((0..3).map(|_| TcpStream::connect(addr)))
+    async fn a_connection_beyond_the_cap_gets_503_with_retry_after_at_once() {
+        let (mut listener, addr, open, refused) = listener(2).await;
+        let accepting = tokio::spawn(async move {
+            let first = listener.accept().await;
+            let second = listener.accept().await;
+            // Keeps accepting: refusals happen inside accept.
+            let third = listener.accept().await;
+            (first, second, third)
+        });
+        let _held: Vec<TcpStream> =
+            futures::future::join_all((0..2).map(|_| TcpStream::connect(addr)))
                 .await
                 .into_iter()
                 .map(Result::unwrap)
                 .collect();
-        let (first, _) = listener.accept().await;
-        let (_second, _) = listener.accept().await;
-        assert_eq!(open.get(), 2);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), listener.accept())
-                .await
-                .is_err(),
-            "the third connection is not taken while two are open"
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while open.get() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+
+        let answer = request(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        let body: serde_json::Value =
+            serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(
+            (body["success"].as_bool(), body["error"]["code"].as_str()),
+            (Some(false), Some("OVERLOADED"))
         );
-        drop(first);
+        assert_eq!((open.get(), refused.get()), (2, 1));
+        accepting.abort();
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_frees_its_place_under_the_cap() {
+        let (mut listener, addr, open, refused) = listener(1).await;
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (first, _) = listener.accept().await;
         assert_eq!(open.get(), 1);
-        let third = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
-        assert!(third.is_ok(), "a closed connection frees its place");
-        assert_eq!(open.get(), 2);
+        drop((first, client));
+        assert_eq!(open.get(), 0);
+        let _second = TcpStream::connect(addr).await.unwrap();
+        let taken = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(taken.is_ok());
+        assert_eq!((open.get(), refused.get()), (1, 0));
     }
 
     #[tokio::test]
     async fn without_a_cap_every_connection_is_taken() {
-        let (mut listener, addr, open) = listener(0).await;
+        let (mut listener, addr, open, _) = listener(0).await;
         let _clients: Vec<TcpStream> =
             futures::future::join_all((0..5).map(|_| TcpStream::connect(addr)))
                 .await

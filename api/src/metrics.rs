@@ -38,6 +38,9 @@ pub struct ApiMetrics {
     /// `registrar_http_open_connections`: client connections the api holds (at most
     /// `MAX_CONNECTIONS`).
     pub open_connections: IntGauge,
+    /// `registrar_http_connections_refused_total`: connections beyond the cap, answered
+    /// 503 and closed.
+    pub refused_connections: IntCounter,
     /// `registrar_dependency_up{dependency}`: Redis, PostgreSQL and Kafka at the last
     /// health check (probes run one at most once a second).
     pub dependencies: common::ops::metrics::DependencyGauge,
@@ -149,6 +152,14 @@ impl ApiMetrics {
             )
             .unwrap_or_else(|e| panic!("{e}")),
         );
+        let refused_connections = register(
+            &registry,
+            IntCounter::new(
+                "registrar_http_connections_refused_total",
+                "Connections beyond MAX_CONNECTIONS, answered 503 OVERLOADED and closed",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
         common::ops::metrics::register_process_metrics(&registry);
         for reason in ["queue_full", "unavailable"] {
             produce_failures.with_label_values(&[reason]);
@@ -157,6 +168,7 @@ impl ApiMetrics {
         Arc::new(Self {
             dependencies,
             open_connections,
+            refused_connections,
             pools,
             producer_queue,
             health_checks,

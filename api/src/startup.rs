@@ -181,6 +181,7 @@ impl Application {
             listener,
             self.config.max_connections,
             state.metrics.open_connections.clone(),
+            state.metrics.refused_connections.clone(),
         )
         .tap_io(|io| io.set_nodelay());
         let server = axum::serve(
