@@ -771,6 +771,30 @@ impl TestApp {
         self.log_in_again(account).await
     }
 
+    /// The api's Prometheus exposition.
+    pub async fn api_metrics(&self) -> String {
+        self.text_of(self.url("/metrics")).await
+    }
+
+    /// The consumer's Prometheus exposition (its probe server).
+    pub async fn consumer_metrics(&self) -> String {
+        let probe = self
+            .consumer_probe_address()
+            .unwrap_or_else(|| panic!("no consumer running"));
+        self.text_of(format!("http://{probe}/metrics")).await
+    }
+
+    async fn text_of(&self, url: String) -> String {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub async fn user_count(&self) -> i64 {
         self.pg()
             .await

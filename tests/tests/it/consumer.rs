@@ -472,16 +472,7 @@ async fn a_batch_takes_more_prehashed_records_than_records_to_hash() {
         assert!(tokio::time::Instant::now() < deadline, "not all persisted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let probe = app.consumer_probe_address().unwrap();
-    let metrics = app
-        .http
-        .get(format!("http://{probe}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.consumer_metrics().await;
     let sample = |name: &str| -> f64 {
         metrics
             .lines()

@@ -98,15 +98,7 @@ async fn invented_methods_are_one_metric_label_and_health_probes_share_one_check
     for response in futures::future::join_all(probes).await {
         assert_eq!(response.unwrap().status(), 200);
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.api_metrics().await;
     assert!(!metrics.contains("FOOBAR") && !metrics.contains("QUUX2"));
     assert!(metrics.contains("method=\"other\""), "{metrics}");
     let checks: f64 = metrics

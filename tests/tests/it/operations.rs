@@ -6,17 +6,6 @@ use registrar_tests::kafka::read_all;
 use registrar_tests::{registration_body, TestApp, TestOptions};
 use serde_json::Value;
 
-async fn metrics_text(app: &TestApp, url: String) -> String {
-    app.http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Sum of every sample of `name` (all label sets) in a Prometheus text exposition.
 fn sample_sum(text: &str, name: &str) -> f64 {
     text.lines()
@@ -34,7 +23,7 @@ async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
     app.wait_for_status(&email, "completed", Duration::from_secs(20))
         .await;
 
-    let api = metrics_text(&app, app.url("/metrics")).await;
+    let api = app.api_metrics().await;
     assert!(
         api.contains(r#"registrar_registrations_total{outcome="accepted"} 1"#),
         "{api}"
@@ -48,8 +37,7 @@ async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
     assert!(sample_sum(&api, "registrar_produce_duration_seconds_count") >= 1.0);
     assert!(api.contains("registrar_http_request_duration_seconds_bucket"));
 
-    let probe = app.consumer_probe_address().unwrap();
-    let consumer = metrics_text(&app, format!("http://{probe}/metrics")).await;
+    let consumer = app.consumer_metrics().await;
     assert_eq!(
         sample_sum(&consumer, "registrar_consumer_users_persisted_total"),
         1.0
@@ -71,7 +59,7 @@ async fn consumer_lag_rises_while_the_consumer_is_stopped_and_falls_when_it_retu
     let lag_of = |text: String| sample_sum(&text, "registrar_consumer_lag");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let lag = lag_of(metrics_text(&app, app.url("/metrics")).await);
+        let lag = lag_of(app.api_metrics().await);
         if lag >= 3.0 {
             break;
         }
@@ -88,7 +76,7 @@ async fn consumer_lag_rises_while_the_consumer_is_stopped_and_falls_when_it_retu
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let lag = lag_of(metrics_text(&app, app.url("/metrics")).await);
+        let lag = lag_of(app.api_metrics().await);
         if lag == 0.0 {
             break;
         }

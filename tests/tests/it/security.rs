@@ -882,18 +882,7 @@ async fn a_mail_the_smtp_server_keeps_refusing_is_marked_failed_logged_and_count
     };
     assert_eq!(attempts, 1);
     assert!(error.is_some_and(|e| !e.is_empty()));
-    let metrics = app
-        .http
-        .get(format!(
-            "http://{}/metrics",
-            app.consumer_probe_address().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.consumer_metrics().await;
     assert!(
         metrics.contains("registrar_mail_given_up_total{kind=\"verify_email\"} 1"),
         "{metrics}"
