@@ -55,8 +55,11 @@ pub struct ConsumerConfig {
     /// Most messages processed together (one transaction, one Redis pipeline).
     #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 256)]
     pub batch_size: usize,
-    /// Longest wait for a batch to fill once its first message arrived, in ms.
-    #[arg(long = "batch-wait-ms", env = "BATCH_WAIT_MS", default_value_t = 20)]
+    /// Longest wait for a batch to fill once its first message arrived, in ms. 0: a
+    /// batch takes what has arrived and goes (under a backlog batches fill from the
+    /// records the Kafka client has fetched ahead, so they are full anyway; a waiting
+    /// batch only delayed registrations that came one by one).
+    #[arg(long = "batch-wait-ms", env = "BATCH_WAIT_MS", default_value_t = 0)]
     pub batch_wait_ms: u64,
     /// Threads hashing passwords; 0 = one per core.
     #[arg(long = "hash-threads", env = "HASH_THREADS", default_value_t = 0)]

@@ -126,6 +126,7 @@ impl Consumer {
             shutdown: shutdown.clone(),
             health: Arc::clone(&health),
             metrics: Arc::clone(&metrics),
+            insert_hint: Default::default(),
         };
         Ok(Self {
             pipeline,

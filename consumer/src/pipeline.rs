@@ -112,6 +112,8 @@ pub struct Pipeline {
     pub(crate) shutdown: CancellationToken,
     pub(crate) health: Arc<ConsumerHealth>,
     pub(crate) metrics: Arc<ConsumerMetrics>,
+    /// Which insert the next batch tries first (see [`users::InsertHint`]).
+    pub(crate) insert_hint: users::InsertHint,
 }
 
 impl Pipeline {
@@ -453,7 +455,7 @@ impl Pipeline {
                 tracing::Instrument::instrument(
                     async {
                         let mut client = self.pg.get().await?;
-                        Ok(users::insert_batch(&mut client, &to_insert).await?)
+                        Ok(users::insert_batch(&mut client, &to_insert, &self.insert_hint).await?)
                     },
                     span,
                 )

@@ -489,3 +489,115 @@ async fn a_batch_takes_more_prehashed_records_than_records_to_hash() {
         "{records} records in {batches} batches: no batch went past BATCH_SIZE"
     );
 }
+
+fn new_users(prefix: &str, n: usize) -> Vec<common::store::users::NewUser> {
+    (0..n)
+        .map(|i| {
+            let email = format!("{prefix}-{i}@example.com");
+            let profile = common::domain::registration::Profile::parse(
+                common::domain::registration::ProfileInput {
+                    email: Some(&email),
+                    first_name: Some("Batch"),
+                    last_name: Some("Insert"),
+                    gender: Some("female"),
+                    sex: Some("female"),
+                    occupation: Some("Tester"),
+                    username: None,
+                    date_of_birth: None,
+                },
+            )
+            .unwrap();
+            common::store::users::NewUser {
+                registration_id: Uuid::new_v4(),
+                profile,
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaA".into(),
+                submitted_at: chrono::Utc::now(),
+                request_id: None,
+                role: common::domain::role::Role::User,
+                created_at: None,
+                email_verified: true,
+                import: None,
+            }
+        })
+        .collect()
+}
+
+/// Large batches try the plain insert first; a batch with a taken email, a redelivery
+/// and a record twice falls back to the checking insert and gets the same outcomes, the
+/// batch after it checks too, and a clean batch brings the plain insert back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_with_conflicts_gets_the_same_outcomes_after_the_plain_insert_fails() {
+    use common::store::users::{insert_batch, InsertHint, InsertOutcome, PLAIN_INSERT_MIN};
+    let app = TestApp::spawn_without_consumer().await;
+    let pool = common::store::postgres::pool(&app.consumer_config().postgres).unwrap();
+    let mut client = pool.get().await.unwrap();
+    let hint = InsertHint::default();
+    let run = Uuid::new_v4().simple().to_string();
+    let n = PLAIN_INSERT_MIN + 8;
+
+    let first = new_users(&format!("plain-{run}"), n);
+    let first_outcomes = insert_batch(&mut client, &first, &hint).await.unwrap();
+    assert!(first_outcomes
+        .iter()
+        .all(|o| matches!(o, InsertOutcome::Created { .. })));
+    assert!(!hint.expects_conflicts());
+
+    let mut second = new_users(&format!("mixed-{run}"), n);
+    second[3].profile = first[0].profile.clone(); // an email someone owns
+    second[7] = first[1].clone(); // a redelivery
+    second[12] = second[11].clone(); // the same record twice in the batch
+    let outcomes = insert_batch(&mut client, &second, &hint).await.unwrap();
+    assert_eq!(outcomes[3], InsertOutcome::EmailTaken);
+    let InsertOutcome::Created { user_id } = first_outcomes[1] else {
+        unreachable!()
+    };
+    assert_eq!(outcomes[7], InsertOutcome::AlreadyPersisted { user_id });
+    let InsertOutcome::Created { user_id } = outcomes[11] else {
+        panic!("{:?}", outcomes[11]);
+    };
+    assert_eq!(outcomes[12], InsertOutcome::AlreadyPersisted { user_id });
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, InsertOutcome::Created { .. }))
+        .count();
+    assert_eq!(created, n - 3);
+    assert!(hint.expects_conflicts());
+
+    let pg = app.pg().await;
+    let count = |sql: &'static str, pattern: String| {
+        let pg = &pg;
+        async move {
+            pg.query_one(sql, &[&pattern])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM users WHERE email LIKE $1",
+            format!("mixed-{run}-%")
+        )
+        .await,
+        (n - 3) as i64
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM user_audit_log a JOIN users u ON u.id = a.user_id WHERE u.email LIKE $1",
+            format!("%-{run}-%")
+        )
+        .await,
+        (2 * n - 3) as i64,
+        "one audit row per new user"
+    );
+
+    let third = new_users(&format!("clean-{run}"), n);
+    let outcomes = insert_batch(&mut client, &third, &hint).await.unwrap();
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, InsertOutcome::Created { .. })));
+    assert!(
+        !hint.expects_conflicts(),
+        "a clean batch brings the plain insert back"
+    );
+}
