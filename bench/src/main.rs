@@ -1045,8 +1045,11 @@ async fn drain(
     let pattern = format!("{run}-%");
     let started = Instant::now();
     let task = tokio::spawn(consumer.run(listener));
-    let persisted = wait_persisted(&pg, &pattern, args.count, started).await?;
-    let elapsed = started.elapsed();
+    let seen = watch_persisted(&pg, &pattern, args.count, started).await?;
+    let end = Instant::now();
+    let elapsed = end.duration_since(started);
+    let persisted = seen.persisted;
+    let steady = seen.steady_rate(end);
     token.cancel();
     let _ = task.await;
     delete_bench_users(&pg, &pattern).await?;
@@ -1055,10 +1058,26 @@ async fn drain(
     r.row("persisted", format!("{persisted} of {}", args.count));
     r.row("persisted/s", format!("{rate:.1}"));
     r.row("time to drain", format!("{:.2} s", elapsed.as_secs_f64()));
+    if let Some((at, _)) = seen.first {
+        r.row(
+            "consumer start to its first users",
+            format!("{:.2} s", at.duration_since(started).as_secs_f64()),
+        );
+    }
+    if let Some(steady) = steady {
+        r.row(
+            "persisted/s once started (first users to last)",
+            format!("{steady:.1}"),
+        );
+    }
     if let Some(h) = hash_rate {
         r.row(
             "share of the raw hash rate",
-            format!("{:.0} %", 100.0 * rate / h),
+            format!(
+                "{:.0} % in all, {} once started",
+                100.0 * rate / h,
+                steady.map_or("–".into(), |s| format!("{:.0} %", 100.0 * s / h))
+            ),
         );
     }
     Ok((r, rate))
@@ -1072,21 +1091,55 @@ async fn wait_persisted(
     count: usize,
     started: Instant,
 ) -> anyhow::Result<i64> {
-    let mut persisted = 0i64;
+    Ok(watch_persisted(pg, pattern, count, started)
+        .await?
+        .persisted)
+}
+
+/// What [`watch_persisted`] saw.
+struct Persisting {
+    persisted: i64,
+    /// When the first users were seen, and how many there were then.
+    first: Option<(Instant, i64)>,
+}
+
+impl Persisting {
+    /// Users per second from the first seen to the last, the consumer's start (group
+    /// join, first fetch) left out.
+    fn steady_rate(&self, end: Instant) -> Option<f64> {
+        let (at, n) = self.first?;
+        let secs = end.duration_since(at).as_secs_f64();
+        (secs > 0.0 && self.persisted > n).then(|| (self.persisted - n) as f64 / secs)
+    }
+}
+
+async fn watch_persisted(
+    pg: &tokio_postgres::Client,
+    pattern: &str,
+    count: usize,
+    started: Instant,
+) -> anyhow::Result<Persisting> {
+    let mut seen = Persisting {
+        persisted: 0,
+        first: None,
+    };
     while started.elapsed() < Duration::from_secs(600) {
-        persisted = pg
+        seen.persisted = pg
             .query_one(
                 "SELECT count(*) FROM users WHERE email LIKE $1",
                 &[&pattern],
             )
             .await?
             .get(0);
-        if persisted as usize >= count {
+        if seen.persisted > 0 && seen.first.is_none() {
+            seen.first = Some((Instant::now(), seen.persisted));
+        }
+        if seen.persisted as usize >= count {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(persisted)
+    Ok(seen)
 }
 
 /// One sample (a line without labels) of the consumer's metrics at `metrics_url`.

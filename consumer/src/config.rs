@@ -68,16 +68,6 @@ pub struct ConsumerConfig {
     /// api on the same cores keeps answering while a backlog waits in Kafka. 0 = none.
     #[arg(long = "hash-nice", env = "HASH_NICE", default_value_t = 10)]
     pub hash_nice: i32,
-    /// Hashing threads under Linux's `SCHED_IDLE` policy: they get a core only when no
-    /// normal thread wants it, and a request handler that wakes up takes it at once
-    /// (at nice 10 it may wait for the hashing thread's time slice to end).
-    #[arg(
-        long = "hash-sched-idle",
-        env = "HASH_SCHED_IDLE",
-        default_value_t = false,
-        action = clap::ArgAction::Set
-    )]
-    pub hash_sched_idle: bool,
     /// Cap of the exponential backoff while PostgreSQL, Redis or the broker fail, in ms.
     #[arg(
         long = "retry-backoff-max-ms",
@@ -104,13 +94,6 @@ impl ConsumerConfig {
             return Err(ConfigError::new("KAFKA_GROUP_ID", "is empty"));
         }
         Ok(())
-    }
-
-    pub fn hash_priority(&self) -> crate::hasher::HashPriority {
-        crate::hasher::HashPriority {
-            nice: self.hash_nice,
-            idle: self.hash_sched_idle,
-        }
     }
 
     pub fn hash_threads(&self) -> usize {

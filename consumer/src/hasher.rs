@@ -1,8 +1,7 @@
 //! The hashing pool: opens sealed passwords and hashes them with argon2id on dedicated
 //! threads (one per core by default), never on the async runtime's workers. The threads
-//! run at a lower scheduling priority (`HASH_NICE`, or Linux's idle policy with
-//! `HASH_SCHED_IDLE`): when an api shares the cores, its request handling wins the CPU
-//! and the backlog waits in Kafka.
+//! run at a lower scheduling priority (`HASH_NICE`): when an api shares the cores, its
+//! request handling wins the CPU and the backlog waits in Kafka.
 
 use std::sync::Arc;
 
@@ -28,77 +27,28 @@ pub enum HashJobError {
     WorkerLost,
 }
 
-/// How the hashing threads are scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashPriority {
-    /// Nice value (0-19) of each hashing thread; never lowers an inherited one.
-    pub nice: i32,
-    /// Linux's `SCHED_IDLE` policy: the threads run only on a core nothing else wants
-    /// (weight 3 against a normal thread's 1024), and a waking request handler takes the
-    /// core from them at once instead of after their time slice.
-    pub idle: bool,
-}
-
-/// Lowers the calling thread's scheduling priority. On Linux the nice value and the
-/// policy belong to the thread (setpriority / sched_setscheduler on its thread id), so
-/// the async runtime's threads keep theirs. Failing is not fatal: the consumer then
-/// hashes at normal priority, and says so.
-fn lower_priority(priority: HashPriority) {
-    // The policy first: setting it also resets the nice value, which comes next.
-    if priority.idle {
-        if let Err(e) = idle_policy() {
-            tracing::warn!(event = "hash_sched_idle_not_applied", error = %e);
-        }
-    }
-    if let Err(e) = raise_nice(priority.nice) {
-        tracing::warn!(event = "hash_nice_not_applied", nice = priority.nice, error = %e);
-    }
-}
-
-/// Raises the calling thread's nice value to `nice` (a consumer started under `nice`
-/// keeps at least its own).
-fn raise_nice(nice: i32) -> std::io::Result<()> {
+/// Raises the calling thread's nice value to `nice` (never lowers it: a consumer started
+/// under `nice` keeps at least that). On Linux the nice value belongs to the thread
+/// (setpriority on its thread id), so the async runtime's threads keep theirs. Failing is
+/// not fatal: the consumer then hashes at normal priority, and says so.
+fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    {
+    let result = {
         let tid = Some(rustix::thread::gettid());
         match rustix::process::getpriority_process(tid) {
-            Ok(current) if current >= nice => Ok(()),
-            _ => Ok(rustix::process::setpriority_process(tid, nice)?),
+            Ok(current) if current >= nice => return,
+            _ => rustix::process::setpriority_process(tid, nice),
         }
-    }
+    };
     #[cfg(not(target_os = "linux"))]
-    if nice == 0 {
-        Ok(())
+    let result: std::io::Result<()> = if nice == 0 {
+        return;
     } else {
         Err(std::io::Error::other("per-thread priority needs Linux"))
+    };
+    if let Err(e) = result {
+        tracing::warn!(event = "hash_nice_not_applied", nice, error = %e);
     }
-}
-
-/// Puts the calling thread under `SCHED_IDLE` (lowering a policy needs no privilege).
-fn idle_policy() -> Result<(), String> {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
-            NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-        };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        // After the policy the crate also sets the nice value to the policy's only
-        // "priority", 0, which an unprivileged thread at nice 10 may not do: what
-        // counts is whether the policy took.
-        let set = set_thread_priority_and_policy(
-            thread_native_id(),
-            thread_priority::ThreadPriority::Min,
-            idle,
-        );
-        match (thread_schedule_policy(), set) {
-            (Ok(policy), _) if policy == idle => Ok(()),
-            (_, Err(e)) => Err(format!("{e:?}")),
-            (policy, Ok(())) => Err(format!("the policy is {policy:?} after setting it")),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    Err("SCHED_IDLE needs Linux".into())
 }
 
 pub struct HashPool {
@@ -107,17 +57,17 @@ pub struct HashPool {
 }
 
 impl HashPool {
-    /// `priority` is applied to each hashing thread as it starts.
+    /// `nice` (0-19) is applied to each hashing thread as it starts.
     pub fn new(
         threads: usize,
-        priority: HashPriority,
+        nice: i32,
         hasher: PasswordHasherService,
         keys: OpeningKeys,
     ) -> anyhow::Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("argon2-{i}"))
-            .start_handler(move |_| lower_priority(priority))
+            .start_handler(move |_| lower_priority(nice))
             .build()?;
         Ok(Self {
             pool,
@@ -158,10 +108,6 @@ mod tests {
     use super::*;
 
     fn pool(nice: i32) -> HashPool {
-        pool_with(HashPriority { nice, idle: false })
-    }
-
-    fn pool_with(priority: HashPriority) -> HashPool {
         let (private, _) = common::events::seal::generate_key_pair();
         let keys = OpeningKeys::parse(&format!("k:{}", private.as_str())).unwrap();
         let hasher = PasswordHasherService::new(common::domain::password::Argon2Config {
@@ -170,7 +116,7 @@ mod tests {
             parallelism: 1,
         })
         .unwrap();
-        HashPool::new(2, priority, hasher, keys).unwrap()
+        HashPool::new(2, nice, hasher, keys).unwrap()
     }
 
     /// The nice value of the thread running the closure, as the kernel reports it.
@@ -191,33 +137,5 @@ mod tests {
     fn nice_zero_leaves_the_hashing_threads_alone() {
         let before = rustix::process::getpriority_process(None).unwrap();
         assert_eq!(nice_inside(&pool(0)), before);
-    }
-
-    #[test]
-    fn sched_idle_puts_only_the_hashing_threads_under_the_idle_policy() {
-        use thread_priority::unix::{
-            thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-        };
-        let caller = thread_schedule_policy().unwrap();
-        let before = rustix::process::getpriority_process(None).unwrap();
-        let idle = pool_with(HashPriority {
-            nice: 10,
-            idle: true,
-        });
-        let (policy, nice) = idle.pool.install(|| {
-            (
-                thread_schedule_policy().unwrap(),
-                rustix::process::getpriority_process(None).unwrap(),
-            )
-        });
-        assert_eq!(
-            policy,
-            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
-        );
-        // The nice value still applies should the policy ever be changed back.
-        assert_eq!(nice, before.max(10));
-        let normal = pool(10).pool.install(|| thread_schedule_policy().unwrap());
-        assert_eq!(normal, caller);
-        assert_eq!(thread_schedule_policy().unwrap(), caller);
     }
 }

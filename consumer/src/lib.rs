@@ -82,7 +82,7 @@ impl Consumer {
         config.validate()?;
         let keys = config.opening_keys()?;
         let hasher = PasswordHasherService::new(config.argon2)?;
-        let hash_pool = HashPool::new(config.hash_threads(), config.hash_priority(), hasher, keys)
+        let hash_pool = HashPool::new(config.hash_threads(), config.hash_nice, hasher, keys)
             .map_err(StartError::HashPool)?;
         let pg = common::store::postgres::pool(&config.postgres)?;
         let redis = Redis::from_config(&config.redis)?;
