@@ -80,7 +80,7 @@ impl InsertHint {
     }
 
     fn plain_insert_first(&self, users: usize) -> bool {
-        users >= PLAIN_INSERT_MIN && !self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
+        users >= PLAIN_INSERT_MIN && !self.expects_conflicts()
     }
 }
 
