@@ -1219,10 +1219,9 @@ async fn delete_bench_users(pg: &tokio_postgres::Client, pattern: &str) -> anyho
     Ok(())
 }
 
-const BENCH_TABLES_ANALYZE: &str =
-    "ANALYZE users, user_audit_log, user_event_outbox, user_event_outbox_sent, mail_outbox";
+const BENCH_TABLES_ANALYZE: &str = "ANALYZE users, user_audit_log, user_event_outbox, mail_outbox";
 const BENCH_TABLES_VACUUM: &str =
-    "VACUUM (TRUNCATE false) users, user_audit_log, user_event_outbox, user_event_outbox_sent, mail_outbox";
+    "VACUUM (TRUNCATE false) users, user_audit_log, user_event_outbox, mail_outbox";
 
 async fn delete_bench_users_once(
     pg: &tokio_postgres::Client,
@@ -1231,7 +1230,6 @@ async fn delete_bench_users_once(
     for sql in [
         "DELETE FROM user_audit_log WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM user_event_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
-        "DELETE FROM user_event_outbox_sent WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM mail_outbox WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM account_tokens WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",
         "DELETE FROM refresh_tokens WHERE user_id IN (SELECT id FROM users WHERE email LIKE $1)",

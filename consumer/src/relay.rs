@@ -1,9 +1,10 @@
 //! The user-events relay: publishes the outbox (`user_event_outbox`, written in the
 //! transaction of each change) to the `user-events` topic. One relay publishes at a time
 //! (a PostgreSQL advisory lock, whatever the number of consumer replicas), in `seq`
-//! order, with the user id as key, and marks events sent only after the broker
+//! order, with the user id as key, and advances its cursor only after the broker
 //! acknowledged every one of them: a crash in between publishes them again with the same
-//! event ids (at least once, never a gap). Sent events are purged after a retention.
+//! event ids (at least once, never a gap). Published events are purged after a
+//! retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,41 +19,9 @@ use tokio_util::sync::CancellationToken;
 /// Events published per transaction.
 const BATCH: i64 = 500;
 
-/// Longest time a relay that keeps finding full batches goes without scanning the
-/// outbox from its start.
-const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
-
-/// Where the next relay step starts reading the outbox.
-///
-/// A scan from the start of the outbox walks the index entries of every event moved
-/// out since the last vacuum (a queue table's dead rows: hundreds of thousands during an
-/// import, 11 ms a scan). While batches come full, the next step reads on after the last
-/// event it published instead. An event committed late with a lower `seq` (its
-/// transaction took the number before another that committed first) is not lost: it is
-/// published by the next scan from the start, which comes as soon as a batch is not
-/// full, and at least every [`FULL_SCAN_EVERY`]. Per-user order holds, because every
-/// change of an account locks its row: a later event of the same user has a higher
-/// `seq` and commits after, so it cannot overtake a late one.
-#[derive(Debug)]
-struct Resume {
-    after: Option<i64>,
-    full_scan_at: std::time::Instant,
-}
-
-impl Resume {
-    /// Where this step starts (`None`: the outbox's start). Until the step published a
-    /// full batch, the next one starts from the outbox's start.
-    fn take_start(&mut self) -> Option<i64> {
-        let start = self
-            .after
-            .take()
-            .filter(|_| self.full_scan_at.elapsed() < FULL_SCAN_EVERY);
-        if start.is_none() {
-            self.full_scan_at = std::time::Instant::now();
-        }
-        start
-    }
-}
+/// Longest wait for the transactions that hold outbox numbers when the relay settles how
+/// far it may publish (new outbox inserts wait meanwhile, so it is short).
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Args, Clone, Debug)]
 pub struct RelayConfig {
@@ -127,7 +96,8 @@ pub struct Relay {
     producer: FutureProducer,
     config: RelayConfig,
     metrics: Arc<RelayMetrics>,
-    resume: std::sync::Mutex<Resume>,
+    /// The last [`user_events::settled_seq`]: numbers up to it need no new wait.
+    settled: std::sync::atomic::AtomicI64,
     batch: i64,
 }
 
@@ -164,10 +134,7 @@ impl Relay {
             producer,
             config: config.clone(),
             metrics: RelayMetrics::new(registry),
-            resume: std::sync::Mutex::new(Resume {
-                after: None,
-                full_scan_at: std::time::Instant::now(),
-            }),
+            settled: std::sync::atomic::AtomicI64::new(i64::MIN),
             batch: BATCH,
         })
     }
@@ -209,18 +176,40 @@ impl Relay {
         }
     }
 
-    /// One batch: under the relay lock, publish the oldest unsent events, wait for every
-    /// acknowledgement, mark them sent. Returns how many were published (0 when the
-    /// outbox is empty or another relay holds the lock).
+    /// One batch: under the relay lock, publish the events after the cursor (up to the
+    /// last number no running transaction holds), wait for every acknowledgement,
+    /// advance the cursor. Returns how many were published (0 when there is nothing to
+    /// publish or another relay holds the lock).
     pub async fn step(&self, mark: Mark) -> anyhow::Result<usize> {
-        let start = self.resume.lock().ok().and_then(|mut r| r.take_start());
+        use std::sync::atomic::Ordering;
         let mut client = self.pg.get().await?;
         let tx = client.transaction().await?;
         if !user_events::try_lock_relay(&*tx).await? {
             return Ok(0);
         }
-        let pending = user_events::pending(&*tx, start, self.batch).await?;
+        let after = user_events::published_seq(&*tx).await?;
+        let mut through = self.settled.load(Ordering::Relaxed);
+        if through.saturating_sub(after) < self.batch {
+            // Settled on another connection: its wait must end before this step reads.
+            let mut settler = self.pg.get().await?;
+            match user_events::settled_seq(&mut **settler, SETTLE_WAIT).await? {
+                Some(settled) => {
+                    through = settled;
+                    self.settled.fetch_max(settled, Ordering::Relaxed);
+                }
+                None => {
+                    tracing::debug!(event = "user_events_relay_waiting_for_writers");
+                }
+            }
+        }
+        if through <= after {
+            return Ok(0);
+        }
+        let pending = user_events::pending(&*tx, after, through, self.batch).await?;
         if pending.is_empty() {
+            // Only numbers that were rolled back (or whose events erasure removed).
+            user_events::mark_published(&*tx, through).await?;
+            tx.commit().await?;
             return Ok(0);
         }
         let keys: Vec<String> = pending.iter().map(|e| e.user_id.to_string()).collect();
@@ -236,7 +225,7 @@ impl Relay {
                 )
             })
             .collect();
-        // In order: a failure leaves the whole batch unmarked, to be published again.
+        // In order: a failure leaves the cursor where it was, to publish them again.
         for (event, delivery) in pending
             .iter()
             .zip(futures::future::join_all(deliveries).await)
@@ -252,14 +241,15 @@ impl Relay {
         if mark == Mark::CrashBeforeMarking {
             return Ok(pending.len());
         }
-        let seqs: Vec<i64> = pending.iter().map(|e| e.seq).collect();
-        user_events::mark_sent(&*tx, &seqs).await?;
+        // A batch cut short by the limit ends at its last event; one that read everything
+        // up to the settled number ends there (numbers rolled back leave holes).
+        let published = if pending.len() as i64 == self.batch {
+            pending.last().map_or(through, |e| e.seq)
+        } else {
+            through
+        };
+        user_events::mark_published(&*tx, published).await?;
         tx.commit().await?;
-        if pending.len() as i64 == self.batch {
-            if let Ok(mut resume) = self.resume.lock() {
-                resume.after = seqs.last().copied();
-            }
-        }
         tracing::debug!(event = "user_events_published", count = pending.len());
         Ok(pending.len())
     }
@@ -271,7 +261,7 @@ impl Relay {
             self.metrics.unsent.set(unsent);
             self.metrics.oldest_unsent.set(oldest as i64);
             let hours = i64::try_from(self.config.events_retention_hours).unwrap_or(168);
-            user_events::purge_sent(
+            user_events::purge_published(
                 &**client,
                 chrono::Utc::now() - chrono::Duration::hours(hours),
             )

@@ -1,9 +1,11 @@
 //! The outbox of the `user-events` topic. Use cases append events in the transaction of
 //! their change; the relay (consumer) publishes them in `seq` order under an advisory
-//! lock, so one relay publishes at a time whatever the number of replicas, and moves
-//! them to `user_event_outbox_sent` after the broker acknowledged them: a crash in
-//! between publishes them again, with the same event ids (at least once, never a gap).
-//! The outbox itself holds only unsent events; sent ones stay for the retention.
+//! lock, so one relay publishes at a time whatever the number of replicas, and advances
+//! its cursor (`user_event_relay.published_seq`) after the broker acknowledged them: a
+//! crash in between publishes them again, with the same event ids (at least once). The
+//! cursor never passes a number a running transaction holds ([`settled_seq`]), so an
+//! event that commits late is not skipped (never a gap). Published events stay for the
+//! retention.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -13,6 +15,10 @@ use crate::events::user::{UserEvent, UserEventError};
 
 /// Key of the advisory lock that makes one relay publish at a time.
 const RELAY_LOCK: i64 = 0x7265_6c61_795f_7565; // "relay_ue"
+
+/// Key of the advisory lock every outbox insert holds shared until its transaction ends
+/// (taken by the table's statement trigger, migration V12, which names the same number).
+pub const OUTBOX_WRITERS_LOCK: i64 = 0x6f75_7462_6f78_5f77; // "outbox_w"
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -68,6 +74,51 @@ pub async fn try_lock_relay(client: &impl GenericClient) -> Result<bool, tokio_p
     Ok(row.get(0))
 }
 
+/// The highest `seq` that no running transaction can still commit: every number up to
+/// it is committed or rolled back for good, so the relay may publish up to it without
+/// passing an event that commits later. Waits (at most `lock_timeout`) for the
+/// transactions that hold numbers, holding back the ones that would draw new numbers
+/// meanwhile, then reads the sequence. `None`: the wait timed out.
+pub async fn settled_seq(
+    client: &mut impl tokio_postgres::GenericClient,
+    lock_timeout: std::time::Duration,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    ))
+    .await?;
+    match tx
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&OUTBOX_WRITERS_LOCK])
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    }
+    let row = tx
+        .query_one(
+            "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+             FROM user_event_outbox_seq_seq",
+            &[],
+        )
+        .await?;
+    let settled = row.get(0);
+    tx.commit().await?;
+    Ok(Some(settled))
+}
+
+/// The `seq` up to which every event was published (read under the relay lock).
+pub async fn published_seq(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT published_seq FROM user_event_relay", &[])
+        .await?
+        .get(0))
+}
+
 /// An event waiting for the relay.
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
@@ -77,18 +128,20 @@ pub struct PendingEvent {
     pub payload: Vec<u8>,
 }
 
-/// The oldest unsent events after `after` (all of them: `None`), in `seq` order, which
-/// is commit order per user.
+/// The events after `after` up to `through` (a [`settled_seq`]), at most `limit`, in
+/// `seq` order, which is commit order per user (every change of an account locks its
+/// row, so a later change of the same account draws a higher number).
 pub async fn pending(
     client: &impl GenericClient,
-    after: Option<i64>,
+    after: i64,
+    through: i64,
     limit: i64,
 ) -> Result<Vec<PendingEvent>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT seq, user_id, type, payload FROM user_event_outbox
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&after.unwrap_or(i64::MIN), &limit],
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+            &[&after, &through, &limit],
         )
         .await?;
     Ok(rows
@@ -102,46 +155,59 @@ pub async fn pending(
         .collect())
 }
 
-/// Moves published events out of the outbox into `user_event_outbox_sent`; returns how
-/// many moved (an event erased meanwhile is no longer there to move).
-pub async fn mark_sent(
+/// Records that every event up to `seq` was published (under the relay lock).
+pub async fn mark_published(
     client: &impl GenericClient,
-    seqs: &[i64],
-) -> Result<u64, tokio_postgres::Error> {
+    seq: i64,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "WITH sent AS (
-                 DELETE FROM user_event_outbox WHERE seq = ANY($1)
-                 RETURNING seq, event_id, user_id, type, payload, created_at
-             )
-             INSERT INTO user_event_outbox_sent (seq, event_id, user_id, type, payload, created_at)
-             SELECT * FROM sent",
-            &[&seqs],
+            "UPDATE user_event_relay SET published_seq = $1 WHERE published_seq < $1",
+            &[&seq],
         )
-        .await
+        .await?;
+    Ok(())
 }
 
-/// Unsent events and the age of the oldest, in seconds.
+/// Unpublished events and the age of the oldest, in seconds.
 pub async fn lag(client: &impl GenericClient) -> Result<(i64, f64), tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-             FROM user_event_outbox",
+             FROM user_event_outbox WHERE seq > (SELECT published_seq FROM user_event_relay)",
             &[],
         )
         .await?;
     Ok((row.get(0), row.get(1)))
 }
 
-/// Deletes events sent before `before`; returns how many.
-pub async fn purge_sent(
+/// Rows deleted per purge statement.
+const PURGE_CHUNK: i64 = 10_000;
+
+/// Deletes published events written before `before`; returns how many. Goes from the
+/// oldest number on, a chunk at a time, and stops at the first chunk that was not all
+/// old enough (events are numbered in about the order they were written).
+pub async fn purge_published(
     client: &impl GenericClient,
     before: DateTime<Utc>,
 ) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
-            "DELETE FROM user_event_outbox_sent WHERE sent_at < $1",
-            &[&before],
+    let statement = client
+        .prepare(
+            "WITH head AS (
+                 SELECT seq, created_at FROM user_event_outbox
+                 WHERE seq <= (SELECT published_seq FROM user_event_relay)
+                 ORDER BY seq LIMIT $2
+             )
+             DELETE FROM user_event_outbox
+             WHERE seq IN (SELECT seq FROM head WHERE created_at < $1)",
         )
-        .await
+        .await?;
+    let mut purged = 0;
+    loop {
+        let n = client.execute(&statement, &[&before, &PURGE_CHUNK]).await?;
+        purged += n;
+        if n < PURGE_CHUNK as u64 {
+            return Ok(purged);
+        }
+    }
 }

@@ -881,7 +881,6 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
     // counts and line numbers, never addresses.
     scrub_unsent_events(client, id).await?;
     for sql in [
-        "DELETE FROM user_event_outbox_sent WHERE user_id = $1",
         "DELETE FROM data_store WHERE user_id = $1",
         "DELETE FROM account_tokens WHERE user_id = $1",
         "DELETE FROM mail_outbox WHERE user_id = $1",
@@ -893,12 +892,21 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
     Ok(true)
 }
 
-/// Rewrites the account's unpublished events without their email (erasure).
+/// Deletes the account's published events and rewrites its unpublished ones without
+/// their email (erasure). One the relay publishes meanwhile stays, without the email,
+/// until the retention purge.
 async fn scrub_unsent_events(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<(), tokio_postgres::Error> {
     use crate::events::user::UserEvent;
+    client
+        .execute(
+            "DELETE FROM user_event_outbox WHERE user_id = $1
+             AND seq <= (SELECT published_seq FROM user_event_relay)",
+            &[&id],
+        )
+        .await?;
     let rows = client
         .query(
             "SELECT seq, payload FROM user_event_outbox WHERE user_id = $1 FOR UPDATE",

@@ -952,8 +952,7 @@ async fn erasure_leaves_no_personal_data_but_keeps_the_audit_trail() {
                   + (SELECT count(*) FROM refresh_tokens WHERE user_id = $2)
                   + (SELECT count(*) FROM mail_outbox WHERE recipient = $1)
                   + (SELECT count(*) FROM account_tokens WHERE email = $1)
-                  + (SELECT count(*) FROM user_event_outbox WHERE position(convert_to($1, 'UTF8') in payload) > 0)
-                  + (SELECT count(*) FROM user_event_outbox_sent WHERE position(convert_to($1, 'UTF8') in payload) > 0)",
+                  + (SELECT count(*) FROM user_event_outbox WHERE position(convert_to($1, 'UTF8') in payload) > 0)",
             &[&user.email, &user.id],
         )
         .await

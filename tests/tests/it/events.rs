@@ -176,15 +176,26 @@ async fn every_account_change_publishes_exactly_its_event() {
         (None, None, 0),
         "an erasure carries no personal data"
     );
-    // Nothing is left to publish.
-    let unsent: i64 = app
-        .pg()
+    // Nothing is left to publish (the cursor moves once the broker acknowledged).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while unpublished(&app).await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(unpublished(&app).await, 0);
+}
+
+/// Events after the relay's cursor.
+async fn unpublished(app: &TestApp) -> i64 {
+    app.pg()
         .await
-        .query_one("SELECT count(*) FROM user_event_outbox", &[])
+        .query_one(
+            "SELECT count(*) FROM user_event_outbox
+             WHERE seq > (SELECT published_seq FROM user_event_relay)",
+            &[],
+        )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(unsent, 0);
+        .get(0)
 }
 
 #[tokio::test]
@@ -223,7 +234,8 @@ async fn a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_i
         .pg()
         .await
         .query(
-            "SELECT event_id FROM user_event_outbox_sent ORDER BY seq",
+            "SELECT event_id FROM user_event_outbox
+             WHERE seq <= (SELECT published_seq FROM user_event_relay) ORDER BY seq",
             &[],
         )
         .await
@@ -249,11 +261,11 @@ async fn a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_i
     assert_eq!(seen.len(), 3);
 }
 
-/// While its batches come full the relay reads on after the last event it published; an
-/// event whose transaction took a lower `seq` but committed later is still published,
-/// by the next scan from the outbox's start.
+/// An event whose transaction drew a lower `seq` but commits after a higher-numbered one
+/// is neither skipped nor published out of order: the relay waits for the transactions
+/// that hold numbers below the ones it publishes.
 #[tokio::test]
-async fn an_event_committed_after_a_later_numbered_one_is_still_published() {
+async fn an_event_committed_after_a_later_numbered_one_is_published_first() {
     let mut app = TestApp::spawn_without_consumer().await;
     app.consumer_args
         .extend(["--user-events-relay", "false"].map(String::from));
@@ -268,9 +280,11 @@ async fn an_event_committed_after_a_later_numbered_one_is_still_published() {
     )
     .unwrap()
     .with_batch(2);
-    let event = || UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
+    // One account's events: one key, one partition, so the topic keeps their order.
+    let user = Uuid::now_v7();
+    let event = || UserEvent::new(UserEventType::Updated, user, 2);
 
-    // The late one takes its number first and commits last.
+    // The late one draws its number first and commits last.
     let mut late_client = pool.get().await.unwrap();
     let late_tx = late_client.transaction().await.unwrap();
     let late = event();
@@ -282,11 +296,21 @@ async fn an_event_committed_after_a_later_numbered_one_is_still_published() {
         .await
         .unwrap();
 
-    assert_eq!(relay.step(Mark::Sent).await.unwrap(), 2, "a full batch");
+    // The step waits for the late transaction instead of publishing past it.
+    let step = tokio::spawn({
+        let relay = std::sync::Arc::new(relay);
+        let r = relay.clone();
+        async move { (r.step(Mark::Sent).await.unwrap(), relay) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !step.is_finished(),
+        "the relay waits for the open transaction"
+    );
     late_tx.commit().await.unwrap();
-    // The step after a full batch reads on from it, finds nothing, and the one after
-    // scans from the start.
-    let mut published = 2;
+    let (first, relay) = step.await.unwrap();
+    assert_eq!(first, 2, "a full batch, from the lowest number");
+    let mut published = first;
     for _ in 0..3 {
         published += relay.step(Mark::Sent).await.unwrap();
     }
@@ -296,13 +320,112 @@ async fn an_event_committed_after_a_later_numbered_one_is_still_published() {
         .into_iter()
         .map(|(_, e)| e.event_id)
         .collect();
-    assert!(ids.contains(&late.event_id), "the late event was published");
-    let unsent: i64 = app
-        .pg()
+    assert_eq!(
+        ids,
+        [late.event_id, early[0].event_id, early[1].event_id],
+        "in number order: the late event first"
+    );
+    assert_eq!(unpublished(&app).await, 0);
+}
+
+/// A writer that keeps its transaction open longer than the relay's wait holds the relay
+/// back (nothing published past it, no error), and a rolled-back number is passed over.
+#[tokio::test]
+async fn the_relay_neither_passes_an_open_writer_nor_stops_at_a_rolled_back_one() {
+    let mut app = TestApp::spawn_without_consumer().await;
+    app.consumer_args
+        .extend(["--user-events-relay", "false"].map(String::from));
+    app.start_consumer().await;
+    let config = app.consumer_config();
+    let pool = common::store::postgres::pool(&config.postgres).unwrap();
+    let relay = Relay::new(
+        &config.relay,
+        &config.kafka,
+        pool.clone(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let event = || UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
+
+    let mut open_client = pool.get().await.unwrap();
+    let open_tx = open_client.transaction().await.unwrap();
+    common::store::user_events::append(&*open_tx, &[event()])
         .await
+        .unwrap();
+    let after = [event()];
+    common::store::user_events::append(&**pool.get().await.unwrap(), &after)
+        .await
+        .unwrap();
+    assert_eq!(
+        relay.step(Mark::Sent).await.unwrap(),
+        0,
+        "the open writer holds the relay back"
+    );
+    open_tx.rollback().await.unwrap();
+    assert_eq!(relay.step(Mark::Sent).await.unwrap(), 1);
+    assert_eq!(relay.step(Mark::Sent).await.unwrap(), 0);
+    let got = events(&app, 1).await;
+    assert_eq!(got[0].1.event_id, after[0].event_id);
+    assert_eq!(unpublished(&app).await, 0);
+}
+
+/// The retention purge removes published events older than the retention and keeps
+/// unpublished ones, however old.
+#[tokio::test]
+async fn the_purge_removes_old_published_events_and_keeps_unpublished_ones() {
+    let mut app = TestApp::spawn_without_consumer().await;
+    app.consumer_args
+        .extend(["--user-events-relay", "false"].map(String::from));
+    app.start_consumer().await;
+    let config = app.consumer_config();
+    let pool = common::store::postgres::pool(&config.postgres).unwrap();
+    let relay = Relay::new(
+        &config.relay,
+        &config.kafka,
+        pool.clone(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let event = || UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
+    let pg = pool.get().await.unwrap();
+    common::store::user_events::append(&**pg, &[event(), event(), event()])
+        .await
+        .unwrap();
+    assert_eq!(relay.step(Mark::Sent).await.unwrap(), 3);
+    common::store::user_events::append(&**pg, &[event()])
+        .await
+        .unwrap();
+    pg.execute(
+        "UPDATE user_event_outbox SET created_at = now() - interval '10 days'",
+        &[],
+    )
+    .await
+    .unwrap();
+    // One published event is recent: it stays.
+    pg.execute(
+        "UPDATE user_event_outbox SET created_at = now()
+         WHERE seq = (SELECT max(seq) FROM user_event_outbox
+                      WHERE seq <= (SELECT published_seq FROM user_event_relay))",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    let purged = common::store::user_events::purge_published(
+        &**pg,
+        chrono::Utc::now() - chrono::Duration::days(7),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged, 2, "the two old published events");
+    let left: i64 = pg
         .query_one("SELECT count(*) FROM user_event_outbox", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(unsent, 0);
+    assert_eq!(
+        left, 2,
+        "the recent published one and the old unpublished one"
+    );
+    assert_eq!(unpublished(&app).await, 1);
 }
