@@ -21,7 +21,17 @@ TANSU="${REGISTRAR_CACHE:-$HOME/.cache/registrar}/tansu/bin/tansu"
 # numbers show Registrar rather than the sqlite engine; BENCH_BROKER=sqlite uses the
 # persistent broker of `make run`.
 broker_pid=""
+scratch_broker="tansu broker --listener-url tcp://127.0.0.1:19092"
+# tansu takes seconds to exit on SIGTERM; in-memory storage has nothing to lose.
+stop_scratch_broker() {
+  pkill -TERM -f "$scratch_broker" 2>/dev/null || return 0
+  for _ in $(seq 1 30); do pgrep -f "$scratch_broker" >/dev/null || return 0; sleep 0.1; done
+  pkill -KILL -f "$scratch_broker" 2>/dev/null || true
+  for _ in $(seq 1 30); do pgrep -f "$scratch_broker" >/dev/null || return 0; sleep 0.1; done
+}
 if [ "${BENCH_BROKER:-memory}" = memory ]; then
+  # One left by an interrupted run would serve this one and skew its CPU figures.
+  stop_scratch_broker
   mkdir -p .local/bench-tansu
   (cd .local/bench-tansu && exec "$TANSU" broker --listener-url tcp://127.0.0.1:19092 \
      --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine memory://tansu/ \
@@ -46,7 +56,8 @@ export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"
 $BIN/api serve > target/bench-api.log 2>&1 & api=$!
 $BIN/consumer > target/bench-consumer.log 2>&1 & consumer=$!
 cleanup() {
-  kill -TERM $api $consumer $broker_pid 2>/dev/null; wait $api $consumer 2>/dev/null || true
+  kill -TERM $api $consumer 2>/dev/null; wait $api $consumer 2>/dev/null || true
+  [ -z "$broker_pid" ] || stop_scratch_broker
   redis-cli -p "${REDIS_PORT:-6379}" --scan --pattern "$REDIS_KEY_PREFIX*" 2>/dev/null \
     | xargs -r -n 1000 redis-cli -p "${REDIS_PORT:-6379}" unlink >/dev/null 2>&1 || true
 }

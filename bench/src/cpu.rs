@@ -109,17 +109,64 @@ pub fn machine_busy() -> Option<Duration> {
     ))
 }
 
-/// CPU spent so far by the processes named `comm` (all PostgreSQL backends, say) that
-/// are alive now.
-pub fn cpu_of_command(comm: &str) -> Duration {
-    procfs::process::all_processes()
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|p| p.stat().ok())
-        .filter(|s| s.comm == comm)
-        .map(|s| {
-            Duration::from_secs_f64((s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64)
-        })
-        .sum()
+/// CPU spent so far by each process named `comm` (all PostgreSQL backends, say) alive
+/// now, by pid.
+#[derive(Clone, Debug, Default)]
+pub struct CommandSample(std::collections::HashMap<i32, Duration>);
+
+impl CommandSample {
+    pub fn now(comm: &str) -> Self {
+        Self(
+            procfs::process::all_processes()
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter_map(|p| p.stat().ok())
+                .filter(|s| s.comm == comm)
+                .map(|s| {
+                    let cpu = (s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64;
+                    (s.pid, Duration::from_secs_f64(cpu))
+                })
+                .collect(),
+        )
+    }
+
+    /// CPU the processes alive at `self` spent since `before`, process by process: one
+    /// that started meanwhile counts whole; one that exited meanwhile (a broker left
+    /// over from the last run, a closed connection's backend) is not in `self` and takes
+    /// its time with it, instead of hiding the others' behind its own.
+    pub fn since(&self, before: &CommandSample) -> Duration {
+        self.0
+            .iter()
+            .map(|(pid, now)| now.saturating_sub(before.0.get(pid).copied().unwrap_or_default()))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod command_sample_tests {
+    use super::*;
+
+    fn sample(cpu: &[(i32, u64)]) -> CommandSample {
+        CommandSample(
+            cpu.iter()
+                .map(|&(pid, ms)| (pid, Duration::from_millis(ms)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_process_that_exits_between_samples_does_not_hide_the_others_time() {
+        // A leftover broker (pid 1, 9 s) exits; the run's broker (pid 2) works 0.7 s.
+        let before = sample(&[(1, 9_000), (2, 100)]);
+        let after = sample(&[(2, 800)]);
+        assert_eq!(after.since(&before), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn a_process_started_between_samples_counts_whole() {
+        let before = sample(&[(1, 500)]);
+        let after = sample(&[(1, 600), (3, 250)]);
+        assert_eq!(after.since(&before), Duration::from_millis(350));
+    }
 }

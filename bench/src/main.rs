@@ -1291,9 +1291,9 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
     };
     let cpu_before = (
         cpu::machine_busy(),
-        cpu::cpu_of_command("postgres"),
-        cpu::cpu_of_command("redis-server"),
-        cpu::cpu_of_command("tansu"),
+        cpu::CommandSample::now("postgres"),
+        cpu::CommandSample::now("redis-server"),
+        cpu::CommandSample::now("tansu"),
         processes.sample(),
     );
     let import_id = uuid::Uuid::now_v7();
@@ -1329,12 +1329,12 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
             (Some(a), Some(b)) => format!("{:.0}", per_user(a.saturating_sub(b))),
             _ => "unknown".to_owned(),
         },
-        per_user(cpu::cpu_of_command("postgres").saturating_sub(cpu_before.1)),
+        per_user(cpu::CommandSample::now("postgres").since(&cpu_before.1)),
         usage
             .consumer
             .map_or("unknown".to_owned(), |c| format!("{:.0}", per_user(c))),
-        per_user(cpu::cpu_of_command("tansu").saturating_sub(cpu_before.3)),
-        per_user(cpu::cpu_of_command("redis-server").saturating_sub(cpu_before.2)),
+        per_user(cpu::CommandSample::now("tansu").since(&cpu_before.3)),
+        per_user(cpu::CommandSample::now("redis-server").since(&cpu_before.2)),
     );
     let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;
     delete_bench_users(&pg, &pattern).await?;
