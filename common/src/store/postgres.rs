@@ -74,3 +74,28 @@ pub async fn ping(pool: &Pool, timeout: Duration) -> anyhow::Result<()> {
     .await
     .map_err(|_| anyhow::anyhow!("PostgreSQL did not answer within {timeout:?}"))?
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_file_in_the_migrations_folder_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| n.trim_end_matches(".sql").to_owned())
+            .collect();
+        let mut embedded: Vec<String> = super::embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| format!("V{}__{}", m.version(), m.name()))
+            .collect();
+        on_disk.sort();
+        embedded.sort();
+        assert_eq!(
+            embedded, on_disk,
+            "a migration added without rebuilding the crate that embeds them"
+        );
+    }
+}
