@@ -231,6 +231,59 @@ struct Run<'a> {
     seen: i64,
     answer: Vec<LineError>,
     chunk: Chunk,
+    /// The chunk being published while the next one is read: its refused lines and
+    /// the number of accepted ones, once every acknowledgement came.
+    publishing: Option<tokio::task::JoinHandle<Result<Published, ServiceError>>>,
+}
+
+/// A chunk whose accepted lines the broker acknowledged.
+struct Published {
+    accepted: usize,
+    rejected: Vec<(i64, Vec<ErrorDetail>)>,
+}
+
+/// Publishes accepted lines, at most [`IN_FLIGHT`] awaiting acknowledgement at once.
+async fn publish_chunk(
+    publisher: std::sync::Arc<dyn crate::publisher::RegistrationPublisher>,
+    chunk: Chunk,
+) -> Result<Published, ServiceError> {
+    let mut payloads = Vec::with_capacity(chunk.events.len());
+    for (_, event) in &chunk.events {
+        payloads.push(
+            event
+                .encode()
+                .map_err(|e| ServiceError::Internal(e.into()))?,
+        );
+    }
+    for (events, payloads) in chunk
+        .events
+        .chunks(IN_FLIGHT)
+        .zip(payloads.chunks(IN_FLIGHT))
+    {
+        let results =
+            futures::future::join_all(events.iter().zip(payloads).map(|((_, event), payload)| {
+                publish_waiting(
+                    &*publisher,
+                    &event.email,
+                    payload,
+                    crate::publisher::RecordHeaders {
+                        request_id: event.request_id.as_deref(),
+                        prehashed: matches!(
+                            event.credential,
+                            common::events::registration::Credential::PasswordHash(_)
+                        ),
+                    },
+                )
+            }))
+            .await;
+        for result in results {
+            result?;
+        }
+    }
+    Ok(Published {
+        accepted: chunk.events.len(),
+        rejected: chunk.rejected,
+    })
 }
 
 impl Run<'_> {
@@ -247,45 +300,28 @@ impl Run<'_> {
         }
     }
 
-    /// Publishes the chunk, waits for every acknowledgement, records it.
+    /// Starts publishing the chunk, after the one before it was acknowledged and
+    /// recorded: reading and checking the next lines overlaps the broker's round trips,
+    /// and at most two chunks are held in memory.
     async fn flush(&mut self) -> Result<(), ServiceError> {
+        self.settle().await?;
         let chunk = std::mem::take(&mut self.chunk);
-        let mut payloads = Vec::with_capacity(chunk.events.len());
-        for (_, event) in &chunk.events {
-            payloads.push(
-                event
-                    .encode()
-                    .map_err(|e| ServiceError::Internal(e.into()))?,
-            );
-        }
-        let publisher = &*self.app.publisher;
-        for (events, payloads) in chunk
-            .events
-            .chunks(IN_FLIGHT)
-            .zip(payloads.chunks(IN_FLIGHT))
-        {
-            let results = futures::future::join_all(events.iter().zip(payloads).map(
-                |((_, event), payload)| {
-                    publish_waiting(
-                        publisher,
-                        &event.email,
-                        payload,
-                        crate::publisher::RecordHeaders {
-                            request_id: event.request_id.as_deref(),
-                            prehashed: matches!(
-                                event.credential,
-                                common::events::registration::Credential::PasswordHash(_)
-                            ),
-                        },
-                    )
-                },
-            ))
-            .await;
-            for result in results {
-                result?;
-            }
-        }
-        let rejected: Vec<(i64, serde_json::Value)> = chunk
+        self.publishing = Some(tokio::spawn(publish_chunk(
+            self.app.publisher.clone(),
+            chunk,
+        )));
+        Ok(())
+    }
+
+    /// Waits for the chunk being published and records it.
+    async fn settle(&mut self) -> Result<(), ServiceError> {
+        let Some(publishing) = self.publishing.take() else {
+            return Ok(());
+        };
+        let published = publishing
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("publishing a chunk: {e}")))??;
+        let rejected: Vec<(i64, serde_json::Value)> = published
             .rejected
             .iter()
             .map(|(n, errors)| (*n, json!(errors)))
@@ -294,10 +330,9 @@ impl Run<'_> {
             let client = self.app.db().await?;
             imports::record_rejections(&**client, self.id, &rejected).await?;
         }
-        let accepted = chunk.events.len();
-        self.accepted += i64::try_from(accepted).unwrap_or(0);
+        self.accepted += i64::try_from(published.accepted).unwrap_or(0);
         self.rejected += i64::try_from(rejected.len()).unwrap_or(0);
-        for (line, errors) in chunk.rejected {
+        for (line, errors) in published.rejected {
             if self.answer.len() < ANSWER_REJECTIONS {
                 self.answer.push(LineError { line, errors });
             }
@@ -340,6 +375,7 @@ where
         seen: 0,
         answer: Vec::new(),
         chunk: Chunk::default(),
+        publishing: None,
     };
     let mut buffer: Vec<u8> = Vec::new();
     let mut bytes_read: u64 = 0;
@@ -398,10 +434,16 @@ where
             ));
         }
         run.flush().await?;
+        run.settle().await?;
         progress(run.lines, bytes_read);
         Ok(())
     }
     .await;
+    // Stopped early: what is still being published finishes (its lines count) or fails.
+    let outcome = match run.settle().await {
+        Err(e) if outcome.is_ok() => Err(e),
+        _ => outcome,
+    };
     let client = app.db().await?;
     if run.seen == 0 {
         // Nothing to import: no record of it.

@@ -324,3 +324,70 @@ async fn imported_hashes_are_marked_prehashed_for_the_consumer_and_plaintext_lin
         "only the pre-hashed line skips the hashing budget of a batch"
     );
 }
+
+/// Lines are read in chunks of 2 000 and a chunk is published while the next is read:
+/// an import of several chunks, with refused lines in each, counts and records every line
+/// once and in order, and persists every accepted one.
+#[tokio::test]
+async fn an_import_of_several_chunks_counts_and_records_every_line_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let hash = bcrypt::hash("x", 4).unwrap();
+    let bad = [3, 2_001, 2_500, 4_000, 5_001];
+    let lines = 5_001;
+    let body: String = (1..=lines)
+        .map(|n| {
+            if bad.contains(&n) {
+                format!("{{\"email\": \"not an address {n}\"}}\n")
+            } else {
+                with(
+                    person(&format!("chunk-{n}-{}@example.com", app.id)),
+                    json!({ "passwordHash": hash, "emailVerified": true }),
+                ) + "\n"
+            }
+        })
+        .collect();
+    let (status, headers, answer) = import(&app, &admin.access, &body, None).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        (
+            answer["lines"].as_i64(),
+            answer["accepted"].as_i64(),
+            answer["rejected"].as_i64()
+        ),
+        (Some(lines), Some(lines - 5), Some(5)),
+        "{answer}"
+    );
+    let refused: Vec<i64> = answer["rejectedLines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(refused, bad);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, _, s) = app
+            .call(Method::GET, &location, Some(&admin.access), None)
+            .await;
+        if s["completed"] == lines - 5 {
+            assert_eq!(
+                (s["pending"].as_i64(), s["rejected"].as_i64()),
+                (Some(0), Some(5)),
+                "{s}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let persisted: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM users WHERE email LIKE 'chunk-%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(persisted, lines - 5);
+}
