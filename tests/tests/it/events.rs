@@ -24,6 +24,25 @@ async fn events(app: &TestApp, count: usize) -> Vec<(String, UserEvent)> {
         .collect()
 }
 
+/// An app whose consumer runs no relay, and a relay the test steps itself (with a pool
+/// on the test's database).
+async fn app_with_a_relay_of_its_own() -> (TestApp, Relay, deadpool_postgres::Pool) {
+    let mut app = TestApp::spawn_without_consumer().await;
+    app.consumer_args
+        .extend(["--user-events-relay", "false"].map(String::from));
+    app.start_consumer().await;
+    let config = app.consumer_config();
+    let pool = common::store::postgres::pool(&config.postgres).unwrap();
+    let relay = Relay::new(
+        &config.relay,
+        &config.kafka,
+        pool.clone(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    (app, relay, pool)
+}
+
 async fn events_of(app: &TestApp, user: Uuid, count: usize) -> Vec<UserEvent> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut want = count;
@@ -200,23 +219,11 @@ async fn unpublished(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_ids() {
-    let mut app = TestApp::spawn_without_consumer().await;
-    app.consumer_args
-        .extend(["--user-events-relay", "false"].map(String::from));
-    app.start_consumer().await;
+    let (app, relay, _pool) = app_with_a_relay_of_its_own().await;
     let mut users = Vec::new();
     for _ in 0..3 {
         users.push(app.register_and_login().await.id);
     }
-    let config = app.consumer_config();
-    let pool = common::store::postgres::pool(&config.postgres).unwrap();
-    let relay = Relay::new(
-        &config.relay,
-        &config.kafka,
-        pool,
-        &prometheus::Registry::new(),
-    )
-    .unwrap();
 
     assert_eq!(
         relay.step(Mark::CrashBeforeMarking).await.unwrap(),
@@ -266,20 +273,8 @@ async fn a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_i
 /// that hold numbers below the ones it publishes.
 #[tokio::test]
 async fn an_event_committed_after_a_later_numbered_one_is_published_first() {
-    let mut app = TestApp::spawn_without_consumer().await;
-    app.consumer_args
-        .extend(["--user-events-relay", "false"].map(String::from));
-    app.start_consumer().await;
-    let config = app.consumer_config();
-    let pool = common::store::postgres::pool(&config.postgres).unwrap();
-    let relay = Relay::new(
-        &config.relay,
-        &config.kafka,
-        pool.clone(),
-        &prometheus::Registry::new(),
-    )
-    .unwrap()
-    .with_batch(2);
+    let (app, relay, pool) = app_with_a_relay_of_its_own().await;
+    let relay = relay.with_batch(2);
     // One account's events: one key, one partition, so the topic keeps their order.
     let user = Uuid::now_v7();
     let event = || UserEvent::new(UserEventType::Updated, user, 2);
@@ -332,19 +327,7 @@ async fn an_event_committed_after_a_later_numbered_one_is_published_first() {
 /// back (nothing published past it, no error), and a rolled-back number is passed over.
 #[tokio::test]
 async fn the_relay_neither_passes_an_open_writer_nor_stops_at_a_rolled_back_one() {
-    let mut app = TestApp::spawn_without_consumer().await;
-    app.consumer_args
-        .extend(["--user-events-relay", "false"].map(String::from));
-    app.start_consumer().await;
-    let config = app.consumer_config();
-    let pool = common::store::postgres::pool(&config.postgres).unwrap();
-    let relay = Relay::new(
-        &config.relay,
-        &config.kafka,
-        pool.clone(),
-        &prometheus::Registry::new(),
-    )
-    .unwrap();
+    let (app, relay, pool) = app_with_a_relay_of_its_own().await;
     let event = || UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
 
     let mut open_client = pool.get().await.unwrap();
@@ -373,19 +356,7 @@ async fn the_relay_neither_passes_an_open_writer_nor_stops_at_a_rolled_back_one(
 /// unpublished ones, however old.
 #[tokio::test]
 async fn the_purge_removes_old_published_events_and_keeps_unpublished_ones() {
-    let mut app = TestApp::spawn_without_consumer().await;
-    app.consumer_args
-        .extend(["--user-events-relay", "false"].map(String::from));
-    app.start_consumer().await;
-    let config = app.consumer_config();
-    let pool = common::store::postgres::pool(&config.postgres).unwrap();
-    let relay = Relay::new(
-        &config.relay,
-        &config.kafka,
-        pool.clone(),
-        &prometheus::Registry::new(),
-    )
-    .unwrap();
+    let (app, relay, pool) = app_with_a_relay_of_its_own().await;
     let event = || UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
     let pg = pool.get().await.unwrap();
     common::store::user_events::append(&**pg, &[event(), event(), event()])

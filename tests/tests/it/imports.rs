@@ -74,6 +74,16 @@ async fn import(
     )
 }
 
+/// The line numbers of an import's answer's refused lines.
+fn refused_lines(answer: &Value) -> Vec<i64> {
+    answer["rejectedLines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_i64().unwrap())
+        .collect()
+}
+
 async fn stored_hash(app: &TestApp, email: &str) -> String {
     app.pg()
         .await
@@ -138,12 +148,7 @@ async fn a_mixed_import_persists_what_is_valid_and_its_users_log_in_and_are_reha
         (Some(11), Some(7), Some(3)),
         "{answer}"
     );
-    let refused: Vec<i64> = answer["rejectedLines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["line"].as_i64().unwrap())
-        .collect();
+    let refused = refused_lines(&answer);
     assert_eq!(refused, [5, 6, 10], "{answer}");
     assert_eq!(answer["rejectedLines"][1]["errors"][0]["field"], "email");
     let id = answer["importId"].as_str().unwrap().to_owned();
@@ -358,12 +363,7 @@ async fn an_import_of_several_chunks_counts_and_records_every_line_once() {
         (Some(lines), Some(lines - 5), Some(5)),
         "{answer}"
     );
-    let refused: Vec<i64> = answer["rejectedLines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["line"].as_i64().unwrap())
-        .collect();
+    let refused = refused_lines(&answer);
     assert_eq!(refused, bad);
     let location = headers["location"].to_str().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
