@@ -245,6 +245,15 @@ pub struct ApiConfig {
         default_value_t = 900
     )]
     pub login_lockout_secs: u64,
+    /// Lines of a bulk import read and checked per chunk; a chunk is published while
+    /// the next one is read, so an import holds at most two in memory.
+    #[arg(
+        long = "import-chunk-lines",
+        env = "IMPORT_CHUNK_LINES",
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub import_chunk_lines: u32,
     /// Bound on handling one request, in milliseconds.
     #[arg(
         long = "request-timeout-ms",

@@ -146,6 +146,7 @@ impl Application {
             publisher,
             sealer,
             poll_cache_ttl: config.poll_cache_ttl(),
+            import_chunk_lines: config.import_chunk_lines as usize,
             health_timeout: config.service.health_timeout(),
             metrics,
             accounts,

@@ -52,6 +52,8 @@ pub struct Inner {
     pub sealer: Sealer,
     /// Finished registrations answered from memory for a few seconds (polling).
     pub finished: crate::service::registration::FinishedRegistrations,
+    /// Lines per published chunk of a bulk import.
+    pub import_chunk_lines: usize,
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
@@ -72,6 +74,8 @@ pub struct Dependencies {
     pub sealer: Sealer,
     /// How long a finished registration's state is answered from memory.
     pub poll_cache_ttl: Duration,
+    /// Lines per published chunk of a bulk import.
+    pub import_chunk_lines: usize,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
@@ -93,6 +97,7 @@ impl AppState {
             publisher,
             sealer,
             poll_cache_ttl,
+            import_chunk_lines,
             health_timeout,
             metrics,
             accounts,
@@ -104,6 +109,7 @@ impl AppState {
             publisher,
             sealer,
             finished: crate::service::registration::FinishedRegistrations::new(poll_cache_ttl),
+            import_chunk_lines: import_chunk_lines.max(1),
             started: Instant::now(),
             health_timeout,
             metrics,

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 const BATCH: i64 = 500;
 
 /// Longest wait for the transactions that hold outbox numbers when the relay settles how
-/// far it may publish (new outbox inserts wait meanwhile, so it is short).
-const SETTLE_WAIT: Duration = Duration::from_secs(1);
+/// far it may publish. New outbox inserts queue behind the relay meanwhile, so it is
+/// short: a wait that runs out publishes nothing and is tried again at the next poll.
+const SETTLE_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Args, Clone, Debug)]
 pub struct RelayConfig {

@@ -3,8 +3,9 @@
 //! `EMAIL_TAKEN`). A line carries `password` (sealed like a registration's) or
 //! `passwordHash` (argon2id, argon2i, scrypt or bcrypt, stored as is and re-hashed at the
 //! first login). The body is read as a stream, line by line; accepted lines are
-//! published in chunks whose acknowledgements are awaited before the next chunk, so
-//! memory stays bounded whatever the file's size.
+//! published in chunks, each read and checked while the one before it is published and
+//! published once every record of that one was acknowledged, so at most two chunks are
+//! in memory whatever the file's size.
 //!
 //! Each line's registration id is derived from the import id and the line number (or
 //! given as `id`): rerunning an import with its id persists each line once.
@@ -29,8 +30,6 @@ use crate::bodies::import::{ImportLine, LineError, LineFailure};
 use crate::bodies::ErrorDetail;
 use crate::state::AppState;
 
-/// Lines published before their acknowledgements are awaited.
-const CHUNK: usize = 2000;
 /// Records awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
 /// How long a record waits for room in a full producer queue before the import stops.
@@ -391,7 +390,7 @@ where
                 number += 1;
                 run.take(number, &buffer[start..start + end]);
                 start += end + 1;
-                if run.chunk.events.len() + run.chunk.rejected.len() >= CHUNK {
+                if run.chunk.events.len() + run.chunk.rejected.len() >= app.import_chunk_lines {
                     run.flush().await?;
                     progress(run.lines, bytes_read);
                 }

@@ -211,3 +211,18 @@ pub async fn purge_published(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_outbox_trigger_takes_the_lock_the_relay_waits_for() {
+        let migration = include_str!("../../../migrations/V12__outbox_cursor.sql");
+        assert!(
+            migration.contains(&format!(
+                "pg_advisory_xact_lock_shared({})",
+                super::OUTBOX_WRITERS_LOCK
+            )),
+            "migration V12 and OUTBOX_WRITERS_LOCK name different locks"
+        );
+    }
+}
