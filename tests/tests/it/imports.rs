@@ -75,6 +75,17 @@ async fn import(
     )
 }
 
+/// An app with these api arguments, and an admin's session on it.
+async fn app_and_admin(api_args: &[&str]) -> (TestApp, registrar_tests::Account) {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: api_args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    })
+    .await;
+    let admin = app.account_with_role("admin").await;
+    (app, admin)
+}
+
 /// The line numbers of an import's answer's refused lines.
 fn refused_lines(answer: &Value) -> Vec<i64> {
     answer["rejectedLines"]
@@ -268,12 +279,7 @@ async fn a_mixed_import_persists_what_is_valid_and_its_users_log_in_and_are_reha
 
 #[tokio::test]
 async fn an_import_waits_for_room_in_a_full_producer_queue_instead_of_stopping() {
-    let app = TestApp::spawn_with(registrar_tests::TestOptions {
-        api_args: vec!["--producer-queue-max-messages".into(), "2".into()],
-        ..Default::default()
-    })
-    .await;
-    let admin = app.account_with_role("admin").await;
+    let (app, admin) = app_and_admin(&["--producer-queue-max-messages", "2"]).await;
     let body: String = (0..300)
         .map(|i| {
             with(
@@ -336,12 +342,7 @@ async fn imported_hashes_are_marked_prehashed_for_the_consumer_and_plaintext_lin
 /// counts and records every line once and in order, and persists every accepted one.
 #[tokio::test]
 async fn an_import_of_several_chunks_counts_and_records_every_line_once() {
-    let app = TestApp::spawn_with(registrar_tests::TestOptions {
-        api_args: vec!["--import-chunk-lines".into(), "100".into()],
-        ..Default::default()
-    })
-    .await;
-    let admin = app.account_with_role("admin").await;
+    let (app, admin) = app_and_admin(&["--import-chunk-lines", "100"]).await;
     let hash = bcrypt::hash("x", 4).unwrap();
     let bad = [3, 101, 150, 300, 450];
     let lines = 450;
