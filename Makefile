@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 .PHONY: run test services rules lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
-	scale-out scale-out-short fuzz fuzz-short soak profile e2e client
+	chaos-cluster scale-out scale-out-short fuzz fuzz-short soak profile e2e client
 
 CARGO ?= cargo
 
@@ -22,6 +22,12 @@ chaos: services
 chaos-short: services
 	$(CARGO) build --bin api --bin consumer
 	scripts/chaos.py --users 1000 --clients 8 --kills 1 --duration 45 --light-argon2 --bin target/debug
+
+# A three-node KRaft cluster (replication factor 3, min.insync.replicas=2): one broker
+# kill -9ed and restarted under load, then another (README "Reliability").
+chaos-cluster: services
+	$(CARGO) build --release --bin api --bin consumer
+	scripts/chaos_cluster.py --users 6000 --duration 120
 
 # Three consumers under steady load; one joins, one leaves, one is kill -9ed (README
 # "Scale-out").

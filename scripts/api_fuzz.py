@@ -66,7 +66,7 @@ def main():
     args = p.parse_args()
 
     st = ensure_schemathesis()
-    stack = Stack("apifuzz", Path(args.bin), args.port, "enable.idempotence=false", True)
+    stack = Stack("apifuzz", Path(args.bin), args.port, "", True)
     try:
         run = stack.run
         user_token = account(stack, f"fuzz-user-{run}@example.com", f"fuzz-user-{run}-secret")

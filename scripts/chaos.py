@@ -4,8 +4,8 @@ registering users while faults are injected, then a check that every 202 became 
 one user and every other answer left nothing.
 
 Faults (each at a point of the load): the consumer kill -9ed and restarted (--kills
-times), PostgreSQL restarted, Redis restarted, the broker restarted (sqlite storage keeps
-its data), the api SIGTERMed and restarted. Prints a table; exits 1 when anything was
+times), PostgreSQL restarted, Redis restarted, the Apache Kafka broker restarted twice
+(once stopped with SIGTERM, once kill -9ed), the api SIGTERMed and restarted. Prints a table; exits 1 when anything was
 lost, duplicated or left behind.
 
     scripts/chaos.py --users 10000 --clients 8 --kills 3 --duration 150   # make chaos
@@ -33,6 +33,19 @@ SERVICES = ROOT / "scripts" / "services.sh"
 
 def log(msg):
     print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def kafka_topics(action, names, partitions=4, brokers="127.0.0.1:9092", replication=1):
+    """Creates or deletes topics on the local broker with Kafka's own TopicCommand."""
+    for name in names:
+        argv = [str(SERVICES), "kafka-tool", "org.apache.kafka.tools.TopicCommand",
+                "--bootstrap-server", brokers, f"--{action}", "--topic", name]
+        argv += (["--if-not-exists", "--partitions", str(partitions),
+                  "--replication-factor", str(replication)] if action == "create"
+                 else ["--if-exists"])
+        out = subprocess.run(argv, capture_output=True, text=True)
+        if out.returncode != 0 and action == "create":
+            raise RuntimeError(f"creating topic {name}: {out.stderr.strip()[-500:]}")
 
 
 def psql(db, sql):
@@ -177,7 +190,9 @@ class Process:
 class Stack:
     """api and consumer as processes on a fresh database, topic, group and Redis prefix."""
 
-    def __init__(self, name, bin_dir, port, kafka_properties, light_argon2):
+    def __init__(self, name, bin_dir, port, kafka_properties, light_argon2,
+                 group_protocol="classic", brokers="127.0.0.1:9092", replication=1,
+                 extra_env=None):
         self.run = run = f"{int(time.time())}"
         self.db = db = f"{name}_{run}"
         self.logdir = logdir = ROOT / "target" / name / run
@@ -188,11 +203,10 @@ class Stack:
                 sys.exit(f"{b} is missing: build it (the make target does)")
         subprocess.run([str(SERVICES), "up"], check=True)
         psql("postgres", f'CREATE DATABASE "{db}"')
-        topic = f"{name}-{run}"
-        cache = Path(os.environ.get("REGISTRAR_CACHE", Path.home() / ".cache" / "registrar"))
-        for t in (topic, f"{topic}.dlq"):
-            subprocess.run([str(cache / "tansu/bin/tansu"), "topic", "create", t, "--partitions",
-                            "4", "--broker", "tcp://127.0.0.1:9092"], capture_output=True)
+        self.topic = topic = f"{name}-{run}"
+        self.brokers = brokers
+        self.topics = (topic, f"{topic}.dlq", f"{topic}.events")
+        kafka_topics("create", self.topics, brokers=brokers, replication=replication)
         keys = subprocess.run([str(self.api_bin), "keygen", "--key-id", "k1"],
                               capture_output=True, text=True, check=True).stdout
         env = {k: v for k, v in os.environ.items()
@@ -205,8 +219,10 @@ class Stack:
         env.update({
             "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{db}",
             "REDIS_URL": "redis://127.0.0.1:6379", "REDIS_KEY_PREFIX": self.prefix,
-            "KAFKA_BROKERS": "127.0.0.1:9092", "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": topic,
-            "KAFKA_PROPERTIES": kafka_properties,
+            "KAFKA_BROKERS": brokers, "KAFKA_TOPIC": topic, "USER_EVENTS_TOPIC": f"{topic}.events", "KAFKA_GROUP_ID": topic,
+            "KAFKA_PROPERTIES": kafka_properties, "KAFKA_GROUP_PROTOCOL": group_protocol,
+            # A kill -9ed consumer's partitions move after this (classic protocol).
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "PORT": str(port), "CONSUMER_PORT": str(port + 1), "HOST": "127.0.0.1",
             "LOG_LEVEL": "info", "LOG_FORMAT": "json",
             "RATE_LIMIT_PER_MINUTE": "1000000", "RATE_LIMIT_BURST": "1000000",
@@ -214,6 +230,7 @@ class Stack:
         })
         if light_argon2:
             env.update({"ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1"})
+        env.update(extra_env or {})
         self.env = env
         subprocess.run([str(self.api_bin), "migrate"], env=env, check=True, capture_output=True)
         self.api = Process("api", [str(self.api_bin), "serve"], env, logdir)
@@ -241,7 +258,9 @@ class Stack:
                 proc.proc.wait()
 
     def drop_database(self):
+        """Removes what a passed run leaves: its database and topics."""
         psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        kafka_topics("delete", self.topics, brokers=self.brokers)
 
     def stop(self):
         self.api.terminate()
@@ -321,8 +340,17 @@ def machine_rows(light_argon2, kafka_properties):
         ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
         ("machine", f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().machine}"),
         ("argon2", "light (1 MiB, 1 pass)" if light_argon2 else "production defaults"),
-        ("KAFKA_PROPERTIES", kafka_properties or "(none)"),
+        ("broker", f"Apache Kafka {kafka_version()}, one KRaft node"),
+        ("KAFKA_PROPERTIES", kafka_properties or "(none: idempotent producer, acks=all)"),
     ]
+
+
+def kafka_version():
+    cache = Path(os.environ.get("REGISTRAR_CACHE", Path.home() / ".cache" / "registrar"))
+    try:
+        return (cache / "kafka" / "current").read_text().strip()
+    except OSError:
+        return "(unknown)"
 
 
 def print_table(title, rows):
@@ -345,12 +373,14 @@ def main():
                    help="cheap hashing parameters (CI), not the production defaults")
     p.add_argument("--drain-timeout", type=int, default=600)
     p.add_argument("--port", type=int, default=18100)
-    p.add_argument("--kafka-properties", default="enable.idempotence=false",
-                   help="KAFKA_PROPERTIES for both binaries; the default works around tansu 0.6 "
-                        "panicking on an idempotent producer after a broker restart (README)")
+    p.add_argument("--kafka-properties", default="",
+                   help="KAFKA_PROPERTIES for both binaries (default none: the production "
+                        "producer, idempotent with acks=all)")
+    p.add_argument("--group-protocol", default="classic", choices=["classic", "consumer"])
     args = p.parse_args()
 
-    stack = Stack("chaos", Path(args.bin), args.port, args.kafka_properties, args.light_argon2)
+    stack = Stack("chaos", Path(args.bin), args.port, args.kafka_properties, args.light_argon2,
+                  args.group_protocol)
     run, base = stack.run, stack.base
     api, consumer, logdir = stack.api, stack.consumer, stack.logdir
 
@@ -362,10 +392,13 @@ def main():
     if args.only_kills:
         plan = [((k + 1) / (args.kills + 1), "consumer kill -9") for k in range(args.kills)]
     else:
-        plan += [((args.kills + 1) / (args.kills + 5), "PostgreSQL restart"),
-                 ((args.kills + 2) / (args.kills + 5), "Redis restart"),
-                 ((args.kills + 3) / (args.kills + 5), "broker restart"),
-                 ((args.kills + 4) / (args.kills + 5), "api SIGTERM + restart")]
+        n = args.kills + 6
+        plan = [((k + 1) / n, "consumer kill -9") for k in range(args.kills)]
+        plan += [((args.kills + 1) / n, "PostgreSQL restart"),
+                 ((args.kills + 2) / n, "Redis restart"),
+                 ((args.kills + 3) / n, "broker SIGTERM + restart"),
+                 ((args.kills + 4) / n, "broker kill -9 + restart"),
+                 ((args.kills + 5) / n, "api SIGTERM + restart")]
     plan.sort()
     injected, last_fault_end, resumed = [], None, []
     consumer_port = args.port + 1
@@ -395,8 +428,9 @@ def main():
         elif fault == "Redis restart":
             subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
             subprocess.run([str(SERVICES), "up"], check=True, capture_output=True)
-        elif fault == "broker restart":
-            subprocess.run([str(SERVICES), "stop-tansu"], check=True, capture_output=True)
+        elif fault.startswith("broker"):
+            stop = [str(SERVICES), "stop-kafka"] + (["--kill"] if "kill -9" in fault else [])
+            subprocess.run(stop, check=True, capture_output=True)
             subprocess.run([str(SERVICES), "up"], check=True, capture_output=True)
         elif fault == "api SIGTERM + restart":
             api.terminate()

@@ -87,7 +87,7 @@ def main():
     page_port = args.port + 11
     page_origin = f"http://127.0.0.1:{page_port}"
     os.environ["CORS_ORIGINS"] = page_origin
-    stack = Stack("e2e", Path(args.bin), args.port, "enable.idempotence=false", True)
+    stack = Stack("e2e", Path(args.bin), args.port, "", True)
     server = None
     try:
         env = {**os.environ, "REGISTRAR_URL": stack.base}

@@ -4,7 +4,7 @@
 # --seconds: run time per target (default 600); --keep: new inputs libFuzzer finds are
 # added to the corpus in the repository (the long `make fuzz`), otherwise they go to a
 # scratch directory and the repository's corpus is only read (`make fuzz-short`).
-# Installs cargo-fuzz once into the cache beside tansu. libFuzzer's sanitizer flags need
+# Installs cargo-fuzz once into the machine-wide cache (~/.cache/registrar). libFuzzer's sanitizer flags need
 # a nightly compiler: the rustup `nightly` toolchain when installed, otherwise the stable
 # one with RUSTC_BOOTSTRAP=1 (which unlocks the same -Z flags on a stable compiler).
 # Exit status non-zero on any crash, panic, leak or hang (an input taking > 10 s).

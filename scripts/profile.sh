@@ -3,7 +3,7 @@
 #   scripts/profile.sh [api|consumer] [benchmark args...]
 #   scripts/profile.sh api intake --concurrency 64 --seconds 10   (the default)
 #   scripts/profile.sh api poll --concurrency 64 --seconds 10
-# Installs perf (Debian's linux-perf) and inferno (cargo, cached beside tansu) when
+# Installs perf (Debian's linux-perf) and inferno (cargo, cached in ~/.cache/registrar) when
 # missing, builds the `profiling` cargo profile (release + line tables), runs the
 # benchmark through scripts/bench.sh with perf attached to the chosen process, and writes
 # target/bench/flamegraph-<process>-<benchmark>.svg plus the top functions by self time.

@@ -12,11 +12,11 @@ if [ ! -f .env ]; then
     echo "LOG_FORMAT=pretty"
     target/release/api keygen --key-id dev1; } > .env
 fi
-if ! grep -q '^KAFKA_PROPERTIES=' .env; then
-  # tansu 0.6 breaks on an idempotent producer after a broker restart (README, "Known
-  # limits of the local broker"); the consumer absorbs the rare duplicate instead.
-  echo "[run] adding KAFKA_PROPERTIES=enable.idempotence=false to .env for the local broker" >&2
-  echo "KAFKA_PROPERTIES=enable.idempotence=false" >> .env
+if grep -qx 'KAFKA_PROPERTIES=enable.idempotence=false' .env; then
+  # Written by earlier versions for a local broker that could not take an idempotent
+  # producer; Apache Kafka does, and production runs with it.
+  echo "[run] removing KAFKA_PROPERTIES=enable.idempotence=false from .env (the idempotent producer is on)" >&2
+  sed -i '/^KAFKA_PROPERTIES=enable.idempotence=false$/d' .env
 fi
 if ! grep -q '^JWT_SIGNING_KEY=' .env; then
   echo "[run] adding a development JWT signing key to .env" >&2

@@ -34,10 +34,12 @@ def main():
                    help="cheap hashing parameters (CI), not the production defaults")
     p.add_argument("--drain-timeout", type=int, default=600)
     p.add_argument("--port", type=int, default=18200)
-    p.add_argument("--kafka-properties", default="enable.idempotence=false")
+    p.add_argument("--kafka-properties", default="")
+    p.add_argument("--group-protocol", default="classic", choices=["classic", "consumer"])
     args = p.parse_args()
 
-    stack = Stack("scaleout", Path(args.bin), args.port, args.kafka_properties, args.light_argon2)
+    stack = Stack("scaleout", Path(args.bin), args.port, args.kafka_properties, args.light_argon2,
+                  args.group_protocol)
     run = stack.run
     # Consumers by name: (process, metrics port). c1 is the stack's own.
     consumers = {"c1": (stack.consumer, args.port + 1)}

@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
-# Makes PostgreSQL, Redis, a Kafka-API broker (tansu) and a development SMTP server
-# (MailDev) available on 127.0.0.1: starts them when installed, installs them when
-# missing (Debian packages for PostgreSQL and Redis; `cargo install tansu` and
-# `npm install maildev` once, cached outside the checkout), then creates the database
-# and the topics; installs OpenSSL's headers the build needs.
+# Makes PostgreSQL, Redis, Apache Kafka and a development SMTP server (MailDev) available
+# on 127.0.0.1: starts them when installed, installs them when missing (Debian packages
+# for PostgreSQL, Redis and a JDK; Kafka's jars from Maven Central through scripts/kafka/
+# pom.xml, and `npm install maildev`, once, cached outside the checkout), then creates the
+# database and the topics; installs OpenSSL's headers the build needs.
 # Idempotent: rerun it any time.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${REGISTRAR_CACHE:-$HOME/.cache/registrar}"
-TANSU_ROOT="$CACHE/tansu"
-TANSU="$TANSU_ROOT/bin/tansu"
-TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+KAFKA_CACHE="$CACHE/kafka"
+KAFKA_VERSIONS="${KAFKA_VERSIONS:-4.4.0 4.3.2 4.2.0 4.1.2}"
+# At most 512 MiB: the broker shares two cores and the memory with everything else.
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 DATA="${REGISTRAR_DATA:-$ROOT/.local}"
 # The broker on 127.0.0.1:$KAFKA_PORT is one per machine, whichever checkout started it,
 # so its storage is too: a restart from another checkout (a CI clone, say) must find the
-# same topics and records, not a fresh sqlite file.
-TANSU_DATA="${TANSU_DATA:-$CACHE/tansu-data}"
+# same topics and records, not a freshly formatted log directory.
+KAFKA_DATA="${KAFKA_DATA:-$CACHE/kafka-data}"
 PG_HOST=127.0.0.1 PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -82,61 +83,125 @@ ensure_redis() {
   log "Redis ready on 127.0.0.1:$REDIS_PORT"
 }
 
-ensure_tansu_binary() {
-  if [ -x "$TANSU" ]; then return 0; fi
-  log "building tansu $TANSU_VERSION once (about 17 minutes); cached in $TANSU_ROOT"
-  mkdir -p "$TANSU_ROOT"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql,dynostore \
-    --root "$TANSU_ROOT" >&2
+# Apache Kafka from Maven Central. The machine's Maven resolves scripts/kafka/pom.xml (the
+# broker, Kafka's tools, a log binding) into $KAFKA_CACHE/<version>/libs, once; the local
+# Maven repository sits beside it, so nothing lands in ~/.m2. The newest version that
+# resolves wins (KAFKA_VERSIONS, newest first); the one in use is in $KAFKA_CACHE/current.
+ensure_java() {
+  if ! command -v java >/dev/null; then apt_install openjdk-17-jre-headless; fi
 }
 
-ensure_tansu() {
-  ensure_tansu_binary
-  if port_open "$KAFKA_PORT" && ! tansu_answers; then
-    log "tansu on port $KAFKA_PORT does not answer; restarting it"
-    stop_tansu
+ensure_kafka_jars() {
+  ensure_java
+  if [ -f "$KAFKA_CACHE/current" ] && [ -f "$KAFKA_CACHE/$(cat "$KAFKA_CACHE/current")/libs/.complete" ]; then
+    return 0
   fi
-  if ! port_open "$KAFKA_PORT"; then
-    mkdir -p "$TANSU_DATA"
-    log "starting tansu (sqlite storage in $TANSU_DATA)"
-    # The sqlite path is relative to the working directory: run from the data dir so
-    # topics and messages survive a restart.
-    # exec: the subshell becomes tansu, holding none of this script's pipes.
-    (cd "$TANSU_DATA" && exec nohup "$TANSU" broker \
-        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --storage-engine sqlite://tansu.db </dev/null >>tansu.log 2>&1) &
-    echo $! > "$TANSU_DATA/tansu.pid"
-    wait_port "$KAFKA_PORT" tansu 30
+  if ! command -v mvn >/dev/null; then apt_install maven; fi
+  mkdir -p "$KAFKA_CACHE"
+  local v
+  for v in $KAFKA_VERSIONS; do
+    log "resolving Apache Kafka $v from Maven Central into $KAFKA_CACHE/$v (once)"
+    rm -rf "$KAFKA_CACHE/$v/libs"
+    if mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" -Dkafka.version="$v" \
+        -Dmaven.repo.local="$KAFKA_CACHE/m2" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_CACHE/$v/libs" >&2; then
+      touch "$KAFKA_CACHE/$v/libs/.complete"
+      echo "$v" > "$KAFKA_CACHE/current"
+      return 0
+    fi
+    log "Apache Kafka $v did not resolve; trying the next version"
+  done
+  log "no Apache Kafka version of '$KAFKA_VERSIONS' resolved from Maven Central"
+  return 1
+}
+
+kafka_classpath() { echo "$KAFKA_CACHE/$(cat "$KAFKA_CACHE/current")/libs/*"; }
+
+# Runs one of Kafka's classes (a tool) on the broker's classpath; its log goes to a file.
+kafka_tool() {
+  ensure_kafka_jars
+  mkdir -p "$KAFKA_DATA"
+  java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$(kafka_classpath)" \
+    -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+    -Dkafka.log.file="$KAFKA_DATA/tools.log" "$@"
+}
+
+kafka_answers() {
+  timeout 30 "$ROOT/scripts/services.sh" kafka-tool org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1
+}
+
+# One KRaft node, broker and controller, on 127.0.0.1:$KAFKA_PORT (controller on the next
+# port). scripts/kafka/server.properties is the configuration; the data directory is
+# machine-wide, since one broker serves every checkout on the machine.
+start_kafka() {
+  ensure_kafka_jars
+  mkdir -p "$KAFKA_DATA"
+  { cat "$ROOT/scripts/kafka/server.properties"
+    echo "# Written by scripts/services.sh"
+    echo "log.dirs=$KAFKA_DATA/logs"
+    echo "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$((KAFKA_PORT + 1))"
+    echo "advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+    echo "controller.quorum.bootstrap.servers=127.0.0.1:$((KAFKA_PORT + 1))"
+  } > "$KAFKA_DATA/server.properties"
+  if [ ! -f "$KAFKA_DATA/logs/meta.properties" ]; then
+    log "formatting the broker's storage in $KAFKA_DATA/logs (once)"
+    local cluster; cluster="$(kafka_tool kafka.tools.StorageTool random-uuid)"
+    kafka_tool kafka.tools.StorageTool format --standalone --ignore-formatted -t "$cluster" \
+      -c "$KAFKA_DATA/server.properties" >/dev/null
   fi
-  local existing; existing="$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)"
+  log "starting Apache Kafka $(cat "$KAFKA_CACHE/current") (data in $KAFKA_DATA, log in $KAFKA_DATA/kafka.log)"
+  # exec: the subshell becomes the JVM, holding none of this script's pipes.
+  (exec nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+      -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -cp "$(kafka_classpath)" \
+      -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+      -Dkafka.log.file="$KAFKA_DATA/kafka.log" \
+      kafka.Kafka "$KAFKA_DATA/server.properties" </dev/null >>"$KAFKA_DATA/stdout.log" 2>&1) &
+  echo $! > "$KAFKA_DATA/kafka.pid"
+  wait_port "$KAFKA_PORT" Kafka 90
+}
+
+ensure_kafka() {
+  ensure_kafka_jars
+  if port_open "$KAFKA_PORT" && ! kafka_answers; then
+    log "the broker on port $KAFKA_PORT does not answer; restarting it"
+    stop_kafka
+  fi
+  if ! port_open "$KAFKA_PORT"; then start_kafka; fi
+  local existing="" t
+  for _ in $(seq 1 30); do
+    if existing="$(kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list 2>/dev/null)"; then
+      break
+    fi
+    sleep 1
+  done
   for t in "$TOPIC" "$TOPIC.dlq" "$EVENTS_TOPIC"; do
-    if ! grep -q "\"$t\"\|^$t\$\|[[:space:]]$t\([[:space:]]\|\$\)" <<<"$existing"; then
+    if ! grep -qx -- "$t" <<<"$existing"; then
       log "creating topic $t ($PARTITIONS partitions)"
-      "$TANSU" topic create "$t" --partitions "$PARTITIONS" --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 || true
+      kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+        --create --if-not-exists --topic "$t" --partitions "$PARTITIONS" >/dev/null
     fi
   done
-  log "tansu ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq, $EVENTS_TOPIC)"
+  log "Apache Kafka ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq, $EVENTS_TOPIC)"
 }
 
-stop_tansu() {
-  local pidfile="$TANSU_DATA/tansu.pid"
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+# SIGTERM (a controlled shutdown), or SIGKILL with `stop-kafka --kill`; waits for the
+# process to exit so a successor finds the storage unlocked.
+stop_kafka() {
+  local signal="${1:-TERM}" pidfile="$KAFKA_DATA/kafka.pid" pid=""
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then pid="$(cat "$pidfile")"; fi
+  if [ -z "$pid" ]; then pid="$(pgrep -f "kafka.Kafka $KAFKA_DATA/server.properties" | head -1 || true)"; fi
+  if [ -n "$pid" ]; then
+    kill "-$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "Kafka did not exit within 60 s of SIG$signal; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
   fi
   rm -f "$pidfile"
-  local pattern="tansu broker --listener-url tcp://127.0.0.1:$KAFKA_PORT"
-  pkill -f "$pattern" 2>/dev/null || true
-  # Wait for the process, not only the port: a successor that opens the sqlite file
-  # while the old broker still holds it gets a storage error on its first consumer-group
-  # write, and tansu 0.6 then stops serving storage until restarted.
-  for _ in $(seq 1 150); do pgrep -f "$pattern" >/dev/null || break; sleep 0.1; done
-  if pgrep -f "$pattern" >/dev/null; then
-    log "tansu did not exit within 15 s of SIGTERM; killing it"
-    pkill -9 -f "$pattern" 2>/dev/null || true
-    for _ in $(seq 1 50); do pgrep -f "$pattern" >/dev/null || break; sleep 0.1; done
-  fi
-  log "tansu stopped"
+  log "Kafka stopped (SIG$signal)"
 }
 
 # promtool (alerting-rule checks and unit tests) and a real Prometheus for the scrape test,
@@ -185,16 +250,13 @@ ensure_chromium() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 }
 
-tansu_answers() {
-  timeout 10 "$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
-}
-
 case "${1:-up}" in
-  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_prometheus; ensure_maildev; ensure_tansu ;;
+  up) ensure_build_deps; ensure_postgres; ensure_redis; ensure_prometheus; ensure_maildev; ensure_kafka ;;
+  kafka-jars) ensure_kafka_jars; kafka_classpath ;;
+  kafka-tool) shift; kafka_tool "$@" ;;
+  stop-kafka) if [ "${2:-}" = "--kill" ]; then stop_kafka KILL; else stop_kafka TERM; fi ;;
   prometheus) ensure_prometheus ;;
   maildev) ensure_maildev ;;
   chromium) ensure_chromium ;;
-  tansu-binary) ensure_tansu_binary ;;
-  stop-tansu) stop_tansu ;;
-  *) echo "usage: $0 [up|tansu-binary|prometheus|maildev|chromium|stop-tansu]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|prometheus|maildev|chromium|kafka-jars|kafka-tool CLASS ARGS...|stop-kafka [--kill]]" >&2; exit 2 ;;
 esac

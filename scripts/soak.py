@@ -93,9 +93,11 @@ def main():
     p.add_argument("--port", type=int, default=18300)
     p.add_argument("--svg", default=None, help="where to write the plot (default: the run's log dir)")
     p.add_argument("--kafka-properties", default="")
+    p.add_argument("--group-protocol", default="classic", choices=["classic", "consumer"])
     args = p.parse_args()
 
-    stack = Stack("soak", Path(args.bin), args.port, args.kafka_properties, args.light_argon2)
+    stack = Stack("soak", Path(args.bin), args.port, args.kafka_properties, args.light_argon2,
+                  args.group_protocol)
     run, base, consumer_port = stack.run, stack.base, args.port + 1
     counter = iter(range(10**9))
     counter_lock = threading.Lock()

@@ -63,7 +63,7 @@ struct CommonArgs {
     #[arg(
         long,
         env = "BENCH_BROKER_STORAGE",
-        default_value = "tansu 0.6, sqlite storage",
+        default_value = "Apache Kafka, one KRaft node",
         global = true
     )]
     broker_storage: String,
@@ -1293,7 +1293,7 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         cpu::machine_busy(),
         cpu::CommandSample::now("postgres"),
         cpu::CommandSample::now("redis-server"),
-        cpu::CommandSample::now("tansu"),
+        cpu::CommandSample::now("java"),
         processes.sample(),
     );
     let import_id = uuid::Uuid::now_v7();
@@ -1324,7 +1324,7 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
     let per_user = |d: Duration| d.as_secs_f64() * 1e6 / args.users as f64;
     let usage = processes.since(&cpu_before.4);
     let cpu_row = format!(
-        "{} µs in all (machine); PostgreSQL {:.0}, consumer {}, tansu {:.0}, Redis {:.0}; the rest is `api import` and the system",
+        "{} µs in all (machine); PostgreSQL {:.0}, consumer {}, Kafka {:.0}, Redis {:.0}; the rest is `api import` and the system",
         match (cpu::machine_busy(), cpu_before.0) {
             (Some(a), Some(b)) => format!("{:.0}", per_user(a.saturating_sub(b))),
             _ => "unknown".to_owned(),
@@ -1333,7 +1333,7 @@ async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<Report> {
         usage
             .consumer
             .map_or("unknown".to_owned(), |c| format!("{:.0}", per_user(c))),
-        per_user(cpu::CommandSample::now("tansu").since(&cpu_before.3)),
+        per_user(cpu::CommandSample::now("java").since(&cpu_before.3)),
         per_user(cpu::CommandSample::now("redis-server").since(&cpu_before.2)),
     );
     let persisted = wait_persisted(&pg, &pattern, args.users, started).await?;

@@ -52,6 +52,16 @@ pub struct ConsumerConfig {
         default_value_t = 10_000
     )]
     pub session_timeout_ms: u32,
+    /// Consumer group protocol: `classic` (client-side assignment, the session timeout
+    /// above) or `consumer` (KIP-848: the broker assigns partitions incrementally and
+    /// its `group.consumer.session.timeout.ms` applies instead).
+    #[arg(
+        long = "kafka-group-protocol",
+        env = "KAFKA_GROUP_PROTOCOL",
+        default_value = "classic",
+        value_parser = ["classic", "consumer"]
+    )]
+    pub group_protocol: String,
     /// Most messages processed together (one transaction, one Redis pipeline).
     #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 256)]
     pub batch_size: usize,

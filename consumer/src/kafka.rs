@@ -55,11 +55,16 @@ pub fn create(config: &ConsumerConfig) -> Result<StreamConsumer<LoggingContext>,
         // The prefetch queue is the consumer's largest memory user (64 MiB per
         // partition by default); hashing, not fetching, is the bottleneck.
         .set("queued.max.messages.kbytes", "8192")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout_ms / 3).max(1).to_string(),
-        );
+        .set("group.protocol", &config.group_protocol);
+    if config.group_protocol == "classic" {
+        // Under KIP-848 the broker owns the session and heartbeat settings; librdkafka
+        // refuses them on the client.
+        cc.set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout_ms / 3).max(1).to_string(),
+            );
+    }
     common::events::kafka::operator_overrides(&mut cc, &config.kafka)?;
     let consumer: StreamConsumer<LoggingContext> = cc
         .create_with_context(LoggingContext)

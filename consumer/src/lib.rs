@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod relay;
 pub mod server;
-pub mod stall;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -68,9 +67,6 @@ pub struct Consumer {
     lag_monitor: Arc<common::ops::metrics::LagMonitor>,
     shutdown: CancellationToken,
     grace: std::time::Duration,
-    topic: String,
-    session_timeout: std::time::Duration,
-    stall_metrics: Arc<ConsumerMetrics>,
     mailer: Option<Arc<mailer::Mailer>>,
     relay: Option<Arc<relay::Relay>>,
 }
@@ -94,7 +90,6 @@ impl Consumer {
             &config.group_id,
             &metrics.registry,
         )?;
-        let stall_metrics = Arc::clone(&metrics);
         let mailer = if config.mail.enabled {
             Some(Arc::new(mailer::Mailer::new(
                 &config.mail,
@@ -141,9 +136,6 @@ impl Consumer {
             lag_monitor,
             shutdown,
             grace: config.service.shutdown_grace(),
-            topic: config.kafka.topic.clone(),
-            session_timeout: std::time::Duration::from_millis(config.session_timeout_ms.into()),
-            stall_metrics,
             mailer,
             relay,
         })
@@ -157,14 +149,6 @@ impl Consumer {
         let server = axum::serve(listener, server::router(self.probes))
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
         let server = tokio::spawn(async move { server.await });
-        let stall = stall::spawn(
-            Arc::clone(&self.pipeline.consumer),
-            Arc::clone(&self.lag_monitor),
-            self.stall_metrics,
-            self.topic,
-            self.session_timeout,
-            self.shutdown.clone(),
-        );
         let lag = self.lag_monitor.spawn(std::time::Duration::from_secs(5));
         let mail_handle = self
             .mailer
@@ -192,7 +176,6 @@ impl Consumer {
         }
         self.dlq.flush(self.grace).await;
         lag.abort();
-        stall.abort();
         server.abort();
         tracing::info!(event = "consumer_stopped");
         Ok(())

@@ -23,8 +23,6 @@ pub struct ConsumerMetrics {
     pub e2e_latency: Histogram,
     /// `registrar_consumer_step_failures_total{step}`: retried dependency failures.
     pub step_failures: IntCounterVec,
-    /// Times the consumer left and rejoined a stalled group (see `stall`).
-    pub group_rejoins: IntCounter,
     /// `registrar_consumer_assigned_partitions`: partitions this member holds now.
     pub assigned_partitions: IntGauge,
     /// `registrar_pool_connections{pool,state}` of PostgreSQL and Redis, set per scrape.
@@ -51,14 +49,6 @@ impl ConsumerMetrics {
                 r,
                 IntCounter::new("registrar_consumer_messages_total", "Records consumed")
                     .unwrap_or_else(|e| panic!("{e}")),
-            ),
-            group_rejoins: register(
-                r,
-                IntCounter::new(
-                    "registrar_consumer_group_rejoins_total",
-                    "Times the consumer rejoined a group that held its lag without progress",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
             ),
             assigned_partitions: register(
                 r,

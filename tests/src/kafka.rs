@@ -55,11 +55,13 @@ pub async fn create_topic(topic: &str, partitions: i32) {
     }
 }
 
-pub async fn delete_topics(topic: &str) {
+/// Deletes `<topic>`, `<topic>.dlq` and the `others` (best effort: a test's topics are
+/// unique to it, so a leftover only costs disk until the broker's retention).
+pub async fn delete_topics(topic: &str, others: &[&str]) {
     let dlq = format!("{topic}.dlq");
-    let _ = admin()
-        .delete_topics(&[topic, &dlq], &AdminOptions::new())
-        .await;
+    let mut names = vec![topic, dlq.as_str()];
+    names.extend_from_slice(others);
+    let _ = admin().delete_topics(&names, &AdminOptions::new()).await;
 }
 
 pub fn producer() -> FutureProducer {

@@ -1,7 +1,8 @@
 //! Test support: spawns the api and the consumer in-process against the real local
-//! PostgreSQL, Redis and Kafka-API broker, each test with its own database, topics,
+//! PostgreSQL, Redis and Apache Kafka, each test with its own database, topics,
 //! consumer group and Redis key prefix, all removed again when the test ends.
 
+pub mod broker;
 pub mod chaos;
 pub mod kafka;
 pub mod logs;
@@ -817,6 +818,7 @@ impl Drop for TestApp {
         }
         let database = self.database.clone();
         let topic = self.topic.clone();
+        let events_topic = self.events_topic.clone();
         let prefix = self.redis_prefix.clone();
         // Cleanup needs async clients; run it on its own runtime so it also works while
         // the test's runtime is shutting down.
@@ -826,11 +828,7 @@ impl Drop for TestApp {
                 .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
-                    // Topics are not deleted: tansu 0.6 (sqlite) panics when an
-                    // idempotent producer's in-flight batch meets a deleted topic, and
-                    // that takes its storage down for every other test. Names are
-                    // unique per test; `make test` starts tansu with a scratch store.
-                    let _ = topic;
+                    kafka::delete_topics(&topic, &[&events_topic]).await;
                     drop_database(&database).await;
                     clear_redis_prefix(&prefix).await;
                 });

@@ -1,17 +1,13 @@
 //! TLS backends for tests: a throwaway certificate authority, a scratch PostgreSQL
-//! cluster that accepts only TLS, a Redis that listens only on a TLS port, and a TLS
-//! front for a second tansu broker (tansu speaks plain TCP; the front terminates TLS
-//! and the broker advertises the front's address, so every Kafka connection is TLS).
+//! cluster that accepts only TLS, a Redis that listens only on a TLS port, and an Apache
+//! Kafka node whose only client listener is TLS.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A directory that is removed when dropped.
 pub struct ScratchDir(pub PathBuf);
@@ -105,7 +101,7 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -124,6 +120,16 @@ pub struct Running {
     pub child: Child,
     pub port: u16,
     _dir: Option<ScratchDir>,
+}
+
+impl Running {
+    pub(crate) fn new(child: Child, port: u16, dir: Option<ScratchDir>) -> Self {
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
 }
 
 impl Drop for Running {
@@ -316,82 +322,24 @@ pub fn redis_with_tls(ca: &TestCa, server: &Issued) -> Running {
     }
 }
 
-/// The tansu binary `scripts/services.sh` installed.
-pub fn tansu_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TANSU") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var("REGISTRAR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/registrar")
-        });
-    cache.join("tansu/bin/tansu")
-}
-
-/// A second tansu broker (sqlite storage in a scratch directory) whose only advertised
-/// address is a TLS front: the returned port speaks TLS with `server`'s certificate
-/// and forwards to the broker's plain port on 127.0.0.1, which clients never learn.
-pub async fn kafka_with_tls(server: &Issued) -> (Running, tokio::task::JoinHandle<()>) {
-    let scratch = ScratchDir::new("tansu-tls");
-    let (broker_port, front_port) = (free_port(), free_port());
-    let mut child = Command::new(tansu_binary())
-        .current_dir(&scratch.0)
-        .arg("broker")
-        .arg("--listener-url")
-        .arg(format!("tcp://127.0.0.1:{broker_port}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://127.0.0.1:{front_port}"))
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    wait_for_port(broker_port, "tansu", &mut child);
-    let front = tls_front(server, front_port, ([127, 0, 0, 1], broker_port).into()).await;
-    (
-        Running {
-            child,
-            port: front_port,
-            _dir: Some(scratch),
-        },
-        front,
+/// A scratch Apache Kafka node whose only client listener speaks TLS with `server`'s
+/// certificate (PEM key store; no client certificates asked for). The node trusts `ca`
+/// for its own inter-broker connections, which use the same listener.
+pub fn kafka_with_tls(ca: &TestCa, server: &Issued) -> Running {
+    let keystore = server.key_file.with_extension("keystore.pem");
+    let pem = format!(
+        "{}{}",
+        std::fs::read_to_string(&server.key_file).expect("read key"),
+        std::fs::read_to_string(&server.cert_file).expect("read certificate")
+    );
+    std::fs::write(&keystore, pem).expect("write key store");
+    crate::broker::start_node(
+        "SSL",
+        &format!(
+            "ssl.keystore.type=PEM\nssl.keystore.location={}\nssl.client.auth=none\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={}",
+            keystore.display(),
+            ca.ca_file.display()
+        ),
     )
-}
-
-/// Terminates TLS on `port` and relays each connection to `upstream`.
-async fn tls_front(
-    server: &Issued,
-    port: u16,
-    upstream: SocketAddr,
-) -> tokio::task::JoinHandle<()> {
-    common::store::tls::install_crypto_provider();
-    let certs = CertificateDer::pem_file_iter(&server.cert_file)
-        .expect("read certificate")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("parse certificate");
-    let key = PrivateKeyDer::from_pem_file(&server.key_file).expect("read key");
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server TLS config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind TLS front");
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    })
 }

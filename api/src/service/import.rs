@@ -32,8 +32,13 @@ use crate::state::AppState;
 
 /// Records awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
-/// How long a record waits for room in a full producer queue before the import stops.
+/// How long a record waits for room in a full producer queue, or keeps being retried
+/// after the broker did not acknowledge it in time, before the import stops.
 const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// First pause before a record the broker did not acknowledge is sent again; doubles up
+/// to [`RETRY_PAUSE_MAX`].
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest line accepted (bytes).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Refused lines returned in the answer.
@@ -192,21 +197,34 @@ fn parse_line(
     })
 }
 
-/// Publishes one record; a full producer queue is back-pressure here (an import is
-/// not a client to shed): the record waits for room, up to `QUEUE_WAIT`.
+/// Publishes one record. A full producer queue is back-pressure here (an import is
+/// not a client to shed): the record waits for room. A record the broker did not
+/// acknowledge in time (a produce timeout, a leader election) is sent again with a
+/// growing pause: an import is resumable work, not a request with a client waiting, and
+/// a resent record is harmless (the consumer treats a registration id it persisted as
+/// done). Either way the import stops only after `wait` ([`QUEUE_WAIT`]) without success.
 async fn publish_waiting(
     publisher: &dyn crate::publisher::RegistrationPublisher,
     key: &str,
     payload: &[u8],
     headers: crate::publisher::RecordHeaders<'_>,
+    wait: std::time::Duration,
 ) -> Result<(), ServiceError> {
-    let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = RETRY_PAUSE;
     loop {
         match publisher.publish(key, payload, headers).await {
             Err(crate::publisher::PublishError::QueueFull)
                 if tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(crate::publisher::PublishError::Unavailable(e))
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(event = "import_publish_retried", error = %e, pause_ms = pause.as_millis() as u64);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_PAUSE_MAX);
             }
             other => return other.map_err(ServiceError::from),
         }
@@ -272,6 +290,7 @@ async fn publish_chunk(
                             common::events::registration::Credential::PasswordHash(_)
                         ),
                     },
+                    QUEUE_WAIT,
                 )
             }))
             .await;
@@ -519,4 +538,80 @@ pub async fn status(app: &AppState, id: Uuid) -> Result<ImportStatus, ServiceErr
         rejected_lines,
         failed_lines,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+
+    use super::publish_waiting;
+    use crate::publisher::{PublishError, RecordHeaders, RegistrationPublisher};
+
+    /// Fails the first `failures` sends as a broker timeout would, then acknowledges.
+    struct Flaky {
+        failures: usize,
+        sends: AtomicUsize,
+    }
+
+    impl RegistrationPublisher for Flaky {
+        fn publish<'a>(
+            &'a self,
+            _key: &'a str,
+            _payload: &'a [u8],
+            _headers: RecordHeaders<'a>,
+        ) -> BoxFuture<'a, Result<(), PublishError>> {
+            let n = self.sends.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n < self.failures {
+                    Err(PublishError::Unavailable(anyhow::anyhow!(
+                        "Local: Message timed out"
+                    )))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        fn check(&self, _timeout: Duration) -> BoxFuture<'_, anyhow::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn flush(&self, _timeout: Duration) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn an_import_record_the_broker_timed_out_is_sent_again_instead_of_stopping_the_import() {
+        let flaky = Flaky {
+            failures: 3,
+            sends: AtomicUsize::new(0),
+        };
+        let wait = Duration::from_secs(30);
+        publish_waiting(
+            &flaky,
+            "a@example.com",
+            b"x",
+            RecordHeaders::default(),
+            wait,
+        )
+        .await
+        .expect("a transient timeout does not stop the import");
+        assert_eq!(flaky.sends.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn an_import_stops_once_the_broker_stays_unavailable_for_the_whole_wait() {
+        let down = Flaky {
+            failures: usize::MAX,
+            sends: AtomicUsize::new(0),
+        };
+        let wait = Duration::from_millis(1500);
+        let result =
+            publish_waiting(&down, "a@example.com", b"x", RecordHeaders::default(), wait).await;
+        assert!(result.is_err(), "a broker that stays down stops the import");
+        // 100 + 200 + 400 + 800 ms of pauses fit in the wait only up to the fourth send.
+        assert_eq!(down.sends.load(Ordering::SeqCst), 4);
+    }
 }

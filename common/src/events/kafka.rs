@@ -25,8 +25,8 @@ pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> 
 }
 
 /// Applies the operator's `KAFKA_PROPERTIES` again, after a client's own defaults, so
-/// that whatever the operator sets wins (for example `enable.idempotence=false` against
-/// a broker that mishandles idempotent producers, see the README).
+/// that whatever the operator sets wins (for example a larger `linger.ms`, or SASL
+/// settings the variables do not name).
 pub fn operator_overrides(cc: &mut ClientConfig, config: &KafkaConfig) -> Result<(), ConfigError> {
     for (k, v) in config.extra_properties()? {
         cc.set(k, v);

@@ -139,27 +139,6 @@ pub struct LagMonitor {
     client: BaseConsumer,
     topic: String,
     gauge: IntGaugeVec,
-    latest: std::sync::Mutex<Option<GroupProgress>>,
-}
-
-/// The group's position on the topic at the last measurement, per partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupProgress {
-    pub partitions: std::collections::BTreeMap<i32, PartitionProgress>,
-}
-
-/// One partition's records left to consume and the group's committed offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionProgress {
-    pub lag: i64,
-    pub committed: i64,
-}
-
-impl GroupProgress {
-    /// Records left to consume over all partitions.
-    pub fn lag(&self) -> i64 {
-        self.partitions.values().map(|p| p.lag).sum()
-    }
 }
 
 impl LagMonitor {
@@ -190,7 +169,6 @@ impl LagMonitor {
             client,
             topic: kafka.topic.clone(),
             gauge,
-            latest: std::sync::Mutex::new(None),
         }))
     }
 
@@ -208,7 +186,6 @@ impl LagMonitor {
             tpl.add_partition(&self.topic, *p);
         }
         let committed = client.committed_offsets(tpl, Timeout::After(timeout))?;
-        let mut progress = GroupProgress::default();
         for p in partitions {
             let (low, high) = client.fetch_watermarks(&self.topic, p, Timeout::After(timeout))?;
             let position = match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
@@ -220,23 +197,8 @@ impl LagMonitor {
             self.gauge
                 .with_label_values(&[self.topic.as_str(), &p.to_string()])
                 .set(lag);
-            progress.partitions.insert(
-                p,
-                PartitionProgress {
-                    lag,
-                    committed: position,
-                },
-            );
-        }
-        if let Ok(mut latest) = self.latest.lock() {
-            *latest = Some(progress);
         }
         Ok(())
-    }
-
-    /// The last measurement, if one succeeded.
-    pub fn latest(&self) -> Option<GroupProgress> {
-        self.latest.lock().ok().and_then(|l| l.clone())
     }
 
     /// Refreshes every `interval` until the task is dropped.

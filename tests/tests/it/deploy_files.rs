@@ -333,19 +333,41 @@ fn helm_and_kubernetes_trust_the_ingress_so_clients_keep_their_own_address() {
 #[test]
 fn the_local_broker_keeps_its_storage_outside_the_checkout() {
     // One broker listens on 127.0.0.1:9092 per machine. When its storage lived in the
-    // checkout (`.local/tansu`), a broker restart from another checkout (a CI clone)
-    // came back on an empty sqlite file and acknowledged records were gone.
+    // checkout, a broker restart from another checkout (a CI clone) came back on an
+    // empty log directory and acknowledged records were gone.
     let services = read("scripts/services.sh");
     let default = services
         .lines()
-        .find_map(|l| l.trim().strip_prefix("TANSU_DATA="))
-        .expect("services.sh sets TANSU_DATA");
+        .find_map(|l| l.trim().strip_prefix("KAFKA_DATA="))
+        .expect("services.sh sets KAFKA_DATA");
     assert!(
         default.contains("$CACHE") && !default.contains("$ROOT") && !default.contains("$DATA"),
-        "TANSU_DATA must default to the machine-wide cache, not the checkout: {default}"
+        "KAFKA_DATA must default to the machine-wide cache, not the checkout: {default}"
     );
-    assert!(services.contains(r#"cd "$TANSU_DATA" && exec nohup "$TANSU" broker"#));
-    assert!(services.contains(r#"local pidfile="$TANSU_DATA/tansu.pid""#));
+    assert!(services.contains(r#"echo "log.dirs=$KAFKA_DATA/logs""#));
+    assert!(services.contains(r#"local signal="${1:-TERM}" pidfile="$KAFKA_DATA/kafka.pid""#));
+}
+
+#[test]
+fn the_local_broker_is_apache_kafka_from_maven_central_with_a_bounded_heap() {
+    let pom = read("scripts/kafka/pom.xml");
+    assert!(pom.contains("<artifactId>kafka_2.13</artifactId>"), "{pom}");
+    let services = read("scripts/services.sh");
+    assert!(services.contains("dependency:copy-dependencies"));
+    assert!(services.contains("kafka.tools.StorageTool format --standalone"));
+    assert!(services.contains("kafka.Kafka \"$KAFKA_DATA/server.properties\""));
+    let heap = services
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KAFKA_HEAP_OPTS="))
+        .expect("services.sh sets KAFKA_HEAP_OPTS");
+    assert!(heap.contains("-Xmx512m"), "{heap}");
+    let properties = read("scripts/kafka/server.properties");
+    for line in [
+        "process.roles=broker,controller",
+        "auto.create.topics.enable=false",
+    ] {
+        assert!(properties.lines().any(|l| l == line), "missing {line}");
+    }
 }
 
 /// Metric names (`registrar_*`, `process_*`) an expression or document mentions, without

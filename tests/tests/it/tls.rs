@@ -181,12 +181,9 @@ async fn deliver(config: &KafkaConfig) -> anyhow::Result<(i32, i64)> {
 
 #[tokio::test]
 async fn kafka_security_protocol_ssl_produces_through_a_tls_only_broker() {
-    if !registrar_tests::tls::tansu_binary().exists() {
-        panic!("tansu is not installed: run scripts/services.sh up");
-    }
     let ca = TestCa::new("kafka");
     let stranger = TestCa::new("kafka-stranger");
-    let (broker, _front) = kafka_with_tls(&ca.issue("kafka", &["localhost", "127.0.0.1"])).await;
+    let broker = kafka_with_tls(&ca, &ca.issue("kafka", &["localhost", "127.0.0.1"]));
 
     let config = kafka(broker.port, Some(ca.ca_file.clone()));
     let admin: AdminClient<DefaultClientContext> = common::events::kafka::client_config(&config)

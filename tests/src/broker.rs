@@ -1,0 +1,94 @@
+//! A scratch Apache Kafka node for tests that need a broker of their own (a TLS-only or
+//! SASL listener, say): one KRaft process, broker and controller, on free ports, with its
+//! storage in a scratch directory. It runs from the jars `scripts/services.sh` resolved
+//! from Maven Central into `~/.cache/registrar/kafka`, exactly like the shared broker.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+
+use crate::tls::{free_port, wait_for_port, Running, ScratchDir};
+
+/// The classpath of the Kafka version `scripts/services.sh` resolved.
+pub fn kafka_classpath() -> String {
+    let cache = std::env::var("REGISTRAR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/registrar")
+        })
+        .join("kafka");
+    let version = std::fs::read_to_string(cache.join("current")).unwrap_or_else(|e| {
+        panic!("Kafka's jars are not resolved ({e}): run scripts/services.sh up (make test does)")
+    });
+    format!("{}/*", cache.join(version.trim()).join("libs").display())
+}
+
+fn java(dir: &std::path::Path, class: &str) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.arg("-Xmx384m")
+        .arg("-cp")
+        .arg(kafka_classpath())
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}/../scripts/kafka/log4j2.properties",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("-Dkafka.log.file={}/kafka.log", dir.display()))
+        .arg(class)
+        .current_dir(dir);
+    cmd
+}
+
+/// Starts a single-node cluster. `listener` is the client listener's name and protocol
+/// as it appears in `listeners` (`SSL`, `SASL_PLAINTEXT`...); `extra` is appended to the
+/// properties (the listener's TLS or SASL settings). Returns the running process and the
+/// client port; the node is killed and its storage removed when the value is dropped.
+pub fn start_node(listener: &str, extra: &str) -> Running {
+    let scratch = ScratchDir::new("kafka-node");
+    let (port, controller) = (free_port(), free_port());
+    let properties = format!(
+        "process.roles=broker,controller\n\
+         node.id=1\n\
+         controller.quorum.bootstrap.servers=127.0.0.1:{controller}\n\
+         listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+         advertised.listeners={listener}://127.0.0.1:{port}\n\
+         controller.listener.names=CONTROLLER\n\
+         inter.broker.listener.name={listener}\n\
+         listener.security.protocol.map=CONTROLLER:PLAINTEXT,{listener}:{listener}\n\
+         log.dirs={dir}/logs\n\
+         offsets.topic.replication.factor=1\n\
+         offsets.topic.num.partitions=1\n\
+         transaction.state.log.replication.factor=1\n\
+         transaction.state.log.min.isr=1\n\
+         share.coordinator.state.topic.replication.factor=1\n\
+         share.coordinator.state.topic.min.isr=1\n\
+         group.initial.rebalance.delay.ms=0\n\
+         num.network.threads=1\n\
+         num.io.threads=2\n\
+         {extra}\n",
+        dir = scratch.0.display(),
+    );
+    let config = scratch.0.join("server.properties");
+    std::fs::write(&config, properties).expect("write server.properties");
+    let cluster_id =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+    let status = java(&scratch.0, "kafka.tools.StorageTool")
+        .args(["format", "--standalone", "-t", &cluster_id, "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run Kafka's StorageTool");
+    assert!(
+        status.success(),
+        "formatting the scratch broker's storage failed"
+    );
+    let mut child = java(&scratch.0, "kafka.Kafka")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kafka.Kafka");
+    wait_for_port(port, "scratch Kafka node", &mut child);
+    Running::new(child, port, Some(scratch))
+}
