@@ -400,7 +400,7 @@ def main():
                  ((args.kills + 4) / n, "broker kill -9 + restart"),
                  ((args.kills + 5) / n, "api SIGTERM + restart")]
     plan.sort()
-    injected, last_fault_end, resumed = [], None, []
+    injected, last_fault_end, resumed, watchers = [], None, [], []
     consumer_port = args.port + 1
 
     def time_to_resume(started_at):
@@ -419,7 +419,9 @@ def main():
         if fault == "consumer kill -9":
             consumer.kill9()
             consumer.start()
-            threading.Thread(target=time_to_resume, args=(time.time(),), daemon=True).start()
+            watcher = threading.Thread(target=time_to_resume, args=(time.time(),), daemon=True)
+            watcher.start()
+            watchers.append(watcher)
         elif fault == "PostgreSQL restart":
             version = sorted(os.listdir("/etc/postgresql"), key=lambda v: float(v))[-1]
             sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -451,6 +453,8 @@ def main():
     log(f"load done: {sum(1 for s, _ in results.values() if s == 202)} accepted; waiting for the drain")
     checks, failure, _ = stack.drain_and_check(results, like, args.clients, args.drain_timeout)
     drain_secs = time.time() - last_fault_end
+    for watcher in watchers:
+        watcher.join()
     stack.stop()
     print_table("chaos run", machine_rows(args.light_argon2, args.kafka_properties) + [
         ("clients / users submitted", f"{args.clients} / {len(results)} in {load_secs:.0f} s"),
@@ -459,7 +463,7 @@ def main():
          ", ".join("never" if r is None else f"{r:.1f} s" for r in resumed)),
     ] + checks + [("drain after the last fault", f"{drain_secs:.1f} s")])
     print(f"\nlogs: {logdir}")
-    if any(r is None for r in resumed):
+    if len(resumed) != len(watchers) or any(r is None for r in resumed):
         failure = failure or "a restarted consumer never got partitions"
     if failure:
         print(f"FAILED: {failure}", file=sys.stderr)

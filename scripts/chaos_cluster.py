@@ -68,7 +68,7 @@ class Cluster:
                 "unclean.leader.election.enable=false",
                 "group.min.session.timeout.ms=3000",
             ]) + "\n")
-            self.java(d, ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+            self.java(d, ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
                           str(d / "server.properties")], wait=True)
 
     def java(self, d, argv, wait=False):

@@ -22,6 +22,10 @@ if ! grep -q '^JWT_SIGNING_KEY=' .env; then
   echo "[run] adding a development JWT signing key to .env" >&2
   target/release/api keygen --key-id dev1 | grep '^JWT_SIGNING_KEY=' >> .env
 fi
+if ! grep -q '^RECORD_SIGNING_KEY=' .env; then
+  echo "[run] adding development record-signing keys (sign-ups, imports) to .env" >&2
+  target/release/api keygen --key-id dev1 | grep -E '^(RECORD_SIGNING_KEY|IMPORT_SIGNING_KEY|RECORD_VERIFYING_KEYS)=' >> .env
+fi
 if ! grep -q '^MFA_ENCRYPTION_KEY=' .env; then
   echo "[run] adding a development MFA encryption key to .env" >&2
   target/release/api keygen --key-id dev1 | grep '^MFA_ENCRYPTION_KEY=' >> .env

@@ -147,7 +147,7 @@ start_kafka() {
   if [ ! -f "$KAFKA_DATA/logs/meta.properties" ]; then
     log "formatting the broker's storage in $KAFKA_DATA/logs (once)"
     local cluster; cluster="$(kafka_tool kafka.tools.StorageTool random-uuid)"
-    kafka_tool kafka.tools.StorageTool format --standalone --ignore-formatted -t "$cluster" \
+    kafka_tool kafka.tools.StorageTool format --standalone --ignore-formatted --cluster-id="$cluster" \
       -c "$KAFKA_DATA/server.properties" >/dev/null
   fi
   log "starting Apache Kafka $(cat "$KAFKA_CACHE/current") (data in $KAFKA_DATA, log in $KAFKA_DATA/kafka.log)"

@@ -8,6 +8,14 @@ use common::config::{
 };
 use common::domain::password::Argon2Config;
 use common::events::seal::{EpochPolicy, Sealer, SealingKey};
+use common::events::signature::{Purpose, RecordSigner};
+
+/// The api's two record-signing keys (see `common::events::signature`).
+#[derive(Debug, Clone)]
+pub struct RecordSigners {
+    pub registration: RecordSigner,
+    pub import: RecordSigner,
+}
 use secrecy::SecretString;
 
 use crate::auth::keys::JwtKeys;
@@ -33,6 +41,23 @@ pub struct ApiConfig {
     /// The consumers' X25519 public key, base64 (`api keygen` prints one).
     #[arg(long = "seal-public-key", env = "SEAL_PUBLIC_KEY")]
     pub seal_public_key: String,
+    /// Ed25519 key that signs every registration record the api publishes, as
+    /// `<key id>:<base64 32-byte seed>` (`api keygen` prints one). Consumers verify it
+    /// with the public half in `RECORD_VERIFYING_KEYS`.
+    #[arg(
+        long = "record-signing-key",
+        env = "RECORD_SIGNING_KEY",
+        hide_env_values = true
+    )]
+    pub record_signing_key: String,
+    /// Ed25519 key that signs import records, same form, and a different key: only
+    /// records it signs may carry a role, a verified address or a password hash.
+    #[arg(
+        long = "import-signing-key",
+        env = "IMPORT_SIGNING_KEY",
+        hide_env_values = true
+    )]
+    pub import_signing_key: String,
     /// Seconds one sealing epoch (one HPKE encapsulation shared by many passwords) lasts;
     /// 0 = seal every password with its own encapsulation (the event format of schema v3
     /// and earlier, for consumers not yet upgraded).
@@ -334,6 +359,32 @@ impl ApiConfig {
         })
     }
 
+    /// The registration and import signing keys; they must differ.
+    pub fn record_signers(&self) -> Result<RecordSigners, ConfigError> {
+        let registration = RecordSigner::parse(Purpose::Registration, &self.record_signing_key)
+            .map_err(|e| ConfigError::new("RECORD_SIGNING_KEY", e))?;
+        let import = RecordSigner::parse(Purpose::Import, &self.import_signing_key)
+            .map_err(|e| ConfigError::new("IMPORT_SIGNING_KEY", e))?;
+        let same_key = self
+            .record_signing_key
+            .split_once(':')
+            .map(|(_, k)| k.trim())
+            == self
+                .import_signing_key
+                .split_once(':')
+                .map(|(_, k)| k.trim());
+        if same_key || registration.key_id() == import.key_id() {
+            return Err(ConfigError::new(
+                "IMPORT_SIGNING_KEY",
+                "must be another key, with another key id, than RECORD_SIGNING_KEY",
+            ));
+        }
+        Ok(RecordSigners {
+            registration,
+            import,
+        })
+    }
+
     /// The sealer of passwords: per epoch unless `SEAL_EPOCH_SECS=0`.
     pub fn sealer(&self) -> Result<Sealer, ConfigError> {
         if self.seal_epoch_messages == 0 {
@@ -464,11 +515,34 @@ mod tests {
     }
 
     fn config(extra: &[&str]) -> ApiConfig {
+        use common::events::signature::{generate, Purpose};
         let (_, public) = common::events::seal::generate_key_pair();
+        let (registration, _) = generate(Purpose::Registration, "rec1");
+        let (import, _) = generate(Purpose::Import, "imp1");
         let mut args = vec!["api", "--seal-key-id", "k1", "--seal-public-key"];
         args.push(&public);
+        args.extend_from_slice(&["--record-signing-key", registration.as_str()]);
+        args.extend_from_slice(&["--import-signing-key", import.as_str()]);
         args.extend_from_slice(extra);
         Cli::try_parse_from(args).unwrap().config
+    }
+
+    #[test]
+    fn the_import_signing_key_must_differ_from_the_registration_key() {
+        let (registration, _) = common::events::signature::generate(
+            common::events::signature::Purpose::Registration,
+            "rec9",
+        );
+        let mut same = config(&[]);
+        same.record_signing_key = registration.as_str().to_owned();
+        same.import_signing_key = registration.as_str().to_owned();
+        let same = same.record_signers().unwrap_err();
+        assert_eq!(same.var, "IMPORT_SIGNING_KEY", "{same}");
+        let mut bad = config(&[]);
+        bad.record_signing_key = "rec:not-base64".into();
+        let bad = bad.record_signers().unwrap_err();
+        assert_eq!(bad.var, "RECORD_SIGNING_KEY", "{bad}");
+        assert!(config(&[]).record_signers().is_ok());
     }
 
     #[test]

@@ -343,6 +343,16 @@ fn keygen(key_id: Option<String>) {
     println!("SEAL_PUBLIC_KEY={public}");
     println!("# consumer (append older pairs after a comma while rotating):");
     println!("SEAL_PRIVATE_KEYS={key_id}:{}", private.as_str());
+    use common::events::signature::{generate, Purpose};
+    let (registration, registration_public) =
+        generate(Purpose::Registration, &format!("rec-{key_id}"));
+    let (import, import_public) = generate(Purpose::Import, &format!("imp-{key_id}"));
+    println!("# api: record-signing keys (Ed25519), one for sign-ups, another for imports;");
+    println!("# keep the import key off pods that need only sign-ups' (see the README).");
+    println!("RECORD_SIGNING_KEY={}", registration.as_str());
+    println!("IMPORT_SIGNING_KEY={}", import.as_str());
+    println!("# consumer: the public halves it accepts (append older ones while rotating):");
+    println!("RECORD_VERIFYING_KEYS={registration_public},{import_public}");
     let (signing, verification) = registrar_api::auth::keys::generate(&format!("jwt-{key_id}"));
     println!("# api: access-token signing key (Ed25519). When rotating, move the old key's");
     println!("# public part into JWT_VERIFICATION_KEYS: {verification}");

@@ -1,13 +1,17 @@
 //! Publishing registration events: the `RegistrationPublisher` seam and its Kafka
 //! implementation (idempotent producer, acks=all, wait for the broker's acknowledgement).
+//! Every record it publishes is signed (`common::events::signature`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{ConfigError, KafkaConfig};
+use common::events::signature::{Purpose, SIGNATURE_HEADER};
+
+use crate::config::RecordSigners;
 use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -27,6 +31,9 @@ pub struct RecordHeaders<'a> {
     pub request_id: Option<&'a str>,
     /// The registration carries a password hash, not a sealed password (an import).
     pub prehashed: bool,
+    /// Which key signs the record: an import line's or a sign-up's (the default, the
+    /// least privileged).
+    pub purpose: Purpose,
 }
 
 pub trait RegistrationPublisher: Send + Sync + 'static {
@@ -58,6 +65,7 @@ pub trait RegistrationPublisher: Send + Sync + 'static {
 
 pub struct KafkaPublisher {
     producer: FutureProducer,
+    signers: RecordSigners,
     topic: String,
     produce_timeout: Duration,
     queue_max_messages: u32,
@@ -66,6 +74,7 @@ pub struct KafkaPublisher {
 impl KafkaPublisher {
     pub fn new(
         kafka: &KafkaConfig,
+        signers: RecordSigners,
         produce_timeout: Duration,
         queue_max_messages: u32,
         linger_ms: u32,
@@ -93,6 +102,7 @@ impl KafkaPublisher {
             .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;
         Ok(Arc::new(Self {
             producer,
+            signers,
             topic: kafka.topic.clone(),
             produce_timeout,
             queue_max_messages,
@@ -111,7 +121,15 @@ impl RegistrationPublisher for KafkaPublisher {
             tracing::info_span!("kafka.produce", otel.kind = "producer", topic = %self.topic);
         let produce = async move {
             let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
-            let mut headers = OwnedHeaders::new();
+            let signer = match record_headers.purpose {
+                Purpose::Registration => &self.signers.registration,
+                Purpose::Import => &self.signers.import,
+            };
+            let signature = signer.sign(key.as_bytes(), payload);
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(signature.as_str()),
+            });
             if let Some(id) = record_headers.request_id {
                 headers = headers.insert(Header {
                     key: common::events::kafka::REQUEST_ID_HEADER,
@@ -131,9 +149,7 @@ impl RegistrationPublisher for KafkaPublisher {
                     value: Some(value.as_str()),
                 });
             }
-            if headers.count() > 0 {
-                record = record.headers(headers);
-            }
+            record = record.headers(headers);
             let delivery = match self.producer.send_result(record) {
                 Ok(delivery) => delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

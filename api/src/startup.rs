@@ -78,6 +78,7 @@ impl Application {
         let redis = Redis::from_config(&config.redis)?;
         let publisher: Arc<dyn RegistrationPublisher> = KafkaPublisher::new(
             &config.kafka,
+            config.record_signers()?,
             config.produce_timeout(),
             config.producer_queue_max_messages,
             config.producer_linger_ms,

@@ -69,8 +69,14 @@ fn keygen_prints_env_lines_that_the_binaries_accept() {
 }
 
 fn sealed_env(c: &mut Command) -> &mut Command {
+    use common::events::signature::{generate, Purpose};
     let (_, public) = common::events::seal::generate_key_pair();
-    c.env("SEAL_KEY_ID", "k1").env("SEAL_PUBLIC_KEY", public)
+    let (registration, _) = generate(Purpose::Registration, "rec1");
+    let (import, _) = generate(Purpose::Import, "imp1");
+    c.env("SEAL_KEY_ID", "k1")
+        .env("SEAL_PUBLIC_KEY", public)
+        .env("RECORD_SIGNING_KEY", registration.as_str())
+        .env("IMPORT_SIGNING_KEY", import.as_str())
 }
 
 #[test]

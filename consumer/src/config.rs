@@ -8,6 +8,7 @@ use common::config::{
 };
 use common::domain::password::Argon2Config;
 use common::events::seal::OpeningKeys;
+use common::events::signature::RecordVerifier;
 
 #[derive(Args, Clone, Debug)]
 pub struct ConsumerConfig {
@@ -38,6 +39,12 @@ pub struct ConsumerConfig {
         hide_env_values = true
     )]
     pub seal_private_keys: String,
+    /// Public keys whose signatures the consumer accepts on registration records, as
+    /// `<key id>:<registration|import>:<base64>`, comma-separated (current and previous
+    /// keys while rotating; `api keygen` prints them). A record without a valid signature
+    /// is dead-lettered unread.
+    #[arg(long = "record-verifying-keys", env = "RECORD_VERIFYING_KEYS")]
+    pub record_verifying_keys: String,
     /// Consumer group.
     #[arg(
         long = "kafka-group-id",
@@ -91,6 +98,11 @@ impl ConsumerConfig {
     pub fn opening_keys(&self) -> Result<OpeningKeys, ConfigError> {
         OpeningKeys::parse(&self.seal_private_keys)
             .map_err(|e| ConfigError::new("SEAL_PRIVATE_KEYS", e))
+    }
+
+    pub fn record_verifier(&self) -> Result<RecordVerifier, ConfigError> {
+        RecordVerifier::parse(&self.record_verifying_keys)
+            .map_err(|e| ConfigError::new("RECORD_VERIFYING_KEYS", e))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use common::config::{ConfigError, KafkaConfig};
 use common::events::kafka::dlq_headers;
+use common::events::signature::SIGNATURE_HEADER;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -20,10 +21,17 @@ pub enum DlqKind {
     Invalid,
     /// The sealed password could not be opened.
     Credential,
+    /// No valid signature, or import-only fields under a registration key.
+    Unauthenticated,
 }
 
 impl DlqKind {
-    pub const ALL: [DlqKind; 3] = [DlqKind::Undecodable, DlqKind::Invalid, DlqKind::Credential];
+    pub const ALL: [DlqKind; 4] = [
+        DlqKind::Undecodable,
+        DlqKind::Invalid,
+        DlqKind::Credential,
+        DlqKind::Unauthenticated,
+    ];
 }
 
 impl DlqKind {
@@ -32,6 +40,7 @@ impl DlqKind {
             DlqKind::Undecodable => "undecodable",
             DlqKind::Invalid => "invalid",
             DlqKind::Credential => "credential",
+            DlqKind::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -71,7 +80,7 @@ impl DlqProducer {
             let item = letter.item;
             let partition = item.partition.to_string();
             let offset = item.offset.to_string();
-            let headers = OwnedHeaders::new()
+            let mut headers = OwnedHeaders::new()
                 .insert(Header {
                     key: dlq_headers::TOPIC,
                     value: Some(item.topic.as_str()),
@@ -92,6 +101,14 @@ impl DlqProducer {
                     key: dlq_headers::ERROR_KIND,
                     value: Some(letter.kind.as_str()),
                 });
+            // The original signature travels with the record, so a replay is verified
+            // again exactly as the first delivery was.
+            if let Some(signature) = &item.signature {
+                headers = headers.insert(Header {
+                    key: SIGNATURE_HEADER,
+                    value: Some(signature.as_slice()),
+                });
+            }
             let mut record = FutureRecord::to(&self.topic)
                 .payload(item.payload.as_slice())
                 .headers(headers);

@@ -1,5 +1,6 @@
 //! `consumer dlq list|show|replay`: the dead letters of `<KAFKA_TOPIC>.dlq`, with their
-//! headers, and putting chosen ones back on their origin topic once the cause is fixed.
+//! headers, and putting chosen ones back on the registration topic once the cause is
+//! fixed, each checked again as the consumer checks a record (signature, decoding).
 //! A replayed record keeps its key and bytes, so its registration id: replaying twice, or
 //! replaying a record that was persisted meanwhile, persists it once.
 
@@ -9,6 +10,7 @@ use common::config::KafkaConfig;
 use common::domain::email::Email;
 use common::events::kafka::dlq_headers;
 use common::events::registration::RegistrationEvent;
+use common::events::signature::{Purpose, RecordVerifier, SIGNATURE_HEADER};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -152,21 +154,62 @@ fn read_blocking(cc: &rdkafka::ClientConfig, topic: &str) -> anyhow::Result<Vec<
     Ok(records)
 }
 
-/// Puts the selected dead letters back on their origin topic (`origin.topic`, else
-/// `KAFKA_TOPIC`), key and bytes unchanged, with a `replayed-from` header. Returns the
-/// records replayed (or, with `dry_run`, that would be).
+/// What a replay did: the records put back, and those refused with the reason.
+#[derive(Debug, Default)]
+pub struct ReplayOutcome {
+    pub replayed: Vec<DeadLetterRecord>,
+    pub refused: Vec<(DeadLetterRecord, String)>,
+}
+
+/// The checks the consumer applies before anything else, applied again before a dead
+/// letter goes back: a valid signature of a key the consumer accepts, a record that
+/// decodes, and no import-only field under a registration key. A dead letter is
+/// whatever reached the topic, so its own headers are evidence, never instructions.
+pub fn check_replayable(verifier: &RecordVerifier, r: &DeadLetterRecord) -> Result<(), String> {
+    let purpose = verifier
+        .verify(
+            r.header(SIGNATURE_HEADER).map(str::as_bytes),
+            r.key.as_deref().unwrap_or_default(),
+            &r.payload,
+        )
+        .map_err(|e| e.to_string())?;
+    let event = RegistrationEvent::decode(&r.payload).map_err(|e| e.to_string())?;
+    if purpose == Purpose::Registration {
+        if let Some(field) = crate::pipeline::import_only_field(&event) {
+            return Err(format!(
+                "{field} is honoured only from records signed with an import key"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the selected dead letters back on the configured registration topic
+/// (`KAFKA_TOPIC`; never the topic a header names), key, bytes and signature unchanged,
+/// with a `replayed-from` header, after [`check_replayable`]. Returns what was replayed
+/// (or, with `dry_run`, would be) and what was refused.
 pub async fn replay(
     kafka: &KafkaConfig,
+    verifier: &RecordVerifier,
     selection: &Selection,
     dry_run: bool,
-) -> anyhow::Result<Vec<DeadLetterRecord>> {
-    let chosen: Vec<DeadLetterRecord> = read_all(kafka)
+) -> anyhow::Result<ReplayOutcome> {
+    let mut outcome = ReplayOutcome::default();
+    for r in read_all(kafka)
         .await?
         .into_iter()
         .filter(|r| selection.matches(r))
-        .collect();
-    if dry_run || chosen.is_empty() {
-        return Ok(chosen);
+    {
+        match check_replayable(verifier, &r) {
+            Ok(()) => outcome.replayed.push(r),
+            Err(reason) => {
+                tracing::warn!(event = "dlq_replay_refused", position = %r.position(), kind = r.kind(), reason = %reason);
+                outcome.refused.push((r, reason));
+            }
+        }
+    }
+    if dry_run || outcome.replayed.is_empty() {
+        return Ok(outcome);
     }
     let mut cc = common::events::kafka::client_config(kafka)?;
     cc.set("client.id", "registrar-dlq-replay")
@@ -176,16 +219,19 @@ pub async fn replay(
     common::events::kafka::operator_overrides(&mut cc, kafka)?;
     let producer: FutureProducer = cc.create()?;
     let dlq = kafka.dlq_topic();
-    for r in &chosen {
-        let topic = r
-            .header(dlq_headers::TOPIC)
-            .unwrap_or(&kafka.topic)
-            .to_owned();
+    let topic = kafka.topic.clone();
+    for r in &outcome.replayed {
         let from = format!("{dlq}:{}", r.position());
-        let headers = OwnedHeaders::new().insert(Header {
+        let mut headers = OwnedHeaders::new().insert(Header {
             key: REPLAYED_FROM,
             value: Some(from.as_str()),
         });
+        if let Some(signature) = r.header(SIGNATURE_HEADER) {
+            headers = headers.insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(signature),
+            });
+        }
         let mut record = FutureRecord::to(&topic)
             .payload(&r.payload)
             .headers(headers);
@@ -198,5 +244,5 @@ pub async fn replay(
             .map_err(|(e, _)| anyhow::anyhow!("replaying {from}: {e}"))?;
         tracing::info!(event = "dlq_replayed", from = %from, to = %topic, kind = r.kind(), record = %r.summary());
     }
-    Ok(chosen)
+    Ok(outcome)
 }

@@ -11,7 +11,11 @@ use rdkafka::TopicPartitionList;
 
 use crate::config::ConsumerConfig;
 
-pub struct LoggingContext;
+/// Logs rebalances, commits finished work before partitions go, and keeps
+/// `registrar_consumer_assigned_partitions` equal to what this member holds.
+pub struct LoggingContext {
+    assigned: prometheus::IntGauge,
+}
 
 impl ClientContext for LoggingContext {}
 
@@ -33,6 +37,12 @@ impl ConsumerContext for LoggingContext {
         }
     }
 
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        // After the (incremental, under KIP-848) assignment was applied: the whole set.
+        let held = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.assigned.set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
             tracing::debug!(event = "offset_commit_result", error = %e);
@@ -40,7 +50,10 @@ impl ConsumerContext for LoggingContext {
     }
 }
 
-pub fn create(config: &ConsumerConfig) -> Result<StreamConsumer<LoggingContext>, ConfigError> {
+pub fn create(
+    config: &ConsumerConfig,
+    assigned: prometheus::IntGauge,
+) -> Result<StreamConsumer<LoggingContext>, ConfigError> {
     let mut cc = common::events::kafka::client_config(&config.kafka)?;
     cc.set("group.id", &config.group_id)
         .set("client.id", "registrar-consumer")
@@ -67,7 +80,7 @@ pub fn create(config: &ConsumerConfig) -> Result<StreamConsumer<LoggingContext>,
     }
     common::events::kafka::operator_overrides(&mut cc, &config.kafka)?;
     let consumer: StreamConsumer<LoggingContext> = cc
-        .create_with_context(LoggingContext)
+        .create_with_context(LoggingContext { assigned })
         .map_err(|e| ConfigError::new("KAFKA_PROPERTIES", e))?;
     consumer
         .subscribe(&[&config.kafka.topic])

@@ -110,11 +110,12 @@ impl Consumer {
             None
         };
         let pipeline = Pipeline {
-            consumer: Arc::new(kafka::create(config)?),
+            consumer: Arc::new(kafka::create(config, metrics.assigned_partitions.clone())?),
             store: RegistrationStatusStore::new(redis.clone()),
             pg: pg.clone(),
             hasher: hash_pool,
             dlq: Arc::clone(&dlq),
+            verifier: config.record_verifier()?,
             batch_size: config.batch_size,
             batch_wait: config.batch_wait(),
             backoff_max: config.backoff_max(),

@@ -43,8 +43,9 @@ enum DlqAction {
     },
     /// Every header of the dead letter at `<partition>:<offset>`.
     Show { position: String },
-    /// Puts dead letters back on their origin topic, key and bytes unchanged (their
-    /// registration ids too, so a replay persists a registration once at most).
+    /// Puts dead letters back on the registration topic (`KAFKA_TOPIC`), key, bytes and
+    /// signature unchanged (their registration ids too, so a replay persists a
+    /// registration once at most), after checking each as the consumer would.
     Replay {
         /// Replay every dead letter of this kind.
         #[arg(long)]
@@ -55,6 +56,10 @@ enum DlqAction {
         /// Replay every dead letter (needed when neither --kind nor --position is given).
         #[arg(long)]
         all: bool,
+        /// The public keys the consumer verifies records with; each dead letter is
+        /// checked again before it goes back.
+        #[arg(long = "record-verifying-keys", env = "RECORD_VERIFYING_KEYS")]
+        record_verifying_keys: Option<String>,
         /// Show what would be replayed, replay nothing.
         #[arg(long)]
         dry_run: bool,
@@ -136,16 +141,34 @@ async fn dlq(action: DlqAction, kafka: KafkaConfig, log: LogConfig) -> i32 {
             positions,
             all,
             dry_run,
+            record_verifying_keys,
         } => {
             if kind.is_none() && positions.is_empty() && !all {
                 eprintln!("choose what to replay: --kind, --position or --all");
                 return 2;
             }
+            let Some(keys) = record_verifying_keys else {
+                eprintln!("replay checks each record's signature: set RECORD_VERIFYING_KEYS");
+                return 2;
+            };
+            let verifier = match common::events::signature::RecordVerifier::parse(&keys) {
+                Ok(v) => v,
+                Err(e) => common::config::ConfigError::new("RECORD_VERIFYING_KEYS", e).exit(),
+            };
             let selection = dlq_tool::Selection { kind, positions };
-            dlq_tool::replay(&kafka, &selection, dry_run)
+            dlq_tool::replay(&kafka, &verifier, &selection, dry_run)
                 .await
-                .map(|records| {
-                    for r in &records {
+                .map(|outcome| {
+                    for (r, reason) in &outcome.refused {
+                        println!(
+                            "refused      {:<10} {:<12} {}: {reason}",
+                            r.position(),
+                            r.kind(),
+                            r.summary()
+                        );
+                    }
+                    let records = &outcome.replayed;
+                    for r in records {
                         println!(
                             "{} {:<10} {:<12} {}",
                             if dry_run { "would replay" } else { "replayed" },

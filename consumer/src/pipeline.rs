@@ -14,6 +14,7 @@ use common::domain::password::PasswordHasherService;
 use common::domain::registration::{FailureReason, Profile};
 use common::domain::Role;
 use common::events::registration::{Credential, ImportLineRef, RegistrationEvent};
+use common::events::signature::{Purpose, RecordVerifier, SIGNATURE_HEADER};
 use common::store::imports::{self, LineFailure};
 use common::store::registration_status::{Finished, RegistrationStatusStore};
 use common::store::users::{self, InsertOutcome, NewUser};
@@ -47,6 +48,8 @@ pub struct Item {
     pub trace_headers: Vec<(String, String)>,
     /// The producer marked the record as carrying a password hash (nothing to hash).
     pub prehashed: bool,
+    /// The `registrar-signature` header, checked before anything else is read.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// A batch holds `BATCH_SIZE` records that need a hash, or this many times as many
@@ -82,8 +85,14 @@ impl Item {
                     && h.value == Some(common::events::kafka::CREDENTIAL_PREHASHED.as_bytes())
             })
         });
+        let signature = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == SIGNATURE_HEADER)
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        });
         Self {
             prehashed,
+            signature,
             topic: m.topic().to_owned(),
             partition: m.partition(),
             offset: m.offset(),
@@ -106,6 +115,8 @@ pub struct Pipeline {
     pub(crate) pg: deadpool_postgres::Pool,
     pub(crate) hasher: HashPool,
     pub(crate) dlq: Arc<DlqProducer>,
+    /// The public keys whose signatures make a record trustworthy.
+    pub(crate) verifier: RecordVerifier,
     pub(crate) batch_size: usize,
     pub(crate) batch_wait: Duration,
     pub(crate) backoff_max: Duration,
@@ -321,7 +332,7 @@ impl Pipeline {
 
     async fn process_steps(&self, batch: &[Item]) -> Result<(), Interrupted> {
         let mut outcome = BatchOutcome::default();
-        let candidates = decode_and_validate(batch, &mut outcome);
+        let candidates = decode_and_validate(batch, &self.verifier, &mut outcome);
         // Imported lines are followed on their import (completed count, failed lines in
         // PostgreSQL); nobody polls them and they have no pending key, so they need no
         // status keys in Redis.
@@ -630,15 +641,51 @@ impl<'a> BatchOutcome<'a> {
     }
 }
 
-/// Decodes each record and applies the registration rules; undecodable and invalid
-/// records are dead-lettered (an invalid one with a failed status when its email is
-/// readable).
+/// Why a record signed with a registration key still may not be trusted: it carries
+/// what only an import may bring. `None` when it carries none of it.
+pub(crate) fn import_only_field(event: &RegistrationEvent) -> Option<&'static str> {
+    if event.role.as_deref().is_some_and(|r| r != "user") {
+        Some("role")
+    } else if event.email_verified {
+        Some("emailVerified")
+    } else if matches!(event.credential, Credential::PasswordHash(_)) {
+        Some("passwordHash")
+    } else if event.import.is_some() {
+        Some("importId")
+    } else {
+        None
+    }
+}
+
+/// Verifies each record's signature, then decodes it and applies the registration
+/// rules. A record without a valid signature, or signed with a registration key while
+/// carrying what only an import may carry, is dead-lettered as `unauthenticated`
+/// without touching any status (nothing in it can be believed, its email included).
+/// Undecodable and invalid records are dead-lettered (an invalid one with a failed
+/// status when its email is readable).
 fn decode_and_validate<'a>(
     batch: &'a [Item],
+    verifier: &RecordVerifier,
     outcome: &mut BatchOutcome<'a>,
 ) -> Vec<Candidate<'a>> {
     let mut candidates = Vec::with_capacity(batch.len());
     for item in batch {
+        let purpose = match verifier.verify(
+            item.signature.as_deref(),
+            item.key.as_deref().unwrap_or_default(),
+            &item.payload,
+        ) {
+            Ok(purpose) => purpose,
+            Err(e) => {
+                tracing::warn!(event = "record_unauthenticated", partition = item.partition, offset = item.offset, error = %e);
+                outcome.letters.push(DeadLetter {
+                    item,
+                    kind: DlqKind::Unauthenticated,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
         let event = match RegistrationEvent::decode(&item.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -651,6 +698,19 @@ fn decode_and_validate<'a>(
                 continue;
             }
         };
+        if purpose == Purpose::Registration {
+            if let Some(field) = import_only_field(&event) {
+                tracing::warn!(event = "record_unauthenticated", partition = item.partition, offset = item.offset, field, registration_id = %event.registration_id);
+                outcome.letters.push(DeadLetter {
+                    item,
+                    kind: DlqKind::Unauthenticated,
+                    error: format!(
+                        "{field} is honoured only from records signed with an import key"
+                    ),
+                });
+                continue;
+            }
+        }
         match Profile::parse(event.profile_input()) {
             Ok(profile) => candidates.push(Candidate {
                 item,

@@ -74,7 +74,13 @@ pub fn start_node(listener: &str, extra: &str) -> Running {
     let cluster_id =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
     let status = java(&scratch.0, "kafka.tools.StorageTool")
-        .args(["format", "--standalone", "-t", &cluster_id, "-c"])
+        // `=`: a base64url id may start with `-`, which would read as an option.
+        .args([
+            "format",
+            "--standalone",
+            &format!("--cluster-id={cluster_id}"),
+            "-c",
+        ])
         .arg(&config)
         .stdout(Stdio::null())
         .status()

@@ -83,6 +83,25 @@ pub async fn produce_raw(topic: &str, key: &str, payload: &[u8]) {
         .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
 }
 
+/// Produces bytes with the headers given.
+pub async fn produce_with_headers(
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) {
+    producer()
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers_with(headers)),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+}
+
 #[derive(Debug, Clone)]
 pub struct RawRecord {
     pub partition: i32,

@@ -145,6 +145,11 @@ pub struct TestApp {
     pub seal_private_keys: String,
     /// The api's access-token signing key (`<kid>:<base64 seed>`).
     pub jwt_signing_key: String,
+    /// The api's record-signing keys (`<kid>:<base64 seed>`): sign-ups and imports.
+    pub record_signing_key: String,
+    pub import_signing_key: String,
+    /// What the consumer verifies records with (`RECORD_VERIFYING_KEYS`).
+    pub record_verifying_keys: String,
     pub redis: deadpool_redis::Pool,
     /// The `Location` of each 202 this app saw, by email.
     pub locations: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -273,6 +278,19 @@ impl TestApp {
             &registrar_api::auth::mfa::MfaKeys::generate(&format!("mfa{id}")),
         )
         .to_owned();
+        let (record_signing_key, registration_public) = common::events::signature::generate(
+            common::events::signature::Purpose::Registration,
+            &format!("rec{id}"),
+        );
+        let (import_signing_key, import_public) = common::events::signature::generate(
+            common::events::signature::Purpose::Import,
+            &format!("imp{id}"),
+        );
+        let (record_signing_key, import_signing_key) = (
+            record_signing_key.as_str().to_owned(),
+            import_signing_key.as_str().to_owned(),
+        );
+        let record_verifying_keys = format!("{registration_public},{import_public}");
         let mut api_args: Vec<String> = [
             "api",
             "--host",
@@ -311,6 +329,10 @@ impl TestApp {
             &jwt_signing_key,
             "--mfa-encryption-key",
             &mfa_encryption_key,
+            "--record-signing-key",
+            &record_signing_key,
+            "--import-signing-key",
+            &import_signing_key,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -365,6 +387,9 @@ impl TestApp {
             seal_public_key: public,
             seal_private_keys: String::new(),
             jwt_signing_key,
+            record_signing_key,
+            import_signing_key,
+            record_verifying_keys,
             redis,
             locations: Default::default(),
             state,
@@ -408,6 +433,8 @@ impl TestApp {
             "6000",
             "--seal-private-keys",
             &self.seal_private_keys,
+            "--record-verifying-keys",
+            &self.record_verifying_keys,
             "--batch-wait-ms",
             "10",
             "--retry-backoff-max-ms",
@@ -794,6 +821,42 @@ impl TestApp {
             .text()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The `registrar-signature` header the api would put on a record with this key and
+    /// payload, for the purpose given (a sign-up's key or the import key).
+    pub fn record_signature(
+        &self,
+        purpose: common::events::signature::Purpose,
+        key: &str,
+        payload: &[u8],
+    ) -> String {
+        use common::events::signature::{Purpose, RecordSigner};
+        let spec = match purpose {
+            Purpose::Registration => &self.record_signing_key,
+            Purpose::Import => &self.import_signing_key,
+        };
+        RecordSigner::parse(purpose, spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .sign(key.as_bytes(), payload)
+    }
+
+    /// Produces a record onto this test's registration topic signed as the api signs a
+    /// sign-up (`Purpose::Registration`) or an import line (`Purpose::Import`).
+    pub async fn produce_signed(
+        &self,
+        purpose: common::events::signature::Purpose,
+        key: &str,
+        payload: &[u8],
+    ) {
+        let signature = self.record_signature(purpose, key, payload);
+        kafka::produce_with_headers(
+            &self.topic,
+            key,
+            payload,
+            &[(common::events::signature::SIGNATURE_HEADER, &signature)],
+        )
+        .await;
     }
 
     pub async fn user_count(&self) -> i64 {

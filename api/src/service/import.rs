@@ -289,6 +289,7 @@ async fn publish_chunk(
                             event.credential,
                             common::events::registration::Credential::PasswordHash(_)
                         ),
+                        purpose: common::events::signature::Purpose::Import,
                     },
                     QUEUE_WAIT,
                 )

@@ -239,6 +239,7 @@ async fn publish(
             crate::publisher::RecordHeaders {
                 request_id,
                 prehashed: false,
+                purpose: common::events::signature::Purpose::Registration,
             },
         )
         .await;

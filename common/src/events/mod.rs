@@ -1,7 +1,9 @@
 //! What travels over Kafka: the registration event (Avro single-object encoding), the
-//! sealed password inside it, and the client settings and header names both binaries use.
+//! sealed password inside it, the records' signatures, and the client settings and
+//! header names both binaries use.
 
 pub mod kafka;
 pub mod registration;
 pub mod seal;
+pub mod signature;
 pub mod user;

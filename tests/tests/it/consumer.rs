@@ -5,6 +5,7 @@ use std::time::Duration;
 use common::domain::email::Email;
 use common::events::registration::{Credential, RegistrationEvent};
 use common::events::seal::SealingKey;
+use common::events::signature::Purpose;
 use registrar_tests::chaos::ChaosProxy;
 use registrar_tests::kafka::{produce_raw, read_all};
 use registrar_tests::{logs, registration_body, TestApp, TestOptions};
@@ -54,7 +55,14 @@ fn chrono_now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_topic_goes_to_the_dlq_with_its_origin_and_the_next_registration_persists() {
     let app = TestApp::spawn().await;
-    produce_raw(&app.topic, "garbage", b"\x00\x01 definitely not avro").await;
+    // Signed as the api signs, so the record gets past the signature check and fails
+    // at decoding.
+    app.produce_signed(
+        Purpose::Registration,
+        "garbage",
+        b"\x00\x01 definitely not avro",
+    )
+    .await;
     let (email, _, body) = registration_body();
     assert_eq!(app.post_registration(&body).await.status(), 202);
     app.wait_for_status(&email, "completed", SETTLE).await;
@@ -97,8 +105,18 @@ async fn a_tampered_ciphertext_and_an_unknown_key_id_fail_their_registrations_an
     if let Credential::Sealed(s) = &mut unknown.credential {
         s.key_id = "retired-key".into();
     }
-    produce_raw(&app.topic, &tampered_email, &tampered.encode().unwrap()).await;
-    produce_raw(&app.topic, &unknown_email, &unknown.encode().unwrap()).await;
+    app.produce_signed(
+        Purpose::Registration,
+        &tampered_email,
+        &tampered.encode().unwrap(),
+    )
+    .await;
+    app.produce_signed(
+        Purpose::Registration,
+        &unknown_email,
+        &unknown.encode().unwrap(),
+    )
+    .await;
 
     for email in [&tampered_email, &unknown_email] {
         let failed = app.wait_for_status(email, "failed", SETTLE).await;
@@ -125,12 +143,15 @@ async fn a_redelivered_registration_is_a_success_without_a_second_row_or_audit_r
     let email = format!("twice.{}@example.com", Uuid::new_v4().simple());
     let event = sealed_event(&app, &email, "twice-password");
     let bytes = event.encode().unwrap();
-    produce_raw(&app.topic, &email, &bytes).await;
+    app.produce_signed(Purpose::Registration, &email, &bytes)
+        .await;
     app.wait_for_status(&email, "completed", SETTLE).await;
-    produce_raw(&app.topic, &email, &bytes).await;
+    app.produce_signed(Purpose::Registration, &email, &bytes)
+        .await;
     // A later registration on the same partition proves the duplicate was processed.
     let marker = sealed_event(&app, &email.replace("twice", "marker"), "marker-password");
-    produce_raw(&app.topic, &email, &marker.encode().unwrap()).await;
+    app.produce_signed(Purpose::Registration, &email, &marker.encode().unwrap())
+        .await;
     app.wait_for_status(&email.replace("twice", "marker"), "completed", SETTLE)
         .await;
 
@@ -172,8 +193,10 @@ async fn the_same_registration_twice_in_one_batch_is_one_user_and_one_audit_row(
     let email = format!("batchtwice.{}@example.com", Uuid::new_v4().simple());
     let event = sealed_event(&app, &email, "batch-twice-password");
     let bytes = event.encode().unwrap();
-    produce_raw(&app.topic, &email, &bytes).await;
-    produce_raw(&app.topic, &email, &bytes).await;
+    app.produce_signed(Purpose::Registration, &email, &bytes)
+        .await;
+    app.produce_signed(Purpose::Registration, &email, &bytes)
+        .await;
     app.remember_registration(&email, event.registration_id);
     app.start_consumer().await;
     app.wait_for_status(&email, "completed", SETTLE).await;
@@ -452,15 +475,19 @@ async fn a_batch_takes_more_prehashed_records_than_records_to_hash() {
         let mut event = sealed_event(&app, &email, "correct-horse-battery");
         event.credential = Credential::PasswordHash(bcrypt::hash("x", 4).unwrap());
         let payload = event.encode().unwrap();
+        let signature = app.record_signature(Purpose::Import, &email, &payload);
         producer
             .send(
                 rdkafka::producer::FutureRecord::to(&app.topic)
                     .key(&email)
                     .payload(&payload)
-                    .headers(registrar_tests::kafka::headers_with(&[(
-                        common::events::kafka::CREDENTIAL_HEADER,
-                        common::events::kafka::CREDENTIAL_PREHASHED,
-                    )])),
+                    .headers(registrar_tests::kafka::headers_with(&[
+                        (
+                            common::events::kafka::CREDENTIAL_HEADER,
+                            common::events::kafka::CREDENTIAL_PREHASHED,
+                        ),
+                        (common::events::signature::SIGNATURE_HEADER, &signature),
+                    ])),
                 Duration::from_secs(10),
             )
             .await
@@ -600,4 +627,113 @@ async fn a_large_batch_with_conflicts_gets_the_same_outcomes_after_the_plain_ins
         !hint.expects_conflicts(),
         "a clean batch brings the plain insert back"
     );
+}
+
+/// Anything that reaches the broker could produce a verified admin with a password
+/// hash it knows. Unsigned, or signed by a key the consumer does not list, such a
+/// record is dead-lettered as `unauthenticated` and persists nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_admin_record_without_a_valid_signature_is_dead_lettered_and_persists_nothing() {
+    let app = TestApp::spawn().await;
+    let forged = |email: &str| {
+        let mut event = sealed_event(&app, email, "irrelevant-password");
+        event.role = Some("admin".into());
+        event.email_verified = true;
+        event.credential =
+            Credential::PasswordHash(bcrypt::hash("attacker-knows-this", 4).unwrap());
+        event
+    };
+    let unsigned = format!("forged.{}@example.com", Uuid::new_v4().simple());
+    produce_raw(&app.topic, &unsigned, &forged(&unsigned).encode().unwrap()).await;
+    let stranger = format!("stranger.{}@example.com", Uuid::new_v4().simple());
+    let payload = forged(&stranger).encode().unwrap();
+    let (spec, _) = common::events::signature::generate(Purpose::Import, "attacker");
+    let signature = common::events::signature::RecordSigner::parse(Purpose::Import, &spec)
+        .unwrap()
+        .sign(stranger.as_bytes(), &payload);
+    registrar_tests::kafka::produce_with_headers(
+        &app.topic,
+        &stranger,
+        &payload,
+        &[(common::events::signature::SIGNATURE_HEADER, &signature)],
+    )
+    .await;
+    // A registration after them proves both were processed.
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", SETTLE).await;
+
+    let dlq = read_all(&format!("{}.dlq", app.topic), 2, SETTLE).await;
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    assert!(dlq
+        .iter()
+        .all(|r| r.header("error.kind") == Some("unauthenticated")));
+    assert!(dlq.iter().any(|r| r
+        .header("error")
+        .unwrap()
+        .contains("no registrar-signature")));
+    assert!(dlq
+        .iter()
+        .any(|r| r.header("error").unwrap().contains("attacker")));
+    assert_eq!(
+        app.user_count().await,
+        1,
+        "only the real registration persisted"
+    );
+}
+
+/// The registration key is on every api pod; only the import key may vouch for a role,
+/// a verified address or a password hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_signed_with_the_registration_key_cannot_carry_a_role_a_verified_email_or_a_hash()
+{
+    let app = TestApp::spawn().await;
+    let mut emails = Vec::new();
+    for (i, change) in ["role", "verified", "hash"].iter().enumerate() {
+        let email = format!("escalate{i}.{}@example.com", Uuid::new_v4().simple());
+        let mut event = sealed_event(&app, &email, "escalation-password");
+        match *change {
+            "role" => event.role = Some("admin".into()),
+            "verified" => event.email_verified = true,
+            _ => event.credential = Credential::PasswordHash(bcrypt::hash("x", 4).unwrap()),
+        }
+        app.produce_signed(Purpose::Registration, &email, &event.encode().unwrap())
+            .await;
+        emails.push(email);
+    }
+    let (email, _, body) = registration_body();
+    assert_eq!(app.post_registration(&body).await.status(), 202);
+    app.wait_for_status(&email, "completed", SETTLE).await;
+
+    let dlq = read_all(&format!("{}.dlq", app.topic), 3, SETTLE).await;
+    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    assert!(dlq
+        .iter()
+        .all(|r| r.header("error.kind") == Some("unauthenticated")));
+    for field in ["role", "emailVerified", "passwordHash"] {
+        assert!(
+            dlq.iter()
+                .any(|r| r.header("error").unwrap().starts_with(field)),
+            "{field}: {dlq:?}"
+        );
+    }
+    assert_eq!(app.user_count().await, 1);
+    // The same role under the import key is honoured (what `api import` does).
+    let imported = format!("imported.{}@example.com", Uuid::new_v4().simple());
+    let mut event = sealed_event(&app, &imported, "imported-password");
+    event.role = Some("moderator".into());
+    app.produce_signed(Purpose::Import, &imported, &event.encode().unwrap())
+        .await;
+    app.wait_for_status(&imported, "completed", SETTLE).await;
+    let role: String = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT role::text FROM users WHERE email = $1",
+            &[&imported],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "moderator");
 }

@@ -62,21 +62,27 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_persists_once() {
         kind: Some("credential".into()),
         positions: vec![],
     };
-    let dry = dlq_tool::replay(&kafka, &credential, true).await.unwrap();
-    assert_eq!(dry.len(), 1);
+    let verifier = app.consumer_config().record_verifier().unwrap();
+    let dry = dlq_tool::replay(&kafka, &verifier, &credential, true)
+        .await
+        .unwrap();
+    assert_eq!(dry.replayed.len(), 1);
     let other_kind = Selection {
         kind: Some("invalid".into()),
         positions: vec![],
     };
-    assert!(dlq_tool::replay(&kafka, &other_kind, false)
+    assert!(dlq_tool::replay(&kafka, &verifier, &other_kind, false)
         .await
         .unwrap()
+        .replayed
         .is_empty());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.user_count().await, 0, "a dry run replays nothing");
 
-    let replayed = dlq_tool::replay(&kafka, &credential, false).await.unwrap();
-    assert_eq!(replayed.len(), 1);
+    let replayed = dlq_tool::replay(&kafka, &verifier, &credential, false)
+        .await
+        .unwrap();
+    assert_eq!(replayed.replayed.len(), 1);
     app.wait_for_status(&email, "completed", Duration::from_secs(30))
         .await;
     // Replayed again (by position): the same registration id, still one user.
@@ -85,7 +91,11 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_persists_once() {
         positions: vec![letters[0].position()],
     };
     assert_eq!(
-        dlq_tool::replay(&kafka, &again, false).await.unwrap().len(),
+        dlq_tool::replay(&kafka, &verifier, &again, false)
+            .await
+            .unwrap()
+            .replayed
+            .len(),
         1
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -102,4 +112,91 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_persists_once() {
         .get(0);
     assert_eq!(registered, 1);
     assert!(registrar_tests::logs::captured().contains("dlq_replayed"));
+}
+
+/// A dead letter is whatever reached the DLQ topic: its `origin.topic` header must not
+/// choose where a replay writes, and a record without a valid signature must not be
+/// put back at all.
+#[tokio::test]
+async fn a_replay_writes_only_to_the_registration_topic_and_refuses_unsigned_dead_letters() {
+    use common::events::signature::{Purpose, SIGNATURE_HEADER};
+    let app = TestApp::spawn_without_consumer().await;
+    let kafka = app.consumer_config().kafka;
+    let verifier = app.consumer_config().record_verifier().unwrap();
+    let elsewhere = format!("{}-elsewhere", app.topic);
+    registrar_tests::kafka::create_topic(&elsewhere, 1).await;
+    // A signed registration whose dead letter claims to come from another topic, and an
+    // unsigned one.
+    let (email, _, _) = registration_body();
+    let event = common::events::registration::RegistrationEvent {
+        registration_id: uuid::Uuid::now_v7(),
+        email: email.clone(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        gender: "female".into(),
+        sex: None,
+        occupation: None,
+        credential: common::events::registration::Credential::PasswordHash("$2b$04$x".into()),
+        submitted_at_ms: 0,
+        request_id: None,
+        username: None,
+        date_of_birth: None,
+        role: None,
+        created_at_ms: None,
+        email_verified: false,
+        import: None,
+    };
+    let payload = event.encode().unwrap();
+    let signature = app.record_signature(Purpose::Import, &email, &payload);
+    let dlq = format!("{}.dlq", app.topic);
+    registrar_tests::kafka::produce_with_headers(
+        &dlq,
+        &email,
+        &payload,
+        &[
+            ("origin.topic", &elsewhere),
+            ("error.kind", "invalid"),
+            (SIGNATURE_HEADER, &signature),
+        ],
+    )
+    .await;
+    registrar_tests::kafka::produce_with_headers(
+        &dlq,
+        "forged@example.com",
+        &payload,
+        &[("origin.topic", &app.topic), ("error.kind", "invalid")],
+    )
+    .await;
+    let all = Selection {
+        kind: None,
+        positions: vec![],
+    };
+    let outcome = dlq_tool::replay(&kafka, &verifier, &all, false)
+        .await
+        .unwrap();
+    assert_eq!(outcome.replayed.len(), 1);
+    assert_eq!(outcome.refused.len(), 1);
+    assert!(
+        outcome.refused[0].1.contains("no registrar-signature"),
+        "{:?}",
+        outcome.refused
+    );
+    let on_registration =
+        registrar_tests::kafka::read_all(&app.topic, 2, Duration::from_secs(5)).await;
+    assert_eq!(
+        on_registration.len(),
+        1,
+        "the signed one, on the registration topic"
+    );
+    assert_eq!(
+        on_registration[0].header(SIGNATURE_HEADER),
+        Some(signature.as_str()),
+        "the signature travels with the replayed record"
+    );
+    assert!(
+        registrar_tests::kafka::read_all(&elsewhere, 1, Duration::from_secs(2))
+            .await
+            .is_empty(),
+        "nothing was written to the topic the header named"
+    );
 }

@@ -45,6 +45,12 @@ async fn both_binaries_export_metrics_with_routes_not_raw_paths() {
     assert!(sample_sum(&consumer, "registrar_consumer_messages_total") >= 1.0);
     assert!(sample_sum(&consumer, "registrar_consumer_e2e_latency_seconds_count") >= 1.0);
     assert!(sample_sum(&consumer, "registrar_consumer_batch_size_count") >= 1.0);
+    // The test topic has two partitions and this consumer is the group's only member.
+    assert_eq!(
+        sample_sum(&consumer, "registrar_consumer_assigned_partitions"),
+        2.0,
+        "the consumer reports the partitions it holds"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
