@@ -229,6 +229,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "password_changed.html",
         include_str!("../templates/mail/password_changed.html"),
     ),
+    (
+        "second_factor_failures.subject.txt",
+        include_str!("../templates/mail/second_factor_failures.subject.txt"),
+    ),
+    (
+        "second_factor_failures.txt",
+        include_str!("../templates/mail/second_factor_failures.txt"),
+    ),
+    (
+        "second_factor_failures.html",
+        include_str!("../templates/mail/second_factor_failures.html"),
+    ),
 ];
 
 /// A rendered mail.
@@ -585,7 +597,9 @@ fn token_purpose(kind: MailKind) -> Option<(Purpose, &'static str)> {
             Some((Purpose::VerifyEmail, "verify-email"))
         }
         MailKind::PasswordReset => Some((Purpose::ResetPassword, "reset-password")),
-        MailKind::EmailChangeNotice | MailKind::PasswordChanged => None,
+        MailKind::EmailChangeNotice
+        | MailKind::PasswordChanged
+        | MailKind::SecondFactorFailures => None,
     }
 }
 

@@ -4,9 +4,11 @@
 //!
 //! Codes are checked in constant time within ±1 step; the accepted step is stored, so
 //! a code is never accepted twice. Wrong codes at login count toward the same lockout as
-//! wrong passwords (per account and client address).
+//! wrong passwords (per account and client address), end their challenge after five, and
+//! slow the account down whatever the address (see [`verify_login`]).
 
 use common::domain::email::Email;
+use common::store::mail_outbox::{self, MailKind};
 use common::store::mfa::{self, StoredFactor};
 use common::store::users;
 use secrecy::{ExposeSecret, SecretString};
@@ -221,8 +223,23 @@ pub async fn admin_reset(
     Ok(())
 }
 
+/// Wrong codes a challenge survives; the fifth ends it.
+pub const CHALLENGE_MAX_FAILURES: u32 = 5;
+/// Wrong codes on an account (from any client) after which each further try must wait,
+/// 2, 4, 8... seconds, at most [`SECOND_FACTOR_MAX_WAIT`].
+pub const SECOND_FACTOR_FREE_FAILURES: u64 = 3;
+pub const SECOND_FACTOR_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(900);
+/// How long an account's count lasts after its last wrong code.
+const SECOND_FACTOR_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The owner is mailed at this many wrong codes, and at every further tenth.
+pub const SECOND_FACTOR_MAIL_AT: u64 = 5;
+
 /// The second step of a login: a challenge from the first and a code (TOTP or
-/// recovery) become a session. Each code counts as a login attempt until one is right.
+/// recovery) become a session. Guessing is bounded three ways: a challenge is good for
+/// the client it was issued to only and ends after [`CHALLENGE_MAX_FAILURES`] wrong
+/// codes; the account counts wrong codes from every client and backs off
+/// exponentially; each code also counts as a login attempt of its client until one is
+/// right. The owner gets a mail when wrong codes pile up.
 pub async fn verify_login(
     app: &AppState,
     context: &RequestContext,
@@ -248,13 +265,82 @@ pub async fn verify_login(
         .ok_or(ServiceError::InvalidToken)?;
     let email = Email::parse(&pending.email).map_err(|e| ServiceError::Internal(e.into()))?;
     let client_key = accounts::attempt_client(context);
+    if pending.client != client_key {
+        // Issued to another address: to this client the challenge does not exist.
+        tracing::warn!(event = "mfa_challenge_other_client", user_id = %pending.user_id);
+        return Err(ServiceError::InvalidToken);
+    }
+    let flows = &app.stores.auth_flows;
+    let (_, wait) = flows
+        .second_factor_backoff(pending.user_id, now_unix())
+        .await?;
+    if wait > 0 {
+        return Err(ServiceError::AccountLocked {
+            retry_after_secs: u32::try_from(wait).unwrap_or(u32::MAX),
+        });
+    }
     accounts::count_attempt(app, &email, &client_key).await?;
     let result = verify_and_start(app, context, challenge, pending.user_id, code).await;
     accounts::settle_attempt(app, &email, &client_key, &result).await;
-    if let Err(ServiceError::InvalidMfaCode) = &result {
-        tracing::info!(event = "mfa_code_refused", user_id = %pending.user_id);
+    match &result {
+        Err(ServiceError::InvalidMfaCode) => {
+            record_wrong_code(app, challenge, pending.user_id, &email).await;
+        }
+        Ok(_) => {
+            if let Err(e) = flows.clear_second_factor_failures(pending.user_id).await {
+                tracing::warn!(event = "mfa_failures_not_cleared", error = %e);
+            }
+        }
+        Err(_) => {}
     }
     result
+}
+
+/// A wrong code: counted on the challenge (which ends at the fifth) and on the account
+/// (which backs off); at [`SECOND_FACTOR_MAIL_AT`] and every tenth after, the owner is
+/// mailed. Best effort: the code was refused whatever happens here.
+async fn record_wrong_code(app: &AppState, challenge: &str, user_id: Uuid, email: &Email) {
+    let flows = &app.stores.auth_flows;
+    let on_challenge = flows
+        .fail_challenge(challenge, CHALLENGE_MAX_FAILURES)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(event = "mfa_challenge_failure_not_counted", error = %e);
+            0
+        });
+    let on_account = flows
+        .record_second_factor_failure(
+            user_id,
+            now_unix(),
+            SECOND_FACTOR_FREE_FAILURES,
+            SECOND_FACTOR_MAX_WAIT,
+            SECOND_FACTOR_WINDOW,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(event = "mfa_account_failure_not_counted", error = %e);
+            0
+        });
+    tracing::info!(event = "mfa_code_refused", user_id = %user_id, challenge_failures = on_challenge, account_failures = on_account);
+    let mail = on_account == SECOND_FACTOR_MAIL_AT
+        || (on_account > SECOND_FACTOR_MAIL_AT && (on_account - SECOND_FACTOR_MAIL_AT) % 10 == 0);
+    if mail {
+        let queued = async {
+            let client = app.db().await?;
+            mail_outbox::enqueue(
+                &**client,
+                user_id,
+                MailKind::SecondFactorFailures,
+                email.as_str(),
+            )
+            .await?;
+            Ok::<(), ServiceError>(())
+        }
+        .await;
+        if let Err(e) = queued {
+            tracing::warn!(event = "mfa_failure_mail_not_queued", error = %e);
+        }
+    }
 }
 
 async fn verify_and_start(

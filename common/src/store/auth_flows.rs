@@ -25,6 +25,30 @@ fn digest_hex(s: &str) -> String {
     d.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// One more wrong code against a challenge (KEYS[1]); its count (KEYS[2]) lives as long
+/// as the challenge, and at ARGV[1] wrong codes both are deleted.
+const FAIL_CHALLENGE: &str = r#"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then redis.call('DEL', KEYS[2]); return 0 end
+local n = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ttl)
+if n >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1], KEYS[2]) end
+return n
+"#;
+
+/// One more second-factor failure on an account (a hash: failures, until). ARGV: now,
+/// free failures, longest wait, window (seconds).
+const RECORD_SECOND_FACTOR_FAILURE: &str = r#"
+local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local free = tonumber(ARGV[2])
+if n >= free then
+  local wait = math.min(2 ^ math.min(n - free + 1, 30), tonumber(ARGV[3]))
+  redis.call('HSET', KEYS[1], 'until', tonumber(ARGV[1]) + wait)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return n
+"#;
+
 /// Who a pending second-factor challenge is for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Challenge {
@@ -90,6 +114,95 @@ impl AuthFlowStore {
             .with_conn(move |c| Box::pin(async move { Ok(c.del(&key).await?) }))
             .await?;
         Ok(n == 1)
+    }
+
+    /// Counts a wrong code against a challenge; at `max` wrong codes the challenge is
+    /// deleted, so a code can no longer be tried against it. Returns the wrong codes so
+    /// far (0 when the challenge was already gone).
+    pub async fn fail_challenge(&self, challenge: &str, max: u32) -> Result<u64, StoreError> {
+        let key = self.challenge_key(challenge);
+        let failures = format!("{key}:failures");
+        let n: u64 = self
+            .redis
+            .eval_keys(
+                FAIL_CHALLENGE,
+                vec![key, failures],
+                vec![max.max(1).to_string()],
+            )
+            .await?;
+        Ok(n)
+    }
+
+    fn second_factor_key(&self, user_id: Uuid) -> String {
+        format!("{}auth:mfa-failures:{user_id}", self.redis.keys.prefix())
+    }
+
+    /// The account's second-factor failures, whatever the client: `(failures, seconds
+    /// until the next code may be tried)`.
+    pub async fn second_factor_backoff(
+        &self,
+        user_id: Uuid,
+        now_unix: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let key = self.second_factor_key(user_id);
+        let (failures, until): (Option<u64>, Option<u64>) = self
+            .redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    Ok(redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg("failures")
+                        .arg("until")
+                        .query_async(c)
+                        .await?)
+                })
+            })
+            .await?;
+        Ok((
+            failures.unwrap_or(0),
+            until.unwrap_or(0).saturating_sub(now_unix),
+        ))
+    }
+
+    /// Records a wrong second-factor code for the account: the count grows and, from
+    /// `free` failures on, the next try must wait `2^(failures - free + 1)` seconds (2, 4,
+    /// 8...), at most `max_wait`. The count lives `window` after the last failure. Returns the count.
+    pub async fn record_second_factor_failure(
+        &self,
+        user_id: Uuid,
+        now_unix: u64,
+        free: u64,
+        max_wait: Duration,
+        window: Duration,
+    ) -> Result<u64, StoreError> {
+        let key = self.second_factor_key(user_id);
+        let n: u64 = self
+            .redis
+            .eval_keys(
+                RECORD_SECOND_FACTOR_FAILURE,
+                vec![key],
+                vec![
+                    now_unix.to_string(),
+                    free.to_string(),
+                    max_wait.as_secs().to_string(),
+                    window.as_secs().max(1).to_string(),
+                ],
+            )
+            .await?;
+        Ok(n)
+    }
+
+    /// A right code (or a reset of the factor) clears the account's failures.
+    pub async fn clear_second_factor_failures(&self, user_id: Uuid) -> Result<(), StoreError> {
+        let key = self.second_factor_key(user_id);
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let _: i64 = c.del(&key).await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Counts a request of `kind` by `subject` (an email or a client address) in a

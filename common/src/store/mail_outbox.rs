@@ -21,15 +21,18 @@ pub enum MailKind {
     PasswordReset,
     /// A notice that the password was changed (by a reset).
     PasswordChanged,
+    /// A notice that wrong second-factor codes keep coming after the right password.
+    SecondFactorFailures,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 5] = [
+    pub const ALL: [MailKind; 6] = [
         MailKind::VerifyEmail,
         MailKind::VerifyNewEmail,
         MailKind::EmailChangeNotice,
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
+        MailKind::SecondFactorFailures,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl MailKind {
             MailKind::EmailChangeNotice => "email_change_notice",
             MailKind::PasswordReset => "password_reset",
             MailKind::PasswordChanged => "password_changed",
+            MailKind::SecondFactorFailures => "second_factor_failures",
         }
     }
 

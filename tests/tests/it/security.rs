@@ -890,3 +890,140 @@ async fn a_mail_the_smtp_server_keeps_refusing_is_marked_failed_logged_and_count
     assert!(logs::captured().contains("mail_given_up"));
     assert!(mails_to(&email).await.is_empty());
 }
+
+async fn post_from(app: &TestApp, path: &str, body: &Value, client_ip: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(path))
+        .header("x-forwarded-for", client_ip)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn challenge_from(app: &TestApp, email: &str, password: &str, client_ip: &str) -> String {
+    let (status, body) = post_from(
+        app,
+        "/api/auth/login",
+        &json!({ "email": email, "password": password }),
+        client_ip,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["mfaRequired"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    body["challenge"].as_str().unwrap().to_owned()
+}
+
+/// A code that is not the current one (nor the next or previous step's).
+fn wrong_code(secret: &[u8]) -> String {
+    let near: Vec<String> = [-30i64, 0, 30]
+        .iter()
+        .map(|d| code_at(secret, (now_unix() as i64 + d) as u64))
+        .collect();
+    (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_second_factor_challenge_is_good_only_for_the_client_it_was_issued_to() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_args: vec!["--trusted-proxies".into(), "127.0.0.1".into()],
+        ..Default::default()
+    })
+    .await;
+    let account = app.register_and_login().await;
+    let (secret, _) = enable_totp(&app, &account.access).await;
+    let ch = challenge_from(&app, &account.email, &account.password, "198.51.100.7").await;
+    let right = code_at(&secret, now_unix() + 30);
+    let body = json!({ "challenge": ch, "code": right });
+    let (status, answer) = post_from(&app, "/api/auth/mfa/verify", &body, "203.0.113.66").await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("INVALID_TOKEN")),
+        "another address cannot use the challenge, even with the right code"
+    );
+    let (status, tokens) = post_from(&app, "/api/auth/mfa/verify", &body, "198.51.100.7").await;
+    assert_eq!(status, 200, "{tokens}");
+}
+
+/// Per (email, address) counting let an IPv6 /48 try about 330k codes in 15 minutes.
+/// Now a challenge ends at its fifth wrong code, and the account, whatever the address,
+/// waits 2, 4, 8... seconds per try after its third; at the fifth the owner is mailed.
+#[tokio::test]
+async fn a_challenge_ends_after_five_wrong_codes_and_the_account_backs_off_whatever_the_address() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_args: vec![
+            "--trusted-proxies".into(),
+            "127.0.0.1".into(),
+            // The per-address lockout would stop this client first; here it is the
+            // challenge and the account that must.
+            "--login-max-attempts".into(),
+            "100".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let account = app.register_and_login().await;
+    let (secret, _) = enable_totp(&app, &account.access).await;
+    let attacker = "203.0.113.66";
+    let ch = challenge_from(&app, &account.email, &account.password, attacker).await;
+    let wrong = json!({ "challenge": ch, "code": wrong_code(&secret) });
+    for _ in 0..3 {
+        let (status, body) = post_from(&app, "/api/auth/mfa/verify", &wrong, attacker).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("INVALID_MFA_CODE"))
+        );
+    }
+    // The fourth comes too soon, and so does a code from another address with its own
+    // challenge: the account backs off, not the address.
+    let (status, body) = post_from(&app, "/api/auth/mfa/verify", &wrong, attacker).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("ACCOUNT_LOCKED")),
+        "{body}"
+    );
+    let elsewhere = "2001:db8:7::1";
+    let other = challenge_from(&app, &account.email, &account.password, elsewhere).await;
+    let (status, _) = post_from(
+        &app,
+        "/api/auth/mfa/verify",
+        &json!({ "challenge": other, "code": wrong_code(&secret) }),
+        elsewhere,
+    )
+    .await;
+    assert_eq!(status, 429, "another address waits as well");
+    for wait in [2, 4] {
+        tokio::time::sleep(Duration::from_millis(wait * 1000 + 200)).await;
+        let (status, body) = post_from(&app, "/api/auth/mfa/verify", &wrong, attacker).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("INVALID_MFA_CODE")),
+            "{body}"
+        );
+    }
+    // Five wrong codes: the challenge is gone, the right code no longer helps.
+    let right = json!({ "challenge": ch, "code": code_at(&secret, now_unix() + 30) });
+    let (status, body) = post_from(&app, "/api/auth/mfa/verify", &right, attacker).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_TOKEN")),
+        "{body}"
+    );
+    let mails = wait_for_mails(
+        &account.email,
+        "Wrong sign-in codes",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(mails.len(), 1);
+}
