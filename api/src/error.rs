@@ -57,7 +57,9 @@ impl ApiError {
                 | S::LastAdmin
                 | S::MfaAlreadyEnabled
                 | S::MfaNotEnabled => StatusCode::CONFLICT,
-                S::EmailNotVerified | S::MfaRequired => StatusCode::FORBIDDEN,
+                S::EmailNotVerified | S::MfaRequired | S::PasswordResetRequired => {
+                    StatusCode::FORBIDDEN
+                }
                 S::LinkTokenInvalid => StatusCode::BAD_REQUEST,
                 S::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 S::InvalidMfaCode => StatusCode::UNAUTHORIZED,
@@ -101,6 +103,7 @@ impl ApiError {
                 S::LastAdmin => "LAST_ADMIN",
                 S::DataQuotaExceeded => "DATA_QUOTA_EXCEEDED",
                 S::EmailNotVerified => "EMAIL_NOT_VERIFIED",
+                S::PasswordResetRequired => "PASSWORD_RESET_REQUIRED",
                 S::MfaRequired => "MFA_REQUIRED",
                 S::LinkTokenInvalid => "INVALID_OR_EXPIRED_TOKEN",
                 S::RateLimited { .. } => "RATE_LIMITED",
@@ -155,6 +158,9 @@ impl ApiError {
                 S::LastAdmin => {
                     "This is the last admin: promote another user before demoting or deleting it"
                         .into()
+                }
+                S::PasswordResetRequired => {
+                    "This account's password must be reset: request a password-reset link".into()
                 }
                 S::EmailNotVerified => {
                     "Verify your email address first: follow the link in the mail we sent".into()

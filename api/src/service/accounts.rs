@@ -294,6 +294,13 @@ async fn verify_and_start_session(
     if user.is_none() && matches!(status, Some(RegistrationStatus::Pending(_))) {
         return Err(ServiceError::RegistrationPending);
     }
+    // A stored hash with costs outside the bounds (an imported one) is never computed.
+    if let Some(u) = &user {
+        if let Err(e) = common::domain::password::within_bounds(&u.password_hash) {
+            tracing::warn!(event = "login_refused", reason = "password hash outside bounds", user_id = %u.id, detail = %e);
+            return Err(ServiceError::PasswordResetRequired);
+        }
+    }
     // An unknown email is checked against a dummy hash: the same work, the same time.
     let stored = user.as_ref().map_or_else(
         || app.accounts.dummy_hash.clone(),

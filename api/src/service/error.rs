@@ -45,6 +45,10 @@ pub enum ServiceError {
     /// Login refused until the account's email is verified (`REQUIRE_VERIFIED_EMAIL`).
     #[error("email not verified")]
     EmailNotVerified,
+    /// The account's stored hash names costs outside the bounds (an import): it is not
+    /// computed; the owner must reset the password.
+    #[error("password reset required")]
+    PasswordResetRequired,
     /// A mailed token (verification, password reset) that is unknown, used or expired.
     #[error("link token invalid or expired")]
     LinkTokenInvalid,

@@ -145,11 +145,12 @@ fn parse_line(
         (None, Some(hash)) if PasswordHasherService::is_importable_hash(&hash) => {
             Some(Credential::PasswordHash(hash))
         }
-        (None, Some(_)) => {
-            errors.push(FieldError::new(
-                "passwordHash",
-                "must be an argon2id, argon2i or scrypt PHC string or a bcrypt hash",
-            ));
+        (None, Some(hash)) => {
+            let message = match common::domain::password::within_bounds(&hash) {
+                Err(e) => format!("costs outside the accepted bounds: {e}"),
+                Ok(()) => "must be an argon2id, argon2i or scrypt PHC string or a bcrypt hash".into(),
+            };
+            errors.push(FieldError::new("passwordHash", message));
             None
         }
         (Some(password), None) => match app.accounts.password_policy.check("password", &password) {

@@ -140,8 +140,13 @@ impl PasswordHasherService {
     }
 
     /// Verifies against a stored hash, with the algorithm and parameters recorded in it:
-    /// argon2id or argon2i, scrypt (PHC strings) or bcrypt.
+    /// argon2id or argon2i, scrypt (PHC strings) or bcrypt. A hash whose costs are
+    /// outside [`within_bounds`] is never computed (false): an imported `m=4294967295`
+    /// or bcrypt cost 31 would otherwise take the process down or pin a core.
     pub fn verify(&self, password: &SecretString, stored: &str) -> bool {
+        if within_bounds(stored).is_err() {
+            return false;
+        }
         let secret = password.expose_secret().as_bytes();
         if is_bcrypt(stored) {
             return bcrypt::verify(secret, stored).unwrap_or(false);
@@ -189,8 +194,12 @@ impl PasswordHasherService {
     }
 
     /// Whether an imported hash is one this service verifies: an argon2id, argon2i or
-    /// scrypt PHC string whose parameters parse, or a bcrypt hash.
+    /// scrypt PHC string whose parameters parse, or a bcrypt hash, with costs inside
+    /// [`within_bounds`].
     pub fn is_importable_hash(stored: &str) -> bool {
+        if within_bounds(stored).is_err() {
+            return false;
+        }
         if is_bcrypt(stored) {
             return true;
         }
@@ -205,6 +214,79 @@ impl PasswordHasherService {
             "scrypt" => scrypt::Params::try_from(&parsed).is_ok(),
             _ => false,
         }
+    }
+}
+
+/// The costs a stored hash may name before anything computes it. Above them one
+/// verification costs seconds of a core or gigabytes (argon2 allocates its memory
+/// infallibly); below them the hash protects nothing. Such hashes are refused at
+/// import, and a login against one answers "password reset required" without hashing.
+pub mod bounds {
+    /// argon2: memory in KiB, passes, lanes.
+    pub const ARGON2_MEMORY_KIB: std::ops::RangeInclusive<u32> = 64..=262_144;
+    pub const ARGON2_PASSES: std::ops::RangeInclusive<u32> = 1..=16;
+    pub const ARGON2_LANES: std::ops::RangeInclusive<u32> = 1..=16;
+    /// bcrypt cost (2^cost rounds); 4 is the algorithm's floor, 15 about 2 s here.
+    pub const BCRYPT_COST: std::ops::RangeInclusive<u32> = 4..=15;
+    /// scrypt: log2(N) and the memory 128·r·N it needs, in bytes; parallelism.
+    pub const SCRYPT_LOG_N: std::ops::RangeInclusive<u8> = 10..=20;
+    pub const SCRYPT_MAX_MEMORY: u64 = 256 * 1024 * 1024;
+    pub const SCRYPT_MAX_P: u32 = 16;
+}
+
+/// Why a stored hash is outside [`bounds`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OutOfBounds(pub String);
+
+/// Checks the costs a stored hash names against [`bounds`]. A string that is no hash
+/// at all passes here (verification simply fails on it).
+pub fn within_bounds(stored: &str) -> Result<(), OutOfBounds> {
+    if is_bcrypt(stored) {
+        let cost = u32::from(stored.as_bytes()[4] - b'0') * 10
+            + u32::from(stored.as_bytes()[5] - b'0');
+        return if bounds::BCRYPT_COST.contains(&cost) {
+            Ok(())
+        } else {
+            Err(OutOfBounds(format!("bcrypt cost {cost} is outside {:?}", bounds::BCRYPT_COST)))
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Ok(());
+    };
+    let number = |name: &str| -> Option<u64> {
+        parsed
+            .params
+            .get_str(name)
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match parsed.algorithm.as_str() {
+        "argon2id" | "argon2i" | "argon2d" => {
+            let check = |name: &str, range: &std::ops::RangeInclusive<u32>| {
+                match number(name) {
+                    Some(v) if u32::try_from(v).is_ok_and(|v| range.contains(&v)) => Ok(()),
+                    Some(v) => Err(OutOfBounds(format!("argon2 {name}={v} is outside {range:?}"))),
+                    None => Err(OutOfBounds(format!("argon2 hash names no {name}"))),
+                }
+            };
+            check("m", &bounds::ARGON2_MEMORY_KIB)?;
+            check("t", &bounds::ARGON2_PASSES)?;
+            check("p", &bounds::ARGON2_LANES)
+        }
+        "scrypt" => {
+            let (Some(ln), Some(r), Some(p)) = (number("ln"), number("r"), number("p")) else {
+                return Err(OutOfBounds("scrypt hash lacks ln, r or p".into()));
+            };
+            let ln_ok = u8::try_from(ln).is_ok_and(|ln| bounds::SCRYPT_LOG_N.contains(&ln));
+            let memory = 128u64
+                .saturating_mul(r)
+                .saturating_mul(1u64.checked_shl(u32::try_from(ln).unwrap_or(64)).unwrap_or(u64::MAX));
+            if !ln_ok || memory > bounds::SCRYPT_MAX_MEMORY || p == 0 || p > u64::from(bounds::SCRYPT_MAX_P) || r == 0 {
+                return Err(OutOfBounds(format!("scrypt ln={ln} r={r} p={p} is outside the bounds")));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -309,7 +391,7 @@ mod tests {
                 b"imported secret",
                 None,
                 None,
-                scrypt::Params::new(4, 8, 1, 32).unwrap(),
+                scrypt::Params::new(10, 8, 1, 32).unwrap(),
                 &salt,
             )
             .unwrap()
@@ -356,6 +438,39 @@ mod tests {
         })
         .unwrap();
         assert!(stronger.needs_rehash(&phc));
+    }
+
+    #[test]
+    fn hashes_with_costs_outside_the_bounds_are_refused_without_being_computed() {
+        let service = light();
+        let password = SecretString::from("imported secret".to_owned());
+        // A real bcrypt hash at cost 4, its cost raised to 31: never run.
+        let cheap = bcrypt::hash("imported secret", 4).unwrap();
+        let costly = format!("$2b$31{}", &cheap[6..]);
+        assert!(within_bounds(&cheap).is_ok());
+        assert!(within_bounds(&costly).is_err());
+        assert!(!PasswordHasherService::is_importable_hash(&costly));
+        let started = std::time::Instant::now();
+        assert!(!service.verify(&password, &costly));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // argon2 asking for 4 TiB, or for 8 KiB.
+        let huge = "$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let tiny = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        for hash in [huge, tiny] {
+            assert!(within_bounds(hash).is_err(), "{hash}");
+            assert!(!PasswordHasherService::is_importable_hash(hash));
+            assert!(!service.verify(&password, hash));
+        }
+        // scrypt wanting 2^30 blocks of 1 KiB.
+        let scrypt_huge = "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        assert!(within_bounds(scrypt_huge).is_err());
+        // The production parameters and the tests' light ones are inside.
+        let current = PasswordHasherService::new(Argon2Config::default())
+            .unwrap()
+            .hash(&password)
+            .unwrap();
+        assert!(within_bounds(&current).is_ok());
+        assert!(within_bounds(&service.hash(&password).unwrap()).is_ok());
     }
 
     #[test]

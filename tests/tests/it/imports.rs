@@ -28,7 +28,7 @@ fn scrypt_hash(password: &str) -> String {
             password.as_bytes(),
             None,
             None,
-            scrypt::Params::new(4, 8, 1, 32).unwrap(),
+            scrypt::Params::new(10, 8, 1, 32).unwrap(),
             &salt,
         )
         .unwrap()
@@ -396,4 +396,57 @@ async fn an_import_of_several_chunks_counts_and_records_every_line_once() {
         .unwrap()
         .get(0);
     assert_eq!(persisted, lines - 5);
+}
+
+/// An argon2 hash asking for 4 TiB, or bcrypt at cost 31, crashed or pinned the api at
+/// the first login. Such lines are refused at import; an account that holds one anyway
+/// (imported before the bounds) answers "password reset required" without hashing.
+#[tokio::test]
+async fn hashes_with_costs_outside_the_bounds_are_refused_at_import_and_never_computed_at_login() {
+    let (app, admin) = app_and_admin(&[]).await;
+    let tag = &app.id;
+    let email = |n: &str| format!("bounds-{n}-{tag}@example.com");
+    let cheap = bcrypt::hash("imported password", 4).unwrap();
+    let lines = [
+        with(
+            person(&email("argon")),
+            json!({ "passwordHash": "$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g" }),
+        ),
+        with(
+            person(&email("bcrypt")),
+            json!({ "passwordHash": format!("$2b$31{}", &cheap[6..]) }),
+        ),
+        with(person(&email("fine")), json!({ "passwordHash": cheap })),
+    ]
+    .join("\n");
+    let (status, _, answer) = import(&app, &admin.access, &lines, None).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(refused_lines(&answer), vec![1, 2], "{answer}");
+    for line in answer["rejectedLines"].as_array().unwrap() {
+        assert_eq!(line["errors"][0]["field"], "passwordHash");
+        assert!(line["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside"));
+    }
+    app.wait_for_status(&email("fine"), "completed", Duration::from_secs(30))
+        .await;
+    // The account's hash is replaced behind the importer's back (an import before the
+    // bounds existed): the login is refused at once, nothing is hashed.
+    app.pg()
+        .await
+        .execute(
+            "UPDATE users SET password_hash = $2, email_verified_at = now() WHERE email = $1",
+            &[&email("fine"), &format!("$2b$31{}", &cheap[6..])],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = app.login(&email("fine"), "imported password").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("PASSWORD_RESET_REQUIRED")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
