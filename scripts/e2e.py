@@ -17,6 +17,7 @@ installed. npm packages come from the lock files (npm ci).
 
 import argparse
 import filecmp
+import json
 import os
 import shutil
 import subprocess
@@ -88,6 +89,8 @@ def main():
     page_origin = f"http://127.0.0.1:{page_port}"
     os.environ["CORS_ORIGINS"] = page_origin
     stack = Stack("e2e", Path(args.bin), args.port, "", True)
+    # The page's api address, fixed at serve time (no query parameter can change it).
+    (vendor / "config.js").write_text(f"export const API = {json.dumps(stack.base)};\n")
     server = None
     try:
         env = {**os.environ, "REGISTRAR_URL": stack.base}

@@ -40,6 +40,8 @@ if command -v npm >/dev/null; then
   (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run build >/dev/null)
   mkdir -p examples/web/vendor
   cp clients/typescript/dist/src/index.js examples/web/vendor/registrar-client.js
+  # The page's api address is fixed here, at serve time, never taken from its URL.
+  echo "export const API = \"http://127.0.0.1:${PORT:-8000}\";" > examples/web/vendor/config.js
   python3 -m http.server "${WEB_PORT:-5173}" --bind 127.0.0.1 --directory examples/web >/dev/null 2>&1 & web=$!
 fi
 export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
@@ -54,7 +56,7 @@ trap stop INT TERM
 echo "[run] api on http://127.0.0.1:${PORT:-8000}, consumer probes on http://127.0.0.1:${CONSUMER_PORT:-8001} (Ctrl-C stops both)" >&2
 echo "[run] mails (verification, password reset) arrive in MailDev: http://127.0.0.1:${MAILDEV_WEB_PORT:-1080}" >&2
 if [ -n "$web" ]; then
-  echo "[run] the sign-up page: http://127.0.0.1:${WEB_PORT:-5173}/?api=http://127.0.0.1:${PORT:-8000}" >&2
+  echo "[run] the sign-up page: http://127.0.0.1:${WEB_PORT:-5173}/" >&2
 fi
 # Whichever exits first, stop the other too.
 wait -n "$api" "$consumer" || true

@@ -230,6 +230,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/mail/password_changed.html"),
     ),
     (
+        "registration_attempt.subject.txt",
+        include_str!("../templates/mail/registration_attempt.subject.txt"),
+    ),
+    (
+        "registration_attempt.txt",
+        include_str!("../templates/mail/registration_attempt.txt"),
+    ),
+    (
+        "registration_attempt.html",
+        include_str!("../templates/mail/registration_attempt.html"),
+    ),
+    (
         "second_factor_failures.subject.txt",
         include_str!("../templates/mail/second_factor_failures.subject.txt"),
     ),
@@ -599,7 +611,8 @@ fn token_purpose(kind: MailKind) -> Option<(Purpose, &'static str)> {
         MailKind::PasswordReset => Some((Purpose::ResetPassword, "reset-password")),
         MailKind::EmailChangeNotice
         | MailKind::PasswordChanged
-        | MailKind::SecondFactorFailures => None,
+        | MailKind::SecondFactorFailures
+        | MailKind::RegistrationAttempt => None,
     }
 }
 

@@ -16,6 +16,7 @@ use common::domain::Role;
 use common::events::registration::{Credential, ImportLineRef, RegistrationEvent};
 use common::events::signature::{Purpose, RecordVerifier, SIGNATURE_HEADER};
 use common::store::imports::{self, LineFailure};
+use common::store::mail_outbox::{self, MailKind};
 use common::store::registration_status::{Finished, RegistrationStatusStore};
 use common::store::users::{self, InsertOutcome, NewUser};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -346,6 +347,7 @@ impl Pipeline {
         self.persist(users, &mut outcome).await?;
         self.record_import_failures(&outcome.import_failures)
             .await?;
+        self.notify_owners(&outcome.taken_addresses).await?;
         self.count_failures(&outcome.finished);
         if !imported.is_empty() {
             outcome
@@ -502,6 +504,11 @@ impl Pipeline {
                         _ => FailureReason::EmailTaken,
                     };
                     tracing::info!(event = "registration_rejected", reason = reason.as_str(), email = %email.masked(), registration_id = %user.registration_id);
+                    if reason == FailureReason::EmailTaken && user.import.is_none() {
+                        // The poll stays neutral (it says `completed`); the address's
+                        // owner is the one told.
+                        outcome.taken_addresses.push(email.clone());
+                    }
                     outcome.import_failed(user.import, reason);
                     outcome
                         .finished
@@ -510,6 +517,28 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// Tells the owner of each taken address that someone tried to register with it, at
+    /// most once an hour per account (a redelivered batch queues nothing twice).
+    async fn notify_owners(&self, emails: &[Email]) -> Result<(), Interrupted> {
+        if emails.is_empty() {
+            return Ok(());
+        }
+        self.retry("owner_notices", || async {
+            let client = self.pg.get().await?;
+            for email in emails {
+                mail_outbox::enqueue_notice_once(
+                    &**client,
+                    email.as_str(),
+                    MailKind::RegistrationAttempt,
+                    Duration::from_secs(3600),
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Failed lines of imports, for the import's status (one statement; rare).
@@ -589,10 +618,11 @@ fn batch_span(batch: &[Item]) -> tracing::Span {
 }
 
 /// The names of the batch steps, the `step` label of `registrar_consumer_step_failures_total`.
-pub const STEPS: [&str; 5] = [
+pub const STEPS: [&str; 6] = [
     "check_persisted",
     "insert_users",
     "import_failures",
+    "owner_notices",
     "update_status",
     "dead_letter",
 ];
@@ -609,6 +639,8 @@ struct Candidate<'a> {
 #[derive(Default)]
 struct BatchOutcome<'a> {
     finished: Vec<Finished>,
+    /// Addresses someone tried to register although an account holds them.
+    taken_addresses: Vec<Email>,
     letters: Vec<DeadLetter<'a>>,
     import_failures: Vec<LineFailure>,
 }

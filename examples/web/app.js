@@ -1,11 +1,13 @@
 // The sign-up page: plain ES module on the Registrar TypeScript client (copied into
 // vendor/ by scripts/e2e.py and scripts/run.sh from clients/typescript/dist).
-// The api's address: `?api=https://auth.example.com`, else http://127.0.0.1:8000.
+// The api's address is fixed when the page is served: vendor/config.js, written by
+// scripts/run.sh and scripts/e2e.py (for a deployment, by whatever publishes the page).
+// Nothing in the URL can change where the page sends credentials.
 
 import { RegistrarClient, RegistrarError, RegistrationFailedError } from "./vendor/registrar-client.js";
+import { API } from "./vendor/config.js";
 
-const api = new URLSearchParams(location.search).get("api") ?? "http://127.0.0.1:8000";
-const client = new RegistrarClient({ baseUrl: api });
+const client = new RegistrarClient({ baseUrl: API });
 const $ = (id) => document.getElementById(id);
 
 // The api's rules (README, `POST /api/v1/users`), checked as the user types.

@@ -91,9 +91,18 @@ pub async fn verify_email(
         .await?
         .filter(|u| !u.is_deleted())
         .ok_or(ServiceError::LinkTokenInvalid)?;
-    let user = users::verify_email(&*tx, before.id, &presented.email)
-        .await?
-        .ok_or(ServiceError::LinkTokenInvalid)?;
+    // Another account took the address since the link was sent: the link simply no
+    // longer works, like any stale link (a 409 would tell that the address has an account).
+    let user = match users::verify_email(&*tx, before.id, &presented.email).await {
+        Ok(user) => user.ok_or(ServiceError::LinkTokenInvalid)?,
+        Err(e) => match ServiceError::from(e) {
+            ServiceError::EmailTaken => {
+                tracing::info!(event = "email_verification_address_taken", user_id = %before.id);
+                return Err(ServiceError::LinkTokenInvalid);
+            }
+            other => return Err(other),
+        },
+    };
     account_tokens::use_all(&*tx, user.id, Purpose::VerifyEmail).await?;
     let changed = before.email != user.email;
     let event = context

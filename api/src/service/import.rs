@@ -148,7 +148,9 @@ fn parse_line(
         (None, Some(hash)) => {
             let message = match common::domain::password::within_bounds(&hash) {
                 Err(e) => format!("costs outside the accepted bounds: {e}"),
-                Ok(()) => "must be an argon2id, argon2i or scrypt PHC string or a bcrypt hash".into(),
+                Ok(()) => {
+                    "must be an argon2id, argon2i or scrypt PHC string or a bcrypt hash".into()
+                }
             };
             errors.push(FieldError::new("passwordHash", message));
             None

@@ -348,7 +348,10 @@ enum Which {
 /// latest status and the profile. Anyone else must name the registration (the
 /// `registrationId` of the 202, carried by its `Location`); without it, or with an id
 /// that is not this email's, the answer is the same 404 as for an unknown email, so
-/// polling cannot tell whether an email has an account.
+/// polling cannot tell whether an email has an account. For the same reason a
+/// registration refused because the email belongs to an account polls as `completed`
+/// for anyone but that account's owner and admins; the owner is mailed instead
+/// ("someone tried to register with your address").
 pub async fn registration_status(
     app: &AppState,
     raw_email: &str,
@@ -368,6 +371,10 @@ pub async fn registration_status(
         (None, false) => return Err(ServiceError::NotFound("Registration")),
     };
     let mut state = status_of(app, email, which).await?;
+    if !privileged && state.status == "failed" && state.reason == Some(FailureReason::EmailTaken) {
+        state.status = "completed";
+        state.reason = None;
+    }
     state.profile = profile;
     Ok(state)
 }

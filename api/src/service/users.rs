@@ -403,10 +403,12 @@ pub async fn update_user(
     } else {
         None
     };
+    // An address another account holds is accepted like any other (a 409 would tell
+    // the caller that the address has an account); it simply never gets a verification
+    // link, so the change stays pending and nothing happens to either account.
+    let mut new_email_taken = false;
     if let Some(new_email) = &pending_email {
-        if users::find_by_email(&*tx, new_email).await?.is_some() {
-            return Err(ServiceError::EmailTaken);
-        }
+        new_email_taken = users::find_by_email(&*tx, new_email).await?.is_some();
         if let Some(f) = fields.iter_mut().find(|f| **f == "email") {
             *f = "pendingEmail";
         }
@@ -428,7 +430,11 @@ pub async fn update_user(
         updated = users::set_pending_email(&*tx, id, new_email)
             .await?
             .ok_or(ServiceError::NotFound("User"))?;
-        mail_outbox::enqueue(&*tx, id, MailKind::VerifyNewEmail, new_email).await?;
+        if new_email_taken {
+            tracing::info!(event = "email_change_to_taken_address", user_id = %id);
+        } else {
+            mail_outbox::enqueue(&*tx, id, MailKind::VerifyNewEmail, new_email).await?;
+        }
         mail_outbox::enqueue(&*tx, id, MailKind::EmailChangeNotice, &locked.email).await?;
     } else if let Some(new_email) = &changes.email {
         mail_outbox::enqueue(&*tx, id, MailKind::VerifyEmail, new_email).await?;

@@ -243,12 +243,15 @@ pub struct OutOfBounds(pub String);
 /// at all passes here (verification simply fails on it).
 pub fn within_bounds(stored: &str) -> Result<(), OutOfBounds> {
     if is_bcrypt(stored) {
-        let cost = u32::from(stored.as_bytes()[4] - b'0') * 10
-            + u32::from(stored.as_bytes()[5] - b'0');
+        let cost =
+            u32::from(stored.as_bytes()[4] - b'0') * 10 + u32::from(stored.as_bytes()[5] - b'0');
         return if bounds::BCRYPT_COST.contains(&cost) {
             Ok(())
         } else {
-            Err(OutOfBounds(format!("bcrypt cost {cost} is outside {:?}", bounds::BCRYPT_COST)))
+            Err(OutOfBounds(format!(
+                "bcrypt cost {cost} is outside {:?}",
+                bounds::BCRYPT_COST
+            )))
         };
     }
     let Ok(parsed) = PasswordHash::new(stored) else {
@@ -262,12 +265,12 @@ pub fn within_bounds(stored: &str) -> Result<(), OutOfBounds> {
     };
     match parsed.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => {
-            let check = |name: &str, range: &std::ops::RangeInclusive<u32>| {
-                match number(name) {
-                    Some(v) if u32::try_from(v).is_ok_and(|v| range.contains(&v)) => Ok(()),
-                    Some(v) => Err(OutOfBounds(format!("argon2 {name}={v} is outside {range:?}"))),
-                    None => Err(OutOfBounds(format!("argon2 hash names no {name}"))),
-                }
+            let check = |name: &str, range: &std::ops::RangeInclusive<u32>| match number(name) {
+                Some(v) if u32::try_from(v).is_ok_and(|v| range.contains(&v)) => Ok(()),
+                Some(v) => Err(OutOfBounds(format!(
+                    "argon2 {name}={v} is outside {range:?}"
+                ))),
+                None => Err(OutOfBounds(format!("argon2 hash names no {name}"))),
             };
             check("m", &bounds::ARGON2_MEMORY_KIB)?;
             check("t", &bounds::ARGON2_PASSES)?;
@@ -278,11 +281,19 @@ pub fn within_bounds(stored: &str) -> Result<(), OutOfBounds> {
                 return Err(OutOfBounds("scrypt hash lacks ln, r or p".into()));
             };
             let ln_ok = u8::try_from(ln).is_ok_and(|ln| bounds::SCRYPT_LOG_N.contains(&ln));
-            let memory = 128u64
-                .saturating_mul(r)
-                .saturating_mul(1u64.checked_shl(u32::try_from(ln).unwrap_or(64)).unwrap_or(u64::MAX));
-            if !ln_ok || memory > bounds::SCRYPT_MAX_MEMORY || p == 0 || p > u64::from(bounds::SCRYPT_MAX_P) || r == 0 {
-                return Err(OutOfBounds(format!("scrypt ln={ln} r={r} p={p} is outside the bounds")));
+            let memory = 128u64.saturating_mul(r).saturating_mul(
+                1u64.checked_shl(u32::try_from(ln).unwrap_or(64))
+                    .unwrap_or(u64::MAX),
+            );
+            if !ln_ok
+                || memory > bounds::SCRYPT_MAX_MEMORY
+                || p == 0
+                || p > u64::from(bounds::SCRYPT_MAX_P)
+                || r == 0
+            {
+                return Err(OutOfBounds(format!(
+                    "scrypt ln={ln} r={r} p={p} is outside the bounds"
+                )));
             }
             Ok(())
         }
@@ -462,7 +473,8 @@ mod tests {
             assert!(!service.verify(&password, hash));
         }
         // scrypt wanting 2^30 blocks of 1 KiB.
-        let scrypt_huge = "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let scrypt_huge =
+            "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
         assert!(within_bounds(scrypt_huge).is_err());
         // The production parameters and the tests' light ones are inside.
         let current = PasswordHasherService::new(Argon2Config::default())

@@ -23,16 +23,19 @@ pub enum MailKind {
     PasswordChanged,
     /// A notice that wrong second-factor codes keep coming after the right password.
     SecondFactorFailures,
+    /// A notice that someone tried to register with the address of this account.
+    RegistrationAttempt,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] = [
+    pub const ALL: [MailKind; 7] = [
         MailKind::VerifyEmail,
         MailKind::VerifyNewEmail,
         MailKind::EmailChangeNotice,
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
         MailKind::SecondFactorFailures,
+        MailKind::RegistrationAttempt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl MailKind {
             MailKind::PasswordReset => "password_reset",
             MailKind::PasswordChanged => "password_changed",
             MailKind::SecondFactorFailures => "second_factor_failures",
+            MailKind::RegistrationAttempt => "registration_attempt",
         }
     }
 
@@ -83,6 +87,31 @@ pub async fn enqueue_for_address(
              WHERE email = $2 AND deleted_at IS NULL
                AND ($3 <> 'verify_email' OR email_verified_at IS NULL)",
             &[&Uuid::now_v7(), &email, &kind.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Queues a notice of `kind` to the live account of `email`, unless one of the same kind
+/// went to it within `quiet`: a stranger repeating the attempt cannot flood the owner.
+/// Returns whether a mail was queued.
+pub async fn enqueue_notice_once(
+    client: &impl GenericClient,
+    email: &str,
+    kind: MailKind,
+    quiet: Duration,
+) -> Result<bool, tokio_postgres::Error> {
+    let quiet_secs = f64::from(u32::try_from(quiet.as_secs()).unwrap_or(u32::MAX));
+    let n = client
+        .execute(
+            "INSERT INTO mail_outbox (id, user_id, kind, recipient)
+             SELECT $1, u.id, $3, u.email FROM users u
+             WHERE u.email = $2 AND u.deleted_at IS NULL
+               AND NOT EXISTS (
+                 SELECT 1 FROM mail_outbox m
+                 WHERE m.user_id = u.id AND m.kind = $3
+                   AND m.created_at > now() - make_interval(secs => $4))",
+            &[&Uuid::now_v7(), &email, &kind.as_str(), &quiet_secs],
         )
         .await?;
     Ok(n == 1)

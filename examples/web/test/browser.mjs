@@ -48,7 +48,14 @@ try {
     console.log(`screenshot ${path}`);
   };
 
-  await page.goto(`${pageUrl}?api=${encodeURIComponent(apiUrl)}`);
+  // A hostile `?api=` (the page once took its api address from the URL, so a link could
+  // send credentials anywhere): the page must ignore it.
+  const strays = [];
+  const allowed = [new URL(pageUrl).origin, new URL(apiUrl).origin];
+  page.on("request", (r) => {
+    if (!allowed.includes(new URL(r.url()).origin)) strays.push(r.url());
+  });
+  await page.goto(`${pageUrl}?api=${encodeURIComponent("http://127.0.0.1:9/steal")}`);
   await page.getByRole("heading", { name: "Create an account" }).waitFor();
 
   // Inline validation mirrors the api: a short password is flagged before any request.
@@ -101,6 +108,7 @@ try {
   // The answers came through real CORS: JSON posts and authenticated calls preflight,
   // and every answer names the page's origin.
   assert.ok(preflights.some((u) => u.startsWith(apiUrl)), `no CORS preflight seen: ${preflights}`);
+  assert.deepEqual(strays, [], "the page sent requests only to its own origin and the configured api");
   const origin = new URL(pageUrl).origin;
   assert.ok(corsAnswers.length >= 5, `only ${corsAnswers.length} api answers seen`);
   assert.ok(corsAnswers.every((o) => o === origin), `answers without this origin: ${corsAnswers}`);

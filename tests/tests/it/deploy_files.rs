@@ -427,3 +427,21 @@ fn the_alerting_rules_read_only_metrics_the_code_exports() {
         );
     }
 }
+
+#[test]
+fn every_deploy_file_requires_a_verified_email_before_login() {
+    // Without it, someone can register a victim's address before the victim does and
+    // keep the account when the victim later resets the password.
+    for path in [
+        "docker-compose.yml",
+        "k8s/configmap.yaml",
+        "helm/registrar/values.yaml",
+    ] {
+        let text = read(path);
+        assert!(
+            text.lines()
+                .any(|l| l.trim() == r#"REQUIRE_VERIFIED_EMAIL: "true""#),
+            "{path} must set REQUIRE_VERIFIED_EMAIL to true"
+        );
+    }
+}
