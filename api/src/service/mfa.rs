@@ -323,7 +323,8 @@ async fn record_wrong_code(app: &AppState, challenge: &str, user_id: Uuid, email
         });
     tracing::info!(event = "mfa_code_refused", user_id = %user_id, challenge_failures = on_challenge, account_failures = on_account);
     let mail = on_account == SECOND_FACTOR_MAIL_AT
-        || (on_account > SECOND_FACTOR_MAIL_AT && (on_account - SECOND_FACTOR_MAIL_AT) % 10 == 0);
+        || (on_account > SECOND_FACTOR_MAIL_AT
+            && (on_account - SECOND_FACTOR_MAIL_AT).is_multiple_of(10));
     if mail {
         let queued = async {
             let client = app.db().await?;
