@@ -986,6 +986,10 @@ async fn drain(
     admin.create_topics(&topics, &AdminOptions::new()).await?;
     let (private, public) = common::events::seal::generate_key_pair();
     let key = common::events::seal::SealingKey::from_base64("bench", &public)?;
+    // Signed as the api signs a sign-up: the consumer verifies every record first.
+    use common::events::signature::{generate, Purpose, RecordSigner, SIGNATURE_HEADER};
+    let (signing, verifying) = generate(Purpose::Registration, "bench");
+    let signer = RecordSigner::parse(Purpose::Registration, &signing)?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &c.brokers)
         .set("linger.ms", "5")
@@ -1014,12 +1018,21 @@ async fn drain(
             import: None,
         };
         let payload = event.encode()?;
+        let signature = signer.sign(email.as_str().as_bytes(), &payload);
         let producer = producer.clone();
         let (topic, email) = (topic.clone(), email.as_str().to_owned());
         sends.push(async move {
             producer
                 .send(
-                    FutureRecord::to(&topic).key(&email).payload(&payload),
+                    FutureRecord::to(&topic)
+                        .key(&email)
+                        .payload(&payload)
+                        .headers(rdkafka::message::OwnedHeaders::new().insert(
+                            rdkafka::message::Header {
+                                key: SIGNATURE_HEADER,
+                                value: Some(signature.as_str()),
+                            },
+                        )),
                     Duration::from_secs(30),
                 )
                 .await
@@ -1049,6 +1062,8 @@ async fn drain(
         &format!("{run}-group"),
         "--seal-private-keys",
         &format!("bench:{}", private.as_str()),
+        "--record-verifying-keys",
+        &verifying,
         "--log-level",
         "warn",
     ]
