@@ -41,16 +41,16 @@ pub struct ApiConfig {
     /// The consumers' X25519 public key, base64 (`api keygen` prints one).
     #[arg(long = "seal-public-key", env = "SEAL_PUBLIC_KEY")]
     pub seal_public_key: String,
-    /// Ed25519 key that signs every registration record the api publishes, as
-    /// `<key id>:<base64 32-byte seed>` (`api keygen` prints one). Consumers verify it
-    /// with the public half in `RECORD_VERIFYING_KEYS`.
+    /// HMAC-SHA256 key that signs every registration record the api publishes, as
+    /// `<key id>:<base64 32 bytes>` (`api keygen` prints one). Consumers verify with the
+    /// same key, listed in `RECORD_VERIFYING_KEYS`.
     #[arg(
         long = "record-signing-key",
         env = "RECORD_SIGNING_KEY",
         hide_env_values = true
     )]
     pub record_signing_key: String,
-    /// Ed25519 key that signs import records, same form, and a different key: only
+    /// HMAC-SHA256 key that signs import records, same form, and a different key: only
     /// records it signs may carry a role, a verified address or a password hash.
     #[arg(
         long = "import-signing-key",

@@ -347,12 +347,16 @@ fn keygen(key_id: Option<String>) {
     let (registration, registration_public) =
         generate(Purpose::Registration, &format!("rec-{key_id}"));
     let (import, import_public) = generate(Purpose::Import, &format!("imp-{key_id}"));
-    println!("# api: record-signing keys (Ed25519), one for sign-ups, another for imports;");
-    println!("# keep the import key off pods that need only sign-ups' (see the README).");
+    println!("# api: record-signing keys (HMAC-SHA256), one for sign-ups, another for imports;");
     println!("RECORD_SIGNING_KEY={}", registration.as_str());
     println!("IMPORT_SIGNING_KEY={}", import.as_str());
-    println!("# consumer: the public halves it accepts (append older ones while rotating):");
-    println!("RECORD_VERIFYING_KEYS={registration_public},{import_public}");
+    println!("# consumer: the keys it accepts, each with its purpose (append older ones while");
+    println!("# rotating). Secrets, like the signing keys.");
+    println!(
+        "RECORD_VERIFYING_KEYS={},{}",
+        registration_public.as_str(),
+        import_public.as_str()
+    );
     let (signing, verification) = registrar_api::auth::keys::generate(&format!("jwt-{key_id}"));
     println!("# api: access-token signing key (Ed25519). When rotating, move the old key's");
     println!("# public part into JWT_VERIFICATION_KEYS: {verification}");

@@ -39,11 +39,15 @@ pub struct ConsumerConfig {
         hide_env_values = true
     )]
     pub seal_private_keys: String,
-    /// Public keys whose signatures the consumer accepts on registration records, as
+    /// Keys whose signatures the consumer accepts on registration records, as
     /// `<key id>:<registration|import>:<base64>`, comma-separated (current and previous
     /// keys while rotating; `api keygen` prints them). A record without a valid signature
     /// is dead-lettered unread.
-    #[arg(long = "record-verifying-keys", env = "RECORD_VERIFYING_KEYS")]
+    #[arg(
+        long = "record-verifying-keys",
+        env = "RECORD_VERIFYING_KEYS",
+        hide_env_values = true
+    )]
     pub record_verifying_keys: String,
     /// Consumer group.
     #[arg(

@@ -58,7 +58,11 @@ enum DlqAction {
         all: bool,
         /// The public keys the consumer verifies records with; each dead letter is
         /// checked again before it goes back.
-        #[arg(long = "record-verifying-keys", env = "RECORD_VERIFYING_KEYS")]
+        #[arg(
+            long = "record-verifying-keys",
+            env = "RECORD_VERIFYING_KEYS",
+            hide_env_values = true
+        )]
         record_verifying_keys: Option<String>,
         /// Show what would be replayed, replay nothing.
         #[arg(long)]

@@ -290,7 +290,11 @@ impl TestApp {
             record_signing_key.as_str().to_owned(),
             import_signing_key.as_str().to_owned(),
         );
-        let record_verifying_keys = format!("{registration_public},{import_public}");
+        let record_verifying_keys = format!(
+            "{},{}",
+            registration_public.as_str(),
+            import_public.as_str()
+        );
         let mut api_args: Vec<String> = [
             "api",
             "--host",
