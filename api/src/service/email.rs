@@ -105,6 +105,10 @@ pub async fn verify_email(
     };
     account_tokens::use_all(&*tx, user.id, Purpose::VerifyEmail).await?;
     let changed = before.email != user.email;
+    if changed {
+        // Reset links went to the old address.
+        account_tokens::use_all(&*tx, user.id, Purpose::ResetPassword).await?;
+    }
     let event = context
         .event(UserEventType::EmailVerified, user.id, user.version, None)
         .email(user.email.as_str());
@@ -202,9 +206,10 @@ pub async fn confirm_password_reset(
         .await?
         .filter(|t| t.usable(Utc::now()))
         .ok_or(ServiceError::LinkTokenInvalid)?;
+    // The link was sent to an address; it works only while the account still has it.
     let user = users::lock_by_id(&*tx, presented.user_id)
         .await?
-        .filter(|u| !u.is_deleted())
+        .filter(|u| !u.is_deleted() && u.email == presented.email)
         .ok_or(ServiceError::LinkTokenInvalid)?;
     users::set_password_hash(&*tx, user.id, &hash).await?;
     account_tokens::use_all(&*tx, user.id, Purpose::ResetPassword).await?;

@@ -7,6 +7,7 @@ use common::domain::password_policy::PasswordPolicy;
 use common::domain::registration::{FieldError, ProfileInput, ProfilePatch};
 use common::domain::Role;
 use common::events::user::{UserEvent, UserEventType};
+use common::store::account_tokens::{self, Purpose};
 use common::store::data::{self as data_store, DataItem};
 use common::store::mail_outbox::{self, MailKind};
 use common::store::sessions;
@@ -426,6 +427,11 @@ pub async fn update_user(
     let mut updated = users::update(&*tx, id, &changes)
         .await?
         .ok_or(ServiceError::NotFound("User"))?;
+    // A reset link was for the password and the address the account had: a new password
+    // or a new (or pending) address burns every outstanding one.
+    if changes.password_hash.is_some() || changes.email.is_some() || pending_email.is_some() {
+        account_tokens::use_all(&*tx, id, Purpose::ResetPassword).await?;
+    }
     if let Some(new_email) = &pending_email {
         updated = users::set_pending_email(&*tx, id, new_email)
             .await?

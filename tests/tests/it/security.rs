@@ -1027,3 +1027,77 @@ async fn a_challenge_ends_after_five_wrong_codes_and_the_account_backs_off_whate
     .await;
     assert_eq!(mails.len(), 1);
 }
+
+/// A reset link outlived what it was for: sent before a password change it still set a
+/// new password, and sent to an address the account no longer has it still worked.
+#[tokio::test]
+async fn a_password_change_or_an_address_change_burns_outstanding_reset_links() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let request = |email: String| {
+        let app = &app;
+        async move {
+            let (status, _) = post(
+                app,
+                "/api/auth/password-reset",
+                None,
+                &json!({ "email": email }),
+            )
+            .await;
+            assert_eq!(status, 202);
+        }
+    };
+    let confirm = |token: String| {
+        let app = &app;
+        async move {
+            post(
+                app,
+                "/api/auth/password-reset/confirm",
+                None,
+                &json!({ "token": token, "newPassword": "a reset that must not work 77" }),
+            )
+            .await
+        }
+    };
+    // 1. A link, then the owner changes the password while logged in.
+    request(account.email.clone()).await;
+    let mail = wait_for_mails(&account.email, "Reset your password", 1, MAIL_WAIT).await;
+    let before_change = link_token(&mail[0]);
+    let path = format!("/api/users/{}", account.id);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&account.access),
+            Some(&json!({ "password": "the owner's new passphrase 9", "currentPassword": account.password })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = confirm(before_change).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_OR_EXPIRED_TOKEN")),
+        "a link from before the password change: {body}"
+    );
+    // 2. A link, then an admin moves the account to another address.
+    request(account.email.clone()).await;
+    let mail = wait_for_mails(&account.email, "Reset your password", 2, MAIL_WAIT).await;
+    let before_move = link_token(&mail[1]);
+    let admin = app.account_with_role("admin").await;
+    let moved = format!("moved.{}", account.email);
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&admin.access),
+            Some(&json!({ "email": moved })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = confirm(before_move).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_OR_EXPIRED_TOKEN")),
+        "a link sent to the old address: {body}"
+    );
+}
