@@ -109,10 +109,7 @@ impl AuthFlowStore {
     /// session even when two right codes race).
     pub async fn take_challenge(&self, challenge: &str) -> Result<bool, StoreError> {
         let key = self.challenge_key(challenge);
-        let n: i64 = self
-            .redis
-            .with_conn(move |c| Box::pin(async move { Ok(c.del(&key).await?) }))
-            .await?;
+        let n = self.redis.del(key).await?;
         Ok(n == 1)
     }
 
@@ -194,15 +191,8 @@ impl AuthFlowStore {
 
     /// A right code (or a reset of the factor) clears the account's failures.
     pub async fn clear_second_factor_failures(&self, user_id: Uuid) -> Result<(), StoreError> {
-        let key = self.second_factor_key(user_id);
-        self.redis
-            .with_conn(move |c| {
-                Box::pin(async move {
-                    let _: i64 = c.del(&key).await?;
-                    Ok(())
-                })
-            })
-            .await
+        self.redis.del(self.second_factor_key(user_id)).await?;
+        Ok(())
     }
 
     /// Counts a request of `kind` by `subject` (an email or a client address) in a

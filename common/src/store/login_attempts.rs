@@ -88,14 +88,9 @@ impl LoginAttemptStore {
 
     /// A successful login clears the count of that client.
     pub async fn clear(&self, email: &Email, client: &str) -> Result<(), StoreError> {
-        let key = self.redis.keys.login_attempts(email, client);
         self.redis
-            .with_conn(move |c| {
-                Box::pin(async move {
-                    let _: i64 = c.del(&key).await?;
-                    Ok(())
-                })
-            })
-            .await
+            .del(self.redis.keys.login_attempts(email, client))
+            .await?;
+        Ok(())
     }
 }

@@ -191,6 +191,14 @@ impl Redis {
         .await
     }
 
+    /// Deletes one key; returns how many keys were deleted (0 or 1).
+    pub(crate) async fn del(&self, key: String) -> Result<i64, StoreError> {
+        self.with_conn(move |c| {
+            Box::pin(async move { Ok(redis::AsyncCommands::del(c, &key).await?) })
+        })
+        .await
+    }
+
     /// Runs a Lua script on one key.
     pub(crate) async fn eval<T>(
         &self,
