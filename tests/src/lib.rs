@@ -47,6 +47,32 @@ pub fn maildev_smtp_url() -> String {
     env_or("TEST_SMTP_URL", "smtp://127.0.0.1:1025")
 }
 
+/// A registration event as the api would publish it for `email`, with `credential` and
+/// a fresh registration id; tests change the fields they are about.
+pub fn registration_event(
+    email: &str,
+    credential: common::events::registration::Credential,
+) -> common::events::registration::RegistrationEvent {
+    common::events::registration::RegistrationEvent {
+        registration_id: Uuid::now_v7(),
+        email: email.to_owned(),
+        first_name: "Grace".into(),
+        last_name: "Hopper".into(),
+        gender: "female".into(),
+        sex: Some("female".into()),
+        occupation: Some("Admiral".into()),
+        credential,
+        submitted_at_ms: chrono::Utc::now().timestamp_millis(),
+        request_id: None,
+        username: None,
+        date_of_birth: None,
+        role: None,
+        created_at_ms: None,
+        email_verified: false,
+        import: None,
+    }
+}
+
 /// The frontend the test mails link to.
 pub const FRONTEND_URL: &str = "https://app.registrar.test";
 

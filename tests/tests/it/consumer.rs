@@ -18,38 +18,15 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// An event as the api would publish it, sealed to this test's consumer key.
 fn sealed_event(app: &TestApp, email: &str, password: &str) -> RegistrationEvent {
     let key = SealingKey::from_base64(&app.seal_key_id, &app.seal_public_key).unwrap();
-    let registration_id = Uuid::now_v7();
-    app.remember_registration(email, registration_id);
-    let sealed = key.seal(
-        registration_id,
+    let mut event =
+        registrar_tests::registration_event(email, Credential::PasswordHash(String::new()));
+    app.remember_registration(email, event.registration_id);
+    event.credential = Credential::Sealed(key.seal(
+        event.registration_id,
         &Email::parse(email).unwrap(),
         &SecretString::from(password.to_owned()),
-    );
-    RegistrationEvent {
-        registration_id,
-        email: email.to_owned(),
-        first_name: "Grace".into(),
-        last_name: "Hopper".into(),
-        gender: "female".into(),
-        sex: Some("female".into()),
-        occupation: Some("Admiral".into()),
-        credential: Credential::Sealed(sealed),
-        submitted_at_ms: chrono_now_ms(),
-        request_id: None,
-        username: None,
-        date_of_birth: None,
-        role: None,
-        created_at_ms: None,
-        email_verified: false,
-        import: None,
-    }
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    ));
+    event
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

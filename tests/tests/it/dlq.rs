@@ -128,24 +128,10 @@ async fn a_replay_writes_only_to_the_registration_topic_and_refuses_unsigned_dea
     // A signed registration whose dead letter claims to come from another topic, and an
     // unsigned one.
     let (email, _, _) = registration_body();
-    let event = common::events::registration::RegistrationEvent {
-        registration_id: uuid::Uuid::now_v7(),
-        email: email.clone(),
-        first_name: "Ada".into(),
-        last_name: "Lovelace".into(),
-        gender: "female".into(),
-        sex: None,
-        occupation: None,
-        credential: common::events::registration::Credential::PasswordHash("$2b$04$x".into()),
-        submitted_at_ms: 0,
-        request_id: None,
-        username: None,
-        date_of_birth: None,
-        role: None,
-        created_at_ms: None,
-        email_verified: false,
-        import: None,
-    };
+    let event = registrar_tests::registration_event(
+        &email,
+        common::events::registration::Credential::PasswordHash("$2b$04$x".into()),
+    );
     let payload = event.encode().unwrap();
     let signature = app.record_signature(Purpose::Import, &email, &payload);
     let dlq = format!("{}.dlq", app.topic);
