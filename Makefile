@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 .PHONY: run test services rules lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
-	chaos-cluster scale-out scale-out-short fuzz fuzz-short soak profile e2e client
+	chaos-cluster scale-out scale-out-short fuzz fuzz-short soak profile e2e client deploy-check
 
 CARGO ?= cargo
 
@@ -11,7 +11,7 @@ run:
 test: services rules
 	$(CARGO) build --bin api --bin consumer
 	$(CARGO) test --workspace
-	$(MAKE) chaos-short scale-out-short api-fuzz-short fuzz-short e2e
+	$(MAKE) chaos-short scale-out-short api-fuzz-short fuzz-short e2e deploy-check
 
 # Faults while clients register (README "Chaos"): 10 000 users, production hashing.
 chaos: services
@@ -74,6 +74,11 @@ client:
 	$(CARGO) build --bin api
 	target/debug/api openapi > clients/typescript/openapi.json
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run generate
+
+# The Helm chart rendered by the real helm (default and TLS/SASL values) and every
+# manifest, rendered and k8s/, checked against the Kubernetes schemas (README "Deploy").
+deploy-check:
+	scripts/deploy_check.sh
 
 services:
 	scripts/services.sh up

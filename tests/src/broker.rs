@@ -3,6 +3,7 @@
 //! storage in a scratch directory. It runs from the jars `scripts/services.sh` resolved
 //! from Maven Central into `~/.cache/registrar/kafka`, exactly like the shared broker.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -97,4 +98,106 @@ pub fn start_node(listener: &str, extra: &str) -> Running {
         .expect("start kafka.Kafka");
     wait_for_port(port, "scratch Kafka node", &mut child);
     Running::new(child, port, Some(scratch))
+}
+
+/// The principals of `deploy/kafka/acls.tsv` and their SCRAM passwords on a
+/// [`deploy_node`].
+pub const DEPLOY_PRINCIPALS: [&str; 4] = [
+    "admin",
+    "registrar-api",
+    "registrar-consumer",
+    "registrar-operator",
+];
+
+/// A node started by the docker-compose broker's own scripts (`deploy/kafka/start.sh`,
+/// then `deploy/kafka/setup.sh` for topics and ACLs), on free ports.
+pub struct DeployNode {
+    pub node: Running,
+    pub brokers: String,
+}
+
+impl DeployNode {
+    /// The test password of a principal of [`DEPLOY_PRINCIPALS`].
+    pub fn password(principal: &str) -> String {
+        format!("{}-test-password-0123", principal.replace('-', "_"))
+    }
+}
+
+/// Runs the compose broker's start and setup scripts against the jars the shared broker
+/// uses: `kafka-*.sh` are small shims over the same Java classes the distribution's
+/// scripts call.
+pub fn deploy_node() -> DeployNode {
+    let scratch = ScratchDir::new("kafka-deploy");
+    let bin = scratch.0.join("bin");
+    std::fs::create_dir_all(&bin).expect("shim dir");
+    let log4j = format!(
+        "{}/../scripts/kafka/log4j2.properties",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (script, class) in [
+        ("kafka-storage.sh", "kafka.tools.StorageTool"),
+        ("kafka-server-start.sh", "kafka.Kafka"),
+        ("kafka-topics.sh", "org.apache.kafka.tools.TopicCommand"),
+        ("kafka-acls.sh", "org.apache.kafka.tools.AclCommand"),
+    ] {
+        let path = bin.join(script);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nexec java -Xmx384m -cp '{}' -Dlog4j2.configurationFile={log4j} \
+                 -Dkafka.log.file={}/kafka.log {class} \"$@\"\n",
+                kafka_classpath(),
+                scratch.0.display()
+            ),
+        )
+        .expect("write shim");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod shim");
+    }
+    let (port, controller) = (free_port(), free_port());
+    let deploy = crate::root().join("deploy/kafka");
+    let data = scratch.0.join("data");
+    let env = |cmd: &mut Command| {
+        cmd.env("KAFKA_BIN", &bin)
+            .env("KAFKA_DATA", &data)
+            .env("KAFKA_ADVERTISED_HOST", "127.0.0.1")
+            .env("KAFKA_PORT", port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", controller.to_string())
+            .env("KAFKA_BOOTSTRAP", format!("127.0.0.1:{port}"))
+            .env("KAFKA_PARTITIONS", "2")
+            .env(
+                "KAFKA_CONTROLLER_PASSWORD",
+                DeployNode::password("controller"),
+            );
+        for principal in DEPLOY_PRINCIPALS {
+            let name = principal.trim_start_matches("registrar-").to_uppercase();
+            cmd.env(
+                format!("KAFKA_{name}_PASSWORD"),
+                DeployNode::password(principal),
+            );
+        }
+    };
+    let mut start = Command::new("sh");
+    start.arg(deploy.join("start.sh"));
+    env(&mut start);
+    let mut child = start
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run deploy/kafka/start.sh");
+    wait_for_port(port, "deploy/kafka/start.sh's broker", &mut child);
+    let node = Running::new(child, port, Some(scratch));
+    let mut setup = Command::new("sh");
+    setup.arg(deploy.join("setup.sh"));
+    env(&mut setup);
+    let output = setup.output().expect("run deploy/kafka/setup.sh");
+    assert!(
+        output.status.success(),
+        "deploy/kafka/setup.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    DeployNode {
+        node,
+        brokers: format!("127.0.0.1:{port}"),
+    }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use common::domain::email::Email;
 use common::domain::registration::{email_field, FieldError};
 use common::domain::username::Username;
-use common::store::auth_flows::Challenge;
+use common::store::auth_flows::{credential_digest, Challenge};
 use common::store::mfa;
 use common::store::registration_status::RegistrationStatus;
 use common::store::sessions::{self, ActiveSession, NewToken};
@@ -325,8 +325,11 @@ async fn verify_and_start_session(
         tracing::info!(event = "login_refused", reason = "email not verified", user_id = %user.id);
         return Err(ServiceError::EmailNotVerified);
     }
+    // The hash the session is for: the one that matched, or its upgrade once written.
+    let mut verified_hash = user.password_hash.clone();
     if let Some(new_hash) = &upgraded {
         if users::upgrade_password_hash(&**client, user.id, &user.password_hash, new_hash).await? {
+            verified_hash.clone_from(new_hash);
             users::audit(
                 &**client,
                 user.id,
@@ -338,17 +341,25 @@ async fn verify_and_start_session(
         }
     }
     if mfa::is_enabled(&**client, user.id).await? {
-        return mfa_challenge(app, &user, email, attempt_client).await;
+        return mfa_challenge(app, &user, &verified_hash, email, attempt_client).await;
     }
-    start_session(app, context, &mut client, &user, "password")
-        .await
-        .map(LoginOutcome::Tokens)
+    start_session(
+        app,
+        context,
+        &mut client,
+        user.id,
+        &verified_hash,
+        "password",
+    )
+    .await
+    .map(LoginOutcome::Tokens)
 }
 
 /// Hands out a challenge for the second factor of a login whose password was right.
 async fn mfa_challenge(
     app: &AppState,
     user: &UserRecord,
+    verified_hash: &str,
     email: &Email,
     attempt_client: &str,
 ) -> Result<LoginOutcome, ServiceError> {
@@ -360,6 +371,7 @@ async fn mfa_challenge(
         user_id: user.id,
         email: email.as_str().to_owned(),
         client: attempt_client.to_owned(),
+        credential: credential_digest(verified_hash),
     };
     app.stores
         .auth_flows
@@ -372,18 +384,32 @@ async fn mfa_challenge(
     })
 }
 
-/// Starts a session for a user who proved who they are (`method`: how, for audit).
+/// Starts a session for a user who proved who they are with the password whose stored
+/// hash is `verified_hash` (`method`: how, for audit). The user's row is locked while
+/// the session is written, as every revocation (password change or reset, role change,
+/// deletion, "end my sessions") locks it: a login that raced one either lands before it
+/// and is revoked by it, or after it and is refused here because the hash it verified
+/// is no longer the account's.
 pub(crate) async fn start_session(
     app: &AppState,
     context: &RequestContext,
     client: &mut deadpool_postgres::Client,
-    user: &UserRecord,
+    user_id: Uuid,
+    verified_hash: &str,
     method: &str,
 ) -> Result<Tokens, ServiceError> {
+    let tx = client.transaction().await?;
+    let current = users::lock_by_id(&*tx, user_id)
+        .await?
+        .filter(|u| !u.is_deleted());
+    let Some(user) = current.filter(|u| u.password_hash == verified_hash) else {
+        tracing::info!(event = "login_refused", reason = "credentials changed during the login", user_id = %user_id);
+        return Err(ServiceError::InvalidCredentials);
+    };
+    let user = &user;
     let audit = context.audit(Some(user.id));
     let (refresh, digest) = new_refresh_token();
     let session = Uuid::now_v7();
-    let tx = client.transaction().await?;
     let started = Utc::now();
     let expires_at = refresh_expiry(app, started);
     let token = NewToken {

@@ -8,6 +8,7 @@
 //! slow the account down whatever the address (see [`verify_login`]).
 
 use common::domain::email::Email;
+use common::store::auth_flows::{credential_digest, Challenge};
 use common::store::mail_outbox::{self, MailKind};
 use common::store::mfa::{self, StoredFactor};
 use common::store::users;
@@ -280,7 +281,7 @@ pub async fn verify_login(
         });
     }
     accounts::count_attempt(app, &email, &client_key).await?;
-    let result = verify_and_start(app, context, challenge, pending.user_id, code).await;
+    let result = verify_and_start(app, context, challenge, &pending, code).await;
     accounts::settle_attempt(app, &email, &client_key, &result).await;
     match &result {
         Err(ServiceError::InvalidMfaCode) => {
@@ -348,15 +349,23 @@ async fn verify_and_start(
     app: &AppState,
     context: &RequestContext,
     challenge: &str,
-    user_id: Uuid,
+    pending: &Challenge,
     code: &str,
 ) -> Result<Tokens, ServiceError> {
+    let user_id = pending.user_id;
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
     let user = users::lock_by_id(&*tx, user_id)
         .await?
         .filter(|u| !u.is_deleted())
         .ok_or(ServiceError::InvalidToken)?;
+    // A password change or reset since the challenge was issued ends it: the password
+    // that earned it is no longer the account's.
+    if credential_digest(&user.password_hash) != pending.credential {
+        let _ = app.stores.auth_flows.take_challenge(challenge).await;
+        tracing::info!(event = "mfa_challenge_stale", user_id = %user_id);
+        return Err(ServiceError::InvalidToken);
+    }
     let factor = mfa::lock(&*tx, user_id)
         .await?
         .filter(|f| f.enabled)
@@ -367,5 +376,13 @@ async fn verify_and_start(
         return Err(ServiceError::InvalidToken);
     }
     tx.commit().await?;
-    accounts::start_session(app, context, &mut client, &user, method).await
+    accounts::start_session(
+        app,
+        context,
+        &mut client,
+        user_id,
+        &user.password_hash,
+        method,
+    )
+    .await
 }

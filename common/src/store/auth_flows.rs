@@ -57,6 +57,20 @@ pub struct Challenge {
     pub email: String,
     /// The client the password was checked for (its address or /64).
     pub client: String,
+    /// Which password was checked: a digest of the stored hash it matched. A password
+    /// change or reset replaces the hash, and every challenge issued before it stops
+    /// working.
+    #[serde(default)]
+    pub credential: String,
+}
+
+/// The digest a [`Challenge`] keeps of the password hash it was issued for (base64url
+/// SHA-256: the hash itself never goes to Redis).
+pub fn credential_digest(password_hash: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(password_hash.as_bytes()))
 }
 
 #[derive(Clone)]

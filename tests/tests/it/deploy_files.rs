@@ -445,3 +445,133 @@ fn every_deploy_file_requires_a_verified_email_before_login() {
         );
     }
 }
+
+/// `(principal, operation, resource type, name, pattern)` of `deploy/kafka/acls.tsv`.
+fn granted_acls() -> BTreeSet<(String, String, String, String, String)> {
+    read("deploy/kafka/acls.tsv")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .flat_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 5, "acls.tsv: {l}");
+            f[1].split(',')
+                .map(|op| {
+                    (
+                        f[0].to_owned(),
+                        op.to_owned(),
+                        f[2].to_owned(),
+                        f[3].to_owned(),
+                        f[4].to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn kafka_acls_let_only_the_api_and_the_operators_replay_write_registrations() {
+    let acls = granted_acls();
+    let writers: BTreeSet<&str> = acls
+        .iter()
+        .filter(|(_, op, kind, name, _)| {
+            kind == "topic"
+                && name == "user-registration"
+                && ["Write", "All"].contains(&op.as_str())
+        })
+        .map(|(principal, ..)| principal.as_str())
+        .collect();
+    assert_eq!(
+        writers,
+        BTreeSet::from(["registrar-api", "registrar-operator"])
+    );
+    // The Strimzi KafkaUsers of k8s/ grant the same, with SCRAM credentials.
+    let mut strimzi = BTreeSet::new();
+    for doc in documents(&read("k8s/kafka-users.yaml")) {
+        let principal = doc["metadata"]["name"].as_str().unwrap().to_owned();
+        assert_eq!(doc["spec"]["authentication"]["type"], "scram-sha-512");
+        for acl in doc["spec"]["authorization"]["acls"].as_sequence().unwrap() {
+            let r = &acl["resource"];
+            let pattern = match r["patternType"].as_str().unwrap() {
+                "prefix" => "prefixed",
+                other => other,
+            };
+            for op in acl["operations"].as_sequence().unwrap() {
+                strimzi.insert((
+                    principal.clone(),
+                    op.as_str().unwrap().to_owned(),
+                    r["type"].as_str().unwrap().to_owned(),
+                    r["name"].as_str().unwrap().to_owned(),
+                    pattern.to_owned(),
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        strimzi, acls,
+        "k8s/kafka-users.yaml differs from deploy/kafka/acls.tsv"
+    );
+}
+
+#[test]
+fn deploy_files_default_to_authenticated_kafka_and_verified_database_tls() {
+    // docker-compose: SCRAM principals, one per binary, passwords only from .env.
+    let compose = &documents(&read("docker-compose.yml"))[0];
+    for (service, principal, password) in [
+        ("api", "registrar-api", "KAFKA_API_PASSWORD"),
+        ("consumer", "registrar-consumer", "KAFKA_CONSUMER_PASSWORD"),
+    ] {
+        let env = &compose["services"][service]["environment"];
+        // (The shared settings come in through the `x-registrar-env` anchor.)
+        let shared = &compose["x-registrar-env"];
+        assert_eq!(shared["KAFKA_SECURITY_PROTOCOL"], "sasl_plaintext");
+        assert_eq!(shared["KAFKA_SASL_MECHANISM"], "SCRAM-SHA-512");
+        assert_eq!(env["KAFKA_SASL_USERNAME"], principal, "{service}");
+        let pw = env["KAFKA_SASL_PASSWORD"].as_str().unwrap();
+        assert!(
+            pw.starts_with(&format!("${{{password}:?")),
+            "{service}: {pw} must come from .env, with no default"
+        );
+    }
+    assert_eq!(
+        compose["services"]["kafka"]["entrypoint"][1],
+        "/etc/registrar/kafka/start.sh"
+    );
+    // Kubernetes: TLS and SCRAM, each Deployment as its own principal.
+    let configmap = &documents(&read("k8s/configmap.yaml"))[0]["data"];
+    assert_eq!(configmap["KAFKA_SECURITY_PROTOCOL"], "sasl_ssl");
+    assert_eq!(configmap["KAFKA_SASL_MECHANISM"], "SCRAM-SHA-512");
+    assert!(configmap["KAFKA_SSL_CA_LOCATION"].as_str().is_some());
+    for (file, principal) in [
+        ("k8s/api.yaml", "registrar-api"),
+        ("k8s/consumer.yaml", "registrar-consumer"),
+    ] {
+        let containers = containers(&documents(&read(file)));
+        let env = containers[0]["env"].as_sequence().unwrap();
+        let user = env
+            .iter()
+            .find(|e| e["name"] == "KAFKA_SASL_USERNAME")
+            .unwrap_or_else(|| panic!("{file}: no KAFKA_SASL_USERNAME"));
+        assert_eq!(user["value"], principal, "{file}");
+        let password = env
+            .iter()
+            .find(|e| e["name"] == "KAFKA_SASL_PASSWORD")
+            .unwrap_or_else(|| panic!("{file}: no KAFKA_SASL_PASSWORD"));
+        assert_eq!(
+            password["valueFrom"]["secretKeyRef"]["name"], principal,
+            "{file}"
+        );
+    }
+    let secret = &documents(&read("k8s/secret.example.yaml"))[0]["stringData"];
+    assert!(secret["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .contains("sslmode=verify-full"));
+    // Helm: the same defaults (the chart refuses weaker ones: `make deploy-check`).
+    let values = &documents(&read("helm/registrar/values.yaml"))[0];
+    assert_eq!(values["kafka"]["securityProtocol"], "sasl_ssl");
+    assert_eq!(values["kafka"]["allowUnauthenticated"], false);
+    assert_eq!(values["kafka"]["sasl"]["mechanism"], "SCRAM-SHA-512");
+    assert_eq!(values["kafka"]["strimziUsers"]["enabled"], true);
+    assert_eq!(values["tls"]["allowUnverifiedDatabase"], false);
+}

@@ -13,6 +13,7 @@ mod events;
 mod hardening;
 mod health;
 mod imports;
+mod kafka_access;
 mod observability;
 mod operations;
 mod privacy;
