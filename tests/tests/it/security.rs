@@ -1101,3 +1101,71 @@ async fn a_password_change_or_an_address_change_burns_outstanding_reset_links() 
         "a link sent to the old address: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_password_change_or_reset_ends_outstanding_second_factor_challenges() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    let (secret, _) = enable_totp(&app, &account.access).await;
+    let verify = |challenge: String, code: String| {
+        let app = &app;
+        async move {
+            post(
+                app,
+                "/api/auth/mfa/verify",
+                None,
+                &json!({ "challenge": challenge, "code": code }),
+            )
+            .await
+        }
+    };
+    // 1. The password proved, then changed by the owner before the code came.
+    let before_change = challenge(&app, &account.email, &account.password).await;
+    let new_password = "the owner's new passphrase 31";
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{}", account.id),
+            Some(&account.access),
+            Some(&json!({ "password": new_password, "currentPassword": account.password })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // (Codes of the next step: enrolment used the current one.)
+    let next_code = || code_at(&secret, now_unix() + 30);
+    let (status, body) = verify(before_change, next_code()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_TOKEN")),
+        "a challenge from before the change, with a right code: {body}"
+    );
+    // 2. The password proved, then reset through a mailed link.
+    let before_reset = challenge(&app, &account.email, new_password).await;
+    let (status, _) = post(
+        &app,
+        "/api/auth/password-reset",
+        None,
+        &json!({ "email": account.email }),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mail = wait_for_mails(&account.email, "Reset your password", 1, MAIL_WAIT).await;
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": link_token(&mail[0]), "newPassword": "after the reset 4711" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = verify(before_reset, next_code()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_TOKEN")),
+        "a challenge from before the reset, with a right code: {body}"
+    );
+    // A challenge earned with the current password still works.
+    let fresh = challenge(&app, &account.email, "after the reset 4711").await;
+    let (status, body) = verify(fresh, next_code()).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -64,6 +64,68 @@ async fn a_refresh_in_flight_during_a_revocation_is_refused_and_leaves_no_live_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_races_a_password_reset_gets_no_session() {
+    let app = TestApp::spawn().await;
+    let user = app.register_and_login().await;
+    // A reset in progress holds the user's row, as every revoking use case does.
+    let mut resetter = app.pg().await;
+    let tx = resetter.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user.id])
+        .await
+        .unwrap();
+    let in_flight = {
+        let request = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .json(&json!({ "email": user.email, "password": user.password }));
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the login's session waits for the reset in progress"
+    );
+    // The reset replaces the hash and ends every session, then commits.
+    tx.execute(
+        "UPDATE users SET password_hash = password_hash || 'x' WHERE id = $1",
+        &[&user.id],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        &[&user.id],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("INVALID_CREDENTIALS")),
+        "the password the login checked is no longer the account's: {body}"
+    );
+    let live: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 0, "no session outlives the reset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
     let app = TestApp::spawn_with(TestOptions {
         api_args: vec!["--session-max-lifetime-secs".into(), "4".into()],
