@@ -134,6 +134,7 @@ impl utoipa::Modify for CommonErrors {
         crate::routes::security::disable_totp,
         crate::routes::security::reset_user_mfa,
         crate::routes::security::list_sessions,
+        crate::routes::security::end_other_sessions,
         crate::routes::security::end_session,
         crate::routes::auth::jwks,
         crate::routes::users::list,

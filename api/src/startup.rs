@@ -341,6 +341,7 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             post(security::confirm_password_reset),
         )
         .route("/auth/mfa/totp/disable", post(security::disable_totp))
+        .route("/auth/mfa/totp/enroll", post(security::enroll_totp))
         .route("/register", post(compat::register).layer(intake))
         .route("/token", post(compat::token));
     let mut user_changes = put(users::replace).patch(users::patch);
@@ -360,9 +361,11 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
         .route("/auth/mfa", get(security::mfa_status))
-        .route("/auth/mfa/totp/enroll", post(security::enroll_totp))
         .route("/auth/mfa/totp/confirm", post(security::confirm_totp))
-        .route("/auth/sessions", get(security::list_sessions))
+        .route(
+            "/auth/sessions",
+            get(security::list_sessions).delete(security::end_other_sessions),
+        )
         .route("/auth/sessions/{id}", delete(security::end_session))
         .route("/users/{id}/mfa", delete(security::reset_user_mfa))
         .route("/users", get(users::list))

@@ -253,6 +253,42 @@ const BUILT_IN: &[(&str, &str)] = &[
         "second_factor_failures.html",
         include_str!("../templates/mail/second_factor_failures.html"),
     ),
+    (
+        "second_factor_enabled.subject.txt",
+        include_str!("../templates/mail/second_factor_enabled.subject.txt"),
+    ),
+    (
+        "second_factor_enabled.txt",
+        include_str!("../templates/mail/second_factor_enabled.txt"),
+    ),
+    (
+        "second_factor_enabled.html",
+        include_str!("../templates/mail/second_factor_enabled.html"),
+    ),
+    (
+        "second_factor_disabled.subject.txt",
+        include_str!("../templates/mail/second_factor_disabled.subject.txt"),
+    ),
+    (
+        "second_factor_disabled.txt",
+        include_str!("../templates/mail/second_factor_disabled.txt"),
+    ),
+    (
+        "second_factor_disabled.html",
+        include_str!("../templates/mail/second_factor_disabled.html"),
+    ),
+    (
+        "second_factor_reset.subject.txt",
+        include_str!("../templates/mail/second_factor_reset.subject.txt"),
+    ),
+    (
+        "second_factor_reset.txt",
+        include_str!("../templates/mail/second_factor_reset.txt"),
+    ),
+    (
+        "second_factor_reset.html",
+        include_str!("../templates/mail/second_factor_reset.html"),
+    ),
 ];
 
 /// A rendered mail.
@@ -612,6 +648,9 @@ fn token_purpose(kind: MailKind) -> Option<(Purpose, &'static str)> {
         MailKind::EmailChangeNotice
         | MailKind::PasswordChanged
         | MailKind::SecondFactorFailures
+        | MailKind::SecondFactorEnabled
+        | MailKind::SecondFactorDisabled
+        | MailKind::SecondFactorReset
         | MailKind::RegistrationAttempt => None,
     }
 }

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -71,6 +72,29 @@ impl MfaKeys {
 
     pub fn current_key_id(&self) -> &str {
         &self.current
+    }
+
+    /// The recovery-code key derived from an MFA key: HMAC-SHA256(key, label), so the
+    /// same secret never serves both as an encryption and as a MAC key.
+    fn recovery_key(key: &[u8; 32]) -> Hmac<Sha256> {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        derive.update(b"registrar mfa recovery codes v1");
+        let derived = derive.finalize().into_bytes();
+        <Hmac<Sha256> as Mac>::new_from_slice(&derived)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+    }
+
+    /// The stored form of a recovery code under one key: a version byte, then
+    /// HMAC-SHA256 over the user id and the normalised code. Without the server's key a
+    /// database dump gives nothing to guess codes against offline.
+    fn recovery_mac(key: &[u8; 32], user: Uuid, normal: &str) -> Vec<u8> {
+        let mut mac = Self::recovery_key(key);
+        mac.update(user.as_bytes());
+        mac.update(normal.as_bytes());
+        let mut out = vec![RECOVERY_MAC_V1];
+        out.extend_from_slice(&mac.finalize().into_bytes());
+        out
     }
 
     /// Seals a secret for `user` under the current key: `nonce || ciphertext`, the user
@@ -194,8 +218,13 @@ pub fn code_at(secret: &[u8], unix: u64) -> String {
         .unwrap_or_default()
 }
 
-/// Ten recovery codes (`xxxxx-xxxxx`, 50 bits each) and their digests for storage.
-pub fn new_recovery_codes() -> (Vec<String>, Vec<Vec<u8>>) {
+/// The first byte of a stored recovery code that is an HMAC (a legacy plain SHA-256
+/// digest is 32 bytes with no such prefix).
+const RECOVERY_MAC_V1: u8 = 1;
+
+/// Ten recovery codes (`xxxxx-xxxxx`, 50 bits each) for `user` and their stored form
+/// (HMAC under the current MFA key).
+pub fn new_recovery_codes(keys: &MfaKeys, user: Uuid) -> (Vec<String>, Vec<Vec<u8>>) {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut rng = rand::rngs::OsRng;
     let codes: Vec<String> = (0..RECOVERY_CODES)
@@ -207,18 +236,35 @@ pub fn new_recovery_codes() -> (Vec<String>, Vec<Vec<u8>>) {
             chars.into_iter().collect()
         })
         .collect();
-    let digests = codes.iter().map(|c| recovery_digest(c)).collect();
+    let key = &keys.keys[&keys.current];
+    let digests = codes
+        .iter()
+        .map(|c| MfaKeys::recovery_mac(key, user, &normal_code(c)))
+        .collect();
     (codes, digests)
 }
 
-/// The digest a recovery code is stored as: case and dashes do not matter.
-pub fn recovery_digest(code: &str) -> Vec<u8> {
-    let normal: String = code
-        .chars()
+/// Case and dashes do not matter in a recovery code.
+fn normal_code(code: &str) -> String {
+    code.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Every stored form a presented recovery code may have: its HMAC under each configured
+/// MFA key (codes issued before a key rotation keep working), and the plain SHA-256 of
+/// codes issued before recovery codes were keyed (accepted until they are used up or
+/// replaced by a new enrolment).
+pub fn recovery_candidates(keys: &MfaKeys, user: Uuid, code: &str) -> Vec<Vec<u8>> {
+    let normal = normal_code(code);
+    let mut candidates: Vec<Vec<u8>> = keys
+        .keys
+        .values()
+        .map(|key| MfaKeys::recovery_mac(key, user, &normal))
         .collect();
-    Sha256::digest(normal.as_bytes()).to_vec()
+    candidates.push(Sha256::digest(normal.as_bytes()).to_vec());
+    candidates
 }
 
 /// A recovery code looks like one (so a TOTP code is not taken for one).
@@ -285,17 +331,31 @@ mod tests {
     }
 
     #[test]
-    fn recovery_codes_are_distinct_and_match_their_digests_whatever_the_case() {
-        let (codes, digests) = new_recovery_codes();
+    fn recovery_codes_are_keyed_macs_for_their_user_that_survive_a_key_rotation() {
+        let current = MfaKeys::generate("m1");
+        let keys = MfaKeys::new(&current, &SecretString::from(String::new())).unwrap();
+        let user = Uuid::now_v7();
+        let (codes, stored) = new_recovery_codes(&keys, user);
         assert_eq!(codes.len(), RECOVERY_CODES);
         let unique: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), RECOVERY_CODES);
         assert!(looks_like_recovery_code(&codes[0]));
         assert!(!looks_like_recovery_code("123456"));
-        assert_eq!(
-            recovery_digest(&codes[0].to_uppercase().replace('-', "")),
-            digests[0]
-        );
+        // Case and dashes do not matter.
+        let typed = codes[0].to_uppercase().replace('-', "");
+        assert!(recovery_candidates(&keys, user, &typed).contains(&stored[0]));
+        // Not a plain digest: the stored form cannot be checked without the key.
+        let plain = Sha256::digest(codes[0].replace('-', "").as_bytes()).to_vec();
+        assert!(!stored.contains(&plain));
+        assert_eq!(stored[0].len(), 33);
+        // Bound to its user and to the server's key.
+        assert!(!recovery_candidates(&keys, Uuid::now_v7(), &typed).contains(&stored[0]));
+        let other =
+            MfaKeys::new(&MfaKeys::generate("m1"), &SecretString::from(String::new())).unwrap();
+        assert!(!recovery_candidates(&other, user, &typed).contains(&stored[0]));
+        // After a rotation (the old key kept for opening), the codes still work.
+        let rotated = MfaKeys::new(&MfaKeys::generate("m2"), &current).unwrap();
+        assert!(recovery_candidates(&rotated, user, &typed).contains(&stored[0]));
     }
 
     #[test]

@@ -114,6 +114,15 @@ pub struct MfaCodeRequest {
     pub code: Option<String>,
 }
 
+/// `POST /api/auth/mfa/totp/enroll` body: the account's password, so that a stolen
+/// access token alone cannot put a second factor of the thief's on the account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaEnrollRequest {
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 128)]
+    pub password: Option<SecretString>,
+}
+
 /// `POST /api/auth/mfa/totp/disable` body: the password and a code.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +186,13 @@ pub struct SessionView {
     pub expires_at: DateTime<Utc>,
     /// The session of the access token that asked.
     pub current: bool,
+}
+
+/// `DELETE /api/auth/sessions`: how many other sessions ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsEndedAnswer {
+    pub success: bool,
+    pub count: usize,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,9 +8,9 @@ use axum::Json;
 use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::accounts::TokenAnswer;
 use crate::bodies::security::{
-    EmailRequest, MfaCodeRequest, MfaDisableRequest, MfaEnrollAnswer, MfaStatusAnswer,
-    MfaVerifyRequest, PasswordResetConfirmRequest, RecoveryCodesAnswer, SessionListAnswer,
-    SessionView, VerifyEmailAnswer, VerifyEmailRequest,
+    EmailRequest, MfaCodeRequest, MfaDisableRequest, MfaEnrollAnswer, MfaEnrollRequest,
+    MfaStatusAnswer, MfaVerifyRequest, PasswordResetConfirmRequest, RecoveryCodesAnswer,
+    SessionListAnswer, SessionView, SessionsEndedAnswer, VerifyEmailAnswer, VerifyEmailRequest,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer};
 use crate::error::ApiError;
@@ -188,9 +188,12 @@ pub async fn mfa_status(
     path = "/api/v1/auth/mfa/totp/enroll",
     tag = "auth",
     security(("bearer" = [])),
+    request_body = MfaEnrollRequest,
     responses(
         (status = 200, description = "A new secret for an authenticator app; confirm it with a code", body = MfaEnrollAnswer),
+        (status = 400, description = "VALIDATION_ERROR: password missing or incorrect", body = ErrorEnvelope),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 429, description = "ACCOUNT_LOCKED: too many wrong passwords; see Retry-After", body = ErrorEnvelope),
         (status = 409, description = "MFA_ALREADY_ENABLED", body = ErrorEnvelope),
         (status = 501, description = "MFA_NOT_CONFIGURED: the server has no MFA_ENCRYPTION_KEY", body = ErrorEnvelope),
     )
@@ -198,8 +201,11 @@ pub async fn mfa_status(
 pub async fn enroll_totp(
     State(app): State<AppState>,
     caller: Caller,
+    context: RequestContext,
+    request: Result<ApiJson<MfaEnrollRequest>, ApiError>,
 ) -> Result<Json<MfaEnrollAnswer>, ApiError> {
-    let enrolment = mfa::enroll(&app, &caller).await?;
+    let ApiJson(request) = request?;
+    let enrolment = mfa::enroll(&app, &caller, &context, request.password).await?;
     Ok(Json(MfaEnrollAnswer {
         success: true,
         secret: enrolment.secret_base32,
@@ -327,6 +333,28 @@ pub async fn list_sessions(
         success: true,
         count: data.len(),
         data,
+    }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/sessions",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every session of the caller but the current one is ended (refresh and access tokens); `count` says how many", body = SessionsEndedAnswer),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+    )
+)]
+pub async fn end_other_sessions(
+    State(app): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+) -> Result<Json<SessionsEndedAnswer>, ApiError> {
+    let count = accounts::end_other_sessions(&app, &caller, &context).await?;
+    Ok(Json(SessionsEndedAnswer {
+        success: true,
+        count,
     }))
 }
 

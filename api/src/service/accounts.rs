@@ -579,3 +579,29 @@ pub async fn end_session(
     tracing::info!(event = "session_ended", user_id = %caller.id, %session);
     revoke_access(app, &[session]).await
 }
+
+/// Ends every session of the caller but the current one (after a mail about a change
+/// the owner did not make, say). Returns how many ended.
+pub async fn end_other_sessions(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+) -> Result<usize, ServiceError> {
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    ensure_current(&*tx, caller).await?;
+    users::lock_by_id(&*tx, caller.id).await?;
+    let ended = sessions::revoke_user(&*tx, caller.id, Some(caller.session_id)).await?;
+    users::audit(
+        &*tx,
+        caller.id,
+        "auth.other_sessions_ended",
+        &context.audit(Some(caller.id)),
+        json!({ "sessions": ended.len() }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "other_sessions_ended", user_id = %caller.id, count = ended.len());
+    revoke_access(app, &ended).await?;
+    Ok(ended.len())
+}

@@ -62,6 +62,20 @@ async fn open_secret(
     Ok(secret)
 }
 
+/// Queues a notice about the account's second factor to its current address, in the
+/// transaction of the change.
+async fn notify_owner(
+    tx: &impl tokio_postgres::GenericClient,
+    user: Uuid,
+    kind: MailKind,
+) -> Result<(), ServiceError> {
+    let owner = users::find_by_id(tx, user)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    mail_outbox::enqueue(tx, user, kind, &owner.email).await?;
+    Ok(())
+}
+
 /// Checks a TOTP code or a recovery code against the locked factor and uses it up.
 async fn accept_code(
     app: &AppState,
@@ -71,7 +85,8 @@ async fn accept_code(
     code: &str,
 ) -> Result<&'static str, ServiceError> {
     if totp::looks_like_recovery_code(code) {
-        return match mfa::use_recovery_code(client, user, &totp::recovery_digest(code)).await? {
+        let candidates = totp::recovery_candidates(keys(app)?, user, code);
+        return match mfa::use_recovery_code(client, user, &candidates).await? {
             true => Ok("recovery_code"),
             false => Err(ServiceError::InvalidMfaCode),
         };
@@ -95,7 +110,14 @@ pub async fn status(app: &AppState, caller: &Caller) -> Result<(bool, i64), Serv
 
 /// Starts an enrolment: a new secret for the caller's authenticator app. Not in force
 /// until `confirm` sees a code from it.
-pub async fn enroll(app: &AppState, caller: &Caller) -> Result<Enrolment, ServiceError> {
+/// Needs the account's password: an access token alone (a stolen one) cannot bind a
+/// second factor of someone else's to the account.
+pub async fn enroll(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    password: Option<SecretString>,
+) -> Result<Enrolment, ServiceError> {
     let keys = keys(app)?;
     let client = app.db().await?;
     accounts::ensure_current(&**client, caller).await?;
@@ -103,6 +125,8 @@ pub async fn enroll(app: &AppState, caller: &Caller) -> Result<Enrolment, Servic
         .await?
         .filter(|u| !u.is_deleted())
         .ok_or(ServiceError::InvalidToken)?;
+    let password = password.filter(|p| !p.expose_secret().is_empty());
+    super::users::reauthenticate(app, context, password, &user).await?;
     let secret = totp::new_secret();
     let (kid, sealed) = keys.seal(user.id, &secret);
     if !mfa::begin_enrolment(&**client, user.id, &kid, &sealed).await? {
@@ -136,7 +160,7 @@ pub async fn confirm(
     if !mfa::accept_step(&*tx, caller.id, step).await? {
         return Err(ServiceError::InvalidMfaCode);
     }
-    let (codes, digests) = totp::new_recovery_codes();
+    let (codes, digests) = totp::new_recovery_codes(keys(app)?, caller.id);
     mfa::replace_recovery_codes(&*tx, caller.id, &digests).await?;
     users::audit(
         &*tx,
@@ -146,6 +170,7 @@ pub async fn confirm(
         json!({ "factor": "totp" }),
     )
     .await?;
+    notify_owner(&*tx, caller.id, MailKind::SecondFactorEnabled).await?;
     tx.commit().await?;
     tracing::info!(event = "mfa_enabled", user_id = %caller.id);
     Ok(codes)
@@ -186,6 +211,7 @@ pub async fn disable(
         json!({ "factor": "totp" }),
     )
     .await?;
+    notify_owner(&*tx, caller.id, MailKind::SecondFactorDisabled).await?;
     tx.commit().await?;
     tracing::info!(event = "mfa_disabled", user_id = %caller.id);
     Ok(())
@@ -219,6 +245,7 @@ pub async fn admin_reset(
         json!({ "factor": "totp" }),
     )
     .await?;
+    notify_owner(&*tx, user, MailKind::SecondFactorReset).await?;
     tx.commit().await?;
     tracing::info!(event = "mfa_reset", user_id = %user, actor = %caller.id);
     Ok(())

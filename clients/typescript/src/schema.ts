@@ -255,7 +255,7 @@ export interface paths {
         get: operations["auth_list_sessions"];
         put?: never;
         post?: never;
-        delete?: never;
+        delete: operations["auth_end_other_sessions"];
         options?: never;
         head?: never;
         patch?: never;
@@ -796,6 +796,11 @@ export interface components {
             secret: string;
             success: boolean;
         };
+        /** @description `POST /api/auth/mfa/totp/enroll` body: the account's password, so that a stolen
+         *     access token alone cannot put a second factor of the thief's on the account. */
+        MfaEnrollRequest: {
+            password: string;
+        };
         /** @description `GET /api/auth/mfa`. */
         MfaStatusAnswer: {
             enabled: boolean;
@@ -964,6 +969,11 @@ export interface components {
              */
             lastUsedAt: string;
             userAgent?: string | null;
+        };
+        /** @description `DELETE /api/auth/sessions`: how many other sessions ended. */
+        SessionsEndedAnswer: {
+            count: number;
+            success: boolean;
         };
         /** @description The answer of login and refresh. */
         TokenAnswer: {
@@ -1894,7 +1904,11 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaEnrollRequest"];
+            };
+        };
         responses: {
             /** @description A new secret for an authenticator app; confirm it with a code */
             200: {
@@ -1905,7 +1919,7 @@ export interface operations {
                     "application/json": components["schemas"]["MfaEnrollAnswer"];
                 };
             };
-            /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
+            /** @description VALIDATION_ERROR: password missing or incorrect */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1932,7 +1946,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Rate limited; `Retry-After` says when to retry */
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description ACCOUNT_LOCKED: too many wrong passwords; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2415,6 +2447,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SessionListAnswer"];
+                };
+            };
+            /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    auth_end_other_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every session of the caller but the current one is ended (refresh and access tokens); `count` says how many */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionsEndedAnswer"];
                 };
             };
             /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */

@@ -25,10 +25,16 @@ pub enum MailKind {
     SecondFactorFailures,
     /// A notice that someone tried to register with the address of this account.
     RegistrationAttempt,
+    /// A notice that two-factor sign-in was turned on.
+    SecondFactorEnabled,
+    /// A notice that the owner turned two-factor sign-in off.
+    SecondFactorDisabled,
+    /// A notice that an admin removed the second factor.
+    SecondFactorReset,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 7] = [
+    pub const ALL: [MailKind; 10] = [
         MailKind::VerifyEmail,
         MailKind::VerifyNewEmail,
         MailKind::EmailChangeNotice,
@@ -36,6 +42,9 @@ impl MailKind {
         MailKind::PasswordChanged,
         MailKind::SecondFactorFailures,
         MailKind::RegistrationAttempt,
+        MailKind::SecondFactorEnabled,
+        MailKind::SecondFactorDisabled,
+        MailKind::SecondFactorReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +56,9 @@ impl MailKind {
             MailKind::PasswordChanged => "password_changed",
             MailKind::SecondFactorFailures => "second_factor_failures",
             MailKind::RegistrationAttempt => "registration_attempt",
+            MailKind::SecondFactorEnabled => "second_factor_enabled",
+            MailKind::SecondFactorDisabled => "second_factor_disabled",
+            MailKind::SecondFactorReset => "second_factor_reset",
         }
     }
 

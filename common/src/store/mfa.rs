@@ -1,5 +1,6 @@
 //! TOTP second factors and their recovery codes. Secrets are stored sealed (the api
-//! encrypts them under `MFA_ENCRYPTION_KEY`); recovery codes only as SHA-256 digests.
+//! encrypts them under `MFA_ENCRYPTION_KEY`); recovery codes only as HMACs under a key
+//! derived from it (older ones as SHA-256 digests).
 
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -121,17 +122,21 @@ pub async fn replace_recovery_codes(
     Ok(())
 }
 
-/// Uses a recovery code; false when it is unknown or was used.
+/// Uses a recovery code given as the stored forms it may have (see the api's
+/// `recovery_candidates`); false when none is known or unused.
 pub async fn use_recovery_code(
     client: &impl GenericClient,
     user_id: Uuid,
-    digest: &[u8],
+    candidates: &[Vec<u8>],
 ) -> Result<bool, tokio_postgres::Error> {
     let n = client
         .execute(
             "UPDATE mfa_recovery_codes SET used_at = now()
-             WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
-            &[&user_id, &digest],
+             WHERE (user_id, code_hash) IN (
+                 SELECT user_id, code_hash FROM mfa_recovery_codes
+                 WHERE user_id = $1 AND code_hash = ANY($2) AND used_at IS NULL
+                 LIMIT 1)",
+            &[&user_id, &candidates],
         )
         .await?;
     Ok(n == 1)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use registrar_tests::{
-    link_token, logs, mails_to, wait_for_mails, TestApp, TestOptions, FRONTEND_URL,
+    link_token, logs, mails_to, wait_for_mails, Account, TestApp, TestOptions, FRONTEND_URL,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -464,8 +464,15 @@ async fn password_reset_requests_are_limited_per_email_known_or_not() {
 }
 
 /// Enrols TOTP for the account; returns the secret and the recovery codes.
-async fn enable_totp(app: &TestApp, access: &str) -> (Vec<u8>, Vec<String>) {
-    let (status, enrol) = post(app, "/api/auth/mfa/totp/enroll", Some(access), &json!({})).await;
+async fn enable_totp(app: &TestApp, account: &Account) -> (Vec<u8>, Vec<String>) {
+    let access = account.access.as_str();
+    let (status, enrol) = post(
+        app,
+        "/api/auth/mfa/totp/enroll",
+        Some(access),
+        &json!({ "password": account.password }),
+    )
+    .await;
     assert_eq!(status, 200, "{enrol}");
     assert!(enrol["otpauthUri"]
         .as_str()
@@ -513,7 +520,7 @@ async fn challenge(app: &TestApp, email: &str, password: &str) -> String {
 async fn with_totp_a_login_needs_a_code_and_each_code_works_once() {
     let app = TestApp::spawn().await;
     let account = app.register_and_login().await;
-    let (secret, recovery) = enable_totp(&app, &account.access).await;
+    let (secret, recovery) = enable_totp(&app, &account).await;
     let (_, status) = get(&app, "/api/auth/mfa", &account.access).await;
     assert_eq!(
         (
@@ -523,7 +530,8 @@ async fn with_totp_a_login_needs_a_code_and_each_code_works_once() {
         (json!(true), json!(10))
     );
 
-    // The secret is sealed at rest; recovery codes are digests.
+    // The secret is sealed at rest; recovery codes are MACs under a server key: no row
+    // is the plain digest of a code, which a dump alone would let one test guesses on.
     let pg = app.pg().await;
     let sealed: Vec<u8> = pg
         .query_one(
@@ -534,18 +542,24 @@ async fn with_totp_a_login_needs_a_code_and_each_code_works_once() {
         .unwrap()
         .get(0);
     assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_slice()));
-    let digests: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2",
-            &[
-                &account.id,
-                &registrar_api::auth::mfa::recovery_digest(&recovery[0]),
-            ],
+    let stored: Vec<Vec<u8>> = pg
+        .query(
+            "SELECT code_hash FROM mfa_recovery_codes WHERE user_id = $1",
+            &[&account.id],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(digests, 1);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored.len(), 10);
+    for code in &recovery {
+        let plain = sha256(&code.replace('-', ""));
+        assert!(
+            !stored.contains(&plain),
+            "a recovery code is stored as its plain digest"
+        );
+    }
 
     // Password right: a challenge, no tokens. A wrong code is refused; the next step's
     // code is accepted (the current one was used by the confirmation).
@@ -624,7 +638,7 @@ async fn with_totp_a_login_needs_a_code_and_each_code_works_once() {
 async fn fifty_parallel_wrong_totp_codes_lock_the_account_like_wrong_passwords() {
     let app = TestApp::spawn().await;
     let account = app.register_and_login().await;
-    let (secret, _) = enable_totp(&app, &account.access).await;
+    let (secret, _) = enable_totp(&app, &account).await;
     let ch = challenge(&app, &account.email, &account.password).await;
     let right = code_at(&secret, now_unix() + 30);
     let wrong = if right == "111111" {
@@ -663,7 +677,7 @@ async fn fifty_parallel_wrong_totp_codes_lock_the_account_like_wrong_passwords()
 async fn disabling_totp_needs_the_password_and_a_code_and_an_admin_can_reset_it() {
     let app = TestApp::spawn().await;
     let account = app.register_and_login().await;
-    let (secret, recovery) = enable_totp(&app, &account.access).await;
+    let (secret, recovery) = enable_totp(&app, &account).await;
     let (status, body) = post(
         &app,
         "/api/auth/mfa/totp/disable",
@@ -695,7 +709,7 @@ async fn disabling_totp_needs_the_password_and_a_code_and_an_admin_can_reset_it(
     assert!(app.login(&account.email, &account.password).await.1["accessToken"].is_string());
 
     // Enabled again, then reset by an admin (audited); a user may not reset it.
-    let (_, _) = enable_totp(&app, &account.access).await;
+    let (_, _) = enable_totp(&app, &account).await;
     let path = format!("/api/users/{}/mfa", account.id);
     let (status, _, _) = app
         .call(Method::DELETE, &path, Some(&account.access), None)
@@ -940,7 +954,7 @@ async fn a_second_factor_challenge_is_good_only_for_the_client_it_was_issued_to(
     })
     .await;
     let account = app.register_and_login().await;
-    let (secret, _) = enable_totp(&app, &account.access).await;
+    let (secret, _) = enable_totp(&app, &account).await;
     let ch = challenge_from(&app, &account.email, &account.password, "198.51.100.7").await;
     let right = code_at(&secret, now_unix() + 30);
     let body = json!({ "challenge": ch, "code": right });
@@ -972,7 +986,7 @@ async fn a_challenge_ends_after_five_wrong_codes_and_the_account_backs_off_whate
     })
     .await;
     let account = app.register_and_login().await;
-    let (secret, _) = enable_totp(&app, &account.access).await;
+    let (secret, _) = enable_totp(&app, &account).await;
     let attacker = "203.0.113.66";
     let ch = challenge_from(&app, &account.email, &account.password, attacker).await;
     let wrong = json!({ "challenge": ch, "code": wrong_code(&secret) });
@@ -1106,7 +1120,7 @@ async fn a_password_change_or_an_address_change_burns_outstanding_reset_links() 
 async fn a_password_change_or_reset_ends_outstanding_second_factor_challenges() {
     let app = TestApp::spawn().await;
     let account = app.register_and_login().await;
-    let (secret, _) = enable_totp(&app, &account.access).await;
+    let (secret, _) = enable_totp(&app, &account).await;
     let verify = |challenge: String, code: String| {
         let app = &app;
         async move {
@@ -1168,4 +1182,95 @@ async fn a_password_change_or_reset_ends_outstanding_second_factor_challenges() 
     let fresh = challenge(&app, &account.email, "after the reset 4711").await;
     let (status, body) = verify(fresh, next_code()).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn second_factor_changes_need_the_password_mail_the_owner_and_other_sessions_can_be_ended() {
+    let app = TestApp::spawn().await;
+    let account = app.register_and_login().await;
+    // An access token alone (a stolen one) cannot enrol a second factor.
+    for body in [json!({}), json!({ "password": "not the password 1" })] {
+        let (status, answer) = post(
+            &app,
+            "/api/auth/mfa/totp/enroll",
+            Some(&account.access),
+            &body,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("VALIDATION_ERROR")),
+            "{body}: {answer}"
+        );
+    }
+    let (_, recovery) = enable_totp(&app, &account).await;
+    wait_for_mails(
+        &account.email,
+        "Two-factor sign-in was turned on for your account",
+        1,
+        MAIL_WAIT,
+    )
+    .await;
+    let (status, body) = post(
+        &app,
+        "/api/auth/mfa/totp/disable",
+        Some(&account.access),
+        &json!({ "password": account.password, "code": recovery[0] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_mails(
+        &account.email,
+        "Two-factor sign-in was turned off for your account",
+        1,
+        MAIL_WAIT,
+    )
+    .await;
+    let _ = enable_totp(&app, &account).await;
+    let admin = app.account_with_role("admin").await;
+    let (status, _, body) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/users/{}/mfa", account.id),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_mails(
+        &account.email,
+        "An administrator removed your second factor",
+        1,
+        MAIL_WAIT,
+    )
+    .await;
+
+    // The owner, told of a change they did not make, ends every other session.
+    let (status, other) = app.login(&account.email, &account.password).await;
+    assert_eq!(status, 200, "{other}");
+    let (status, _, body) = app
+        .call(
+            Method::DELETE,
+            "/api/auth/sessions",
+            Some(&account.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["count"].as_u64().unwrap() >= 1, "{body}");
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/api/auth/me",
+            Some(other["accessToken"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "the other session's access token is revoked");
+    let (status, _, _) = app
+        .call(Method::GET, "/api/auth/me", Some(&account.access), None)
+        .await;
+    assert_eq!(status, 200, "the caller's own session goes on");
+    let (_, sessions) = get(&app, "/api/auth/sessions", &account.access).await;
+    assert_eq!(sessions["count"], 1, "{sessions}");
 }
