@@ -298,7 +298,8 @@ pub struct ApiConfig {
         action = clap::ArgAction::Set
     )]
     pub require_verified_email: bool,
-    /// Mail requests (password reset, verification resend) per email per window.
+    /// Mails per recipient per window (password reset, verification resend, an email
+    /// change's verification) before further ones are slowed down.
     #[arg(
         long = "mail-requests-per-email",
         env = "MAIL_REQUESTS_PER_EMAIL",

@@ -38,39 +38,75 @@ fn parse_email(email: Option<&str>) -> Result<Email, ServiceError> {
     email_field(&mut errors, email).ok_or(ServiceError::Invalid(errors))
 }
 
-/// Counts a mail request against the email's and the client's limits; refused with
-/// 429 whichever is exceeded, the same for known and unknown addresses.
+/// When a mail that a request asks for may go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailPace {
+    /// Within the recipient's limit: at once.
+    Now,
+    /// Beyond it: not before this long, and only if no mail of the same kind still
+    /// waits for the recipient (requests in between are folded into that one).
+    After(std::time::Duration),
+}
+
+impl MailPace {
+    /// `None` for at once, else the wait before the (coalesced) mail.
+    pub fn wait(self) -> Option<std::time::Duration> {
+        match self {
+            MailPace::Now => None,
+            MailPace::After(wait) => Some(wait),
+        }
+    }
+}
+
+/// The first wait beyond a recipient's limit; each further request doubles it, up to the
+/// limit's window.
+const PACE_BASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Counts a mail to `recipient` against the one per-recipient limit that every mail a
+/// request can cause shares (reset, verification resend, email-change verification).
+/// Beyond the limit the mail is slowed down, never refused: whoever floods an address
+/// cannot keep its owner from getting a working link, only make it come later.
+pub async fn pace_for_recipient(app: &AppState, recipient: &str) -> Result<MailPace, ServiceError> {
+    let limits = &app.accounts.mail_limits;
+    let (n, _) = app
+        .stores
+        .auth_flows
+        .count_request("recipient", recipient, limits.window)
+        .await?;
+    let Some(excess) = n.checked_sub(limits.per_email).filter(|e| *e > 0) else {
+        return Ok(MailPace::Now);
+    };
+    let doubled = PACE_BASE.saturating_mul(1u32 << (excess - 1).min(16));
+    Ok(MailPace::After(doubled.min(limits.window.max(PACE_BASE))))
+}
+
+/// Counts a mail request against the client's limit (429 beyond it, whoever the address
+/// belongs to) and the recipient's (which slows the mail down instead).
 async fn limit_mail_request(
     app: &AppState,
     kind: &str,
     email: &Email,
     context: &RequestContext,
-) -> Result<(), ServiceError> {
+) -> Result<MailPace, ServiceError> {
     let limits = &app.accounts.mail_limits;
-    let flows = &app.stores.auth_flows;
     let client = accounts::attempt_client(context);
     let ip_kind = format!("{kind}-ip");
-    let (by_email, by_ip) = tokio::join!(
-        flows.count_request(kind, email.as_str(), limits.window),
-        flows.count_request(&ip_kind, &client, limits.window),
-    );
-    let ((n_email, ttl_email), (n_ip, ttl_ip)) = (by_email?, by_ip?);
-    let retry = if n_email > limits.per_email {
-        Some(ttl_email)
-    } else if n_ip > limits.per_ip {
-        Some(ttl_ip)
-    } else {
-        None
-    };
-    match retry {
-        Some(secs) => {
-            tracing::info!(event = "mail_request_limited", kind, email = %email.masked());
-            Err(ServiceError::RateLimited {
-                retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
-            })
-        }
-        None => Ok(()),
+    let (n_ip, ttl_ip) = app
+        .stores
+        .auth_flows
+        .count_request(&ip_kind, &client, limits.window)
+        .await?;
+    if n_ip > limits.per_ip {
+        tracing::info!(event = "mail_request_limited", kind, by = "client");
+        return Err(ServiceError::RateLimited {
+            retry_after_secs: u32::try_from(ttl_ip).unwrap_or(u32::MAX),
+        });
     }
+    let pace = pace_for_recipient(app, email.as_str()).await?;
+    if let MailPace::After(wait) = pace {
+        tracing::info!(event = "mail_request_slowed", kind, email = %email.masked(), wait_secs = wait.as_secs());
+    }
+    Ok(pace)
 }
 
 /// Follows a verification link: the account's address (or the new one it asked for)
@@ -136,10 +172,15 @@ pub async fn resend_verification(
     email: Option<&str>,
 ) -> Result<(), ServiceError> {
     let email = parse_email(email)?;
-    limit_mail_request(app, "verify", &email, context).await?;
+    let pace = limit_mail_request(app, "verify", &email, context).await?;
     let client = app.db().await?;
-    let queued =
-        mail_outbox::enqueue_for_address(&**client, email.as_str(), MailKind::VerifyEmail).await?;
+    let queued = mail_outbox::enqueue_for_address(
+        &**client,
+        email.as_str(),
+        MailKind::VerifyEmail,
+        pace.wait(),
+    )
+    .await?;
     tracing::info!(event = "verification_resend_requested", email = %email.masked(), queued);
     Ok(())
 }
@@ -152,11 +193,15 @@ pub async fn request_password_reset(
     email: Option<&str>,
 ) -> Result<(), ServiceError> {
     let email = parse_email(email)?;
-    limit_mail_request(app, "reset", &email, context).await?;
+    let pace = limit_mail_request(app, "reset", &email, context).await?;
     let client = app.db().await?;
-    let queued =
-        mail_outbox::enqueue_for_address(&**client, email.as_str(), MailKind::PasswordReset)
-            .await?;
+    let queued = mail_outbox::enqueue_for_address(
+        &**client,
+        email.as_str(),
+        MailKind::PasswordReset,
+        pace.wait(),
+    )
+    .await?;
     tracing::info!(event = "password_reset_requested", email = %email.masked(), queued);
     Ok(())
 }

@@ -439,7 +439,18 @@ pub async fn update_user(
         if new_email_taken {
             tracing::info!(event = "email_change_to_taken_address", user_id = %id);
         } else {
-            mail_outbox::enqueue(&*tx, id, MailKind::VerifyNewEmail, new_email).await?;
+            // The new address's mails share its per-recipient limit: a changer who
+            // cycles through other people's addresses cannot flood them.
+            match super::email::pace_for_recipient(app, new_email).await? {
+                super::email::MailPace::Now => {
+                    mail_outbox::enqueue(&*tx, id, MailKind::VerifyNewEmail, new_email).await?;
+                }
+                super::email::MailPace::After(wait) => {
+                    tracing::info!(event = "mail_request_slowed", kind = "verify_new_email", user_id = %id, wait_secs = wait.as_secs());
+                    mail_outbox::enqueue_paced(&*tx, id, MailKind::VerifyNewEmail, new_email, wait)
+                        .await?;
+                }
+            }
         }
         mail_outbox::enqueue(&*tx, id, MailKind::EmailChangeNotice, &locked.email).await?;
     } else if let Some(new_email) = &changes.email {

@@ -240,7 +240,7 @@ impl AuthFlowStore {
         self.redis
             .with_conn(move |c| {
                 Box::pin(async move {
-                    let keys: Vec<String> = ["verify", "reset"]
+                    let keys: Vec<String> = ["verify", "reset", "recipient"]
                         .iter()
                         .map(|k| format!("{prefix}auth:mail-limit:{k}:{digest}"))
                         .collect();

@@ -91,17 +91,69 @@ pub async fn enqueue_for_address(
     client: &impl GenericClient,
     email: &str,
     kind: MailKind,
+    paced: Option<Duration>,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = match paced {
+        None => {
+            client
+                .execute(
+                    "INSERT INTO mail_outbox (id, user_id, kind, recipient)
+                     SELECT $1, id, $3, email FROM users
+                     WHERE email = $2 AND deleted_at IS NULL
+                       AND ($3 <> 'verify_email' OR email_verified_at IS NULL)",
+                    &[&Uuid::now_v7(), &email, &kind.as_str()],
+                )
+                .await?
+        }
+        Some(wait) => {
+            client
+                .execute(
+                    "INSERT INTO mail_outbox (id, user_id, kind, recipient, next_attempt_at)
+                     SELECT $1, u.id, $3, u.email, now() + make_interval(secs => $4) FROM users u
+                     WHERE u.email = $2 AND u.deleted_at IS NULL
+                       AND ($3 <> 'verify_email' OR u.email_verified_at IS NULL)
+                       AND NOT EXISTS (SELECT 1 FROM mail_outbox m
+                           WHERE m.user_id = u.id AND m.kind = $3 AND m.recipient = u.email
+                             AND m.sent_at IS NULL AND m.failed_at IS NULL)",
+                    &[&Uuid::now_v7(), &email, &kind.as_str(), &seconds(wait)],
+                )
+                .await?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// Queues a mail of `kind` for `user` to `recipient` not before `wait` from now, unless
+/// one of the same kind to the same recipient still waits (it stands for both). Returns
+/// whether a mail was queued.
+pub async fn enqueue_paced(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    kind: MailKind,
+    recipient: &str,
+    wait: Duration,
 ) -> Result<bool, tokio_postgres::Error> {
     let n = client
         .execute(
-            "INSERT INTO mail_outbox (id, user_id, kind, recipient)
-             SELECT $1, id, $3, email FROM users
-             WHERE email = $2 AND deleted_at IS NULL
-               AND ($3 <> 'verify_email' OR email_verified_at IS NULL)",
-            &[&Uuid::now_v7(), &email, &kind.as_str()],
+            "INSERT INTO mail_outbox (id, user_id, kind, recipient, next_attempt_at)
+             SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
+             WHERE NOT EXISTS (SELECT 1 FROM mail_outbox m
+                 WHERE m.user_id = $2 AND m.kind = $3 AND m.recipient = $4
+                   AND m.sent_at IS NULL AND m.failed_at IS NULL)",
+            &[
+                &Uuid::now_v7(),
+                &user_id,
+                &kind.as_str(),
+                &recipient,
+                &seconds(wait),
+            ],
         )
         .await?;
     Ok(n == 1)
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
 }
 
 /// Queues a notice of `kind` to the live account of `email`, unless one of the same kind

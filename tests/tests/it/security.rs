@@ -425,42 +425,154 @@ async fn a_reset_link_sets_the_password_once_ends_every_session_and_expires() {
 }
 
 #[tokio::test]
-async fn password_reset_requests_are_limited_per_email_known_or_not() {
+async fn reset_requests_beyond_the_per_email_limit_are_slowed_into_one_mail_not_refused() {
     let app = TestApp::spawn_with(TestOptions {
-        without_consumer: true,
         api_args: vec!["--mail-requests-per-email".into(), "2".into()],
         ..Default::default()
     })
     .await;
-    for email in ["limited@example.com", "limited-too@example.com"] {
-        for _ in 0..2 {
-            let (status, _) = post(
-                &app,
-                "/api/auth/password-reset",
-                None,
-                &json!({ "email": email }),
-            )
-            .await;
-            assert_eq!(status, 202);
-        }
-        let (status, headers, body) = app
-            .call(
-                Method::POST,
-                "/api/auth/password-reset",
-                None,
-                Some(&json!({ "email": email })),
-            )
-            .await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (429, Some("RATE_LIMITED")),
-            "{body}"
-        );
-        assert!(headers.contains_key("retry-after"));
+    let account = app.register_and_login().await;
+    // Someone keeps asking for the owner's reset: every request gets the same 202 (no
+    // lockout for the owner); the first two mail at once ...
+    let ask = || async {
+        let (status, body) = post(
+            &app,
+            "/api/auth/password-reset",
+            None,
+            &json!({ "email": account.email }),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    };
+    ask().await;
+    ask().await;
+    wait_for_mails(&account.email, "Reset your password", 2, MAIL_WAIT).await;
+    for _ in 0..4 {
+        ask().await;
     }
+    // ... and the other four are folded into one mail that waits its turn.
+    let pg = app.pg().await;
+    let waiting: Vec<(i64, bool)> = pg
+        .query(
+            "SELECT count(*), bool_and(next_attempt_at > now() + interval '30 seconds')
+             FROM mail_outbox WHERE user_id = $1 AND kind = 'password_reset' AND sent_at IS NULL",
+            &[&account.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, Option<bool>>(1).unwrap_or(false)))
+        .collect();
+    assert_eq!(waiting, vec![(1, true)], "one slowed mail waits");
+    // When its time comes, the owner gets a link that works.
+    pg.execute(
+        "UPDATE mail_outbox SET next_attempt_at = now() WHERE user_id = $1 AND sent_at IS NULL",
+        &[&account.id],
+    )
+    .await
+    .unwrap();
+    let mails = wait_for_mails(&account.email, "Reset your password", 3, MAIL_WAIT).await;
+    let (status, body) = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": link_token(&mails[2]), "newPassword": "the owner got through 42" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     // The limit keys name no address.
     let keys = app.redis_keys().await;
-    assert!(keys.iter().all(|k| !k.contains("limited")), "{keys:?}");
+    let limits: Vec<&String> = keys.iter().filter(|k| k.contains("mail-limit")).collect();
+    assert!(!limits.is_empty());
+    assert!(
+        limits.iter().all(|k| !k.contains(&account.email)),
+        "{limits:?}"
+    );
+}
+
+#[tokio::test]
+async fn reset_requests_from_one_client_address_are_limited_whatever_the_email() {
+    let app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        api_args: vec!["--mail-requests-per-ip".into(), "3".into()],
+        ..Default::default()
+    })
+    .await;
+    for i in 0..3 {
+        let (status, _) = post(
+            &app,
+            "/api/auth/password-reset",
+            None,
+            &json!({ "email": format!("someone.{i}@example.com") }),
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    let (status, headers, body) = app
+        .call(
+            Method::POST,
+            "/api/auth/password-reset",
+            None,
+            Some(&json!({ "email": "someone.else@example.com" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn email_change_mails_share_the_new_addresss_per_recipient_limit() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_args: vec!["--mail-requests-per-email".into(), "2".into()],
+        ..Default::default()
+    })
+    .await;
+    let account = app.register_and_login().await;
+    // A stranger's address has had its share of mails this hour (reset requests for it
+    // count, account or not).
+    let victim = format!("victim.{}", account.email);
+    for _ in 0..2 {
+        let (status, _) = post(
+            &app,
+            "/api/auth/password-reset",
+            None,
+            &json!({ "email": victim }),
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    // An email change to it is accepted (pending) but its verification mail is slowed.
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{}", account.id),
+            Some(&account.access),
+            Some(&json!({ "email": victim, "currentPassword": account.password })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let slowed: bool = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT bool_and(next_attempt_at > now() + interval '30 seconds') FROM mail_outbox
+             WHERE user_id = $1 AND kind = 'verify_new_email' AND recipient = $2",
+            &[&account.id, &victim],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<bool>>(0)
+        .unwrap_or(false);
+    assert!(slowed, "the verification mail to the new address waits");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        mails_to(&victim).await.is_empty(),
+        "nothing reached the new address yet"
+    );
 }
 
 /// Enrols TOTP for the account; returns the secret and the recovery codes.
