@@ -279,6 +279,33 @@ pub struct ApiConfig {
         value_parser = clap::value_parser!(u32).range(1..=100_000)
     )]
     pub import_chunk_lines: u32,
+    /// Largest import body accepted, in bytes (a larger `Content-Length` is refused with
+    /// 413 before anything is read; a body without one stops there).
+    #[arg(long = "import-max-bytes", env = "IMPORT_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub import_max_bytes: u64,
+    /// Most lines one import may hold; the import stops at the line after (413).
+    #[arg(
+        long = "import-max-lines",
+        env = "IMPORT_MAX_LINES",
+        default_value_t = 1_000_000
+    )]
+    pub import_max_lines: u64,
+    /// Imports one admin may run at once over the api (the CLI import is not counted).
+    #[arg(
+        long = "imports-per-admin",
+        env = "IMPORTS_PER_ADMIN",
+        default_value_t = 1
+    )]
+    pub imports_per_admin: u32,
+    /// Lines per second one import publishes at most, so that it shares the producer,
+    /// the topic and the consumers with sign-ups instead of queueing ahead of them;
+    /// 0: as fast as the broker takes them.
+    #[arg(
+        long = "import-rate-per-sec",
+        env = "IMPORT_RATE_PER_SEC",
+        default_value_t = 5000
+    )]
+    pub import_rate_per_sec: u32,
     /// Bound on handling one request, in milliseconds.
     #[arg(
         long = "request-timeout-ms",

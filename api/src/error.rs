@@ -56,7 +56,9 @@ impl ApiError {
                 | S::DataQuotaExceeded
                 | S::LastAdmin
                 | S::MfaAlreadyEnabled
-                | S::MfaNotEnabled => StatusCode::CONFLICT,
+                | S::MfaNotEnabled
+                | S::ImportInProgress => StatusCode::CONFLICT,
+                S::ImportTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 S::EmailNotVerified | S::MfaRequired | S::PasswordResetRequired => {
                     StatusCode::FORBIDDEN
                 }
@@ -111,6 +113,8 @@ impl ApiError {
                 S::MfaNotEnabled => "MFA_NOT_ENABLED",
                 S::InvalidMfaCode => "INVALID_MFA_CODE",
                 S::MfaNotConfigured => "MFA_NOT_CONFIGURED",
+                S::ImportTooLarge(_) => "PAYLOAD_TOO_LARGE",
+                S::ImportInProgress => "IMPORT_IN_PROGRESS",
                 S::Overloaded { .. } => "OVERLOADED",
                 S::Unavailable(_) => "SERVICE_UNAVAILABLE",
                 S::Internal(_) => "INTERNAL_ERROR",
@@ -176,6 +180,10 @@ impl ApiError {
                 S::InvalidMfaCode => "The code is wrong, expired or was used already".into(),
                 S::MfaNotConfigured => {
                     "Two-factor authentication is not configured on this server".into()
+                }
+                S::ImportTooLarge(why) => format!("The import is too large: {why}; split it"),
+                S::ImportInProgress => {
+                    "You have as many imports running as allowed; wait for one to finish".into()
                 }
                 S::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
                 S::Unavailable(_) => "A required service is unavailable; retry shortly".into(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use common::events::seal::Sealer;
 use common::store::auth_flows::AuthFlowStore;
 use common::store::idempotency::IdempotencyStore;
+use common::store::leases::LeaseStore;
 use common::store::login_attempts::LoginAttemptStore;
 use common::store::redis::Redis;
 use common::store::registration_status::RegistrationStatusStore;
@@ -29,6 +30,8 @@ pub struct Stores {
     pub revoked_sessions: RevokedSessionStore,
     pub idempotency: IdempotencyStore,
     pub auth_flows: AuthFlowStore,
+    /// Leases that bound concurrent work (an admin's running imports).
+    pub leases: LeaseStore,
 }
 
 impl Stores {
@@ -39,9 +42,24 @@ impl Stores {
             revoked_sessions: RevokedSessionStore::new(redis.clone()),
             idempotency: IdempotencyStore::new(redis.clone()),
             auth_flows: AuthFlowStore::new(redis.clone()),
+            leases: LeaseStore::new(redis.clone()),
             redis,
         }
     }
+}
+
+/// Bulk imports: chunking and the limits that keep one import from crowding out
+/// sign-ups or another admin's work.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportLimits {
+    /// Lines per published chunk.
+    pub chunk_lines: usize,
+    pub max_bytes: u64,
+    pub max_lines: u64,
+    /// Imports one admin may run at once (api only).
+    pub per_admin: u32,
+    /// Lines per second one import publishes at most; 0: unpaced.
+    pub rate_per_sec: u32,
 }
 
 pub struct Inner {
@@ -52,8 +70,8 @@ pub struct Inner {
     pub sealer: Sealer,
     /// Finished registrations answered from memory for a few seconds (polling).
     pub finished: crate::service::registration::FinishedRegistrations,
-    /// Lines per published chunk of a bulk import.
-    pub import_chunk_lines: usize,
+    /// How bulk imports are chunked and limited.
+    pub imports: ImportLimits,
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
@@ -74,8 +92,7 @@ pub struct Dependencies {
     pub sealer: Sealer,
     /// How long a finished registration's state is answered from memory.
     pub poll_cache_ttl: Duration,
-    /// Lines per published chunk of a bulk import.
-    pub import_chunk_lines: usize,
+    pub imports: ImportLimits,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
@@ -97,7 +114,7 @@ impl AppState {
             publisher,
             sealer,
             poll_cache_ttl,
-            import_chunk_lines,
+            imports,
             health_timeout,
             metrics,
             accounts,
@@ -109,7 +126,10 @@ impl AppState {
             publisher,
             sealer,
             finished: crate::service::registration::FinishedRegistrations::new(poll_cache_ttl),
-            import_chunk_lines: import_chunk_lines.max(1),
+            imports: ImportLimits {
+                chunk_lines: imports.chunk_lines.max(1),
+                ..imports
+            },
             started: Instant::now(),
             health_timeout,
             metrics,

@@ -52,6 +52,8 @@ async fn require_admin(app: &AppState, caller: &Caller) -> Result<(), ApiError> 
         (status = 400, description = "VALIDATION_ERROR: id is not a UUID, the body holds no line or could not be read", body = ErrorEnvelope),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 409, description = "IMPORT_IN_PROGRESS: the admin runs as many imports as IMPORTS_PER_ADMIN allows", body = ErrorEnvelope),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: a Content-Length above IMPORT_MAX_BYTES (nothing read), or the body grew past it or past IMPORT_MAX_LINES (the import stopped there: lines before it are in the pipeline; see its status)", body = ErrorEnvelope),
         (status = 503, description = "The broker or a store failed: the import stopped (see its status); rerun it with the same id", body = ErrorEnvelope),
     )
 )]
@@ -59,6 +61,7 @@ pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ImportQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<
     (
@@ -75,6 +78,23 @@ pub async fn create(
         .map(|raw| raw.parse::<uuid::Uuid>())
         .transpose()
         .map_err(|_| ServiceError::invalid("id", "must be a UUID"))?;
+    // A body announced larger than the limit is refused before anything happens.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = announced.filter(|l| *l > app.imports.max_bytes) {
+        tracing::info!(
+            event = "import_refused",
+            reason = "too large",
+            bytes = length
+        );
+        return Err(ServiceError::ImportTooLarge(format!(
+            "{length} bytes, more than {} (IMPORT_MAX_BYTES)",
+            app.imports.max_bytes
+        ))
+        .into());
+    }
     let summary = import::run(
         &app,
         Some(caller.id),

@@ -68,6 +68,12 @@ pub enum ServiceError {
     /// Two-factor enrolment needs `MFA_ENCRYPTION_KEY`.
     #[error("two-factor authentication is not configured")]
     MfaNotConfigured,
+    /// An import beyond its size or line limit (`IMPORT_MAX_BYTES`, `IMPORT_MAX_LINES`).
+    #[error("import too large: {0}")]
+    ImportTooLarge(String),
+    /// The admin's imports running now reach `IMPORTS_PER_ADMIN`.
+    #[error("import in progress")]
+    ImportInProgress,
     /// Back-pressure (producer queue or hashing pool full): retry shortly.
     #[error("overloaded")]
     Overloaded { retry_after_secs: u32 },

@@ -254,6 +254,10 @@ struct Run<'a> {
     /// The chunk being published while the next one is read: its refused lines and
     /// the number of accepted ones, once every acknowledgement came.
     publishing: Option<tokio::task::JoinHandle<Result<Published, ServiceError>>>,
+    /// When reading began: the pace (`IMPORT_RATE_PER_SEC`) counts from here.
+    started: tokio::time::Instant,
+    /// The admin's lease on one of their concurrent imports, renewed at each chunk.
+    lease: Option<common::store::leases::Lease>,
 }
 
 /// A chunk whose accepted lines the broker acknowledged.
@@ -327,12 +331,31 @@ impl Run<'_> {
     /// and at most two chunks are held in memory.
     async fn flush(&mut self) -> Result<(), ServiceError> {
         self.settle().await?;
+        self.pace().await;
+        if let Some(lease) = &self.lease {
+            if !self.app.stores.leases.renew(lease).await? {
+                tracing::warn!(event = "import_lease_lost", import_id = %self.id);
+            }
+        }
         let chunk = std::mem::take(&mut self.chunk);
         self.publishing = Some(tokio::spawn(publish_chunk(
             self.app.publisher.clone(),
             chunk,
         )));
         Ok(())
+    }
+
+    /// Holds the import to its own rate: the lines read so far may not run ahead of
+    /// `IMPORT_RATE_PER_SEC` since the start, so a big import takes its share of the
+    /// producer, the topic and the consumers, and sign-ups keep theirs.
+    async fn pace(&self) {
+        let rate = self.app.imports.rate_per_sec;
+        if rate == 0 {
+            return;
+        }
+        let lines = u64::try_from(self.lines).unwrap_or(0);
+        let due = self.started + std::time::Duration::from_secs_f64(lines as f64 / f64::from(rate));
+        tokio::time::sleep_until(due).await;
     }
 
     /// Waits for the chunk being published and records it.
@@ -371,7 +394,7 @@ pub async fn run<S, E>(
     actor: Option<Uuid>,
     source: Source,
     id: Option<Uuid>,
-    mut body: S,
+    body: S,
     progress: &(dyn Fn(i64, u64) + Send + Sync),
 ) -> Result<ImportSummary, ServiceError>
 where
@@ -379,6 +402,46 @@ where
     E: std::fmt::Display,
 {
     let id = id.unwrap_or_else(Uuid::now_v7);
+    let limits = app.imports;
+    // One admin runs at most IMPORTS_PER_ADMIN imports over the api at once.
+    let lease = match (source, actor) {
+        (Source::Api, Some(admin)) => Some(
+            app.stores
+                .leases
+                .acquire(&format!("imports:{admin}"), limits.per_admin, IMPORT_LEASE)
+                .await?
+                .ok_or(ServiceError::ImportInProgress)?,
+        ),
+        _ => None,
+    };
+    let result = run_leased(app, actor, source, id, lease.clone(), body, progress).await;
+    if let Some(lease) = &lease {
+        if let Err(e) = app.stores.leases.release(lease).await {
+            // It expires on its own within IMPORT_LEASE.
+            tracing::warn!(event = "import_lease_not_released", import_id = %id, error = %e);
+        }
+    }
+    result
+}
+
+/// How long an import's lease lasts without a renewal (one per chunk): a crashed api's
+/// imports stop counting against their admin after this.
+const IMPORT_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn run_leased<S, E>(
+    app: &AppState,
+    actor: Option<Uuid>,
+    source: Source,
+    id: Uuid,
+    lease: Option<common::store::leases::Lease>,
+    mut body: S,
+    progress: &(dyn Fn(i64, u64) + Send + Sync),
+) -> Result<ImportSummary, ServiceError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let limits = app.imports;
     {
         let client = app.db().await?;
         let source = match source {
@@ -398,6 +461,8 @@ where
         answer: Vec::new(),
         chunk: Chunk::default(),
         publishing: None,
+        started: tokio::time::Instant::now(),
+        lease,
     };
     let mut buffer: Vec<u8> = Vec::new();
     let mut bytes_read: u64 = 0;
@@ -407,13 +472,22 @@ where
             let piece = piece
                 .map_err(|e| ServiceError::invalid("body", format!("could not be read: {e}")))?;
             bytes_read += piece.len() as u64;
+            if bytes_read > limits.max_bytes {
+                return Err(ServiceError::ImportTooLarge(format!(
+                    "more than {} bytes (IMPORT_MAX_BYTES)",
+                    limits.max_bytes
+                )));
+            }
             buffer.extend_from_slice(&piece);
             let mut start = 0;
             while let Some(end) = buffer[start..].iter().position(|b| *b == b'\n') {
                 number += 1;
+                if u64::try_from(number).unwrap_or(u64::MAX) > limits.max_lines {
+                    return Err(too_many_lines(limits.max_lines));
+                }
                 run.take(number, &buffer[start..start + end]);
                 start += end + 1;
-                if run.chunk.events.len() + run.chunk.rejected.len() >= app.import_chunk_lines {
+                if run.chunk.events.len() + run.chunk.rejected.len() >= limits.chunk_lines {
                     run.flush().await?;
                     progress(run.lines, bytes_read);
                 }
@@ -447,6 +521,9 @@ where
         }
         if !buffer.trim_ascii().is_empty() {
             number += 1;
+            if u64::try_from(number).unwrap_or(u64::MAX) > limits.max_lines {
+                return Err(too_many_lines(limits.max_lines));
+            }
             run.take(number, &buffer);
         }
         if run.seen == 0 {
@@ -500,6 +577,10 @@ where
             Err(e)
         }
     }
+}
+
+fn too_many_lines(max: u64) -> ServiceError {
+    ServiceError::ImportTooLarge(format!("more than {max} lines (IMPORT_MAX_LINES)"))
 }
 
 /// An import's state: counts, persisted users, failures by reason, refused lines.

@@ -8,6 +8,7 @@ pub mod auth_flows;
 pub mod data;
 pub mod idempotency;
 pub mod imports;
+pub mod leases;
 pub mod login_attempts;
 pub mod mail_outbox;
 pub mod mfa;

@@ -463,3 +463,114 @@ async fn hashes_with_costs_outside_the_bounds_are_refused_at_import_and_never_co
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+fn plain_lines(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            with(
+                person(&format!("{prefix}.{i}@example.com")),
+                json!({ "password": "an imported passphrase 8" }),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn imports_beyond_the_size_or_line_limit_are_refused() {
+    let (app, admin) =
+        app_and_admin(&["--import-max-bytes", "4000", "--import-max-lines", "5"]).await;
+    let pg = app.pg().await;
+    let imports = || async {
+        pg.query_one("SELECT count(*) FROM imports", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // Announced larger than the limit: refused before anything is read or recorded.
+    let big = plain_lines(&format!("big.{}", app.id), 40);
+    assert!(big.len() > 4000);
+    let (status, _, body) = import(&app, &admin.access, &big, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+    assert_eq!(imports().await, 0, "a refused import leaves no record");
+    // More lines than allowed (within the size): the import stops at the sixth line, and
+    // with these lines all in its first chunk nothing was published.
+    let id = uuid::Uuid::now_v7().to_string();
+    let many = plain_lines(&format!("many.{}", app.id), 7);
+    assert!(many.len() < 4000);
+    let (status, _, body) = import(&app, &admin.access, &many, Some(&id)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 lines"),
+        "{body}"
+    );
+    let (error, accepted): (Option<String>, i64) = pg
+        .query_one(
+            "SELECT error, accepted FROM imports WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(error.unwrap().contains("IMPORT_MAX_LINES"));
+    assert_eq!(accepted, 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let users: i64 = pg
+        .query_one("SELECT count(*) FROM users WHERE email LIKE 'many.%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
+    // Within both limits: imported.
+    let (status, _, body) = import(&app, &admin.access, &plain_lines("fits", 5), None).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn an_admin_runs_one_import_at_a_time_at_the_imports_own_pace() {
+    // 20 lines a second, 10 per chunk: 60 lines take at least 2.5 s.
+    let (app, admin) =
+        app_and_admin(&["--import-rate-per-sec", "20", "--import-chunk-lines", "10"]).await;
+    let other_admin = app.account_with_role("admin").await;
+    let started = std::time::Instant::now();
+    let first = {
+        let request = app
+            .http
+            .post(app.url("/api/v1/admin/imports"))
+            .bearer_auth(&admin.access)
+            .header("content-type", "application/x-ndjson")
+            .body(plain_lines(&format!("paced.{}", app.id), 60));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!first.is_finished(), "the paced import is still running");
+    // The same admin's second import waits its turn; another admin's runs.
+    let (status, _, body) = import(&app, &admin.access, &plain_lines("second", 2), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("IMPORT_IN_PROGRESS")),
+        "{body}"
+    );
+    let (status, _, body) = import(&app, &other_admin.access, &plain_lines("other", 2), None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(first.await.unwrap(), 202);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "60 lines at 20 a second took {:?}",
+        started.elapsed()
+    );
+    // Finished: the admin may import again.
+    let (status, _, body) = import(&app, &admin.access, &plain_lines("third", 2), None).await;
+    assert_eq!(status, 202, "{body}");
+}
