@@ -186,6 +186,7 @@ impl Relay {
         let mut client = self.pg.get().await?;
         let tx = client.transaction().await?;
         if !user_events::try_lock_relay(&*tx).await? {
+            tx.rollback().await?;
             return Ok(0);
         }
         let after = user_events::published_seq(&*tx).await?;
@@ -204,6 +205,10 @@ impl Relay {
             }
         }
         if through <= after {
+            // Ended here, not by dropping the transaction: a dropped one rolls back (and
+            // releases the relay lock) only whenever its connection next runs, so the
+            // next step could find the lock still held and publish nothing.
+            tx.rollback().await?;
             return Ok(0);
         }
         let pending = user_events::pending(&*tx, after, through, self.batch).await?;
