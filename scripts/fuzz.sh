@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets of fuzz/ (README "Fuzzing") for a time each.
+# Runs the cargo-fuzz targets of fuzz/ (docs/src/reliability.md "Fuzzing") for a time each.
 #   scripts/fuzz.sh [--seconds N] [--keep] [target...]
 # --seconds: run time per target (default 600); --keep: new inputs libFuzzer finds are
 # added to the corpus in the repository (the long `make fuzz`), otherwise they go to a

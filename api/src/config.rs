@@ -22,7 +22,7 @@ use crate::auth::keys::JwtKeys;
 
 #[derive(Args, Clone, Debug)]
 pub struct ApiConfig {
-    /// HTTP port.
+    /// Port the HTTP api listens on.
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
     #[command(flatten)]
@@ -142,13 +142,16 @@ pub struct ApiConfig {
         default_value_t = 120
     )]
     pub rate_limit_burst: u32,
-    /// Stricter limit for registration (and, later, login and refresh); 0 turns it off.
+    /// Requests per minute per client address on registration, login, refresh, second
+    /// factor, verification, password reset and imports' siblings (the routes that check
+    /// secrets or send mail); 0 turns it off.
     #[arg(
         long = "auth-rate-limit-per-minute",
         env = "AUTH_RATE_LIMIT_PER_MINUTE",
         default_value_t = 20
     )]
     pub auth_rate_limit_per_minute: u32,
+    /// Requests a client address may send at once above that rate on those routes.
     #[arg(
         long = "auth-rate-limit-burst",
         env = "AUTH_RATE_LIMIT_BURST",
@@ -529,6 +532,13 @@ impl ApiConfig {
     pub fn produce_timeout(&self) -> Duration {
         Duration::from_millis(self.produce_timeout_ms)
     }
+}
+
+/// The api's environment variables, from its clap definition (the configuration
+/// reference).
+pub fn settings() -> Vec<common::config_reference::Setting> {
+    use clap::Args as _;
+    common::config_reference::settings(&ApiConfig::augment_args(clap::Command::new("api")))
 }
 
 #[cfg(test)]

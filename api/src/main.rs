@@ -8,7 +8,7 @@ use registrar_api::startup::{Application, StartError};
 
 /// mimalloc: every request allocates and frees on several threads (tokio workers,
 /// librdkafka's); glibc's arenas spent about 15 % of the api's CPU on it in the intake
-/// profile (README "Benchmarks").
+/// profile (docs/src/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -57,7 +57,7 @@ enum Command {
     /// Import users from an NDJSON file through the pipeline (as `POST
     /// /api/v1/admin/imports` does), with a progress bar. Uses the api's settings.
     Import {
-        /// One registration per line (see README "Bulk import").
+        /// One registration per line (see docs/src/api.md "Bulk import").
         file: std::path::PathBuf,
         /// The import's id; rerunning with the same id persists each line once.
         #[arg(long = "import-id")]
@@ -68,6 +68,9 @@ enum Command {
     /// Print the OpenAPI document (what `/api/v1/openapi.json` serves) and exit; the
     /// TypeScript client's types are generated from it.
     Openapi,
+    /// Print the api's environment variables (default, meaning) as a Markdown table and
+    /// exit.
+    ConfigReference,
     /// Print a new sealing key pair and a JWT signing key as `.env` lines.
     Keygen {
         /// Key id to print; defaults to one derived from today's date.
@@ -90,6 +93,13 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Keygen { key_id } => {
             keygen(key_id);
+            0
+        }
+        Command::ConfigReference => {
+            print!(
+                "{}",
+                common::config_reference::markdown_for("api", &registrar_api::config::settings())
+            );
             0
         }
         Command::Openapi => match registrar_api::openapi::document().to_pretty_json() {

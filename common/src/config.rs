@@ -115,6 +115,7 @@ pub struct RedisConfig {
         value_parser = secret
     )]
     pub url: SecretString,
+    /// Maximum connections in the Redis pool.
     #[arg(
         id = "redis_pool_size",
         long = "redis-pool-size",
@@ -206,12 +207,15 @@ pub struct KafkaConfig {
         env = "KAFKA_SASL_MECHANISM"
     )]
     pub sasl_mechanism: Option<String>,
+    /// SASL user name (the component's own principal: `registrar-api`,
+    /// `registrar-consumer`).
     #[arg(
         id = "kafka_sasl_username",
         long = "kafka-sasl-username",
         env = "KAFKA_SASL_USERNAME"
     )]
     pub sasl_username: Option<String>,
+    /// SASL password (SCRAM, PLAIN).
     #[arg(
         id = "kafka_sasl_password",
         long = "kafka-sasl-password",
@@ -396,6 +400,7 @@ pub struct LogConfig {
         default_value = "info"
     )]
     pub level: String,
+    /// Log format: `json` (one object per line) or `pretty` (for a terminal).
     #[arg(
         id = "log_format",long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub format: LogFormat,

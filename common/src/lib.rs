@@ -6,6 +6,7 @@
 //! - `config`: the typed configuration pieces both binaries read from the environment.
 
 pub mod config;
+pub mod config_reference;
 pub mod domain;
 pub mod events;
 pub mod ops;

@@ -138,3 +138,12 @@ impl ConsumerConfig {
         Duration::from_millis(self.retry_backoff_max_ms)
     }
 }
+
+/// The consumer's environment variables, from its clap definition (the configuration
+/// reference).
+pub fn settings() -> Vec<common::config_reference::Setting> {
+    use clap::Args as _;
+    common::config_reference::settings(&ConsumerConfig::augment_args(clap::Command::new(
+        "consumer",
+    )))
+}

@@ -21,6 +21,9 @@ enum Command {
     Run(Box<ConsumerConfig>),
     /// The dead letters of `<KAFKA_TOPIC>.dlq`.
     Dlq(Box<DlqArgs>),
+    /// Print the consumer's environment variables (default, meaning) as a Markdown
+    /// table and exit.
+    ConfigReference,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +92,15 @@ fn main() {
         Command::Dlq(args) => {
             let DlqArgs { action, kafka, log } = *args;
             common::config::run_main(dlq(action, kafka, log))
+        }
+        Command::ConfigReference => {
+            print!(
+                "{}",
+                common::config_reference::markdown_for(
+                    "consumer",
+                    &registrar_consumer::config::settings()
+                )
+            );
         }
     }
 }

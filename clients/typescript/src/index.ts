@@ -15,7 +15,7 @@ export type Session = Schemas["SessionView"];
 export type TokenAnswer = Schemas["TokenAnswer"];
 export type ErrorDetail = Schemas["ErrorDetail"];
 
-/** Every `error.code` the api answers (README "API"). */
+/** Every `error.code` the api answers (docs/src/api.md). */
 export type ErrorCode =
   | "VALIDATION_ERROR" | "MALFORMED_JSON" | "INVALID_OR_EXPIRED_TOKEN"
   | "UNAUTHENTICATED" | "INVALID_TOKEN" | "INVALID_CREDENTIALS" | "INVALID_MFA_CODE"

@@ -9,6 +9,7 @@ mod consumer;
 mod crash;
 mod deploy_files;
 mod dlq;
+mod docs;
 mod events;
 mod hardening;
 mod health;

@@ -1,0 +1,199 @@
+//! The documentation stays true: the configuration reference is what the binaries read,
+//! and every relative link and anchor in README.md and docs/ resolves.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn configuration_page() -> String {
+    common::config_reference::page(&[
+        ("api", registrar_api::config::settings()),
+        ("consumer", registrar_consumer::config::settings()),
+    ])
+}
+
+#[test]
+fn the_configuration_reference_is_generated_from_the_binaries() {
+    let path = root().join("docs/src/configuration.md");
+    let want = configuration_page();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/src/configuration.md is stale: run `make config-reference`"
+    );
+}
+
+#[test]
+fn every_setting_says_what_it_means() {
+    for (binary, settings) in [
+        ("api", registrar_api::config::settings()),
+        ("consumer", registrar_consumer::config::settings()),
+    ] {
+        for s in settings {
+            assert!(
+                s.help.len() > 10,
+                "{binary}: {} has no meaning in its clap definition",
+                s.env
+            );
+        }
+    }
+}
+
+/// The Markdown files of the README and the book.
+fn markdown_files() -> Vec<PathBuf> {
+    let mut files = vec![root().join("README.md")];
+    let mut dirs = vec![root().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "md") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The text outside fenced code blocks and inline code.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut in_code = false;
+        for c in line.chars() {
+            if c == '`' {
+                in_code = !in_code;
+            } else if !in_code {
+                out.push(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// GitHub's and mdBook's anchor of a heading: lower case, punctuation dropped, spaces
+/// to hyphens.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anchors(file: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut fenced = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.insert(slug(line.trim_start_matches('#').replace('`', "").as_str()));
+        }
+    }
+    out
+}
+
+/// `(target)` of every `[text](target)` in the prose.
+fn links(text: &str) -> Vec<String> {
+    let prose = prose(text);
+    let mut out = Vec::new();
+    let mut rest = prose.as_str();
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        if let Some(end) = rest.find(')') {
+            let target = rest[..end].split_whitespace().next().unwrap_or("");
+            out.push(target.to_owned());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_and_anchor_in_the_docs_resolves() {
+    let mut broken = Vec::new();
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for target in links(&text) {
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let resolved = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            if !resolved.exists() {
+                broken.push(format!("{}: {target} (no such file)", file.display()));
+                continue;
+            }
+            if let Some(anchor) = anchor {
+                if resolved.extension().is_some_and(|e| e == "md")
+                    && !anchors(&resolved).contains(anchor)
+                {
+                    broken.push(format!("{}: {target} (no such heading)", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn every_alert_links_to_its_runbook() {
+    let runbooks = anchors(&root().join("docs/src/runbooks.md"));
+    let rules = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let mut alerts = 0;
+    for line in rules.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            alerts += 1;
+            let want = format!("runbooks.html#{}", name.to_lowercase());
+            assert!(rules.contains(&want), "{name} has no runbook_url");
+            assert!(
+                runbooks.contains(&name.to_lowercase()),
+                "docs/src/runbooks.md has no section {name}"
+            );
+        }
+    }
+    assert!(alerts > 0);
+}
+
+#[test]
+fn the_readme_stays_short() {
+    let lines = std::fs::read_to_string(root().join("README.md"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines: the manual goes in docs/"
+    );
+}
