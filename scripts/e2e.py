@@ -6,7 +6,9 @@
    fetch);
 2. a real api and consumer start (light argon2) with CORS for the page's origin;
 3. the client's integration test runs against them;
-4. the sign-up page (examples/web) is served from another origin by a static server and
+4. every fenced example marked ```` ```sh runnable ```` in README.md and docs/src/ runs with
+   bash against that api (`$API`), and must exit 0;
+5. the sign-up page (examples/web) is served from another origin by a static server and
    a real Chromium (Debian's package, driven by playwright-core) registers, sees
    `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
    of each step go to target/e2e/.
@@ -55,6 +57,36 @@ def check_generated_types(api_bin):
     log("client types match the api's OpenAPI document")
 
 
+def runnable_examples():
+    """(file, line, code) of every ```sh runnable block of the README and the book."""
+    found = []
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs" / "src").glob("*.md"))]:
+        lines = md.read_text().splitlines()
+        i = 0
+        while i < len(lines):
+            if lines[i].strip() == "```sh runnable":
+                start, body = i + 1, []
+                i += 1
+                while i < len(lines) and lines[i].strip() != "```":
+                    body.append(lines[i])
+                    i += 1
+                found.append((md.relative_to(ROOT), start, "\n".join(body)))
+            i += 1
+    return found
+
+
+def run_doc_examples(base):
+    examples = runnable_examples()
+    if not examples:
+        sys.exit("no ```sh runnable example found in README.md or docs/src/")
+    for path, line, code in examples:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], env={**os.environ, "API": base},
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            sys.exit(f"{path}:{line}: the example failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    log(f"{len(examples)} runnable documentation examples passed")
+
+
 def serves(url):
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
@@ -96,6 +128,7 @@ def main():
         env = {**os.environ, "REGISTRAR_URL": stack.base}
         npm(["run", "test:integration"], CLIENT, env)
         log("client integration test passed")
+        run_doc_examples(stack.base)
 
         browser = chromium()
         if not browser:

@@ -10,7 +10,7 @@ use axum::Json;
 use common::domain::registration::FieldError;
 
 use crate::bodies::{ErrorBody, ErrorEnvelope};
-use crate::service::ServiceError;
+use crate::failure::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -10,12 +10,16 @@
 pub mod admin;
 pub mod auth;
 pub mod bodies;
+pub mod caller;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod failure;
+pub mod intake;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
+pub mod poll_cache;
 pub mod protection;
 pub mod publisher;
 pub mod respond;

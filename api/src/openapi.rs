@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document (`/api/openapi.json`) generated from the handlers'
 //! annotations, and Swagger UI at `/docs` from vendored assets.
 
+use axum::http::header;
+use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
 use crate::bodies::accounts::{LoginRequest, RefreshRequest, TokenAnswer};
@@ -11,11 +13,11 @@ use crate::bodies::data::{
 use crate::bodies::health::{HealthBody, ProbeBody, Services};
 use crate::bodies::registration::{
     AcceptedRegistration, RegistrationAccepted, RegistrationRequest, RegistrationStatusAnswer,
-    RegistrationStatusData,
+    RegistrationStatusData, UserOrRegistrationStatus,
 };
 use crate::bodies::users::{
     AuditEntryView, AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport,
-    UserListAnswer, UserOrRegistrationStatus, UserReplaceRequest, UserUpdateRequest, UserView,
+    UserListAnswer, UserReplaceRequest, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorBody, ErrorDetail, ErrorEnvelope, MessageAnswer, Pagination};
 
@@ -152,8 +154,8 @@ impl utoipa::Modify for CommonErrors {
         crate::routes::health::health,
         crate::routes::health::live,
         crate::routes::health::ready,
-        crate::startup::metrics,
-        crate::startup::openapi_json,
+        crate::routes::health::metrics,
+        openapi_json,
     ),
     components(schemas(
         RegistrationRequest,
@@ -348,4 +350,15 @@ mod tests {
             }
         }
     }
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses(
+    (status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"),
+))]
+pub async fn openapi_json() -> impl IntoResponse {
+    // Changes only with a deploy: any cache may keep it for five minutes.
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(document()),
+    )
 }

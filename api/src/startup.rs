@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
@@ -267,31 +267,6 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     span
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
-    (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
-))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let m = &state.metrics;
-    m.pools.set("postgres", state.pg.status().into());
-    m.pools.set("redis", state.stores.redis.pool_status());
-    m.producer_queue.set(state.publisher.queued());
-    (
-        [(header::CONTENT_TYPE, common::ops::metrics::CONTENT_TYPE)],
-        common::ops::metrics::render(&state.metrics.registry),
-    )
-}
-
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses(
-    (status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"),
-))]
-pub async fn openapi_json() -> impl IntoResponse {
-    // Changes only with a deploy: any cache may keep it for five minutes.
-    (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        axum::Json(crate::openapi::document()),
-    )
-}
-
 async fn timeout_error(_: tower::BoxError) -> ApiError {
     ApiError::Timeout
 }
@@ -404,7 +379,8 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         .route("/admin/imports/{id}", get(imports::status))
         .route(
             "/openapi.json",
-            get(openapi_json).layer(axum::middleware::from_fn(respond::conditional_get)),
+            get(crate::openapi::openapi_json)
+                .layer(axum::middleware::from_fn(respond::conditional_get)),
         )
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
@@ -438,7 +414,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
     // reaches the routes that exist when it is set) and before the layers below, so a 405
     // is counted, traced and carries a request id.
     let app = app
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(health::metrics))
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -69,7 +69,7 @@ pub struct Inner {
     pub publisher: Arc<dyn RegistrationPublisher>,
     pub sealer: Sealer,
     /// Finished registrations answered from memory for a few seconds (polling).
-    pub finished: crate::service::registration::FinishedRegistrations,
+    pub finished: crate::poll_cache::FinishedRegistrations,
     /// How bulk imports are chunked and limited.
     pub imports: ImportLimits,
     pub started: Instant,
@@ -125,7 +125,7 @@ impl AppState {
             pg_timeout,
             publisher,
             sealer,
-            finished: crate::service::registration::FinishedRegistrations::new(poll_cache_ttl),
+            finished: crate::poll_cache::FinishedRegistrations::new(poll_cache_ttl),
             imports: ImportLimits {
                 chunk_lines: imports.chunk_lines.max(1),
                 ..imports

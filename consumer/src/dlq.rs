@@ -10,7 +10,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use crate::pipeline::Item;
+use crate::record::Item;
 
 /// Why a record was dead-lettered; the `error.kind` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod mailer;
 pub mod metrics;
 pub mod pipeline;
+pub mod record;
 pub mod relay;
 pub mod server;
 
@@ -85,6 +86,10 @@ impl Consumer {
         let dlq = Arc::new(DlqProducer::new(&config.kafka)?);
         let health = Arc::new(ConsumerHealth::default());
         let metrics = ConsumerMetrics::new();
+        metrics.start_at_zero(
+            &dlq::DlqKind::ALL.map(dlq::DlqKind::as_str),
+            &pipeline::STEPS,
+        );
         let lag_monitor = common::ops::metrics::LagMonitor::new(
             &config.kafka,
             &config.group_id,

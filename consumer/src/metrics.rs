@@ -126,12 +126,17 @@ impl ConsumerMetrics {
                 .registrations_failed
                 .with_label_values(&[reason.as_str()]);
         }
-        for kind in crate::dlq::DlqKind::ALL {
-            metrics.dlq_messages.with_label_values(&[kind.as_str()]);
-        }
-        for step in crate::pipeline::STEPS {
-            metrics.step_failures.with_label_values(&[step]);
-        }
         Arc::new(metrics)
+    }
+
+    /// Starts the series of every dead-letter kind and pipeline step at 0 (the
+    /// composition root knows them; this module depends on neither).
+    pub fn start_at_zero(&self, dlq_kinds: &[&str], steps: &[&str]) {
+        for kind in dlq_kinds {
+            self.dlq_messages.with_label_values(&[kind]);
+        }
+        for step in steps {
+            self.step_failures.with_label_values(&[step]);
+        }
     }
 }

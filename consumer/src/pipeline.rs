@@ -29,29 +29,13 @@ use crate::dlq::{DeadLetter, DlqKind, DlqProducer};
 use crate::hasher::{HashJob, HashPool};
 use crate::kafka::LoggingContext;
 use crate::metrics::ConsumerMetrics;
+pub use crate::record::Item;
 use crate::ConsumerHealth;
 
 /// Bound on one attempt of one step (a transaction, a pipeline, a DLQ send), so a
 /// stalled dependency turns into a retry instead of a hang.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-/// One Kafka record, detached from the consumer.
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub request_id: Option<String>,
-    /// `traceparent` and `tracestate`, when the producer traced the record.
-    pub trace_headers: Vec<(String, String)>,
-    /// The producer marked the record as carrying a password hash (nothing to hash).
-    pub prehashed: bool,
-    /// The `registrar-signature` header, checked before anything else is read.
-    pub signature: Option<Vec<u8>>,
-}
 
 /// A batch holds `BATCH_SIZE` records that need a hash, or this many times as many
 /// pre-hashed ones (imports): what bounds a batch is the hashing time before its

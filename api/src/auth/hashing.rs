@@ -11,7 +11,7 @@ use common::domain::password::PasswordHasherService;
 use prometheus::{Histogram, IntGauge};
 use tokio::sync::Semaphore;
 
-use crate::service::ServiceError;
+use crate::failure::ServiceError;
 
 pub struct HashingPool {
     hasher: PasswordHasherService,

@@ -1,7 +1,6 @@
 //! Authentication and authorisation: access tokens, the caller extractor, the bounded
 //! password-hashing pool and the account settings.
 
-pub mod caller;
 pub mod hashing;
 pub mod keys;
 pub mod mfa;

@@ -156,3 +156,12 @@ mod tests {
         assert!(!format!("{request:?}").contains("correct horse"));
     }
 }
+
+/// `200` of `GET /api/users/{id}`: a user (by id) or a registration status (by email).
+/// Documentation only: the handler answers one of the two bodies.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum UserOrRegistrationStatus {
+    User(super::users::UserAnswer),
+    Status(RegistrationStatusAnswer),
+}

@@ -77,15 +77,6 @@ pub struct UserAnswer {
     pub data: UserView,
 }
 
-/// `200` of `GET /api/users/{id}`: a user (by id) or a registration status (by email).
-/// Documentation only: the handler answers one of the two bodies.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum UserOrRegistrationStatus {
-    User(UserAnswer),
-    Status(super::registration::RegistrationStatusAnswer),
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserListAnswer {
     pub success: bool,

@@ -6,11 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::ExposeSecret;
 
-use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::accounts::{LoginRequest, RefreshRequest, TokenAnswer};
 use crate::bodies::security::{LoginAnswer, MfaChallengeAnswer};
 use crate::bodies::users::UserAnswer;
 use crate::bodies::{ErrorEnvelope, MessageAnswer};
+use crate::caller::{Caller, RequestContext};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::respond;

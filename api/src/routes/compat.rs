@@ -10,12 +10,12 @@ use axum::Json;
 use common::domain::registration::FieldError;
 use secrecy::ExposeSecret;
 
-use crate::auth::caller::RequestContext;
 use crate::bodies::compat::{
     rename_for_compat, CompatRegistrationRequest, Grant, TokenGrantAnswer, TokenRequest,
 };
 use crate::bodies::registration::RegistrationAccepted;
 use crate::bodies::ErrorEnvelope;
+use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::service::accounts::{self, Tokens};
@@ -55,7 +55,7 @@ pub async fn register(
             }
         }
     });
-    super::registration::submit(&app, &headers, registration).await
+    crate::intake::submit(&app, &headers, registration).await
 }
 
 #[utoipa::path(

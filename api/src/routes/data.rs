@@ -7,11 +7,11 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
-use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::data::{
     CreateItemRequest, DataItemAnswer, DataItemView, DataListAnswer, ReplaceItemRequest,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer, Pagination};
+use crate::caller::{Caller, RequestContext};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::respond;

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use common::ops::health::check;
 
@@ -97,4 +98,18 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<ProbeBody>)
         };
         (StatusCode::SERVICE_UNAVAILABLE, Json(body))
     }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    m.pools.set("postgres", state.pg.status().into());
+    m.pools.set("redis", state.stores.redis.pool_status());
+    m.producer_queue.set(state.publisher.queued());
+    (
+        [(header::CONTENT_TYPE, common::ops::metrics::CONTENT_TYPE)],
+        common::ops::metrics::render(&state.metrics.registry),
+    )
 }

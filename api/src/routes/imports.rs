@@ -8,9 +8,9 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::auth::caller::Caller;
 use crate::bodies::import::{ImportAnswer, ImportStatusAnswer};
 use crate::bodies::ErrorEnvelope;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::service::import::{self, Source};

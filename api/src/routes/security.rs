@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::accounts::TokenAnswer;
 use crate::bodies::security::{
     EmailRequest, MfaCodeRequest, MfaDisableRequest, MfaEnrollAnswer, MfaEnrollRequest,
@@ -13,6 +12,7 @@ use crate::bodies::security::{
     SessionListAnswer, SessionView, SessionsEndedAnswer, VerifyEmailAnswer, VerifyEmailRequest,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer};
+use crate::caller::{Caller, RequestContext};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::service::{accounts, email, mfa, users::parse_user_id};

@@ -10,13 +10,15 @@ use chrono::Utc;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::caller::{Caller, RequestContext};
-use crate::bodies::registration::{RegistrationStatusAnswer, RegistrationStatusData};
+use crate::bodies::registration::{
+    RegistrationStatusAnswer, RegistrationStatusData, UserOrRegistrationStatus,
+};
 use crate::bodies::users::{
     AuditListAnswer, DeleteRequest, ExportAnswer, UserAnswer, UserExport, UserListAnswer,
-    UserOrRegistrationStatus, UserReplaceRequest, UserUpdateRequest, UserView,
+    UserReplaceRequest, UserUpdateRequest, UserView,
 };
 use crate::bodies::{ErrorEnvelope, MessageAnswer, Pagination};
+use crate::caller::{Caller, RequestContext};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::respond;

@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::accounts::{LoginRequest, RefreshRequest};
+use crate::caller::{Caller, RequestContext};
 use crate::state::AppState;
 
 /// Slack on top of the access-token lifetime for revocation records (clock skew).

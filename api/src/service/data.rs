@@ -7,7 +7,7 @@ use common::store::users;
 use serde_json::json;
 
 use super::{accounts, page_limit, Page, ServiceError};
-use crate::auth::caller::{Caller, RequestContext};
+use crate::caller::{Caller, RequestContext};
 use crate::state::AppState;
 
 pub const MAX_KEY_CHARS: usize = 128;

@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{accounts, ServiceError};
-use crate::auth::caller::RequestContext;
+use crate::caller::RequestContext;
 use crate::state::AppState;
 
 /// The digest a mailed token is stored as.

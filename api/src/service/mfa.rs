@@ -18,8 +18,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{accounts, ServiceError};
-use crate::auth::caller::{Caller, RequestContext};
 use crate::auth::mfa::{self as totp, Enrolment, MfaKeys};
+use crate::caller::{Caller, RequestContext};
 use crate::service::accounts::Tokens;
 use crate::state::AppState;
 

@@ -7,13 +7,12 @@
 pub mod accounts;
 pub mod data;
 pub mod email;
-pub mod error;
 pub mod import;
 pub mod mfa;
 pub mod registration;
 pub mod users;
 
-pub use error::ServiceError;
+pub use crate::failure::ServiceError;
 
 use crate::state::AppState;
 

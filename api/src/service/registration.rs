@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::auth::caller::Caller;
 use crate::bodies::registration::RegistrationAccepted;
+use crate::caller::Caller;
 use crate::publisher::PublishError;
 use crate::state::AppState;
 
@@ -259,70 +259,6 @@ async fn publish(
     })
 }
 
-/// Capacity of the in-process cache of finished registrations (about 150 bytes each).
-const FINISHED_CACHE_ENTRIES: usize = 65_536;
-
-/// How a registration ended, as polling answers it.
-#[derive(Clone)]
-struct Finished {
-    email: Email,
-    status: &'static str,
-    reason: Option<FailureReason>,
-    until: std::time::Instant,
-}
-
-/// Finished registrations (completed or failed) by registration id, answered from memory
-/// for a short time (`POLL_CACHE_SECS`) when a client polls with its `registrationId`.
-///
-/// Why this is safe: a registration ends once; its id never goes back to pending nor
-/// switches between completed and failed. The one answer that can be stale is
-/// `completed` for an account deleted, erased or moved to another email within the last
-/// `POLL_CACHE_SECS`, and only from another api replica: the replica that made the
-/// change forgets its own answers about the email at once. Pending states are never
-/// cached, so a client never waits longer for `completed`. Polling for an email's latest
-/// state (owner, admin) is not cached.
-pub struct FinishedRegistrations {
-    cache: Option<quick_cache::sync::Cache<Uuid, Finished>>,
-    ttl: std::time::Duration,
-}
-
-impl FinishedRegistrations {
-    pub fn new(ttl: std::time::Duration) -> Self {
-        Self {
-            cache: (!ttl.is_zero()).then(|| quick_cache::sync::Cache::new(FINISHED_CACHE_ENTRIES)),
-            ttl,
-        }
-    }
-
-    fn get(&self, registration_id: Uuid, email: &Email) -> Option<Finished> {
-        let hit = self.cache.as_ref()?.get(&registration_id)?;
-        (hit.email == *email && hit.until > std::time::Instant::now()).then_some(hit)
-    }
-
-    /// Forgets this replica's answers about an email whose account was deleted, erased
-    /// or moved to another email (other replicas' answers expire within the TTL).
-    pub fn forget_email(&self, email: &Email) {
-        if let Some(cache) = &self.cache {
-            cache.retain(|_, finished| finished.email != *email);
-        }
-    }
-
-    fn remember(&self, registration_id: Uuid, state: &RegistrationState) {
-        let Some(cache) = &self.cache else { return };
-        if state.status != "pending" {
-            cache.insert(
-                registration_id,
-                Finished {
-                    email: state.email.clone(),
-                    status: state.status,
-                    reason: state.reason,
-                    until: std::time::Instant::now() + self.ttl,
-                },
-            );
-        }
-    }
-}
-
 /// What is known about the registration of an email.
 #[derive(Debug)]
 pub struct RegistrationState {
@@ -415,7 +351,8 @@ async fn status_of(
         });
     }
     let state = status_from_stores(app, email, which).await?;
-    app.finished.remember(id, &state);
+    app.finished
+        .remember(id, &state.email, state.status, state.reason);
     Ok(state)
 }
 
@@ -480,52 +417,6 @@ async fn status_from_stores(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn state(email: &Email, status: &'static str) -> RegistrationState {
-        RegistrationState {
-            email: email.clone(),
-            status,
-            registration_id: Uuid::nil(),
-            reason: (status == "failed").then_some(FailureReason::EmailTaken),
-            profile: None,
-        }
-    }
-
-    #[test]
-    fn finished_registrations_are_remembered_pending_ones_are_not() {
-        let cache = FinishedRegistrations::new(std::time::Duration::from_secs(60));
-        let email = Email::parse("jane@example.com").unwrap();
-        let (pending, completed, failed) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        cache.remember(pending, &state(&email, "pending"));
-        cache.remember(completed, &state(&email, "completed"));
-        cache.remember(failed, &state(&email, "failed"));
-        assert!(cache.get(pending, &email).is_none());
-        assert_eq!(cache.get(completed, &email).unwrap().status, "completed");
-        let hit = cache.get(failed, &email).unwrap();
-        assert_eq!(
-            (hit.status, hit.reason),
-            ("failed", Some(FailureReason::EmailTaken))
-        );
-    }
-
-    #[test]
-    fn a_remembered_state_answers_only_for_its_own_email_and_until_it_expires() {
-        let email = Email::parse("jane@example.com").unwrap();
-        let other = Email::parse("john@example.com").unwrap();
-        let id = Uuid::new_v4();
-        let cache = FinishedRegistrations::new(std::time::Duration::from_secs(60));
-        cache.remember(id, &state(&email, "completed"));
-        assert!(cache.get(id, &other).is_none());
-        let expired = FinishedRegistrations::new(std::time::Duration::from_nanos(1));
-        expired.remember(id, &state(&email, "completed"));
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        assert!(expired.get(id, &email).is_none());
-        cache.forget_email(&email);
-        assert!(cache.get(id, &email).is_none(), "forgotten with its email");
-        let off = FinishedRegistrations::new(std::time::Duration::ZERO);
-        off.remember(id, &state(&email, "completed"));
-        assert!(off.get(id, &email).is_none());
-    }
 
     #[test]
     fn the_location_percent_encodes_the_email() {

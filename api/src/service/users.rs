@@ -20,8 +20,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{accounts, page_limit, page_offset, Page, ServiceError};
-use crate::auth::caller::{Caller, RequestContext};
 use crate::bodies::users::UserUpdateRequest;
+use crate::caller::{Caller, RequestContext};
 use crate::state::AppState;
 
 /// Audit entries an export carries at most (the newest); the rest is paged from

@@ -1,6 +1,7 @@
 //! Domain types: built by `parse`, so a value of one of them is valid by construction.
 
 pub mod email;
+pub mod field_error;
 pub mod password;
 pub mod password_policy;
 pub mod registration;

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::registration::FieldError;
+use super::field_error::FieldError;
 
 pub const MAX_CHARS: usize = 128;
 /// The shortest minimum an operator may configure.

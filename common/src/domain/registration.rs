@@ -3,6 +3,7 @@
 //! The same rules run in the api (on the HTTP body) and in the consumer (on the decoded
 //! event), so an event that did not come through the api cannot persist invalid data.
 
+pub use super::field_error::FieldError;
 use std::fmt;
 
 use secrecy::SecretString;
@@ -15,22 +16,6 @@ use chrono::{Datelike, NaiveDate};
 use crate::domain::email::Email;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::domain::username::Username;
-
-/// One problem with one field of the input; serialised into the error envelope's details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

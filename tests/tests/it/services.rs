@@ -5,8 +5,8 @@
 use common::domain::password_policy::PasswordPolicy;
 use common::domain::registration::{ProfileInput, Registration};
 use common::domain::Role;
-use registrar_api::auth::caller::{Caller, RequestContext};
 use registrar_api::bodies::users::UserUpdateRequest;
+use registrar_api::caller::{Caller, RequestContext};
 use registrar_api::service::registration::{submit_registration, Submission};
 use registrar_api::service::users::{update_user, Expected, UpdateMode};
 use registrar_api::service::{data, ServiceError};

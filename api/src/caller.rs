@@ -9,7 +9,7 @@ use common::store::users::AuditContext;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::service::ServiceError;
+use crate::failure::ServiceError;
 use crate::state::AppState;
 
 /// An authenticated caller: a verified, unrevoked access token.

@@ -1,0 +1,91 @@
+//! The HTTP step every registration route ends in (`POST /api/v1/users`, its alias and
+//! the compatibility route): the `Idempotency-Key`, the use case, the `202` with its
+//! `Location`, and the outcome counted.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use common::domain::registration::{FieldError, Registration};
+
+use crate::error::ApiError;
+use crate::respond;
+use crate::service::registration::{submit_registration, Submission};
+use crate::state::AppState;
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Marks an answer replayed from the idempotency store.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "Idempotency-Key",
+            "must be 1-255 visible ASCII characters",
+        )]));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Submits a parsed registration (or answers its parse error) and counts the outcome;
+/// every registration route ends here.
+pub async fn submit(
+    app: &AppState,
+    headers: &HeaderMap,
+    registration: Result<Registration, ApiError>,
+) -> Result<Response, ApiError> {
+    let result = accept(app, headers, registration).await;
+    let outcome = match &result {
+        Ok(r) if r.headers().contains_key(REPLAYED_HEADER) => "replayed",
+        Ok(_) => "accepted",
+        Err(e) => e.code(),
+    };
+    app.metrics
+        .registrations
+        .with_label_values(&[outcome])
+        .inc();
+    result
+}
+
+async fn accept(
+    app: &AppState,
+    headers: &HeaderMap,
+    registration: Result<Registration, ApiError>,
+) -> Result<Response, ApiError> {
+    let registration = registration?;
+    let submission = Submission {
+        registration,
+        idempotency_key: idempotency_key(headers)?,
+        request_id: respond::request_id(headers),
+    };
+    // Boxed: the handler's future stays small for the layers that move it.
+    let submitted = Box::pin(submit_registration(app, submission)).await?;
+    let mut response = respond::with_status_and_header(
+        StatusCode::ACCEPTED,
+        &submitted.answer,
+        header::LOCATION,
+        &submitted.location,
+    );
+    if submitted.replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_with_spaces_inside_is_rejected() {
+        let mut h = HeaderMap::new();
+        h.insert(IDEMPOTENCY_HEADER, HeaderValue::from_static("a b"));
+        assert!(idempotency_key(&h).is_err());
+        h.insert(IDEMPOTENCY_HEADER, HeaderValue::from_static("retry-1"));
+        assert_eq!(idempotency_key(&h).unwrap().as_deref(), Some("retry-1"));
+    }
+}
