@@ -10,15 +10,10 @@ use common::domain::password::Argon2Config;
 use common::events::seal::{EpochPolicy, Sealer, SealingKey};
 use common::events::signature::{Purpose, RecordSigner};
 
-/// The api's two record-signing keys (see `common::events::signature`).
-#[derive(Debug, Clone)]
-pub struct RecordSigners {
-    pub registration: RecordSigner,
-    pub import: RecordSigner,
-}
 use secrecy::SecretString;
 
 use crate::auth::keys::JwtKeys;
+pub use crate::publisher::RecordSigners;
 
 #[derive(Args, Clone, Debug)]
 pub struct ApiConfig {

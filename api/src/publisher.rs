@@ -8,12 +8,18 @@ use std::time::Duration;
 use common::config::{ConfigError, KafkaConfig};
 use common::events::signature::{Purpose, SIGNATURE_HEADER};
 
-use crate::config::RecordSigners;
 use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+
+/// The api's two record-signing keys (see `common::events::signature`).
+#[derive(Debug, Clone)]
+pub struct RecordSigners {
+    pub registration: common::events::signature::RecordSigner,
+    pub import: common::events::signature::RecordSigner,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

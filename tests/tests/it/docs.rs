@@ -197,3 +197,93 @@ fn the_readme_stays_short() {
         "README.md has {lines} lines: the manual goes in docs/"
     );
 }
+
+/// `crate::<module>` references between the top-level modules of a crate's `src/`
+/// (`super::` inside a module directory stays inside it).
+fn module_graph(src: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let src = root().join(src);
+    let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_owned();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            // Test modules may reach anywhere.
+            let text = text.split("#[cfg(test)]").next().unwrap_or("");
+            // Comments name modules without depending on them.
+            let text: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let edges = graph.entry(module.clone()).or_default();
+            for part in text.as_str().split("crate::").skip(1) {
+                let target: String = part
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !target.is_empty() && target != module {
+                    edges.insert(target);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// Modules that reach each other (a cycle), if any.
+fn cycles(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let reaches = |from: &str, to: &str| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.to_owned()];
+        while let Some(m) = todo.pop() {
+            for next in graph.get(&m).into_iter().flatten() {
+                if next == to {
+                    return true;
+                }
+                if seen.insert(next.clone()) {
+                    todo.push(next.clone());
+                }
+            }
+        }
+        false
+    };
+    let mut found = Vec::new();
+    for (m, edges) in graph {
+        for e in edges {
+            if graph.contains_key(e) && reaches(e, m) && m < e {
+                found.push(format!("{m} <-> {e}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn module_dependencies_run_one_way() {
+    for src in ["api/src", "consumer/src"] {
+        let found = cycles(&module_graph(src));
+        assert!(
+            found.is_empty(),
+            "{src}: modules that depend on each other: {found:?}"
+        );
+    }
+}
