@@ -325,13 +325,7 @@ async fn a_reset_link_sets_the_password_once_ends_every_session_and_expires() {
     let token = link_token(&mail[0]);
 
     // The policy applies; a refused password leaves the token usable.
-    let (status, body) = post(
-        &app,
-        "/api/auth/password-reset/confirm",
-        None,
-        &json!({ "token": token, "newPassword": "password" }),
-    )
-    .await;
+    let (status, body) = confirm_reset(&app, &token, "password").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("VALIDATION_ERROR")),
@@ -360,13 +354,7 @@ async fn a_reset_link_sets_the_password_once_ends_every_session_and_expires() {
     assert_eq!(app.login(&account.email, &account.password).await.0, 401);
     assert_eq!(app.login(&account.email, new_password).await.0, 200);
     // Used once.
-    let (status, body) = post(
-        &app,
-        "/api/auth/password-reset/confirm",
-        None,
-        &json!({ "token": token, "newPassword": "yet another passphrase 7" }),
-    )
-    .await;
+    let (status, body) = confirm_reset(&app, &token, "yet another passphrase 7").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("INVALID_OR_EXPIRED_TOKEN"))
@@ -407,13 +395,7 @@ async fn a_reset_link_sets_the_password_once_ends_every_session_and_expires() {
         )
         .await
         .unwrap();
-    let (status, body) = post(
-        &app,
-        "/api/auth/password-reset/confirm",
-        None,
-        &json!({ "token": late, "newPassword": "yet another passphrase 7" }),
-    )
-    .await;
+    let (status, body) = confirm_reset(&app, late, "yet another passphrase 7").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("INVALID_OR_EXPIRED_TOKEN"))
@@ -472,13 +454,8 @@ async fn reset_requests_beyond_the_per_email_limit_are_slowed_into_one_mail_not_
     .await
     .unwrap();
     let mails = wait_for_mails(&account.email, "Reset your password", 3, MAIL_WAIT).await;
-    let (status, body) = post(
-        &app,
-        "/api/auth/password-reset/confirm",
-        None,
-        &json!({ "token": link_token(&mails[2]), "newPassword": "the owner got through 42" }),
-    )
-    .await;
+    let (status, body) =
+        confirm_reset(&app, link_token(&mails[2]), "the owner got through 42").await;
     assert_eq!(status, 200, "{body}");
     // The limit keys name no address.
     let keys = app.redis_keys().await;
@@ -573,6 +550,17 @@ async fn email_change_mails_share_the_new_addresss_per_recipient_limit() {
         mails_to(&victim).await.is_empty(),
         "nothing reached the new address yet"
     );
+}
+
+/// Sets a new password with a reset link's token.
+async fn confirm_reset(app: &TestApp, token: impl AsRef<str>, password: &str) -> (u16, Value) {
+    post(
+        app,
+        "/api/auth/password-reset/confirm",
+        None,
+        &json!({ "token": token.as_ref(), "newPassword": password }),
+    )
+    .await
 }
 
 /// Enrols TOTP for the account; returns the secret and the recovery codes.
@@ -1276,13 +1264,7 @@ async fn a_password_change_or_reset_ends_outstanding_second_factor_challenges() 
     .await;
     assert_eq!(status, 202);
     let mail = wait_for_mails(&account.email, "Reset your password", 1, MAIL_WAIT).await;
-    let (status, body) = post(
-        &app,
-        "/api/auth/password-reset/confirm",
-        None,
-        &json!({ "token": link_token(&mail[0]), "newPassword": "after the reset 4711" }),
-    )
-    .await;
+    let (status, body) = confirm_reset(&app, link_token(&mail[0]), "after the reset 4711").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = verify(before_reset, next_code()).await;
     assert_eq!(

@@ -16,6 +16,32 @@ async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// Refresh tokens of the user that still work.
+async fn live_refresh_tokens(app: &TestApp, user: uuid::Uuid) -> i64 {
+    app.pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Sends `path` with `body` in the background; returns its status and JSON body.
+fn in_background(app: &TestApp, path: &str, body: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let request = app.http.post(app.url(path)).json(&body);
+    tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    })
+}
+
 fn session_of(app: &TestApp, account: &Account) -> uuid::Uuid {
     app.jwt_keys().verify(&account.access).unwrap().sid
 }
@@ -30,13 +56,11 @@ async fn a_refresh_in_flight_during_a_revocation_is_refused_and_leaves_no_live_t
     tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user.id])
         .await
         .unwrap();
-    let in_flight = {
-        let request = app
-            .http
-            .post(app.url("/api/auth/refresh"))
-            .json(&json!({ "refreshToken": user.refresh }));
-        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
-    };
+    let in_flight = in_background(
+        &app,
+        "/api/auth/refresh",
+        json!({ "refreshToken": user.refresh }),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !in_flight.is_finished(),
@@ -49,17 +73,8 @@ async fn a_refresh_in_flight_during_a_revocation_is_refused_and_leaves_no_live_t
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(in_flight.await.unwrap(), 401);
-    let live: i64 = app
-        .pg()
-        .await
-        .query_one(
-            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    assert_eq!(in_flight.await.unwrap().0, 401);
+    let live = live_refresh_tokens(&app, user.id).await;
     assert_eq!(live, 0, "no refresh token outlives the revocation");
 }
 
@@ -73,20 +88,11 @@ async fn a_login_that_races_a_password_reset_gets_no_session() {
     tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user.id])
         .await
         .unwrap();
-    let in_flight = {
-        let request = app
-            .http
-            .post(app.url("/api/auth/login"))
-            .json(&json!({ "email": user.email, "password": user.password }));
-        tokio::spawn(async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        })
-    };
+    let in_flight = in_background(
+        &app,
+        "/api/auth/login",
+        json!({ "email": user.email, "password": user.password }),
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
         !in_flight.is_finished(),
@@ -112,16 +118,7 @@ async fn a_login_that_races_a_password_reset_gets_no_session() {
         (401, Some("INVALID_CREDENTIALS")),
         "the password the login checked is no longer the account's: {body}"
     );
-    let live: i64 = app
-        .pg()
-        .await
-        .query_one(
-            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let live = live_refresh_tokens(&app, user.id).await;
     assert_eq!(live, 0, "no session outlives the reset");
 }
 
