@@ -171,9 +171,21 @@ async fn the_compose_broker_admits_only_scram_principals_and_only_the_api_writes
     );
 }
 
-#[tokio::test]
-async fn api_and_consumer_run_the_whole_pipeline_with_exactly_the_granted_acls() {
+#[test]
+fn api_and_consumer_run_the_whole_pipeline_with_exactly_the_granted_acls() {
+    // The broker outlives the runtime: the in-process consumer closes (leaves its group)
+    // when the runtime shuts down, and librdkafka's close waits for a broker that is
+    // gone forever. Locals drop in reverse order, on a panic too.
     let node = deploy_node();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(the_pipeline_with_the_granted_acls(&node));
+}
+
+async fn the_pipeline_with_the_granted_acls(node: &DeployNode) {
     let sasl = |principal: &str| {
         [
             "--kafka-brokers".to_owned(),
@@ -214,7 +226,7 @@ async fn api_and_consumer_run_the_whole_pipeline_with_exactly_the_granted_acls()
     assert_eq!(app.post_registration(&body).await.status(), 202);
     app.wait_for_status(&email, "completed", Duration::from_secs(60))
         .await;
-    let events = consume(client(&node, "admin"), "user-events", "test-reader", 1)
+    let events = consume(client(node, "admin"), "user-events", "test-reader", 1)
         .await
         .unwrap();
     assert!(
@@ -225,7 +237,7 @@ async fn api_and_consumer_run_the_whole_pipeline_with_exactly_the_granted_acls()
 
     // A forged record (the operator may write the topic, but holds no signing key) is
     // dead-lettered by the consumer, and the operator reads the dead letter back.
-    produce(client(&node, "registrar-operator"), TOPIC)
+    produce(client(node, "registrar-operator"), TOPIC)
         .await
         .unwrap();
     let operator = kafka_config(
