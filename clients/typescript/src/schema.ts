@@ -1263,7 +1263,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Body too large */
+            /** @description IMPORT_IN_PROGRESS: the admin runs as many imports as IMPORTS_PER_ADMIN allows */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: a Content-Length above IMPORT_MAX_BYTES (nothing read), or the body grew past it or past IMPORT_MAX_LINES (the import stopped there: lines before it are in the pipeline; see its status) */
             413: {
                 headers: {
                     [name: string]: unknown;
