@@ -241,7 +241,7 @@ async fn the_pipeline_with_the_granted_acls(node: &DeployNode) {
         .await
         .unwrap();
     let operator = kafka_config(
-        &node,
+        node,
         "registrar-operator",
         &DeployNode::password("registrar-operator"),
     );
