@@ -209,14 +209,12 @@ async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
     let app = TestApp::spawn().await;
     let account = app.register_and_login().await;
     let new_email = format!("new-{}", account.email);
-    let (status, _, body) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{}", account.id),
-            Some(&account.access),
-            Some(&json!({ "email": new_email, "currentPassword": account.password })),
-        )
-        .await;
+    let (status, _, body) = patch_own(
+        &app,
+        &account,
+        json!({ "email": new_email, "currentPassword": account.password }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["email"], account.email.as_str());
     assert_eq!(body["data"]["pendingEmail"], new_email.as_str());
@@ -523,14 +521,12 @@ async fn email_change_mails_share_the_new_addresss_per_recipient_limit() {
         assert_eq!(status, 202);
     }
     // An email change to it is accepted (pending) but its verification mail is slowed.
-    let (status, _, body) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{}", account.id),
-            Some(&account.access),
-            Some(&json!({ "email": victim, "currentPassword": account.password })),
-        )
-        .await;
+    let (status, _, body) = patch_own(
+        &app,
+        &account,
+        json!({ "email": victim, "currentPassword": account.password }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let slowed: bool = app
         .pg()
@@ -550,6 +546,21 @@ async fn email_change_mails_share_the_new_addresss_per_recipient_limit() {
         mails_to(&victim).await.is_empty(),
         "nothing reached the new address yet"
     );
+}
+
+/// The account changes its own profile (`PATCH /api/users/{id}` with its token).
+async fn patch_own(
+    app: &TestApp,
+    account: &Account,
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    app.call(
+        Method::PATCH,
+        &format!("/api/users/{}", account.id),
+        Some(&account.access),
+        Some(&body),
+    )
+    .await
 }
 
 /// Sets a new password with a reset link's token.
@@ -1236,14 +1247,12 @@ async fn a_password_change_or_reset_ends_outstanding_second_factor_challenges() 
     // 1. The password proved, then changed by the owner before the code came.
     let before_change = challenge(&app, &account.email, &account.password).await;
     let new_password = "the owner's new passphrase 31";
-    let (status, _, body) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{}", account.id),
-            Some(&account.access),
-            Some(&json!({ "password": new_password, "currentPassword": account.password })),
-        )
-        .await;
+    let (status, _, body) = patch_own(
+        &app,
+        &account,
+        json!({ "password": new_password, "currentPassword": account.password }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // (Codes of the next step: enrolment used the current one.)
     let next_code = || code_at(&secret, now_unix() + 30);
