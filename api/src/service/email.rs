@@ -159,7 +159,7 @@ pub async fn verify_email(
     .await?;
     tx.commit().await?;
     if changed {
-        super::users::forget_old_email(app, &before.email).await;
+        super::committed::forget_old_email(app, &before.email).await;
     }
     tracing::info!(event = "email_verified", user_id = %user.id, changed);
     Ok(user)

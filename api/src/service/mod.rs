@@ -5,6 +5,7 @@
 //! call one of these and turn the result into a body from `bodies/`.
 
 pub mod accounts;
+pub mod committed;
 pub mod data;
 pub mod email;
 pub mod import;

@@ -45,7 +45,7 @@ fn config_env_names() -> BTreeSet<String> {
         "common/src/domain/password.rs",
         "api/src/config.rs",
         "consumer/src/config.rs",
-        "consumer/src/mailer.rs",
+        "consumer/src/mailer/config.rs",
         "consumer/src/relay.rs",
     ]
     .iter()
@@ -63,7 +63,7 @@ fn exported_metric_names() -> BTreeSet<String> {
     [
         "api/src/metrics.rs",
         "consumer/src/metrics.rs",
-        "consumer/src/mailer.rs",
+        "consumer/src/mailer/config.rs",
         "consumer/src/relay.rs",
         "common/src/ops/metrics.rs",
     ]

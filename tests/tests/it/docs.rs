@@ -198,53 +198,143 @@ fn the_readme_stays_short() {
     );
 }
 
-/// `crate::<module>` references between the top-level modules of a crate's `src/`
-/// (`super::` inside a module directory stays inside it).
+/// The module a file under `src` defines: `service/users/mod.rs` is `service::users`,
+/// `lib.rs` and `main.rs` are the crate root.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") || parts == ["lib"] || parts == ["main"] {
+        parts.pop();
+    }
+    parts
+}
+
+/// The paths a file names through `crate::`, `super::` or one of its own child modules
+/// (`child::item`, as a facade's re-exports do), resolved to the module each lands in (a
+/// group `crate::a::{b, c::d}` names every member). A module leaning on one of its
+/// ancestors is no edge: a parent is the facade of its children, and they may use what
+/// it holds.
+fn named_modules(
+    module: &[String],
+    text: &str,
+    modules: &BTreeSet<Vec<String>>,
+) -> BTreeSet<Vec<String>> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let resolve = |path: Vec<String>| {
+        (0..=path.len())
+            .rev()
+            .map(|n| path[..n].to_vec())
+            .find(|p| modules.contains(p))
+    };
+    let mut found = BTreeSet::new();
+    let children: Vec<String> = modules
+        .iter()
+        .filter(|m| m.len() == module.len() + 1 && m.starts_with(module))
+        .map(|m| format!("{}::", m[module.len()]))
+        .collect();
+    let roots = ["crate::".to_owned(), "super::".to_owned()];
+    for (at, root) in roots
+        .iter()
+        .chain(&children)
+        .flat_map(|r| text.match_indices(r.as_str()))
+    {
+        if text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| ident(c) || c == ':')
+        {
+            continue;
+        }
+        let mut base: Vec<String> = match root {
+            "crate::" => Vec::new(),
+            "super::" => module[..module.len().saturating_sub(1)].to_vec(),
+            child => module
+                .iter()
+                .cloned()
+                .chain([child.trim_end_matches(':').to_owned()])
+                .collect(),
+        };
+        let rest = &text[at + root.len()..];
+        let path_text: String = rest
+            .chars()
+            .take_while(|c| ident(*c) || *c == ':')
+            .collect();
+        base.extend(
+            path_text
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+        let after = &rest[path_text.len()..];
+        let members: Vec<Vec<String>> = match after.strip_prefix('{') {
+            Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                .split(',')
+                .map(|m| {
+                    let head: String = m
+                        .trim()
+                        .chars()
+                        .take_while(|c| ident(*c) || *c == ':')
+                        .collect();
+                    base.iter()
+                        .cloned()
+                        .chain(
+                            head.split("::")
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned),
+                        )
+                        .collect()
+                })
+                .collect(),
+            None => vec![base],
+        };
+        for target in members.into_iter().filter_map(resolve) {
+            if !module.starts_with(&target) {
+                found.insert(target);
+            }
+        }
+    }
+    found
+}
+
+/// Which modules (one per file) each module of a crate's `src/` names.
 fn module_graph(src: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
     let src = root().join(src);
-    let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut files = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-                continue;
-            }
-            if p.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let rel = p.strip_prefix(&src).unwrap();
-            let first = rel
-                .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy();
-            let module = first.trim_end_matches(".rs").to_owned();
-            if module == "lib" || module == "main" {
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).unwrap();
-            // Test modules may reach anywhere.
-            let text = text.split("#[cfg(test)]").next().unwrap_or("");
-            // Comments name modules without depending on them.
-            let text: String = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            let edges = graph.entry(module.clone()).or_default();
-            for part in text.as_str().split("crate::").skip(1) {
-                let target: String = part
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !target.is_empty() && target != module {
-                    edges.insert(target);
-                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
             }
         }
+    }
+    let modules: BTreeSet<Vec<String>> = files
+        .iter()
+        .map(|p| module_of(p.strip_prefix(&src).unwrap()))
+        .collect();
+    let mut graph = std::collections::BTreeMap::new();
+    for p in &files {
+        let module = module_of(p.strip_prefix(&src).unwrap());
+        let text = std::fs::read_to_string(p).unwrap();
+        // Test modules may reach anywhere.
+        let text = text.split("#[cfg(test)]").next().unwrap_or("");
+        // Comments name modules without depending on them.
+        let text: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let edges = named_modules(&module, &text, &modules)
+            .into_iter()
+            .map(|m| m.join("::"))
+            .collect();
+        graph.insert(module.join("::"), edges);
     }
     graph
 }
@@ -279,8 +369,10 @@ fn cycles(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Vec<S
 
 #[test]
 fn module_dependencies_run_one_way() {
-    for src in ["api/src", "consumer/src"] {
-        let found = cycles(&module_graph(src));
+    for src in ["api/src", "consumer/src", "common/src"] {
+        let graph = module_graph(src);
+        assert!(graph.len() > 10, "{src}: {graph:?}");
+        let found = cycles(&graph);
         assert!(
             found.is_empty(),
             "{src}: modules that depend on each other: {found:?}"

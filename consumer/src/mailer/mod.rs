@@ -6,13 +6,11 @@
 //! is marked failed, logged and counted, never dropped silently. Requests never wait for
 //! it: they only write outbox rows.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use clap::Args;
 use common::config::ConfigError;
 use common::store::account_tokens::{self, Purpose};
 use common::store::mail_outbox::{self, ClaimedMail, MailKind};
@@ -20,11 +18,17 @@ use common::store::users::{self, UserRecord};
 use futures::StreamExt;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::Registry;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+
+mod config;
+mod templates;
+
+pub use config::{MailConfig, MailMetrics};
+pub use templates::{Rendered, Templates};
 
 /// Mails claimed at once.
 const CLAIM_BATCH: i64 = 32;
@@ -36,341 +40,6 @@ const CLAIM_LEASE: Duration = Duration::from_secs(120);
 const BACKOFF_MAX: Duration = Duration::from_secs(3600);
 /// Sent mails are kept this long (for support), then purged.
 const SENT_RETENTION: chrono::Duration = chrono::Duration::days(7);
-
-#[derive(Args, Clone, Debug)]
-pub struct MailConfig {
-    /// Run the mailer in this consumer (any number of replicas may).
-    #[arg(long = "mailer", env = "MAILER", default_value_t = true, action = clap::ArgAction::Set)]
-    pub enabled: bool,
-    /// SMTP server: `smtp://host:port` (plain, development), `smtp://host:587?tls=required`
-    /// (STARTTLS), `smtps://host:465` (TLS); credentials as `smtps://user:pass@host`.
-    #[arg(
-        long = "smtp-url",
-        env = "SMTP_URL",
-        default_value = "smtp://127.0.0.1:1025",
-        hide_env_values = true,
-        value_parser = common::config::secret
-    )]
-    pub smtp_url: SecretString,
-    /// The sender of every mail.
-    #[arg(
-        long = "mail-from",
-        env = "MAIL_FROM",
-        default_value = "Registrar <no-reply@registrar.invalid>"
-    )]
-    pub from: String,
-    /// Where the frontend lives: links in mails are `<PUBLIC_URL>/verify-email?token=…`
-    /// and `<PUBLIC_URL>/reset-password?token=…`.
-    #[arg(
-        long = "public-url",
-        env = "PUBLIC_URL",
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub public_url: String,
-    /// A directory with templates replacing the built-in ones (same file names:
-    /// `<kind>.subject.txt`, `<kind>.txt`, `<kind>.html`, `layout.html`).
-    #[arg(long = "mail-template-dir", env = "MAIL_TEMPLATE_DIR")]
-    pub template_dir: Option<PathBuf>,
-    /// Attempts before a mail is marked failed.
-    #[arg(
-        long = "mail-max-attempts",
-        env = "MAIL_MAX_ATTEMPTS",
-        default_value_t = 10
-    )]
-    pub max_attempts: i32,
-    /// How often the outbox is polled, in milliseconds.
-    #[arg(long = "mail-poll-ms", env = "MAIL_POLL_MS", default_value_t = 500)]
-    pub poll_ms: u64,
-    /// Bound on one SMTP exchange, in milliseconds.
-    #[arg(
-        long = "smtp-timeout-ms",
-        env = "SMTP_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub smtp_timeout_ms: u64,
-    /// Lifetime of a verification link, in seconds.
-    #[arg(
-        long = "email-verification-ttl-secs",
-        env = "EMAIL_VERIFICATION_TTL_SECS",
-        default_value_t = 86_400
-    )]
-    pub verification_ttl_secs: u64,
-    /// Lifetime of a password-reset link, in seconds.
-    #[arg(
-        long = "password-reset-ttl-secs",
-        env = "PASSWORD_RESET_TTL_SECS",
-        default_value_t = 1_800
-    )]
-    pub reset_ttl_secs: u64,
-}
-
-/// The mailer's metrics.
-pub struct MailMetrics {
-    /// `registrar_mail_sent_total{kind}`
-    pub sent: IntCounterVec,
-    /// `registrar_mail_send_failures_total{kind}`: attempts that failed (retried).
-    pub failures: IntCounterVec,
-    /// `registrar_mail_given_up_total{kind}`: mails marked failed.
-    pub given_up: IntCounterVec,
-    /// `registrar_mail_outbox_unsent`
-    pub unsent: IntGauge,
-    /// `registrar_mail_outbox_oldest_unsent_seconds`
-    pub oldest_unsent: IntGauge,
-    /// `registrar_mail_outbox_failed`
-    pub failed: IntGauge,
-}
-
-impl MailMetrics {
-    pub fn new(registry: &Registry) -> Arc<Self> {
-        let vec = |name: &str, help: &str| {
-            let v = IntCounterVec::new(Opts::new(name, help), &["kind"])
-                .unwrap_or_else(|e| panic!("{e}"));
-            let _ = registry.register(Box::new(v.clone()));
-            v
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{e}"));
-            let _ = registry.register(Box::new(g.clone()));
-            g
-        };
-        Arc::new(Self {
-            sent: vec(
-                "registrar_mail_sent_total",
-                "Mails handed to the SMTP server",
-            ),
-            failures: vec(
-                "registrar_mail_send_failures_total",
-                "Mail attempts that failed and will be retried",
-            ),
-            given_up: vec(
-                "registrar_mail_given_up_total",
-                "Mails marked failed after MAIL_MAX_ATTEMPTS",
-            ),
-            unsent: gauge(
-                "registrar_mail_outbox_unsent",
-                "Mails in the outbox not sent yet",
-            ),
-            oldest_unsent: gauge(
-                "registrar_mail_outbox_oldest_unsent_seconds",
-                "Age of the oldest unsent mail",
-            ),
-            failed: gauge(
-                "registrar_mail_outbox_failed",
-                "Mails given up after MAIL_MAX_ATTEMPTS, still in the outbox",
-            ),
-        })
-    }
-}
-
-/// The templates, built in or from `MAIL_TEMPLATE_DIR`.
-pub struct Templates {
-    env: minijinja::Environment<'static>,
-}
-
-const BUILT_IN: &[(&str, &str)] = &[
-    ("layout.html", include_str!("../templates/mail/layout.html")),
-    (
-        "verify_email.subject.txt",
-        include_str!("../templates/mail/verify_email.subject.txt"),
-    ),
-    (
-        "verify_email.txt",
-        include_str!("../templates/mail/verify_email.txt"),
-    ),
-    (
-        "verify_email.html",
-        include_str!("../templates/mail/verify_email.html"),
-    ),
-    (
-        "verify_new_email.subject.txt",
-        include_str!("../templates/mail/verify_new_email.subject.txt"),
-    ),
-    (
-        "verify_new_email.txt",
-        include_str!("../templates/mail/verify_new_email.txt"),
-    ),
-    (
-        "verify_new_email.html",
-        include_str!("../templates/mail/verify_new_email.html"),
-    ),
-    (
-        "email_change_notice.subject.txt",
-        include_str!("../templates/mail/email_change_notice.subject.txt"),
-    ),
-    (
-        "email_change_notice.txt",
-        include_str!("../templates/mail/email_change_notice.txt"),
-    ),
-    (
-        "email_change_notice.html",
-        include_str!("../templates/mail/email_change_notice.html"),
-    ),
-    (
-        "password_reset.subject.txt",
-        include_str!("../templates/mail/password_reset.subject.txt"),
-    ),
-    (
-        "password_reset.txt",
-        include_str!("../templates/mail/password_reset.txt"),
-    ),
-    (
-        "password_reset.html",
-        include_str!("../templates/mail/password_reset.html"),
-    ),
-    (
-        "password_changed.subject.txt",
-        include_str!("../templates/mail/password_changed.subject.txt"),
-    ),
-    (
-        "password_changed.txt",
-        include_str!("../templates/mail/password_changed.txt"),
-    ),
-    (
-        "password_changed.html",
-        include_str!("../templates/mail/password_changed.html"),
-    ),
-    (
-        "registration_attempt.subject.txt",
-        include_str!("../templates/mail/registration_attempt.subject.txt"),
-    ),
-    (
-        "registration_attempt.txt",
-        include_str!("../templates/mail/registration_attempt.txt"),
-    ),
-    (
-        "registration_attempt.html",
-        include_str!("../templates/mail/registration_attempt.html"),
-    ),
-    (
-        "second_factor_failures.subject.txt",
-        include_str!("../templates/mail/second_factor_failures.subject.txt"),
-    ),
-    (
-        "second_factor_failures.txt",
-        include_str!("../templates/mail/second_factor_failures.txt"),
-    ),
-    (
-        "second_factor_failures.html",
-        include_str!("../templates/mail/second_factor_failures.html"),
-    ),
-    (
-        "second_factor_enabled.subject.txt",
-        include_str!("../templates/mail/second_factor_enabled.subject.txt"),
-    ),
-    (
-        "second_factor_enabled.txt",
-        include_str!("../templates/mail/second_factor_enabled.txt"),
-    ),
-    (
-        "second_factor_enabled.html",
-        include_str!("../templates/mail/second_factor_enabled.html"),
-    ),
-    (
-        "second_factor_disabled.subject.txt",
-        include_str!("../templates/mail/second_factor_disabled.subject.txt"),
-    ),
-    (
-        "second_factor_disabled.txt",
-        include_str!("../templates/mail/second_factor_disabled.txt"),
-    ),
-    (
-        "second_factor_disabled.html",
-        include_str!("../templates/mail/second_factor_disabled.html"),
-    ),
-    (
-        "second_factor_reset.subject.txt",
-        include_str!("../templates/mail/second_factor_reset.subject.txt"),
-    ),
-    (
-        "second_factor_reset.txt",
-        include_str!("../templates/mail/second_factor_reset.txt"),
-    ),
-    (
-        "second_factor_reset.html",
-        include_str!("../templates/mail/second_factor_reset.html"),
-    ),
-];
-
-/// A rendered mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-}
-
-impl Templates {
-    /// The built-in templates, each replaced by a file of the same name in `dir`.
-    /// Every template is rendered once here, so a broken one stops the start.
-    pub fn load(dir: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        let mut env = minijinja::Environment::new();
-        for (name, built_in) in BUILT_IN {
-            let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::new(
-                        "MAIL_TEMPLATE_DIR",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?,
-                None => (*built_in).to_owned(),
-            };
-            env.add_template_owned(*name, source)
-                .map_err(|e| ConfigError::new("MAIL_TEMPLATE_DIR", format!("{name}: {e}")))?;
-        }
-        let templates = Self { env };
-        for kind in MailKind::ALL {
-            templates
-                .render(
-                    kind,
-                    "someone@example.com",
-                    "Someone",
-                    Some("https://example.com/x"),
-                    24,
-                    30,
-                )
-                .map_err(|e| {
-                    ConfigError::new("MAIL_TEMPLATE_DIR", format!("{}: {e}", kind.as_str()))
-                })?;
-        }
-        Ok(templates)
-    }
-
-    pub fn render(
-        &self,
-        kind: MailKind,
-        recipient: &str,
-        name: &str,
-        link: Option<&str>,
-        valid_hours: u64,
-        valid_minutes: u64,
-    ) -> Result<Rendered, minijinja::Error> {
-        let k = kind.as_str();
-        let base = minijinja::context! {
-            product => "Registrar",
-            recipient => recipient,
-            name => name,
-        };
-        let subject = self
-            .env
-            .get_template(&format!("{k}.subject.txt"))?
-            .render(&base)?;
-        let subject = subject.trim().to_owned();
-        let ctx = minijinja::context! {
-            product => "Registrar",
-            subject => &subject,
-            recipient => recipient,
-            name => name,
-            link => link,
-            valid_hours => valid_hours,
-            valid_minutes => valid_minutes,
-        };
-        Ok(Rendered {
-            text: self.env.get_template(&format!("{k}.txt"))?.render(&ctx)?,
-            html: self.env.get_template(&format!("{k}.html"))?.render(&ctx)?,
-            subject,
-        })
-    }
-}
 
 /// Why one attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -670,45 +339,6 @@ fn backoff(attempts: i32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_built_in_template_renders_with_its_link_and_escapes_html() {
-        let t = Templates::load(None).unwrap();
-        let r = t
-            .render(
-                MailKind::PasswordReset,
-                "a@b.io",
-                "<Ada>",
-                Some("https://x/reset-password?token=T"),
-                24,
-                30,
-            )
-            .unwrap();
-        assert_eq!(r.subject, "Reset your password");
-        assert!(r.text.contains("https://x/reset-password?token=T"));
-        assert!(r.text.contains("30 minutes"));
-        assert!(r.html.contains("&lt;Ada&gt;"), "{}", r.html);
-        assert!(!r.html.contains("<Ada>"));
-    }
-
-    #[test]
-    fn a_template_directory_replaces_built_in_templates_by_name() {
-        let dir = std::env::temp_dir().join(format!("mail-tpl-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("verify_email.subject.txt"),
-            "Bienvenue {{ product }}",
-        )
-        .unwrap();
-        let t = Templates::load(Some(&dir)).unwrap();
-        let r = t
-            .render(MailKind::VerifyEmail, "a@b.io", "A", Some("l"), 24, 30)
-            .unwrap();
-        assert_eq!(r.subject, "Bienvenue Registrar");
-        std::fs::write(dir.join("verify_email.txt"), "{% if %}").unwrap();
-        assert!(Templates::load(Some(&dir)).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn retries_back_off_exponentially_up_to_an_hour() {

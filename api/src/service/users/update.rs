@@ -1,6 +1,6 @@
-//! User management: listing (staff), reading, full and partial updates guarded by the
-//! user's version, soft delete and erasure, export and the audit trail. Every change
-//! writes its audit row in the transaction of the change.
+//! Full and partial updates of a user, guarded by its version (`If-Match`): the profile,
+//! email, password and role, re-authentication for one's own sensitive changes, and the
+//! work after a committed change.
 
 use common::domain::email::Email;
 use common::domain::password_policy::PasswordPolicy;
@@ -8,168 +8,20 @@ use common::domain::registration::{FieldError, ProfileInput, ProfilePatch};
 use common::domain::Role;
 use common::events::user::{UserEvent, UserEventType};
 use common::store::account_tokens::{self, Purpose};
-use common::store::data::{self as data_store, DataItem};
 use common::store::mail_outbox::{self, MailKind};
 use common::store::sessions;
 use common::store::user_events;
-use common::store::users::{
-    self, AuditContext, AuditRecord, ListCursor, UserChanges, UserQuery, UserRecord,
-};
+use common::store::users::{self, UserChanges, UserRecord};
 use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{accounts, page_limit, page_offset, Page, ServiceError};
+use super::parse_role;
 use crate::bodies::users::UserUpdateRequest;
 use crate::caller::{Caller, RequestContext};
+use crate::service::committed::after_commit;
+use crate::service::{accounts, ServiceError};
 use crate::state::AppState;
-
-/// Audit entries an export carries at most (the newest); the rest is paged from
-/// `/api/users/{id}/audit` with the export's `auditNextCursor`. With the data quota this
-/// bounds an export's size, and the api's memory for it, whatever the account's age.
-pub const EXPORT_AUDIT_LIMIT: i64 = 1000;
-
-fn encode_cursor(user: &UserRecord) -> String {
-    ListCursor {
-        created_at: user.created_at,
-        id: user.id,
-    }
-    .encode()
-}
-
-fn parse_role(raw: &str) -> Result<Role, ServiceError> {
-    Role::parse(raw)
-        .ok_or_else(|| ServiceError::invalid("role", "must be one of user, moderator, admin"))
-}
-
-/// A user id from a path segment.
-pub fn parse_user_id(raw: &str) -> Result<Uuid, ServiceError> {
-    raw.parse()
-        .map_err(|_| ServiceError::invalid("id", "must be a user id (UUID)"))
-}
-
-/// The filters of the user listing, as the caller sent them.
-#[derive(Debug, Default)]
-pub struct ListFilter {
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
-    pub cursor: Option<String>,
-    pub role: Option<String>,
-    pub q: Option<String>,
-    pub include_deleted: Option<bool>,
-}
-
-/// Users newest first, for moderators and admins (deleted ones for admins only).
-pub async fn list_users(
-    app: &AppState,
-    caller: &Caller,
-    filter: ListFilter,
-) -> Result<Page<UserRecord>, ServiceError> {
-    if caller.role < Role::Moderator {
-        return Err(ServiceError::Forbidden);
-    }
-    let include_deleted = filter.include_deleted.unwrap_or(false);
-    if include_deleted && !caller.is_admin() {
-        return Err(ServiceError::Forbidden);
-    }
-    let limit = page_limit(filter.limit)?;
-    let offset = page_offset(filter.offset)?;
-    let after = filter
-        .cursor
-        .as_deref()
-        .map(|c| {
-            ListCursor::decode(c)
-                .ok_or_else(|| ServiceError::invalid("cursor", "is not a cursor this api issued"))
-        })
-        .transpose()?;
-    let role = filter.role.as_deref().map(parse_role).transpose()?;
-    let prefix = filter
-        .q
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    if prefix.as_ref().is_some_and(|q| q.chars().count() > 100) {
-        return Err(ServiceError::invalid("q", "must be at most 100 characters"));
-    }
-    if prefix
-        .as_ref()
-        .is_some_and(|q| q.chars().any(char::is_control))
-    {
-        return Err(ServiceError::invalid(
-            "q",
-            "must not contain control characters",
-        ));
-    }
-    let client = app.db().await?;
-    let query = UserQuery {
-        role,
-        prefix,
-        include_deleted,
-        after,
-        limit: limit + 1,
-        offset,
-    };
-    let rows = users::list(&**client, &query).await?;
-    Ok(Page::from_fetch(rows, limit, Some(offset), encode_cursor))
-}
-
-/// A user by id: self, moderators and admins; deleted users for admins only.
-pub async fn get_user(
-    app: &AppState,
-    caller: &Caller,
-    context: &RequestContext,
-    id: Uuid,
-) -> Result<UserRecord, ServiceError> {
-    if !caller.is_self_or_staff(id) {
-        return Err(ServiceError::Forbidden);
-    }
-    let user = visible_user(app, caller, id).await?;
-    audit_staff_read(app, caller, context, id, "user.viewed").await?;
-    Ok(user)
-}
-
-/// Staff reading another user's data leaves a trace in that user's audit trail.
-async fn audit_staff_read(
-    app: &AppState,
-    caller: &Caller,
-    context: &RequestContext,
-    id: Uuid,
-    action: &str,
-) -> Result<(), ServiceError> {
-    if caller.id == id {
-        return Ok(());
-    }
-    let client = app.db().await?;
-    let audit = context.audit(Some(caller.id));
-    Ok(users::audit(&**client, id, action, &audit, json!({})).await?)
-}
-
-/// What the user sees of their own trail: where staff acted on the account, not the
-/// staff member's address or user agent (admins see everything).
-fn as_seen_by(caller: &Caller, id: Uuid, mut rows: Vec<AuditRecord>) -> Vec<AuditRecord> {
-    if caller.is_admin() {
-        return rows;
-    }
-    for row in rows
-        .iter_mut()
-        .filter(|r| r.actor_id.is_some_and(|a| a != id))
-    {
-        row.ip = None;
-        row.user_agent = None;
-    }
-    rows
-}
-
-async fn visible_user(
-    app: &AppState,
-    caller: &Caller,
-    id: Uuid,
-) -> Result<UserRecord, ServiceError> {
-    let client = app.db().await?;
-    users::find_by_id(&**client, id)
-        .await?
-        .filter(|u| !u.is_deleted() || caller.is_admin())
-        .ok_or(ServiceError::NotFound("User"))
-}
 
 /// Which versions of the user a change may apply to (`If-Match`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,11 +293,11 @@ pub async fn update_user(
         } else {
             // The new address's mails share its per-recipient limit: a changer who
             // cycles through other people's addresses cannot flood them.
-            match super::email::pace_for_recipient(app, new_email).await? {
-                super::email::MailPace::Now => {
+            match crate::service::email::pace_for_recipient(app, new_email).await? {
+                crate::service::email::MailPace::Now => {
                     mail_outbox::enqueue(&*tx, id, MailKind::VerifyNewEmail, new_email).await?;
                 }
-                super::email::MailPace::After(wait) => {
+                crate::service::email::MailPace::After(wait) => {
                     tracing::info!(event = "mail_request_slowed", kind = "verify_new_email", user_id = %id, wait_secs = wait.as_secs());
                     mail_outbox::enqueue_paced(&*tx, id, MailKind::VerifyNewEmail, new_email, wait)
                         .await?;
@@ -529,49 +381,8 @@ fn change_events(
     events
 }
 
-/// After an email change took effect: forget the cached registration state of the
-/// address the account no longer uses.
-pub(crate) async fn forget_old_email(app: &AppState, old_email: &str) {
-    after_commit(app, &[], Some(&old_email.to_owned())).await;
-}
-
-/// Work after a committed change: refuse the access tokens of revoked sessions and
-/// forget the cached registration status of an email the account no longer uses. The
-/// change is durable already; a failure here is logged (refresh tokens are revoked in
-/// PostgreSQL either way; access tokens then live out their 15 minutes).
-async fn after_commit(app: &AppState, revoked: &[Uuid], old_email: Option<&String>) {
-    if let Err(e) = accounts::revoke_access(app, revoked).await {
-        tracing::error!(event = "access_tokens_not_revoked", sessions = revoked.len(), error = %crate::error::error_chain(&e));
-    }
-    if let Some(email) = old_email.and_then(|e| Email::parse(e).ok()) {
-        app.finished.forget_email(&email);
-        if let Err(e) = app.stores.status.forget(&email).await {
-            tracing::warn!(event = "status_not_forgotten", error = %e);
-        }
-    }
-}
-
-/// Erasure reaches Redis too: the email's registration status, its login attempts and
-/// the idempotency answers that name it. Logged, not failed, when Redis is down: the
-/// keys expire within a day either way.
-async fn forget_email(app: &AppState, email: &str) {
-    let Ok(email) = Email::parse(email) else {
-        return;
-    };
-    let stores = &app.stores;
-    let (status, attempts, answers, limits) = tokio::join!(
-        stores.status.forget_all(&email),
-        stores.login_attempts.forget_email(&email),
-        stores.idempotency.forget_email(&email),
-        stores.auth_flows.forget_email(email.as_str()),
-    );
-    if let Err(e) = status.and(attempts).and(answers).and(limits) {
-        tracing::warn!(event = "erased_email_not_forgotten_in_redis", error = %e);
-    }
-}
-
 /// Refuses a change that would leave no live admin (see `users::other_live_admins`).
-async fn keep_an_admin(
+pub(super) async fn keep_an_admin(
     tx: &deadpool_postgres::Transaction<'_>,
     id: Uuid,
 ) -> Result<(), ServiceError> {
@@ -579,177 +390,4 @@ async fn keep_an_admin(
         return Err(ServiceError::LastAdmin);
     }
     Ok(())
-}
-
-/// How a user leaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// Soft delete: the row stays for audit and uniqueness; login is refused.
-    Delete,
-    /// GDPR erasure (admins only): personal data anonymised, the audit trail kept
-    /// without it, data items and sessions removed.
-    Erase,
-}
-
-/// Deletes (self or admin) or erases (admin) a user and ends every session. Deleting
-/// one's own account needs `current_password`; the last admin cannot be removed.
-pub async fn remove_user(
-    app: &AppState,
-    caller: &Caller,
-    context: &RequestContext,
-    id: Uuid,
-    removal: Removal,
-    current_password: Option<SecretString>,
-) -> Result<(), ServiceError> {
-    let erase = removal == Removal::Erase;
-    if !caller.is_self_or_admin(id) || (erase && !caller.is_admin()) {
-        return Err(ServiceError::Forbidden);
-    }
-    if caller.id == id {
-        let own = visible_user(app, caller, id).await?;
-        reauthenticate(app, context, current_password, &own).await?;
-    }
-    let mut client = app.db().await?;
-    let tx = client.transaction().await?;
-    accounts::ensure_current(&*tx, caller).await?;
-    let user = users::lock_by_id(&*tx, id)
-        .await?
-        .ok_or(ServiceError::NotFound("User"))?;
-    if user.role == Role::Admin && !user.is_deleted() {
-        keep_an_admin(&tx, id).await?;
-    }
-    let revoked = match removal {
-        Removal::Erase => {
-            if !users::erase(&*tx, id).await? {
-                return Err(ServiceError::NotFound("User"));
-            }
-            let revoked = sessions::delete_user(&*tx, id).await?;
-            // The erasure row names the acting admin only: no address, no user agent.
-            let audit = AuditContext {
-                actor_id: Some(caller.id),
-                ..Default::default()
-            };
-            users::audit(&*tx, id, "user.erased", &audit, json!({})).await?;
-            let event =
-                UserEvent::new(UserEventType::Erased, id, user.version + 1).actor(Some(caller.id));
-            user_events::append(&*tx, &[event]).await?;
-            revoked
-        }
-        Removal::Delete => {
-            if !users::soft_delete(&*tx, id).await? {
-                return Err(ServiceError::NotFound("User"));
-            }
-            let revoked = sessions::revoke_user(&*tx, id, None).await?;
-            let audit = context.audit(Some(caller.id));
-            users::audit(&*tx, id, "user.deleted", &audit, json!({})).await?;
-            let event = context.event(
-                UserEventType::Deleted,
-                id,
-                user.version + 1,
-                Some(caller.id),
-            );
-            user_events::append(&*tx, &[event]).await?;
-            revoked
-        }
-    };
-    tx.commit().await?;
-    after_commit(app, &revoked, Some(&user.email)).await;
-    if removal == Removal::Erase {
-        forget_email(app, &user.email).await;
-    }
-    tracing::info!(event = "user_deleted", user_id = %id, actor = %caller.id, erase);
-    Ok(())
-}
-
-/// Everything stored about a user.
-#[derive(Debug)]
-pub struct Export {
-    pub user: UserRecord,
-    /// The newest audit entries, at most `EXPORT_AUDIT_LIMIT`.
-    pub audit: Vec<AuditRecord>,
-    /// Where `/api/users/{id}/audit?cursor=` continues when the trail is longer.
-    pub audit_next_cursor: Option<String>,
-    pub data: Vec<DataItem>,
-}
-
-/// The user's profile, audit trail and data items (self or admin).
-pub async fn export_user(
-    app: &AppState,
-    caller: &Caller,
-    context: &RequestContext,
-    id: Uuid,
-) -> Result<Export, ServiceError> {
-    if !caller.is_self_or_admin(id) {
-        return Err(ServiceError::Forbidden);
-    }
-    let user = visible_user(app, caller, id).await?;
-    audit_staff_read(app, caller, context, id, "user.exported").await?;
-    let client = app.db().await?;
-    let audit = users::audit_trail(&**client, id, EXPORT_AUDIT_LIMIT + 1, 0, None).await?;
-    let audit = Page::from_fetch(
-        as_seen_by(caller, id, audit),
-        EXPORT_AUDIT_LIMIT,
-        None,
-        |r| r.id.to_string(),
-    );
-    // The quota bounds the items; the limit only guards against a quota lowered later.
-    let data = data_store::list(&**client, id, None, app.accounts.data_quota.0).await?;
-    Ok(Export {
-        user,
-        audit_next_cursor: audit.next_cursor,
-        audit: audit.rows,
-        data,
-    })
-}
-
-/// A page of the user's audit trail, newest first (self or admin). Erased and deleted
-/// users keep their trail; an unknown id has none.
-pub async fn audit_trail(
-    app: &AppState,
-    caller: &Caller,
-    id: Uuid,
-    limit: Option<i64>,
-    offset: Option<i64>,
-    cursor: Option<&str>,
-) -> Result<Page<AuditRecord>, ServiceError> {
-    if !caller.is_self_or_admin(id) {
-        return Err(ServiceError::Forbidden);
-    }
-    let limit = page_limit(limit)?;
-    let offset = page_offset(offset)?;
-    let before = cursor
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ServiceError::invalid("cursor", "is not a cursor this api issued"))
-        })
-        .transpose()?;
-    let client = app.db().await?;
-    users::find_by_id(&**client, id)
-        .await?
-        .ok_or(ServiceError::NotFound("User"))?;
-    let rows = as_seen_by(
-        caller,
-        id,
-        users::audit_trail(&**client, id, limit + 1, offset, before).await?,
-    );
-    Ok(Page::from_fetch(rows, limit, Some(offset), |r| {
-        r.id.to_string()
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_round_trips_and_garbage_is_refused() {
-        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let id = Uuid::now_v7();
-        let raw = ListCursor { created_at: at, id }.encode();
-        assert_eq!(
-            ListCursor::decode(&raw),
-            Some(ListCursor { created_at: at, id })
-        );
-        assert_eq!(ListCursor::decode("not-a-cursor"), None);
-    }
 }
