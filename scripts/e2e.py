@@ -8,7 +8,10 @@
 3. the client's integration test runs against them;
 4. every fenced example marked ```` ```sh runnable ```` in README.md and docs/src/ runs with
    bash against that api (`$API`), and must exit 0;
-5. the sign-up page (examples/web) is served from another origin by a static server and
+5. openid-client (tests/oidc) signs in through the OpenID Connect provider: discovery,
+   PKCE, the hosted login, ID-token validation, userinfo, refresh, introspection,
+   revocation, consent, single sign-on, logout and client_credentials;
+6. the sign-up page (examples/web) is served from another origin by a static server and
    a real Chromium (Debian's package, driven by playwright-core) registers, sees
    `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
    of each step go to target/e2e/.
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos import ROOT, Stack, log, wait_until  # noqa: E402
 
 CLIENT = ROOT / "clients" / "typescript"
+OIDC = ROOT / "tests" / "oidc"
 WEB = ROOT / "examples" / "web"
 OUT = ROOT / "target" / "e2e"
 
@@ -55,6 +59,33 @@ def check_generated_types(api_bin):
     if stale:
         sys.exit(f"clients/typescript/{', '.join(stale)} is stale: run `make client` and commit")
     log("client types match the api's OpenAPI document")
+
+
+def oidc_client(stack, *args):
+    """Registers a client with `api oidc-client create`; returns (id, secret or None)."""
+    out = subprocess.run([str(stack.api_bin), "oidc-client", "create", *args], env=stack.env,
+                         capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return values["OIDC_CLIENT_ID"], values.get("OIDC_CLIENT_SECRET")
+
+
+def run_oidc_test(stack):
+    """openid-client (an OpenID-certified relying party) against the provider."""
+    redirect, logout = "http://127.0.0.1:18999/callback", "http://127.0.0.1:18999/signed-out"
+    conf_id, conf_secret = oidc_client(
+        stack, "--name", "First-party app", "--redirect-uri", redirect,
+        "--post-logout-redirect-uri", logout, "--first-party",
+        "--scope", "openid", "--scope", "profile", "--scope", "email", "--scope", "offline_access",
+        "--grant", "authorization_code", "--grant", "refresh_token")
+    public_id, _ = oidc_client(stack, "--name", "Third-party app", "--public", "--redirect-uri", redirect)
+    machine_id, machine_secret = oidc_client(
+        stack, "--name", "Reporting job", "--grant", "client_credentials", "--scope", "profile")
+    npm(["ci", "--no-audit", "--no-fund", "--loglevel=error"], OIDC)
+    env = {**os.environ, "ISSUER": stack.base, "REDIRECT_URI": redirect, "LOGOUT_URI": logout,
+           "CONFIDENTIAL_ID": conf_id, "CONFIDENTIAL_SECRET": conf_secret, "PUBLIC_ID": public_id,
+           "MACHINE_ID": machine_id, "MACHINE_SECRET": machine_secret}
+    npm(["test"], OIDC, env)
+    log("openid-client test of the OpenID Connect provider passed")
 
 
 def runnable_examples():
@@ -120,7 +151,8 @@ def main():
     page_port = args.port + 11
     page_origin = f"http://127.0.0.1:{page_port}"
     os.environ["CORS_ORIGINS"] = page_origin
-    stack = Stack("e2e", Path(args.bin), args.port, "", True)
+    stack = Stack("e2e", Path(args.bin), args.port, "", True,
+                  extra_env={"OIDC_ISSUER": f"http://127.0.0.1:{args.port}"})
     # The page's api address, fixed at serve time (no query parameter can change it).
     (vendor / "config.js").write_text(f"export const API = {json.dumps(stack.base)};\n")
     server = None
@@ -129,6 +161,7 @@ def main():
         npm(["run", "test:integration"], CLIENT, env)
         log("client integration test passed")
         run_doc_examples(stack.base)
+        run_oidc_test(stack)
 
         browser = chromium()
         if not browser:

@@ -30,6 +30,11 @@ if ! grep -q '^MFA_ENCRYPTION_KEY=' .env; then
   echo "[run] adding a development MFA encryption key to .env" >&2
   target/release/api keygen --key-id dev1 | grep '^MFA_ENCRYPTION_KEY=' >> .env
 fi
+if ! grep -q '^OIDC_SIGNING_KEY=' .env; then
+  echo "[run] adding a development OpenID Connect signing key and issuer to .env" >&2
+  target/release/api keygen --key-id dev1 | grep '^OIDC_SIGNING_KEY=' >> .env
+  grep -q '^OIDC_ISSUER=' .env || echo "OIDC_ISSUER=http://127.0.0.1:${PORT:-8000}" >> .env
+fi
 if ! grep -q '^CORS_ORIGINS=' .env; then
   echo "[run] allowing the sign-up page's origin (CORS_ORIGINS) in .env" >&2
   echo "CORS_ORIGINS=http://127.0.0.1:${WEB_PORT:-5173},http://localhost:${WEB_PORT:-5173}" >> .env

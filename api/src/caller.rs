@@ -101,7 +101,8 @@ impl OptionalFromRequestParts<AppState> for Caller {
     }
 }
 
-/// Where a request came from, for audit rows.
+/// Where a request came from, for audit rows (all empty for the CLI).
+#[derive(Debug, Default)]
 pub struct RequestContext {
     pub ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,

@@ -65,6 +65,12 @@ enum Command {
         #[command(flatten)]
         config: Box<ApiConfig>,
     },
+    /// Register an OpenID Connect client (as `POST /api/v1/admin/oidc/clients` does) and
+    /// print its id and, this once, its secret. Uses the api's settings.
+    OidcClient {
+        #[command(subcommand)]
+        action: OidcClientAction,
+    },
     /// Print the OpenAPI document (what `/api/v1/openapi.json` serves) and exit; the
     /// TypeScript client's types are generated from it.
     Openapi,
@@ -76,6 +82,44 @@ enum Command {
         /// Key id to print; defaults to one derived from today's date.
         #[arg(long)]
         key_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OidcClientAction {
+    /// Register a client.
+    Create {
+        /// Shown on the consent screen.
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeat for more).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where logout may return to (repeat for more).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (no secret, PKCE required): single-page and native apps.
+        #[arg(long)]
+        public: bool,
+        /// Skip the consent screen (your own apps).
+        #[arg(long)]
+        first_party: bool,
+        /// Allowed scopes (repeat); default openid, profile, email.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Allowed grants (repeat); default authorization_code.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// RS256 (default) or EdDSA.
+        #[arg(long)]
+        id_token_alg: Option<String>,
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
+    /// List the registered clients.
+    List {
+        #[command(flatten)]
+        config: Box<ApiConfig>,
     },
 }
 
@@ -175,6 +219,7 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Healthcheck { url } => healthcheck(&url).await,
+        Command::OidcClient { action } => oidc_client(action).await,
     }
 }
 
@@ -382,6 +427,107 @@ fn keygen(key_id: Option<String>) {
             &format!("mfa-{key_id}")
         ))
     );
+    match registrar_api::auth::oidc_keys::generate(&format!("rsa-{key_id}")) {
+        Ok((private, public)) => {
+            println!(
+                "# api: OpenID Connect ID-token key (RSA-2048, RS256); used when OIDC_ISSUER is"
+            );
+            println!("# set. When rotating, move the old key's public part into");
+            println!("# OIDC_VERIFICATION_KEYS: {public}");
+            println!(
+                "OIDC_SIGNING_KEY={}",
+                secrecy::ExposeSecret::expose_secret(&private)
+            );
+        }
+        Err(e) => eprintln!("keygen: no RSA key: {e}"),
+    }
+}
+
+async fn oidc_client(action: OidcClientAction) -> i32 {
+    use registrar_api::service::oidc::clients::{self, ClientSpec};
+    let (config, spec) = match action {
+        OidcClientAction::Create {
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            first_party,
+            scopes,
+            grants,
+            id_token_alg,
+            config,
+        } => (
+            config,
+            Some(ClientSpec {
+                name: Some(name),
+                confidential: Some(!public),
+                redirect_uris: Some(redirect_uris),
+                post_logout_redirect_uris: Some(post_logout_redirect_uris),
+                scopes: (!scopes.is_empty()).then_some(scopes),
+                grant_types: (!grants.is_empty()).then_some(grants),
+                first_party: Some(first_party),
+                id_token_alg,
+                access_token_ttl_secs: None,
+                refresh_token_ttl_secs: None,
+            }),
+        ),
+        OidcClientAction::List { config } => (config, None),
+    };
+    let _telemetry = init_logs(&config.log);
+    let app = match Application::build(*config).await {
+        Ok(app) => app,
+        Err(StartError::Config(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
+    let context = registrar_api::caller::RequestContext::default();
+    let Some(spec) = spec else {
+        return match clients::list(&app.state, None).await {
+            Ok(all) => {
+                for c in all {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.client_id,
+                        if c.confidential {
+                            "confidential"
+                        } else {
+                            "public"
+                        },
+                        c.name,
+                        c.redirect_uris.join(" ")
+                    );
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("oidc-client list: {e}");
+                1
+            }
+        };
+    };
+    match clients::create(&app.state, None, &context, spec).await {
+        Ok(created) => {
+            println!("OIDC_CLIENT_ID={}", created.client.client_id);
+            if let Some(secret) = created.secret {
+                use secrecy::ExposeSecret;
+                println!("OIDC_CLIENT_SECRET={}", secret.expose_secret());
+                eprintln!("the secret is shown this once; it is stored only as a digest");
+            }
+            0
+        }
+        Err(registrar_api::service::ServiceError::Invalid(errors)) => {
+            for e in errors {
+                eprintln!("oidc-client create: {}: {}", e.field, e.message);
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("oidc-client create: {e}");
+            1
+        }
+    }
 }
 
 #[cfg(test)]

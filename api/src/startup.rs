@@ -29,7 +29,9 @@ use crate::metrics::ApiMetrics;
 use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
-use crate::routes::{auth, compat, data, health, imports, registration, security, users};
+use crate::routes::{
+    auth, compat, data, health, hosted, imports, oidc, oidc_clients, registration, security, users,
+};
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
 
@@ -67,6 +69,7 @@ impl Application {
         // is named (exit 2) even when the database is not there yet.
         let sealer = config.sealer()?;
         let jwt = config.jwt_keys()?;
+        let oidc = config.oidc.provider(&jwt)?;
         let client_ip = ClientIp::new(config.trusted_proxies()?);
         let metrics = ApiMetrics::new();
         let lag_monitor = common::ops::metrics::LagMonitor::new(
@@ -139,6 +142,7 @@ impl Application {
                     config.mfa_challenge_ttl_secs.max(30),
                 ),
             },
+            oidc,
         };
         let state = AppState::new(Dependencies {
             stores: Stores::new(redis),
@@ -356,6 +360,16 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         )
         .route("/users/{id}/export", get(users::export))
         .route("/users/{id}/audit", get(users::audit))
+        .route(
+            "/admin/oidc/clients",
+            post(oidc_clients::create).get(oidc_clients::list),
+        )
+        .route(
+            "/admin/oidc/clients/{id}",
+            get(oidc_clients::get)
+                .patch(oidc_clients::update)
+                .delete(oidc_clients::delete),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .merge(data_routes)
         // One stack, one `Router::layer`: each call boxes every route's service and
@@ -385,6 +399,37 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+}
+
+/// The OpenID Connect provider: its protocol endpoints and the hosted login pages. They
+/// speak OAuth's formats, are described by the discovery document rather than the
+/// OpenAPI one, and answer 404 while `OIDC_ISSUER` is unset.
+fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/oauth2/jwks", get(oidc::jwks))
+        .route(
+            "/oauth2/authorize",
+            get(oidc::authorize_get).post(oidc::authorize_post),
+        )
+        .route("/oauth2/token", post(oidc::token))
+        .route("/oauth2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/oauth2/introspect", post(oidc::introspect))
+        .route("/oauth2/revoke", post(oidc::revoke))
+        .route(
+            "/oauth2/logout",
+            get(oidc::logout_get).post(oidc::logout_post),
+        )
+        .route("/oauth2/login", get(hosted::show).post(hosted::login))
+        .route("/oauth2/mfa", post(hosted::second_factor))
+        .route("/oauth2/consent", get(hosted::show).post(hosted::consent))
+        .route("/oauth2/assets/login.css", get(hosted::stylesheet))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timeout_error))
+                .timeout(config.request_timeout()),
+        )
 }
 
 pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Router {
@@ -420,6 +465,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route("/health/ready", get(health::ready))
         .route("/ready", get(health::ready))
         .route("/.well-known/jwks.json", get(auth::jwks))
+        .merge(oidc_routes(config))
         .merge(docs)
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -370,15 +370,22 @@ impl TestApp {
         if !options.production_argon2 {
             api_args.extend(LIGHT_ARGON2.iter().map(|s| s.to_string()));
         }
+        // Bound first: the OpenID Connect issuer is the api's own address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        api_args.extend([
+            "--oidc-issuer".to_owned(),
+            format!("http://{address}"),
+            "--oidc-signing-key".to_owned(),
+            oidc_signing_key().to_owned(),
+        ]);
         api_args.extend(options.api_args.iter().cloned());
         let config = ApiCli::parse_from(api_args).config;
         let app = Application::build(config)
             .await
             .unwrap_or_else(|e| panic!("api failed to build: {e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let state = app.state.clone();
         let api_shutdown = CancellationToken::new();
         let token = api_shutdown.clone();
@@ -1021,4 +1028,15 @@ pub fn registration_body() -> (String, String, Value) {
         "occupation": "Mathematician",
     });
     (email, password, body)
+}
+
+/// One RSA signing key for every api a test process starts (generating one takes a
+/// noticeable fraction of a second).
+pub fn oidc_signing_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let (private, _) =
+            registrar_api::auth::oidc_keys::generate("test-rsa").unwrap_or_else(|e| panic!("{e}"));
+        secrecy::ExposeSecret::expose_secret(&private).to_owned()
+    })
 }

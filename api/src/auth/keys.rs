@@ -207,6 +207,41 @@ impl JwtKeys {
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
     }
 
+    /// Signs any claims with the current Ed25519 key (OIDC ID and access tokens).
+    pub fn sign_any<T: Serialize>(&self, claims: &T, typ: &str) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.into());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// Verifies an EdDSA token with another issuer and audience than the api's own
+    /// access tokens (OIDC): signature, `iss`, `aud` when given, and `exp` when asked.
+    pub fn verify_any<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: Option<&str>,
+        check_exp: bool,
+    ) -> Result<T, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Header)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Header);
+        }
+        let kid = header.kid.ok_or(TokenError::NoKeyId)?;
+        let key = self.decoding.get(&kid).ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        match audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        validation.validate_exp = check_exp;
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["iss", "sub"]);
+        Ok(jsonwebtoken::decode::<T>(token, key, &validation)?.claims)
+    }
+
     /// Verifies signature (EdDSA only, key chosen by `kid`), `iss`, `aud` and `exp`.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Header)?;

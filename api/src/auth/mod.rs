@@ -4,6 +4,7 @@
 pub mod hashing;
 pub mod keys;
 pub mod mfa;
+pub mod oidc_keys;
 
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct Accounts {
     pub mail_limits: MailLimits,
     /// Two-factor settings; `None` keys: enrolment is refused.
     pub mfa: MfaSettings,
+    /// The OpenID Connect provider; `None` when `OIDC_ISSUER` is not set.
+    pub oidc: Option<oidc_keys::OidcProvider>,
 }
 
 /// Fixed-window limits on requests that send mail, per email and per client address.

@@ -7,6 +7,7 @@ pub mod compat;
 pub mod data;
 pub mod health;
 pub mod import;
+pub mod oidc;
 pub mod registration;
 pub mod security;
 pub mod users;

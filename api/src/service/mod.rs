@@ -10,6 +10,7 @@ pub mod data;
 pub mod email;
 pub mod import;
 pub mod mfa;
+pub mod oidc;
 pub mod registration;
 pub mod users;
 

@@ -203,6 +203,54 @@ impl AuthFlowStore {
         Ok(n)
     }
 
+    fn flow_key(&self, kind: &str, id: &str) -> String {
+        format!(
+            "{}auth:flow:{kind}:{}",
+            self.redis.keys.prefix(),
+            digest_hex(id)
+        )
+    }
+
+    /// Stores the state of a browser flow (a hosted login in progress) under its
+    /// random id (by digest) for `ttl`.
+    pub async fn put_flow<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.flow_key(kind, id);
+        let json = serde_json::to_string(value).unwrap_or_default();
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let () = c.set_ex(&key, json, ttl.as_secs().max(1)).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A browser flow's state; `None` when unknown, expired or unreadable.
+    pub async fn flow<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let key = self.flow_key(kind, id);
+        let raw: Option<String> = self
+            .redis
+            .with_conn(move |c| Box::pin(async move { Ok(c.get(&key).await?) }))
+            .await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    /// Ends a browser flow; true for the one caller that ended it.
+    pub async fn end_flow(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.redis.del(self.flow_key(kind, id)).await? == 1)
+    }
+
     /// A right code (or a reset of the factor) clears the account's failures.
     pub async fn clear_second_factor_failures(&self, user_id: Uuid) -> Result<(), StoreError> {
         self.redis.del(self.second_factor_key(user_id)).await?;

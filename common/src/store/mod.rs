@@ -12,6 +12,7 @@ pub mod leases;
 pub mod login_attempts;
 pub mod mail_outbox;
 pub mod mfa;
+pub mod oidc;
 pub mod postgres;
 pub mod redis;
 pub mod registration_status;

@@ -29,6 +29,7 @@ mod sessions;
 
 pub use login::{attempt_client, count_attempt, login, settle_attempt, LoginOutcome};
 pub use sessions::{end_other_sessions, end_session, list_sessions, logout, refresh};
+pub(crate) use sessions::{rotate, SessionKind};
 
 /// Slack on top of the access-token lifetime for revocation records (clock skew).
 const REVOCATION_SLACK_SECS: u64 = 60;
@@ -41,6 +42,8 @@ pub struct Tokens {
     /// Until the refresh token expires: its lifetime, or less when the session's
     /// absolute lifetime ends sooner.
     pub refresh_ttl: Duration,
+    /// The session (refresh-token family) the tokens belong to.
+    pub session_id: Uuid,
 }
 
 fn new_refresh_token() -> (SecretString, Vec<u8>) {
@@ -69,6 +72,7 @@ fn tokens(
         user.email_verified_at.is_some(),
     );
     Tokens {
+        session_id: session,
         access_token,
         refresh_token: refresh,
         access_ttl: app.accounts.jwt.access_ttl,
@@ -165,6 +169,39 @@ pub(crate) async fn start_session(
     tx.commit().await?;
     tracing::info!(event = "login_succeeded", user_id = %user.id, %session, method);
     Ok(tokens(app, user, session, refresh, expires_at))
+}
+
+/// Opens a session (a refresh-token family) for a user inside the caller's
+/// transaction, as a client of the OpenID Connect provider gets one: its first refresh
+/// token lives `lifetime`, cut at the session's absolute end. Returns the family, the
+/// token and its expiry.
+pub(crate) async fn open_session(
+    app: &AppState,
+    tx: &deadpool_postgres::Transaction<'_>,
+    context: &RequestContext,
+    user_id: Uuid,
+    lifetime: Duration,
+) -> Result<(Uuid, SecretString, DateTime<Utc>), ServiceError> {
+    let (refresh, digest) = new_refresh_token();
+    let session = Uuid::now_v7();
+    let started = Utc::now();
+    let expires_at = after(lifetime).min(session_end(app, started));
+    let token = NewToken {
+        family_id: session,
+        user_id,
+        token_hash: &digest,
+        expires_at,
+        session_started_at: started,
+        ip: context.ip.map(|ip| ip.to_string()),
+        user_agent: context.user_agent.as_deref(),
+    };
+    session_store::insert(&**tx, &token).await?;
+    Ok((session, refresh, expires_at))
+}
+
+/// The SHA-256 digest under which an opaque token is stored.
+pub(crate) fn digest(token: &str) -> Vec<u8> {
+    token_digest(token)
 }
 
 /// The caller's own live account; a deleted one makes the token invalid.

@@ -1,21 +1,41 @@
 //! A session after login: refresh-token rotation with reuse detection, logout, and the
 //! caller's view of their sessions (list, end one, end all others).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use common::store::oidc;
 use common::store::sessions::{self, ActiveSession, NewToken};
-use common::store::users::{self};
-use secrecy::ExposeSecret;
+use common::store::users::{self, UserRecord};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    ensure_current, new_refresh_token, refresh_expiry, revoke_access, session_end, token_digest,
-    tokens, Tokens,
+    after, ensure_current, new_refresh_token, refresh_expiry, revoke_access, session_end,
+    token_digest, tokens, Tokens,
 };
 use crate::bodies::accounts::RefreshRequest;
 use crate::caller::{Caller, RequestContext};
 use crate::service::ServiceError;
 use crate::state::AppState;
+
+/// Which sessions a refresh may rotate: the api's own (login) sessions, or those a
+/// client of the OpenID Connect provider was issued. A token of the other kind is
+/// refused without touching its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind<'a> {
+    /// A login's session (`/api/v1/auth/refresh`).
+    Api,
+    /// A session opened for this OIDC client (`/oauth2/token`).
+    Client(&'a str),
+}
+
+/// A refresh token used and the next one of its family.
+pub struct Rotated {
+    pub user: UserRecord,
+    pub family_id: Uuid,
+    pub next: SecretString,
+    pub expires_at: DateTime<Utc>,
+}
 
 /// Uses a refresh token and issues the next of its family. A token presented again
 /// after its use revokes the whole family (and is audited): it was stolen or replayed.
@@ -28,7 +48,21 @@ pub async fn refresh(
         .refresh_token
         .filter(|t| !t.expose_secret().is_empty() && t.expose_secret().len() <= 256)
         .ok_or_else(|| ServiceError::invalid("refreshToken", "is required"))?;
-    let digest = token_digest(token.expose_secret());
+    let r = rotate(app, context, token.expose_secret(), SessionKind::Api, None).await?;
+    Ok(tokens(app, &r.user, r.family_id, r.next, r.expires_at))
+}
+
+/// The rotation behind every refresh grant. `lifetime`: the token lifetime of the
+/// session's client (the api's own `REFRESH_TOKEN_TTL_SECS` when `None`); the session's
+/// absolute lifetime bounds it either way.
+pub(crate) async fn rotate(
+    app: &AppState,
+    context: &RequestContext,
+    token: &str,
+    kind: SessionKind<'_>,
+    lifetime: Option<std::time::Duration>,
+) -> Result<Rotated, ServiceError> {
+    let digest = token_digest(token);
     let mut client = app.db().await?;
     let tx = client.transaction().await?;
     // The user's row first, as every path that revokes sessions locks it: a refresh in
@@ -42,6 +76,16 @@ pub async fn refresh(
     let Some(presented) = sessions::lock(&*tx, &digest).await? else {
         return Err(ServiceError::InvalidToken);
     };
+    let opened_for = oidc::session(&*tx, presented.family_id).await?;
+    let matches = match (kind, &opened_for) {
+        (SessionKind::Api, None) => true,
+        (SessionKind::Client(id), Some(s)) => s.client_id.as_deref() == Some(id),
+        _ => false,
+    };
+    if !matches {
+        tracing::info!(event = "refresh_refused", reason = "session of another kind", session = %presented.family_id);
+        return Err(ServiceError::InvalidToken);
+    }
     let reused = presented.used || presented.revoked;
     let Some(user) = user.filter(|_| !reused) else {
         sessions::revoke_family(&*tx, presented.family_id).await?;
@@ -65,7 +109,10 @@ pub async fn refresh(
         return Err(ServiceError::InvalidToken);
     }
     let (next, next_digest) = new_refresh_token();
-    let expires_at = refresh_expiry(app, presented.session_started_at);
+    let expires_at = match lifetime {
+        Some(ttl) => after(ttl).min(session_end(app, presented.session_started_at)),
+        None => refresh_expiry(app, presented.session_started_at),
+    };
     sessions::mark_used(&*tx, &digest).await?;
     let token = NewToken {
         family_id: presented.family_id,
@@ -78,7 +125,12 @@ pub async fn refresh(
     };
     sessions::insert(&*tx, &token).await?;
     tx.commit().await?;
-    Ok(tokens(app, &user, presented.family_id, next, expires_at))
+    Ok(Rotated {
+        user,
+        family_id: presented.family_id,
+        next,
+        expires_at,
+    })
 }
 
 /// Ends the caller's session: its refresh tokens in PostgreSQL, its access tokens in

@@ -15,6 +15,9 @@ use secrecy::SecretString;
 use crate::auth::keys::JwtKeys;
 pub use crate::publisher::RecordSigners;
 
+mod oidc;
+pub use oidc::OidcConfig;
+
 #[derive(Args, Clone, Debug)]
 pub struct ApiConfig {
     /// Port the HTTP api listens on.
@@ -30,6 +33,8 @@ pub struct ApiConfig {
     pub kafka: KafkaConfig,
     #[command(flatten)]
     pub log: LogConfig,
+    #[command(flatten)]
+    pub oidc: OidcConfig,
     /// Id of the consumers' key pair the api seals passwords to.
     #[arg(long = "seal-key-id", env = "SEAL_KEY_ID")]
     pub seal_key_id: String,

@@ -1,0 +1,400 @@
+//! The hosted login pages: sign in (password), the second factor, consent, and the
+//! provider's own error and message pages. Rendered on the server (they work without
+//! JavaScript) with auto-escaping templates; every page has a strict CSP (no script at
+//! all; forms post only to this origin and, when a step ends, to the client's redirect
+//! origin), refuses framing, and is never cached. Every form carries the flow's CSRF
+//! token, and the flow is bound to the browser by a cookie.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::caller::RequestContext;
+use crate::service::oidc::authorize::{self, Flow, FlowError, Stage, StepOutcome};
+use crate::service::oidc::provider;
+use crate::state::AppState;
+
+/// The browser session: the session's refresh token, never readable by scripts.
+pub const SESSION_COOKIE: &str = "__Host-registrar_session";
+/// Binds a flow to the browser that started it (one per flow, by the id's prefix).
+const FLOW_COOKIE_PREFIX: &str = "__Host-registrar_flow_";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "layout.html",
+        include_str!("../../templates/oidc/layout.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../templates/oidc/login.html"),
+    ),
+    ("mfa.html", include_str!("../../templates/oidc/mfa.html")),
+    (
+        "consent.html",
+        include_str!("../../templates/oidc/consent.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../../templates/oidc/message.html"),
+    ),
+];
+const STYLESHEET: &str = include_str!("../../templates/oidc/login.css");
+
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        for (name, source) in TEMPLATES {
+            // Built-in templates: a broken one fails the page test, not a request.
+            let _ = env.add_template(name, source);
+        }
+        env
+    })
+}
+
+/// A page with the strict headers; `form_target` adds the client's origin to
+/// `form-action` (a form's redirect chain must be allowed all the way).
+fn page(
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+    form_target: Option<&str>,
+) -> Response {
+    let html = templates()
+        .get_template(template)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|e| {
+            tracing::error!(event = "page_not_rendered", template, error = %e);
+            "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()
+        });
+    let origin = form_target
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'{origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        "message.html",
+        minijinja::context! { title => "Sign-in problem", message => message },
+        None,
+    )
+}
+
+pub fn message_page(title: &str, message: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "message.html",
+        minijinja::context! { title => title, message => message },
+        None,
+    )
+}
+
+/// A 303 to `location` (a GET, whatever the request's method was).
+pub fn redirect(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A cookie's value from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn set_cookie(response: &mut Response, name: &str, value: &str, max_age: Duration) {
+    let v = format!(
+        "{name}={value}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        max_age.as_secs()
+    );
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+pub fn clear_cookie(response: &mut Response, name: &str, path: &str) {
+    let v = format!("{name}=; Path={path}; Max-Age=0; HttpOnly; Secure; SameSite=Lax");
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn flow_cookie_name(id: &str) -> String {
+    let short: String = id.chars().take(12).collect();
+    format!("{FLOW_COOKIE_PREFIX}{short}")
+}
+
+/// A new flow: its binding cookie, and on to its page.
+pub fn start_flow(id: &str, binding: &SecretString) -> Response {
+    let mut r = redirect(&format!("/oauth2/login?flow={id}"));
+    set_cookie(
+        &mut r,
+        &flow_cookie_name(id),
+        binding.expose_secret(),
+        Duration::from_secs(24 * 3600),
+    );
+    r
+}
+
+/// The page of a flow's stage.
+fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
+    let r = &flow.request;
+    match &flow.stage {
+        Stage::Login => {
+            let (signup_url, reset_url) = provider(app)
+                .map(|p| (p.signup_url.clone(), p.password_reset_url.clone()))
+                .unwrap_or_default();
+            page(
+                StatusCode::OK,
+                "login.html",
+                minijinja::context! {
+                    title => "Sign in", client => &r.client_name, notice => &flow.notice,
+                    flow => id, csrf => &flow.csrf, login_hint => r.login_hint.clone().unwrap_or_default(),
+                    signup_url => signup_url, reset_url => reset_url,
+                },
+                None,
+            )
+        }
+        Stage::SecondFactor { .. } => page(
+            StatusCode::OK,
+            "mfa.html",
+            minijinja::context! {
+                title => "Two-step verification", client => &r.client_name, notice => &flow.notice,
+                flow => id, csrf => &flow.csrf,
+            },
+            None,
+        ),
+        Stage::Consent { .. } => {
+            let scopes: Vec<&str> = r
+                .scopes
+                .iter()
+                .filter_map(|s| match s.as_str() {
+                    "openid" => Some("know who you are (your account id)"),
+                    "profile" => Some("see your name and profile"),
+                    "email" => Some("see your email address"),
+                    "offline_access" => Some("stay signed in when you are away"),
+                    _ => None,
+                })
+                .collect();
+            page(
+                StatusCode::OK,
+                "consent.html",
+                minijinja::context! {
+                    title => "Allow access?", client_name => &r.client_name, scopes => scopes,
+                    flow => id, csrf => &flow.csrf,
+                },
+                Some(&r.redirect_uri),
+            )
+        }
+    }
+}
+
+fn gone() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in expired or was opened in another browser. Go back to the app and start again.",
+    )
+}
+
+fn failed(e: crate::service::ServiceError) -> Response {
+    let e = crate::service::oidc::OAuthError::from(e);
+    if e.status == 503 {
+        error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is unavailable right now. Try again in a moment.",
+        )
+    } else {
+        error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FlowQuery {
+    flow: Option<String>,
+}
+
+async fn load(
+    app: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    csrf: Option<&str>,
+) -> Result<Flow, Response> {
+    let binding = cookie(headers, &flow_cookie_name(id));
+    match authorize::load(app, id, binding.as_deref(), csrf).await {
+        Ok(f) => Ok(f),
+        Err(FlowError::Gone) => Err(gone()),
+        Err(FlowError::Service(e)) => Err(failed(e)),
+    }
+}
+
+/// `GET /oauth2/login?flow=…` and `GET /oauth2/consent?flow=…`: the flow's page.
+pub async fn show(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FlowQuery>,
+) -> Response {
+    let id = q.flow.unwrap_or_default();
+    match load(&app, &headers, &id, None).await {
+        Ok(flow) => flow_page(&app, &id, &flow),
+        Err(r) => r,
+    }
+}
+
+fn finish(
+    app: &AppState,
+    id: &str,
+    outcome: Result<StepOutcome, crate::service::ServiceError>,
+) -> Response {
+    match outcome {
+        Ok(StepOutcome::Page(flow)) => {
+            let mut r = flow_page(app, id, &flow);
+            if flow.notice.is_some() {
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            r
+        }
+        Ok(StepOutcome::Done {
+            redirect: to,
+            session_cookie,
+        }) => {
+            let mut r = redirect(&to.0);
+            if let Some((token, ttl)) = session_cookie {
+                set_cookie(&mut r, SESSION_COOKIE, token.expose_secret(), ttl);
+            }
+            if !to.0.starts_with("/oauth2/") {
+                clear_cookie(&mut r, &flow_cookie_name(id), "/");
+            }
+            r
+        }
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    flow: Option<String>,
+    csrf: Option<String>,
+    login: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /oauth2/login`
+pub async fn login(
+    State(app): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let id = f.flow.unwrap_or_default();
+    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
+        Ok(flow) => flow,
+        Err(r) => return r,
+    };
+    if !matches!(flow.stage, Stage::Login) {
+        return flow_page(&app, &id, &flow);
+    }
+    let login = f.login.unwrap_or_default().trim().to_owned();
+    let password = SecretString::from(f.password.unwrap_or_default());
+    let outcome = authorize::submit_password(&app, &context, &id, flow, login, password).await;
+    finish(&app, &id, outcome)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    flow: Option<String>,
+    csrf: Option<String>,
+    code: Option<String>,
+}
+
+/// `POST /oauth2/mfa`
+pub async fn second_factor(
+    State(app): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    let id = f.flow.unwrap_or_default();
+    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
+        Ok(flow) => flow,
+        Err(r) => return r,
+    };
+    let code = f.code.unwrap_or_default().trim().to_owned();
+    let outcome = authorize::submit_code(&app, &context, &id, flow, code).await;
+    finish(&app, &id, outcome)
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    flow: Option<String>,
+    csrf: Option<String>,
+    decision: Option<String>,
+}
+
+/// `POST /oauth2/consent`
+pub async fn consent(
+    State(app): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Form(f): Form<ConsentForm>,
+) -> Response {
+    let id = f.flow.unwrap_or_default();
+    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
+        Ok(flow) => flow,
+        Err(r) => return r,
+    };
+    let approve = f.decision.as_deref() == Some("allow");
+    let outcome = authorize::submit_consent(&app, &context, &id, flow, approve).await;
+    finish(&app, &id, outcome)
+}
+
+/// `GET /oauth2/assets/login.css`
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}

@@ -1,0 +1,375 @@
+//! Registering relying parties (admins only, through the API or `api oidc-client`):
+//! public or confidential, exact redirect URIs, allowed scopes and grants, token
+//! lifetimes. A confidential client's secret is shown once, at creation or rotation,
+//! and stored as its SHA-256 digest. Every change is audited in the acting admin's
+//! trail (`oidc_client.created`, `.updated`, `.secret_rotated`, `.deleted`).
+
+use common::store::oidc::{self, OidcClient};
+use common::store::users::AuditContext;
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::{random_token, GRANTS, SCOPES};
+use crate::caller::Caller;
+use crate::service::{accounts, ServiceError};
+use crate::state::AppState;
+
+/// Longest an access token of a client may live.
+const MAX_ACCESS_TTL: i32 = 24 * 3600;
+/// Longest a refresh token of a client may live.
+const MAX_REFRESH_TTL: i32 = 90 * 24 * 3600;
+
+/// What an admin asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSpec {
+    pub name: Option<String>,
+    /// Public clients (single-page and native apps) have no secret and must use PKCE.
+    pub confidential: Option<bool>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    /// First-party clients skip the consent screen.
+    pub first_party: Option<bool>,
+    /// `RS256` (default) or `EdDSA`.
+    pub id_token_alg: Option<String>,
+    pub access_token_ttl_secs: Option<i32>,
+    pub refresh_token_ttl_secs: Option<i32>,
+}
+
+/// A client as created or rotated: the secret is here once and never again.
+pub struct WithSecret {
+    pub client: OidcClient,
+    pub secret: Option<SecretString>,
+}
+
+/// A redirect URI a client may register: absolute, without a fragment, `https`, or
+/// `http` on a loopback host (development and native apps, RFC 8252 §7.3).
+pub fn check_redirect_uri(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw} is not an absolute URL ({e})"))?;
+    if url.fragment().is_some() {
+        return Err(format!("{raw} has a fragment"));
+    }
+    if url.as_str() != raw && format!("{raw}/") != url.as_str() {
+        return Err(format!("{raw} is not in its normal form ({url})"));
+    }
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "{raw} must be https (http only on a loopback host)"
+        )),
+    }
+}
+
+fn field(name: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::invalid(name, message)
+}
+
+/// Applies a spec to a client (a new one: every default), checking every rule.
+fn apply(mut c: OidcClient, spec: ClientSpec) -> Result<OidcClient, ServiceError> {
+    if let Some(name) = spec.name {
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(field("name", "must be 1-100 characters"));
+        }
+        c.name = name;
+    }
+    if let Some(uris) = spec.redirect_uris {
+        for u in &uris {
+            check_redirect_uri(u).map_err(|m| field("redirectUris", m))?;
+        }
+        c.redirect_uris = uris;
+    }
+    if let Some(uris) = spec.post_logout_redirect_uris {
+        for u in &uris {
+            check_redirect_uri(u).map_err(|m| field("postLogoutRedirectUris", m))?;
+        }
+        c.post_logout_redirect_uris = uris;
+    }
+    if let Some(scopes) = spec.scopes {
+        if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            return Err(field(
+                "scopes",
+                format!("{bad} is not one of {}", SCOPES.join(", ")),
+            ));
+        }
+        c.scopes = scopes;
+    }
+    if let Some(grants) = spec.grant_types {
+        if let Some(bad) = grants.iter().find(|g| !GRANTS.contains(&g.as_str())) {
+            return Err(field(
+                "grantTypes",
+                format!("{bad} is not one of {}", GRANTS.join(", ")),
+            ));
+        }
+        c.grant_types = grants;
+    }
+    if let Some(first_party) = spec.first_party {
+        c.first_party = first_party;
+    }
+    if let Some(alg) = spec.id_token_alg {
+        if crate::auth::oidc_keys::IdTokenAlg::parse(&alg).is_none() {
+            return Err(field("idTokenAlg", "must be RS256 or EdDSA"));
+        }
+        c.id_token_alg = alg;
+    }
+    if let Some(ttl) = spec.access_token_ttl_secs {
+        if !(60..=MAX_ACCESS_TTL).contains(&ttl) {
+            return Err(field(
+                "accessTokenTtlSecs",
+                format!("must be 60-{MAX_ACCESS_TTL}"),
+            ));
+        }
+        c.access_token_ttl_secs = ttl;
+    }
+    if let Some(ttl) = spec.refresh_token_ttl_secs {
+        if !(60..=MAX_REFRESH_TTL).contains(&ttl) {
+            return Err(field(
+                "refreshTokenTtlSecs",
+                format!("must be 60-{MAX_REFRESH_TTL}"),
+            ));
+        }
+        c.refresh_token_ttl_secs = ttl;
+    }
+    let has = |g: &str| c.grant_types.iter().any(|x| x == g);
+    if c.grant_types.is_empty() {
+        return Err(field("grantTypes", "must name at least one grant"));
+    }
+    if has("authorization_code") {
+        if c.redirect_uris.is_empty() {
+            return Err(field(
+                "redirectUris",
+                "the authorization_code grant needs at least one",
+            ));
+        }
+        if !c.scopes.iter().any(|s| s == "openid") {
+            return Err(field("scopes", "the authorization_code grant needs openid"));
+        }
+    }
+    if has("refresh_token") && !has("authorization_code") {
+        return Err(field(
+            "grantTypes",
+            "refresh_token comes with authorization_code",
+        ));
+    }
+    if has("client_credentials") && !c.confidential {
+        return Err(field(
+            "grantTypes",
+            "client_credentials is for confidential clients only",
+        ));
+    }
+    Ok(c)
+}
+
+/// Who changes clients: an admin through the API, or (`None`) the operator through
+/// `api oidc-client`.
+fn require_admin(actor: Option<&Caller>) -> Result<(), ServiceError> {
+    match actor {
+        Some(c) if !c.is_admin() => Err(ServiceError::Forbidden),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an admin whose account changed since the token was issued.
+async fn ensure_actor(
+    tx: &deadpool_postgres::Transaction<'_>,
+    actor: Option<&Caller>,
+) -> Result<(), ServiceError> {
+    match actor {
+        Some(c) => accounts::ensure_current(&**tx, c).await,
+        None => Ok(()),
+    }
+}
+
+async fn audit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    actor: Option<&Caller>,
+    context: &crate::caller::RequestContext,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), ServiceError> {
+    let actor = actor.map(|c| c.id);
+    let ctx: AuditContext = context.audit(actor);
+    Ok(oidc::audit_client_change(&**tx, actor, action, &ctx, details).await?)
+}
+
+/// Registers a client; a confidential one's secret is in the answer, once.
+pub async fn create(
+    app: &AppState,
+    actor: Option<&Caller>,
+    context: &crate::caller::RequestContext,
+    spec: ClientSpec,
+) -> Result<WithSecret, ServiceError> {
+    require_admin(actor)?;
+    let confidential = spec.confidential.unwrap_or(true);
+    let now = chrono::Utc::now();
+    let blank = OidcClient {
+        client_id: random_token("cl_")[..27].to_owned(),
+        name: String::new(),
+        confidential,
+        secret_hash: None,
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        grant_types: vec!["authorization_code".into()],
+        first_party: false,
+        id_token_alg: "RS256".into(),
+        access_token_ttl_secs: 900,
+        refresh_token_ttl_secs: i32::try_from(app.accounts.refresh_ttl.as_secs())
+            .unwrap_or(MAX_REFRESH_TTL)
+            .min(MAX_REFRESH_TTL),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    if spec.name.is_none() {
+        return Err(field("name", "is required"));
+    }
+    let mut client = apply(blank, spec)?;
+    let secret = confidential.then(|| random_token("cs_"));
+    client.secret_hash = secret.as_deref().map(accounts::digest);
+    let mut db = app.db().await?;
+    let tx = db.transaction().await?;
+    ensure_actor(&tx, actor).await?;
+    oidc::insert_client(&*tx, &client).await?;
+    audit(
+        &tx,
+        actor,
+        context,
+        "oidc_client.created",
+        json!({ "clientId": client.client_id, "name": client.name, "confidential": confidential,
+                "redirectUris": client.redirect_uris, "grantTypes": client.grant_types,
+                "scopes": client.scopes, "firstParty": client.first_party }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "oidc_client_created", client_id = %client.client_id, actor = ?actor.map(|c| c.id));
+    Ok(WithSecret {
+        client,
+        secret: secret.map(SecretString::from),
+    })
+}
+
+pub async fn list(app: &AppState, actor: Option<&Caller>) -> Result<Vec<OidcClient>, ServiceError> {
+    require_admin(actor)?;
+    let db = app.db().await?;
+    Ok(oidc::list_clients(&**db).await?)
+}
+
+pub async fn get(
+    app: &AppState,
+    actor: Option<&Caller>,
+    id: &str,
+) -> Result<OidcClient, ServiceError> {
+    require_admin(actor)?;
+    let db = app.db().await?;
+    oidc::find_client(&**db, id)
+        .await?
+        .ok_or(ServiceError::NotFound("Client"))
+}
+
+/// Changes a client (the fields the spec names); `rotate_secret` gives a confidential
+/// client a new secret (in the answer, once) and the old one stops working.
+pub async fn update(
+    app: &AppState,
+    actor: Option<&Caller>,
+    context: &crate::caller::RequestContext,
+    id: &str,
+    spec: ClientSpec,
+    rotate_secret: bool,
+) -> Result<WithSecret, ServiceError> {
+    require_admin(actor)?;
+    if spec.confidential.is_some() {
+        return Err(field(
+            "confidential",
+            "cannot change; register a new client",
+        ));
+    }
+    let mut db = app.db().await?;
+    let tx = db.transaction().await?;
+    ensure_actor(&tx, actor).await?;
+    let current = oidc::find_client(&*tx, id)
+        .await?
+        .ok_or(ServiceError::NotFound("Client"))?;
+    let mut client = apply(current, spec)?;
+    let secret = (rotate_secret && client.confidential).then(|| random_token("cs_"));
+    if rotate_secret && !client.confidential {
+        return Err(field("rotateSecret", "a public client has no secret"));
+    }
+    if let Some(s) = &secret {
+        client.secret_hash = Some(accounts::digest(s));
+    }
+    if !oidc::update_client(&*tx, &client).await? {
+        return Err(ServiceError::NotFound("Client"));
+    }
+    let action = if secret.is_some() {
+        "oidc_client.secret_rotated"
+    } else {
+        "oidc_client.updated"
+    };
+    audit(
+        &tx,
+        actor,
+        context,
+        action,
+        json!({ "clientId": client.client_id, "redirectUris": client.redirect_uris,
+                "grantTypes": client.grant_types, "scopes": client.scopes,
+                "firstParty": client.first_party, "idTokenAlg": client.id_token_alg }),
+    )
+    .await?;
+    tx.commit().await?;
+    let client = get(app, actor, id).await?;
+    tracing::info!(event = "oidc_client_updated", client_id = %client.client_id, actor = ?actor.map(|c| c.id), rotated = secret.is_some());
+    Ok(WithSecret {
+        client,
+        secret: secret.map(SecretString::from),
+    })
+}
+
+/// Deletes a client: its sessions end at once (refresh tokens revoked, access tokens
+/// refused).
+pub async fn delete(
+    app: &AppState,
+    actor: Option<&Caller>,
+    context: &crate::caller::RequestContext,
+    id: &str,
+) -> Result<(), ServiceError> {
+    require_admin(actor)?;
+    let mut db = app.db().await?;
+    let tx = db.transaction().await?;
+    ensure_actor(&tx, actor).await?;
+    let revoked = oidc::delete_client(&*tx, id)
+        .await?
+        .ok_or(ServiceError::NotFound("Client"))?;
+    audit(
+        &tx,
+        actor,
+        context,
+        "oidc_client.deleted",
+        json!({ "clientId": id, "sessionsEnded": revoked.len() }),
+    )
+    .await?;
+    tx.commit().await?;
+    accounts::revoke_access(app, &revoked).await?;
+    tracing::info!(event = "oidc_client_deleted", client_id = %id, actor = ?actor.map(|c| c.id), sessions = revoked.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_https_or_loopback_http_without_fragment() {
+        assert!(check_redirect_uri("https://app.example/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:3000/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost/cb").is_ok());
+        assert!(check_redirect_uri("http://app.example/cb").is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
+        assert!(check_redirect_uri("/cb").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+        assert!(check_redirect_uri("https://APP.example/cb").is_err());
+    }
+}
