@@ -16,6 +16,7 @@ mod health;
 mod imports;
 mod kafka_access;
 mod observability;
+mod oidc;
 mod operations;
 mod privacy;
 mod registration;

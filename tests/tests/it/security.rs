@@ -25,7 +25,7 @@ async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
 }
 
 /// The claims of a JWT, unverified (the api verified it).
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -56,11 +56,11 @@ fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     chrono::Utc::now().timestamp() as u64
 }
 
-fn code_at(secret: &[u8], unix: u64) -> String {
+pub(crate) fn code_at(secret: &[u8], unix: u64) -> String {
     registrar_api::auth::mfa::code_at(secret, unix)
 }
 
@@ -575,7 +575,7 @@ async fn confirm_reset(app: &TestApp, token: impl AsRef<str>, password: &str) ->
 }
 
 /// Enrols TOTP for the account; returns the secret and the recovery codes.
-async fn enable_totp(app: &TestApp, account: &Account) -> (Vec<u8>, Vec<String>) {
+pub(crate) async fn enable_totp(app: &TestApp, account: &Account) -> (Vec<u8>, Vec<String>) {
     let access = account.access.as_str();
     let (status, enrol) = post(
         app,
