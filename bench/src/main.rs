@@ -11,6 +11,7 @@ mod hash;
 mod import;
 mod intake;
 mod load;
+mod oidc;
 mod poll;
 mod report;
 
@@ -37,6 +38,7 @@ use hash::*;
 use import::*;
 use intake::*;
 use load::*;
+use oidc::*;
 use poll::*;
 
 #[derive(Parser)]
@@ -130,6 +132,10 @@ enum Bench {
     /// Sign-ups at a fixed rate, alone and during a bulk import over the api: intake
     /// and completion latency (is the import starving them?).
     ImportIntake(ImportIntakeArgs),
+    /// POST /oauth2/token, grant_type=authorization_code (PKCE), one fresh code per request.
+    TokenCode(LoadArgs),
+    /// POST /oauth2/token, grant_type=client_credentials.
+    TokenClientCredentials(LoadArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
     All,
 }
@@ -217,6 +223,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Me(a) => me(&c, a).await?.publish()?,
         Bench::Import(a) => import(&c, a).await?.publish()?,
         Bench::ImportIntake(a) => import_intake(&c, a).await?.publish()?,
+        Bench::TokenCode(a) => token_code(&c, a).await?.publish()?,
+        Bench::TokenClientCredentials(a) => token_client_credentials(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),
@@ -296,6 +304,15 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
             .publish()?;
+            let token_load = LoadArgs {
+                concurrency: 32,
+                rate: 0,
+                seconds: 10,
+            };
+            token_client_credentials(&c, token_load.clone())
+                .await?
+                .publish()?;
+            token_code(&c, token_load).await?.publish()?;
             let (reports, capacity) = intake_shared(
                 &c,
                 LoadArgs {

@@ -38,25 +38,14 @@ fn documents(text: &str) -> Vec<Yaml> {
         .collect()
 }
 
-/// Environment variable names the binaries read: every `env = "X"` in the config code.
+/// Environment variable names the binaries read: every setting of their clap
+/// definitions (what `config-reference` prints).
 fn config_env_names() -> BTreeSet<String> {
-    [
-        "common/src/config.rs",
-        "common/src/domain/password.rs",
-        "api/src/config.rs",
-        "consumer/src/config.rs",
-        "consumer/src/mailer/config.rs",
-        "consumer/src/relay.rs",
-    ]
-    .iter()
-    .flat_map(|f| {
-        read(f)
-            .split("env = \"")
-            .skip(1)
-            .filter_map(|s| s.split('"').next().map(str::to_owned))
-            .collect::<Vec<_>>()
-    })
-    .collect()
+    registrar_api::config::settings()
+        .into_iter()
+        .chain(registrar_consumer::config::settings())
+        .map(|s| s.env)
+        .collect()
 }
 
 fn exported_metric_names() -> BTreeSet<String> {
