@@ -11,7 +11,9 @@
 5. openid-client (tests/oidc) signs in through the OpenID Connect provider: discovery,
    PKCE, the hosted login, ID-token validation, userinfo, refresh, introspection,
    revocation, consent, single sign-on, logout and client_credentials;
-6. the sign-up page (examples/web) is served from another origin by a static server and
+6. Chromium signs in on the provider's hosted page (password, then TOTP) at one example
+   app and at a second without a prompt; axe-core checks each page;
+7. the sign-up page (examples/web) is served from another origin by a static server and
    a real Chromium (Debian's package, driven by playwright-core) registers, sees
    `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
    of each step go to target/e2e/.
@@ -86,6 +88,19 @@ def run_oidc_test(stack):
            "MACHINE_ID": machine_id, "MACHINE_SECRET": machine_secret}
     npm(["test"], OIDC, env)
     log("openid-client test of the OpenID Connect provider passed")
+
+
+def run_hosted_login_test(stack, browser):
+    """Chromium signs in on the hosted page (password, TOTP) at one example app and then
+    at a second one without a prompt; axe-core checks each page."""
+    apps = {}
+    for name, port in (("A", 18997), ("B", 18998)):
+        base = f"http://127.0.0.1:{port}"
+        client_id, secret = oidc_client(stack, "--name", f"Example app {name}", "--first-party",
+                                        "--redirect-uri", f"{base}/callback")
+        apps.update({f"APP_{name}_URL": base, f"APP_{name}_ID": client_id, f"APP_{name}_SECRET": secret})
+    env = {**os.environ, **apps, "ISSUER": stack.base, "CHROMIUM": browser, "OUT": str(OUT)}
+    npm(["run", "test:browser"], OIDC, env)
 
 
 def runnable_examples():
@@ -177,7 +192,8 @@ def main():
         env = {**os.environ, "PAGE_URL": f"{page_origin}/", "API_URL": stack.base,
                "OUT": str(OUT), "CHROMIUM": browser}
         npm(["run", "test:browser"], WEB, env)
-        log(f"browser test passed; screenshots in {OUT}")
+        run_hosted_login_test(stack, browser)
+        log(f"browser tests passed; screenshots in {OUT}")
         stack.drop_database()
         return 0
     finally:

@@ -59,7 +59,8 @@ fn templates() -> &'static minijinja::Environment<'static> {
 }
 
 /// A page with the strict headers; `form_target` adds the client's origin to
-/// `form-action` (a form's redirect chain must be allowed all the way).
+/// `form-action`: any step of a flow may end in a redirect to the client, and a
+/// browser checks `form-action` along a form's whole redirect chain.
 fn page(
     status: StatusCode,
     template: &str,
@@ -192,7 +193,7 @@ fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
                     flow => id, csrf => &flow.csrf, login_hint => r.login_hint.clone().unwrap_or_default(),
                     signup_url => signup_url, reset_url => reset_url,
                 },
-                None,
+                Some(&r.redirect_uri),
             )
         }
         Stage::SecondFactor { .. } => page(
@@ -202,7 +203,7 @@ fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
                 title => "Two-step verification", client => &r.client_name, notice => &flow.notice,
                 flow => id, csrf => &flow.csrf,
             },
-            None,
+            Some(&r.redirect_uri),
         ),
         Stage::Consent { .. } => {
             let scopes: Vec<&str> = r

@@ -388,6 +388,12 @@ async fn the_hosted_login_asks_for_the_second_factor_and_a_second_app_then_signs
         csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
+    // The code step ends in a redirect to the client: a browser checks `form-action`
+    // along the whole redirect chain of the form.
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:18999;"),
+        "{csp}"
+    );
     assert!(!html.contains("<script"), "no script on the hosted pages");
     let (flow, csrf) = (field(&html, "flow"), field(&html, "csrf"));
     let (status, html, _) = page(
