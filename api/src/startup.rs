@@ -423,6 +423,10 @@ fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
         .route("/oauth2/login", get(hosted::show).post(hosted::login))
         .route("/oauth2/mfa", post(hosted::second_factor))
         .route("/oauth2/consent", get(hosted::show).post(hosted::consent))
+        .route(
+            "/oauth2/signup",
+            get(hosted::sign_up_show).post(hosted::sign_up),
+        )
         .route("/oauth2/assets/login.css", get(hosted::stylesheet))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(

@@ -16,7 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::caller::RequestContext;
-use crate::service::oidc::authorize::{self, Flow, FlowError, Stage, StepOutcome};
+use crate::service::oidc::authorize::{
+    self, Flow, FlowError, SignUpForm, SignUpRefused, Stage, StepOutcome,
+};
 use crate::service::oidc::provider;
 use crate::state::AppState;
 
@@ -43,6 +45,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "message.html",
         include_str!("../../templates/oidc/message.html"),
     ),
+    (
+        "signup.html",
+        include_str!("../../templates/oidc/signup.html"),
+    ),
 ];
 const STYLESHEET: &str = include_str!("../../templates/oidc/login.css");
 
@@ -52,7 +58,9 @@ fn templates() -> &'static minijinja::Environment<'static> {
         let mut env = minijinja::Environment::new();
         for (name, source) in TEMPLATES {
             // Built-in templates: a broken one fails the page test, not a request.
-            let _ = env.add_template(name, source);
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(event = "template_not_loaded", template = name, error = %e);
+            }
         }
         env
     })
@@ -117,6 +125,27 @@ pub fn message_page(title: &str, message: &str) -> Response {
         "message.html",
         minijinja::context! { title => title, message => message },
         None,
+    )
+}
+
+/// A page that asks before doing something: a button that posts `hidden` to `action`
+/// (`then`: where that may redirect to, for `form-action`).
+pub fn confirm_page(
+    title: &str,
+    message: &str,
+    action: &str,
+    hidden: &[(&str, String)],
+    button: &str,
+    then: Option<&str>,
+) -> Response {
+    page(
+        StatusCode::OK,
+        "message.html",
+        minijinja::context! {
+            title => title, message => message, form_action => action,
+            hidden => hidden, button => button,
+        },
+        then,
     )
 }
 
@@ -185,6 +214,12 @@ fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
             let (signup_url, reset_url) = provider(app)
                 .map(|p| (p.signup_url.clone(), p.password_reset_url.clone()))
                 .unwrap_or_default();
+            // Without a sign-up page of your own, the hosted one.
+            let signup_url = if signup_url.is_empty() {
+                format!("/oauth2/signup?flow={id}")
+            } else {
+                signup_url
+            };
             page(
                 StatusCode::OK,
                 "login.html",
@@ -204,6 +239,15 @@ fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
                 flow => id, csrf => &flow.csrf,
             },
             Some(&r.redirect_uri),
+        ),
+        Stage::SignUp { .. } => page(
+            StatusCode::OK,
+            "message.html",
+            minijinja::context! {
+                title => "Creating your account", client => &r.client_name, refresh => 1,
+                message => "Your account is being created. This page moves on by itself in a moment.",
+            },
+            None,
         ),
         Stage::Consent { .. } => {
             let scopes: Vec<&str> = r
@@ -398,4 +442,174 @@ pub async fn stylesheet() -> Response {
         STYLESHEET,
     )
         .into_response()
+}
+
+/// The sign-up form of a flow, with what was wrong with the last attempt.
+fn sign_up_page(
+    app: &AppState,
+    id: &str,
+    flow: &Flow,
+    values: &[(&str, String)],
+    errors: &[common::domain::registration::FieldError],
+) -> Response {
+    let label = |field: &str| match field {
+        "firstName" => "First name",
+        "lastName" => "Last name",
+        "email" => "Email",
+        "password" => "Password",
+        "gender" => "Gender",
+        "occupation" => "Occupation",
+        _ => "Registration",
+    };
+    let errors: Vec<minijinja::Value> = errors
+        .iter()
+        .map(|e| minijinja::context! { label => label(&e.field), message => &e.message })
+        .collect();
+    let values: std::collections::BTreeMap<&str, &String> =
+        values.iter().map(|(k, v)| (*k, v)).collect();
+    let genders: Vec<&str> = common::domain::registration::Gender::ALL
+        .iter()
+        .map(|g| g.as_str())
+        .collect();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    page(
+        status,
+        "signup.html",
+        minijinja::context! {
+            title => "Create your account", client => &flow.request.client_name,
+            flow => id, csrf => &flow.csrf, errors => errors, values => values, genders => genders,
+            min_length => app.accounts.password_policy.min_chars(),
+        },
+        None,
+    )
+}
+
+/// `GET /oauth2/signup?flow=…`: the form, or while a sign-up is in flight the waiting
+/// page, which reloads itself until the account exists and the sign-in step follows.
+pub async fn sign_up_show(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FlowQuery>,
+) -> Response {
+    let id = q.flow.unwrap_or_default();
+    let flow = match load(&app, &headers, &id, None).await {
+        Ok(flow) => flow,
+        Err(r) => return r,
+    };
+    match flow.stage {
+        Stage::Login => sign_up_page(&app, &id, &flow, &[], &[]),
+        Stage::SignUp { .. } => match authorize::sign_up_progress(&app, &id, flow).await {
+            Ok(flow) if matches!(flow.stage, Stage::SignUp { .. }) => flow_page(&app, &id, &flow),
+            Ok(_) => redirect(&format!("/oauth2/login?flow={id}")),
+            Err(e) => failed(e),
+        },
+        _ => flow_page(&app, &id, &flow),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignUpFields {
+    flow: Option<String>,
+    csrf: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    gender: Option<String>,
+    occupation: Option<String>,
+}
+
+/// `POST /oauth2/signup`
+pub async fn sign_up(
+    State(app): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Form(f): Form<SignUpFields>,
+) -> Response {
+    let id = f.flow.unwrap_or_default();
+    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
+        Ok(flow) => flow,
+        Err(r) => return r,
+    };
+    if !matches!(flow.stage, Stage::Login) {
+        return flow_page(&app, &id, &flow);
+    }
+    let values = [
+        ("firstName", f.first_name.clone().unwrap_or_default()),
+        ("lastName", f.last_name.clone().unwrap_or_default()),
+        ("email", f.email.clone().unwrap_or_default()),
+        ("gender", f.gender.clone().unwrap_or_default()),
+        ("occupation", f.occupation.clone().unwrap_or_default()),
+    ];
+    let form = SignUpForm {
+        first_name: f.first_name,
+        last_name: f.last_name,
+        email: f.email,
+        password: f.password.map(SecretString::from),
+        gender: f.gender,
+        occupation: f.occupation,
+    };
+    match authorize::submit_sign_up(&app, &context, &id, flow.clone(), form).await {
+        Ok(_) => redirect(&format!("/oauth2/signup?flow={id}")),
+        Err(SignUpRefused::Fields(errors)) => sign_up_page(&app, &id, &flow, &values, &errors),
+        Err(SignUpRefused::Service(crate::service::ServiceError::RegistrationPending)) => {
+            let errors = [common::domain::registration::FieldError::new(
+                "email",
+                "a sign-up of this address is already in progress",
+            )];
+            sign_up_page(&app, &id, &flow, &values, &errors)
+        }
+        Err(SignUpRefused::Service(e)) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_renders_labelled_fields_and_escapes_what_it_is_given() {
+        let ctx = minijinja::context! {
+            title => "T", client => "<App>", notice => "n", flow => "f", csrf => "c",
+            login_hint => "", signup_url => "/s", reset_url => "",
+            scopes => vec!["see your email address"], client_name => "<App>",
+            errors => vec![minijinja::context! { label => "Email", message => "is required" }],
+            values => std::collections::BTreeMap::<&str, &str>::new(),
+            genders => vec!["male"], min_length => 12, message => "m", refresh => 1,
+        };
+        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/oidc"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "html")
+            })
+            .count();
+        assert_eq!(on_disk, TEMPLATES.len(), "every page template is built in");
+        for (name, _) in TEMPLATES.iter().filter(|(n, _)| *n != "layout.html") {
+            let html = templates()
+                .get_template(name)
+                .and_then(|t| t.render(&ctx))
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(
+                html.contains("&lt;App&gt;") || *name == "message.html",
+                "{name}: {html}"
+            );
+            assert!(!html.contains("<script"), "{name}");
+            for id in html.split("<input id=\"").skip(1) {
+                let id = id.split('"').next().unwrap_or_default();
+                assert!(
+                    html.contains(&format!("<label for=\"{id}\"")),
+                    "{name}: #{id} has no label"
+                );
+            }
+        }
+    }
 }

@@ -354,9 +354,14 @@ pub struct LogoutParams {
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
+    /// Set by the provider's own confirmation form.
+    confirm: Option<String>,
 }
 
-/// `GET`/`POST /oauth2/logout` (RP-initiated logout 1.0).
+/// `GET`/`POST /oauth2/logout` (RP-initiated logout 1.0). Without an ID token this
+/// provider signed as `id_token_hint`, a request (a link or an image any site can embed)
+/// only asks the user to confirm; the confirmation is a same-site POST, which carries the
+/// session cookie a cross-site POST would not.
 pub async fn logout_get(
     State(app): State<AppState>,
     context: RequestContext,
@@ -383,6 +388,28 @@ async fn logout(
 ) -> Response {
     if provider(&app).is_err() {
         return ApiError::RouteNotFound.into_response();
+    }
+    if p.confirm.as_deref() != Some("yes") && !token::valid_hint(&app, p.id_token_hint.as_deref()) {
+        let hidden: Vec<(&str, String)> = [
+            ("client_id", p.client_id.clone()),
+            (
+                "post_logout_redirect_uri",
+                p.post_logout_redirect_uri.clone(),
+            ),
+            ("state", p.state.clone()),
+            ("confirm", Some("yes".to_owned())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        return hosted::confirm_page(
+            "Sign out?",
+            "Sign out of Registrar on this browser?",
+            "/oauth2/logout",
+            &hidden,
+            "Sign out",
+            p.post_logout_redirect_uri.as_deref(),
+        );
     }
     let cookie = hosted::cookie(&headers, hosted::SESSION_COOKIE);
     let result = token::end_session(

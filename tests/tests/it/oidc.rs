@@ -755,3 +755,152 @@ async fn the_discovery_document_and_jwks_publish_both_key_kinds() {
         .collect();
     assert_eq!(kinds, ["OKP", "RSA"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_up_on_the_hosted_page_goes_through_the_pipeline_and_the_flow_goes_on_to_the_app() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let (id, secret) = first_party(&app, &admin).await;
+    let mut browser = Browser::new(&app);
+    let p = pkce();
+    let (_, login, _) = page(
+        browser
+            .go(browser.http.get(authorize_url(&app, &id, &p, &[])))
+            .await,
+    );
+    let flow = field(&login, "flow");
+    assert!(
+        login.contains(&format!("signup?flow={flow}\">Create an account")),
+        "{login}"
+    );
+    let (status, form, _) = page(
+        browser
+            .go(browser
+                .http
+                .get(app.url(&format!("/oauth2/signup?flow={flow}"))))
+            .await,
+    );
+    assert_eq!(status, 200, "{form}");
+    let csrf = field(&form, "csrf");
+    let email = format!("signup.{}@example.com", uuid::Uuid::new_v4().simple());
+    // Every problem at once, the values kept, nothing submitted.
+    let (status, refused, _) = page(
+        browser
+            .post_form(
+                "/oauth2/signup",
+                &[
+                    ("flow", &flow),
+                    ("csrf", &csrf),
+                    ("email", &email),
+                    ("password", "short"),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(status, 422);
+    assert!(
+        refused.contains("First name:") && refused.contains("Password:"),
+        "{refused}"
+    );
+    assert!(refused.contains(&format!("value=\"{email}\"")));
+    let password = "correct horse battery 1815";
+    let mut landed = browser
+        .post_form(
+            "/oauth2/signup",
+            &[
+                ("flow", &flow),
+                ("csrf", &csrf),
+                ("firstName", "Ada"),
+                ("lastName", "Lovelace"),
+                ("email", &email),
+                ("password", password),
+                ("gender", "female"),
+            ],
+        )
+        .await;
+    // The waiting page reloads itself until the consumer persisted the account.
+    for _ in 0..100 {
+        match &landed {
+            Landed::Page { html, .. } if html.contains("http-equiv=\"refresh\"") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                landed = browser
+                    .go(browser
+                        .http
+                        .get(app.url(&format!("/oauth2/signup?flow={flow}"))))
+                    .await;
+            }
+            _ => break,
+        }
+    }
+    let (status, signin, _) = page(landed);
+    assert_eq!(status, 200);
+    assert!(signin.contains("Your account is ready"), "{signin}");
+    assert!(
+        signin.contains(&format!("value=\"{email}\"")),
+        "the address filled in"
+    );
+    let csrf = field(&signin, "csrf");
+    let back = away(
+        browser
+            .post_form(
+                "/oauth2/login",
+                &[
+                    ("flow", &flow),
+                    ("csrf", &csrf),
+                    ("login", &email),
+                    ("password", password),
+                ],
+            )
+            .await,
+    );
+    let (status, tokens) = token(
+        &app,
+        &id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &param(&back, "code").unwrap()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &p.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(claims(tokens["id_token"].as_str().unwrap())["email"], email);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_link_without_an_id_token_asks_before_it_ends_the_browser_session() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let (id, _) = first_party(&app, &admin).await;
+    let user = app.register_and_login().await;
+    let mut browser = Browser::new(&app);
+    let p = pkce();
+    away(sign_in(&mut browser, &authorize_url(&app, &id, &p, &[]), &user).await);
+    let silent = authorize_url(&app, &id, &p, &[("prompt", "none")]);
+
+    // Any site can embed this link: it only asks.
+    let (status, html, _) = page(
+        browser
+            .go(browser.http.get(app.url("/oauth2/logout")))
+            .await,
+    );
+    assert_eq!(status, 200);
+    assert!(html.contains("Sign out of Registrar"), "{html}");
+    let still = away(browser.go(browser.http.get(&silent)).await);
+    assert!(
+        param(&still, "code").is_some(),
+        "the session survived the link"
+    );
+
+    let (status, html, _) = page(
+        browser
+            .post_form("/oauth2/logout", &[("confirm", "yes")])
+            .await,
+    );
+    assert_eq!(status, 200);
+    assert!(html.contains("You are signed out"), "{html}");
+    let gone = away(browser.go(browser.http.get(&silent)).await);
+    assert_eq!(param(&gone, "error").as_deref(), Some("login_required"));
+}

@@ -349,6 +349,11 @@ pub enum Stage {
     SecondFactor { challenge: String },
     /// Signed in; waiting for the user's consent.
     Consent { session: SessionGrant },
+    /// A sign-up from the hosted page, on its way through the pipeline.
+    SignUp {
+        email: String,
+        registration_id: Uuid,
+    },
 }
 
 /// A flow's state in Redis.
@@ -673,4 +678,102 @@ async fn issue_code(
         params.push(("state", s));
     }
     Ok(redirect_to(&request.redirect_uri, &params))
+}
+
+/// What the sign-up step asks for: the registration fields, as the form sends them.
+#[derive(Debug, Default)]
+pub struct SignUpForm {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<SecretString>,
+    pub gender: Option<String>,
+    pub occupation: Option<String>,
+}
+
+/// Why a sign-up was not accepted: the fields the page shows again with their problem.
+#[derive(Debug)]
+pub enum SignUpRefused {
+    Fields(Vec<common::domain::registration::FieldError>),
+    Service(ServiceError),
+}
+
+/// The sign-up step: the registration goes through the same pipeline as
+/// `POST /api/v1/users` (the same rules, the same event, the consumer persists it); the
+/// flow then waits for it to complete.
+pub async fn submit_sign_up(
+    app: &AppState,
+    context: &RequestContext,
+    id: &str,
+    mut flow: Flow,
+    form: SignUpForm,
+) -> Result<Flow, SignUpRefused> {
+    let request = crate::bodies::registration::RegistrationRequest {
+        first_name: form.first_name.filter(|s| !s.trim().is_empty()),
+        last_name: form.last_name.filter(|s| !s.trim().is_empty()),
+        email: form.email.filter(|s| !s.trim().is_empty()),
+        password: form.password,
+        gender: form.gender.filter(|s| !s.is_empty()),
+        sex: None,
+        occupation: form.occupation.filter(|s| !s.trim().is_empty()),
+        username: None,
+        date_of_birth: None,
+    };
+    let registration = request
+        .parse(&app.accounts.password_policy)
+        .map_err(SignUpRefused::Fields)?;
+    let email = registration.profile.email.as_str().to_owned();
+    let submission = crate::service::registration::Submission {
+        registration,
+        idempotency_key: None,
+        request_id: context.request_id.clone(),
+    };
+    let submitted = crate::service::registration::submit_registration(app, submission)
+        .await
+        .map_err(SignUpRefused::Service)?;
+    tracing::info!(event = "oidc_sign_up_submitted", registration_id = %submitted.answer.data.registration_id);
+    flow.stage = Stage::SignUp {
+        email,
+        registration_id: submitted.answer.data.registration_id,
+    };
+    flow.notice = None;
+    save(app, id, &flow).await.map_err(SignUpRefused::Service)?;
+    Ok(flow)
+}
+
+/// Where a sign-up in flight stands: still pending (the page waits), or done, when the
+/// flow goes back to the sign-in step with the address filled in and a notice.
+pub async fn sign_up_progress(
+    app: &AppState,
+    id: &str,
+    mut flow: Flow,
+) -> Result<Flow, ServiceError> {
+    let Stage::SignUp {
+        email,
+        registration_id,
+    } = &flow.stage
+    else {
+        return Ok(flow);
+    };
+    let state =
+        crate::service::registration::registration_status(app, email, Some(*registration_id), None)
+            .await?;
+    match state.status {
+        "pending" => return Ok(flow),
+        "completed" => {
+            flow.request.login_hint = Some(email.clone());
+            flow.notice = Some("Your account is ready. Sign in to continue.".to_owned());
+        }
+        _ => {
+            flow.notice = Some(match state.reason {
+                Some(common::domain::registration::FailureReason::UsernameTaken) => {
+                    "That username is taken. Try another.".to_owned()
+                }
+                _ => "The account could not be created. Try again.".to_owned(),
+            });
+        }
+    }
+    flow.stage = Stage::Login;
+    save(app, id, &flow).await?;
+    Ok(flow)
 }

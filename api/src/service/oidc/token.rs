@@ -560,6 +560,16 @@ async fn end_sessions(
     accounts::revoke_access(app, families).await
 }
 
+/// Whether an `id_token_hint` is an ID token this provider signed (expired or not).
+pub fn valid_hint(app: &AppState, hint: Option<&str>) -> bool {
+    let Ok(p) = provider(app) else { return false };
+    hint.is_some_and(|t| {
+        p.keys
+            .verify_id_token_hint::<HintClaims>(t, &p.issuer, &app.accounts.jwt)
+            .is_ok()
+    })
+}
+
 /// Where RP-initiated logout sends the browser.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoggedOut {
