@@ -101,6 +101,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Client id")),
     responses(
         (status = 200, description = "The client (no secret)", body = ClientEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
         (status = 404, description = "No such client", body = ErrorEnvelope),
     )
@@ -126,6 +127,7 @@ pub async fn get(
     responses(
         (status = 200, description = "Changed; with `rotateSecret`, the new `clientSecret` is in this answer only", body = ClientEnvelope),
         (status = 400, description = "A field breaks a rule", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
         (status = 404, description = "No such client", body = ErrorEnvelope),
     )
@@ -149,6 +151,7 @@ pub async fn update(
     params(("id" = String, Path, description = "Client id")),
     responses(
         (status = 204, description = "Deleted; every session opened for it has ended"),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
         (status = 404, description = "No such client", body = ErrorEnvelope),
     )
