@@ -151,6 +151,7 @@ impl Application {
             publisher,
             sealer,
             poll_cache_ttl: config.poll_cache_ttl(),
+            poll_without_registration_id: config.poll_without_registration_id,
             imports: crate::state::ImportLimits {
                 chunk_lines: config.import_chunk_lines as usize,
                 max_bytes: config.import_max_bytes,
@@ -410,16 +411,13 @@ fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
         .route("/oauth2/jwks", get(oidc::jwks))
         .route(
             "/oauth2/authorize",
-            get(oidc::authorize_get).post(oidc::authorize_post),
+            get(oidc::authorize).post(oidc::authorize),
         )
         .route("/oauth2/token", post(oidc::token))
         .route("/oauth2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .route("/oauth2/introspect", post(oidc::introspect))
         .route("/oauth2/revoke", post(oidc::revoke))
-        .route(
-            "/oauth2/logout",
-            get(oidc::logout_get).post(oidc::logout_post),
-        )
+        .route("/oauth2/logout", get(oidc::logout).post(oidc::logout))
         .route("/oauth2/login", get(hosted::show).post(hosted::login))
         .route("/oauth2/mfa", post(hosted::second_factor))
         .route("/oauth2/consent", get(hosted::show).post(hosted::consent))

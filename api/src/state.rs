@@ -72,6 +72,8 @@ pub struct Inner {
     pub finished: crate::poll_cache::FinishedRegistrations,
     /// How bulk imports are chunked and limited.
     pub imports: ImportLimits,
+    /// `POLL_WITHOUT_REGISTRATION_ID`: anonymous polls without the id see the latest.
+    pub poll_without_registration_id: bool,
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
@@ -93,6 +95,7 @@ pub struct Dependencies {
     /// How long a finished registration's state is answered from memory.
     pub poll_cache_ttl: Duration,
     pub imports: ImportLimits,
+    pub poll_without_registration_id: bool,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
@@ -115,6 +118,7 @@ impl AppState {
             sealer,
             poll_cache_ttl,
             imports,
+            poll_without_registration_id,
             health_timeout,
             metrics,
             accounts,
@@ -130,6 +134,7 @@ impl AppState {
                 chunk_lines: imports.chunk_lines.max(1),
                 ..imports
             },
+            poll_without_registration_id,
             started: Instant::now(),
             health_timeout,
             metrics,

@@ -32,6 +32,27 @@ impl ConfigError {
     }
 }
 
+/// A secret given in its variable (`var`) or in a file named by another (`file_var`, a
+/// mounted Kubernetes secret; trimmed), never both; `None` when neither is set.
+pub fn secret_or_file(
+    value: Option<&SecretString>,
+    file: Option<&std::path::Path>,
+    var: &'static str,
+    file_var: &'static str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (value, file) {
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(SecretString::from(s.trim().to_owned())))
+            .map_err(|e| ConfigError::new(file_var, format!("cannot be read: {e}"))),
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            var,
+            format!("set either {var} or {file_var}, not both"),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Loads `.env` from the working directory if there is one; real environment variables
 /// win over it. Call before any thread starts.
 pub fn load_dotenv() {

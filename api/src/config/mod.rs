@@ -320,6 +320,17 @@ pub struct ApiConfig {
     /// api's memory when polled by registration id; 0 = always ask Redis.
     #[arg(long = "poll-cache-secs", env = "POLL_CACHE_SECS", default_value_t = 5)]
     pub poll_cache_secs: u64,
+    /// Answer an anonymous poll of `GET /api/v1/users/{email}` that has no
+    /// `registrationId` with the email's latest registration, as clients written for the
+    /// oldest API expect. Off by default: on, anyone can learn whether an address has
+    /// registered (docs/src/security.md).
+    #[arg(
+        long = "poll-without-registration-id",
+        env = "POLL_WITHOUT_REGISTRATION_ID",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub poll_without_registration_id: bool,
     /// Refuse logins (403 EMAIL_NOT_VERIFIED) until the account's email is verified.
     #[arg(
         long = "require-verified-email",
@@ -442,26 +453,18 @@ impl ApiConfig {
 
     /// The access-token keys from `JWT_SIGNING_KEY` or `JWT_SIGNING_KEY_FILE`.
     pub fn jwt_keys(&self) -> Result<JwtKeys, ConfigError> {
-        let signing = match (&self.jwt_signing_key, &self.jwt_signing_key_file) {
-            (Some(key), None) => key.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| SecretString::from(s.trim().to_owned()))
-                .map_err(|e| {
-                    ConfigError::new("JWT_SIGNING_KEY_FILE", format!("cannot be read: {e}"))
-                })?,
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "JWT_SIGNING_KEY",
-                    "set either JWT_SIGNING_KEY or JWT_SIGNING_KEY_FILE, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(ConfigError::new(
-                    "JWT_SIGNING_KEY",
-                    "is required (or JWT_SIGNING_KEY_FILE); `api keygen` prints one",
-                ))
-            }
-        };
+        let signing = common::config::secret_or_file(
+            self.jwt_signing_key.as_ref(),
+            self.jwt_signing_key_file.as_deref(),
+            "JWT_SIGNING_KEY",
+            "JWT_SIGNING_KEY_FILE",
+        )?
+        .ok_or_else(|| {
+            ConfigError::new(
+                "JWT_SIGNING_KEY",
+                "is required (or JWT_SIGNING_KEY_FILE); `api keygen` prints one",
+            )
+        })?;
         if self.access_token_ttl_secs == 0 {
             return Err(ConfigError::new(
                 "ACCESS_TOKEN_TTL_SECS",

@@ -91,26 +91,18 @@ impl OidcConfig {
                 "must be an http(s) URL without a path, query or fragment",
             ));
         }
-        let signing = match (&self.signing_key, &self.signing_key_file) {
-            (Some(key), None) => key.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| SecretString::from(s.trim().to_owned()))
-                .map_err(|e| {
-                    ConfigError::new("OIDC_SIGNING_KEY_FILE", format!("cannot be read: {e}"))
-                })?,
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "OIDC_SIGNING_KEY",
-                    "set either OIDC_SIGNING_KEY or OIDC_SIGNING_KEY_FILE, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(ConfigError::new(
-                    "OIDC_SIGNING_KEY",
-                    "is required when OIDC_ISSUER is set; `api keygen` prints one",
-                ))
-            }
-        };
+        let signing = common::config::secret_or_file(
+            self.signing_key.as_ref(),
+            self.signing_key_file.as_deref(),
+            "OIDC_SIGNING_KEY",
+            "OIDC_SIGNING_KEY_FILE",
+        )?
+        .ok_or_else(|| {
+            ConfigError::new(
+                "OIDC_SIGNING_KEY",
+                "is required when OIDC_ISSUER is set; `api keygen` prints one",
+            )
+        })?;
         if !(1..=600).contains(&self.code_ttl_secs) {
             return Err(ConfigError::new("OIDC_CODE_TTL_SECS", "must be 1-600"));
         }

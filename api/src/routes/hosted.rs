@@ -312,6 +312,24 @@ async fn load(
     }
 }
 
+/// The flow a form was posted for, its binding cookie and CSRF token checked. A form
+/// of another step than the flow is at (a second tab, the back button) gets the page of
+/// the step the flow is at instead.
+async fn posted(
+    app: &AppState,
+    headers: &HeaderMap,
+    flow: Option<String>,
+    csrf: Option<String>,
+    expected: fn(&Stage) -> bool,
+) -> Result<(String, Flow), Response> {
+    let id = flow.unwrap_or_default();
+    let flow = load(app, headers, &id, Some(csrf.as_deref().unwrap_or(""))).await?;
+    if !expected(&flow.stage) {
+        return Err(flow_page(app, &id, &flow));
+    }
+    Ok((id, flow))
+}
+
 /// `GET /oauth2/login?flow=…` and `GET /oauth2/consent?flow=…`: the flow's page.
 pub async fn show(
     State(app): State<AppState>,
@@ -370,14 +388,14 @@ pub async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let id = f.flow.unwrap_or_default();
-    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
-        Ok(flow) => flow,
-        Err(r) => return r,
+    let (id, flow) = match posted(&app, &headers, f.flow, f.csrf, |s| {
+        matches!(s, Stage::Login)
+    })
+    .await
+    {
+        Ok(posted) => posted,
+        Err(page) => return page,
     };
-    if !matches!(flow.stage, Stage::Login) {
-        return flow_page(&app, &id, &flow);
-    }
     let login = f.login.unwrap_or_default().trim().to_owned();
     let password = SecretString::from(f.password.unwrap_or_default());
     let outcome = authorize::submit_password(&app, &context, &id, flow, login, password).await;
@@ -398,10 +416,13 @@ pub async fn second_factor(
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
 ) -> Response {
-    let id = f.flow.unwrap_or_default();
-    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
-        Ok(flow) => flow,
-        Err(r) => return r,
+    let (id, flow) = match posted(&app, &headers, f.flow, f.csrf, |s| {
+        matches!(s, Stage::SecondFactor { .. })
+    })
+    .await
+    {
+        Ok(posted) => posted,
+        Err(page) => return page,
     };
     let code = f.code.unwrap_or_default().trim().to_owned();
     let outcome = authorize::submit_code(&app, &context, &id, flow, code).await;
@@ -422,10 +443,13 @@ pub async fn consent(
     headers: HeaderMap,
     Form(f): Form<ConsentForm>,
 ) -> Response {
-    let id = f.flow.unwrap_or_default();
-    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
-        Ok(flow) => flow,
-        Err(r) => return r,
+    let (id, flow) = match posted(&app, &headers, f.flow, f.csrf, |s| {
+        matches!(s, Stage::Consent { .. })
+    })
+    .await
+    {
+        Ok(posted) => posted,
+        Err(page) => return page,
     };
     let approve = f.decision.as_deref() == Some("allow");
     let outcome = authorize::submit_consent(&app, &context, &id, flow, approve).await;
@@ -531,14 +555,14 @@ pub async fn sign_up(
     headers: HeaderMap,
     Form(f): Form<SignUpFields>,
 ) -> Response {
-    let id = f.flow.unwrap_or_default();
-    let flow = match load(&app, &headers, &id, Some(f.csrf.as_deref().unwrap_or(""))).await {
-        Ok(flow) => flow,
-        Err(r) => return r,
+    let (id, flow) = match posted(&app, &headers, f.flow, f.csrf, |s| {
+        matches!(s, Stage::Login)
+    })
+    .await
+    {
+        Ok(posted) => posted,
+        Err(page) => return page,
     };
-    if !matches!(flow.stage, Stage::Login) {
-        return flow_page(&app, &id, &flow);
-    }
     let values = [
         ("firstName", f.first_name.clone().unwrap_or_default()),
         ("lastName", f.last_name.clone().unwrap_or_default()),

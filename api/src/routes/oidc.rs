@@ -3,7 +3,7 @@
 //! (form bodies, `{"error": …}` answers, redirects), not the api's JSON envelope; the
 //! discovery document describes them.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -100,30 +100,13 @@ pub async fn jwks(State(app): State<AppState>) -> Result<Response, ApiError> {
     Ok(cacheable(Json(p.keys.jwks().clone()).into_response()))
 }
 
-/// `GET /oauth2/authorize` (and `POST`, form-encoded, OIDC Core §3.1.2.1).
-pub async fn authorize_get(
-    State(app): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    Query(params): Query<AuthorizeParams>,
-) -> Response {
-    authorize(app, context, headers, params).await
-}
-
-pub async fn authorize_post(
+/// `GET /oauth2/authorize` (and `POST`, form-encoded, OIDC Core §3.1.2.1: axum's
+/// `Form` reads a GET's query string).
+pub async fn authorize(
     State(app): State<AppState>,
     context: RequestContext,
     headers: HeaderMap,
     Form(params): Form<AuthorizeParams>,
-) -> Response {
-    authorize(app, context, headers, params).await
-}
-
-async fn authorize(
-    app: AppState,
-    context: RequestContext,
-    headers: HeaderMap,
-    params: AuthorizeParams,
 ) -> Response {
     if provider(&app).is_err() {
         return ApiError::RouteNotFound.into_response();
@@ -362,29 +345,11 @@ pub struct LogoutParams {
 /// provider signed as `id_token_hint`, a request (a link or an image any site can embed)
 /// only asks the user to confirm; the confirmation is a same-site POST, which carries the
 /// session cookie a cross-site POST would not.
-pub async fn logout_get(
-    State(app): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    Query(p): Query<LogoutParams>,
-) -> Response {
-    logout(app, context, headers, p).await
-}
-
-pub async fn logout_post(
+pub async fn logout(
     State(app): State<AppState>,
     context: RequestContext,
     headers: HeaderMap,
     Form(p): Form<LogoutParams>,
-) -> Response {
-    logout(app, context, headers, p).await
-}
-
-async fn logout(
-    app: AppState,
-    context: RequestContext,
-    headers: HeaderMap,
-    p: LogoutParams,
 ) -> Response {
     if provider(&app).is_err() {
         return ApiError::RouteNotFound.into_response();

@@ -287,7 +287,10 @@ enum Which {
 /// polling cannot tell whether an email has an account. For the same reason a
 /// registration refused because the email belongs to an account polls as `completed`
 /// for anyone but that account's owner and admins; the owner is mailed instead
-/// ("someone tried to register with your address").
+/// ("someone tried to register with your address"). `POLL_WITHOUT_REGISTRATION_ID`
+/// (off by default) answers an anonymous poll without the id with the latest
+/// registration, as the oldest clients expect, and so tells whether an address has
+/// registered.
 pub async fn registration_status(
     app: &AppState,
     raw_email: &str,
@@ -304,6 +307,7 @@ pub async fn registration_status(
     let which = match (registration_id, privileged) {
         (Some(id), _) => Which::One(id),
         (None, true) => Which::Latest,
+        (None, false) if app.poll_without_registration_id => Which::Latest,
         (None, false) => return Err(ServiceError::NotFound("Registration")),
     };
     let mut state = status_of(app, email, which).await?;

@@ -145,6 +145,25 @@ async fn anonymous_polling_needs_the_registration_id_and_cannot_tell_whether_an_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_opt_in_setting_an_anonymous_poll_without_the_id_sees_the_latest_registration() {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: vec!["--poll-without-registration-id".into(), "true".into()],
+        ..Default::default()
+    })
+    .await;
+    let user = app.register_and_login().await;
+    let (status, body) = get(&app, &format!("/api/users/{}", user.email)).await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (200, Some("completed")),
+        "{body}"
+    );
+    assert!(body["data"].get("user").is_none(), "still no profile");
+    let unknown = get(&app, "/api/users/nobody.here@example.com").await;
+    assert_eq!(unknown.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registering_someone_elses_email_does_not_change_what_the_first_registrant_sees() {
     let app = TestApp::spawn().await;
     let victim = app.register_and_login().await;

@@ -42,8 +42,9 @@ pub struct Tokens {
     /// Until the refresh token expires: its lifetime, or less when the session's
     /// absolute lifetime ends sooner.
     pub refresh_ttl: Duration,
-    /// The session (refresh-token family) the tokens belong to.
+    /// The session (refresh-token family) the tokens belong to, and its user.
     pub session_id: Uuid,
+    pub user_id: Uuid,
 }
 
 fn new_refresh_token() -> (SecretString, Vec<u8>) {
@@ -73,6 +74,7 @@ fn tokens(
     );
     Tokens {
         session_id: session,
+        user_id: user.id,
         access_token,
         refresh_token: refresh,
         access_ttl: app.accounts.jwt.access_ttl,

@@ -560,12 +560,7 @@ async fn signed_in(
     method: &str,
 ) -> Result<StepOutcome, ServiceError> {
     let db = app.db().await?;
-    let user_id = common::store::sessions::owner(
-        &**db,
-        &accounts::digest(tokens.refresh_token.expose_secret()),
-    )
-    .await?
-    .ok_or(ServiceError::InvalidToken)?;
+    let user_id = tokens.user_id;
     let session = SessionGrant {
         family_id: tokens.session_id,
         user_id,
