@@ -24,6 +24,9 @@ pub struct ApiMetrics {
     pub produce_failures: IntCounterVec,
     /// `registrar_logins_total{outcome}`: success or the error code.
     pub logins: IntCounterVec,
+    /// `registrar_oidc_token_requests_total{grant,outcome}`: the token endpoint's answers
+    /// (`ok` or the OAuth error code; `grant` one of the known grants or `other`).
+    pub oidc_tokens: IntCounterVec,
     /// `registrar_password_hash_queue_depth`: requests waiting for a hashing worker.
     pub hash_queue_depth: IntGauge,
     /// `registrar_password_hash_wait_seconds`: wait for a hashing worker.
@@ -108,6 +111,14 @@ impl ApiMetrics {
                 &["outcome"],
             ),
         );
+        let oidc_tokens = register(
+            &registry,
+            counter(
+                "registrar_oidc_token_requests_total",
+                "OpenID Connect token endpoint answers by grant and outcome (ok or the OAuth error)",
+                &["grant", "outcome"],
+            ),
+        );
         let hash_queue_depth = register(
             &registry,
             IntGauge::new(
@@ -173,6 +184,7 @@ impl ApiMetrics {
             producer_queue,
             health_checks,
             logins,
+            oidc_tokens,
             hash_queue_depth,
             hash_wait,
             registry,

@@ -223,14 +223,26 @@ pub async fn token(
         refresh_token: f.refresh_token.map(SecretString::from),
         scope: f.scope,
     };
-    let t = token::token(
+    let grant = match params.grant_type.as_deref() {
+        Some(g) if crate::service::oidc::GRANTS.contains(&g) => g.to_owned(),
+        _ => "other".to_owned(),
+    };
+    let result = token::token(
         &app,
         &context,
         &id,
         secret.as_ref().map(|s| s.expose_secret()),
         params,
     )
-    .await?;
+    .await;
+    app.metrics
+        .oidc_tokens
+        .with_label_values(&[
+            grant.as_str(),
+            result.as_ref().map_or_else(|e| e.error, |_| "ok"),
+        ])
+        .inc();
+    let t = result?;
     let mut body = json!({
         "access_token": t.access_token,
         "token_type": "Bearer",

@@ -329,6 +329,13 @@ async fn an_admin_registers_clients_whose_secret_is_shown_once_and_stored_as_a_d
     )
     .await;
     assert_eq!(status, 200);
+    let metrics = app.api_metrics().await;
+    for outcome in ["ok", "invalid_client"] {
+        let line = format!(
+            "registrar_oidc_token_requests_total{{grant=\"client_credentials\",outcome=\"{outcome}\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 
     let actions: Vec<String> = app
         .pg()
