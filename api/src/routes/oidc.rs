@@ -198,6 +198,14 @@ pub struct TokenForm {
     client_secret: Option<String>,
 }
 
+/// An answer with tokens or claims: never cached (RFC 6749 §5.1).
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 fn form_error(e: axum::extract::rejection::FormRejection) -> OAuthError {
     OAuthError::invalid_request(format!("the body must be a form: {e}"))
 }
@@ -255,11 +263,7 @@ pub async fn token(
     if let Some(r) = t.refresh_token {
         body["refresh_token"] = json!(r.expose_secret());
     }
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(Json(body).into_response()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -277,11 +281,7 @@ pub async fn userinfo(
 ) -> Result<Response, OAuthError> {
     provider(&app)?;
     let claims = token::userinfo(&app, bearer(&headers)).await?;
-    let mut response = Json(claims).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(Json(claims).into_response()))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,11 +312,7 @@ pub async fn introspect(
         f.token.as_deref(),
     )
     .await?;
-    let mut response = Json(answer).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(Json(answer).into_response()))
 }
 
 /// `POST /oauth2/revoke`: 200 whether or not the token was known.

@@ -210,6 +210,28 @@ async fn token(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> 
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The code exchange of a confidential client with PKCE.
+async fn exchange(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    code: &str,
+    verifier: &str,
+) -> (u16, Value) {
+    token(
+        app,
+        id,
+        secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
 /// Signs in on the hosted page with a password; returns where the browser landed.
 async fn sign_in(browser: &mut Browser, url: &str, account: &Account) -> Landed {
     let request = browser.http.get(url);
@@ -430,18 +452,7 @@ async fn the_hosted_login_asks_for_the_second_factor_and_a_second_app_then_signs
         Some(app.url("").trim_end_matches('/'))
     );
     let code = param(&back, "code").unwrap();
-    let (status, tokens) = token(
-        &app,
-        &app_a,
-        &secret_a,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-        ],
-    )
-    .await;
+    let (status, tokens) = exchange(&app, &app_a, &secret_a, &code, &p.verifier).await;
     assert_eq!(status, 200, "{tokens}");
     let id = claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
@@ -457,18 +468,7 @@ async fn the_hosted_login_asks_for_the_second_factor_and_a_second_app_then_signs
             .await,
     );
     let code = param(&back, "code").expect("a code without a prompt");
-    let (status, tokens_b) = token(
-        &app,
-        &app_b,
-        &secret_b,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p2.verifier),
-        ],
-    )
-    .await;
+    let (status, tokens_b) = exchange(&app, &app_b, &secret_b, &code, &p2.verifier).await;
     assert_eq!(status, 200, "{tokens_b}");
     assert_eq!(
         claims(tokens_b["id_token"].as_str().unwrap())["amr"],
@@ -543,20 +543,7 @@ async fn a_code_works_once_within_its_lifetime_with_its_verifier_and_a_replay_re
     let exchange = |code: String, verifier: String, secret: String| {
         let app = &app;
         let id = id.clone();
-        async move {
-            token(
-                app,
-                &id,
-                &secret,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT),
-                    ("code_verifier", &verifier),
-                ],
-            )
-            .await
-        }
+        async move { exchange(app, &id, &secret, &code, &verifier).await }
     };
     let (status, wrong) = token(
         &app,
@@ -683,16 +670,12 @@ async fn a_clients_tokens_do_not_open_the_api_and_the_apis_refresh_tokens_do_not
     let mut browser = Browser::new(&app);
     let p = pkce();
     let back = away(sign_in(&mut browser, &authorize_url(&app, &id, &p, &[]), &user).await);
-    let (_, tokens) = token(
+    let (_, tokens) = exchange(
         &app,
         &id,
         &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &param(&back, "code").unwrap()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-        ],
+        &param(&back, "code").unwrap(),
+        &p.verifier,
     )
     .await;
     let (status, _, _) = app
@@ -860,16 +843,12 @@ async fn a_sign_up_on_the_hosted_page_goes_through_the_pipeline_and_the_flow_goe
             )
             .await,
     );
-    let (status, tokens) = token(
+    let (status, tokens) = exchange(
         &app,
         &id,
         &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &param(&back, "code").unwrap()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-        ],
+        &param(&back, "code").unwrap(),
+        &p.verifier,
     )
     .await;
     assert_eq!(status, 200, "{tokens}");
