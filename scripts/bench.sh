@@ -28,7 +28,7 @@ export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
 # Redis keys of their own too, deleted at the end: a run leaves hundreds of thousands.
 export REDIS_KEY_PREFIX="$KAFKA_TOPIC:"
 # The user-events relay publishes every new account's event: part of the work measured.
-export USER_EVENTS_TOPIC="$KAFKA_TOPIC.events"
+export USER_EVENTS_TOPIC="$KAFKA_TOPIC.events" CLIENT_EVENTS_TOPIC="$KAFKA_TOPIC.client-events"
 topic() { # create|delete name [partitions]
   if [ "$1" = create ]; then
     scripts/services.sh kafka-tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \
@@ -41,6 +41,7 @@ topic() { # create|delete name [partitions]
 topic create "$KAFKA_TOPIC" 4
 topic create "$KAFKA_TOPIC.dlq" 1
 topic create "$USER_EVENTS_TOPIC" 4
+topic create "$CLIENT_EVENTS_TOPIC" 1
 # Shed overload at once instead of queueing for PRODUCE_TIMEOUT_MS: about 0.5 s of
 # this machine's intake capacity.
 export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"
@@ -48,7 +49,7 @@ $BIN/api serve > target/bench-api.log 2>&1 & api=$!
 $BIN/consumer > target/bench-consumer.log 2>&1 & consumer=$!
 cleanup() {
   kill -TERM $api $consumer 2>/dev/null; wait $api $consumer 2>/dev/null || true
-  for t in "$KAFKA_TOPIC" "$KAFKA_TOPIC.dlq" "$USER_EVENTS_TOPIC"; do topic delete "$t"; done
+  for t in "$KAFKA_TOPIC" "$KAFKA_TOPIC.dlq" "$USER_EVENTS_TOPIC" "$CLIENT_EVENTS_TOPIC"; do topic delete "$t"; done
   redis-cli -p "${REDIS_PORT:-6379}" --scan --pattern "$REDIS_KEY_PREFIX*" 2>/dev/null \
     | xargs -r -n 1000 redis-cli -p "${REDIS_PORT:-6379}" unlink >/dev/null 2>&1 || true
 }

@@ -24,6 +24,7 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 DB_NAME="${DB_NAME:-registrar}"
 TOPIC="${KAFKA_TOPIC:-user-registration}"
 EVENTS_TOPIC="${USER_EVENTS_TOPIC:-user-events}"
+CLIENT_EVENTS_TOPIC="${CLIENT_EVENTS_TOPIC:-oidc-client-events}"
 PARTITIONS="${KAFKA_PARTITIONS:-4}"
 MAILDEV_ROOT="$CACHE/maildev"
 MAILDEV_VERSION="${MAILDEV_VERSION:-2.2.1}"
@@ -175,14 +176,14 @@ ensure_kafka() {
     fi
     sleep 1
   done
-  for t in "$TOPIC" "$TOPIC.dlq" "$EVENTS_TOPIC"; do
+  for t in "$TOPIC" "$TOPIC.dlq" "$EVENTS_TOPIC" "$CLIENT_EVENTS_TOPIC"; do
     if ! grep -qx -- "$t" <<<"$existing"; then
       log "creating topic $t ($PARTITIONS partitions)"
       kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
         --create --if-not-exists --topic "$t" --partitions "$PARTITIONS" >/dev/null
     fi
   done
-  log "Apache Kafka ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq, $EVENTS_TOPIC)"
+  log "Apache Kafka ready on 127.0.0.1:$KAFKA_PORT (topics $TOPIC, $TOPIC.dlq, $EVENTS_TOPIC, $CLIENT_EVENTS_TOPIC)"
 }
 
 # SIGTERM (a controlled shutdown), or SIGKILL with `stop-kafka --kill`; waits for the

@@ -305,14 +305,9 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         for (name, expected) in [
             ("LoginRequest", vec!["password"]),
-            (
-                "RegistrationRequest",
-                vec!["firstName", "lastName", "email", "password", "gender"],
-            ),
-            (
-                "CompatRegistrationRequest",
-                vec!["fullName", "gender", "email", "password"],
-            ),
+            // The default REQUIRED_PROFILE_FIELDS: email and password only.
+            ("RegistrationRequest", vec!["email", "password"]),
+            ("CompatRegistrationRequest", vec!["email", "password"]),
             ("TokenRequest", vec![]),
         ] {
             let mut required: Vec<&str> = doc["components"]["schemas"][name]["required"]

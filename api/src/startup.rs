@@ -124,6 +124,7 @@ impl Application {
             password_policy: common::domain::password_policy::PasswordPolicy::new(
                 config.password_min_length,
             ),
+            required_profile_fields: config.required_profile_fields,
             session_max_lifetime: std::time::Duration::from_secs(config.session_max_lifetime_secs),
             lockout_max_attempts: config.login_max_attempts.max(1),
             lockout_window: std::time::Duration::from_secs(config.login_lockout_secs.max(1)),

@@ -44,9 +44,9 @@ pub(crate) async fn drain(
         let event = common::events::registration::RegistrationEvent {
             registration_id: id,
             email: email.as_str().to_owned(),
-            first_name: "Bench".into(),
-            last_name: "Mark".into(),
-            gender: "male".into(),
+            first_name: Some("Bench".into()),
+            last_name: Some("Mark".into()),
+            gender: Some("male".into()),
             sex: Some("male".into()),
             occupation: Some("Load generator".into()),
             credential: common::events::registration::Credential::Sealed(key.seal(id, &email, &pw)),

@@ -1,7 +1,8 @@
 //! The user-events relay: publishes the outbox (`user_event_outbox`, written in the
-//! transaction of each change) to the `user-events` topic. One relay publishes at a time
+//! transaction of each change) to the `user-events` topic, and the OpenID Connect
+//! clients' events in it to the client events topic. One relay publishes at a time
 //! (a PostgreSQL advisory lock, whatever the number of consumer replicas), in `seq`
-//! order, with the user id as key, and advances its cursor only after the broker
+//! order, with the user id (or the client id) as key, and advances its cursor only after the broker
 //! acknowledged every one of them: a crash in between publishes them again with the same
 //! event ids (at least once, never a gap). Published events are purged after a
 //! retention.
@@ -36,6 +37,13 @@ pub struct RelayConfig {
         default_value = "user-events"
     )]
     pub events_topic: String,
+    /// Topic of the OpenID Connect clients' events (key = client id).
+    #[arg(
+        long = "client-events-topic",
+        env = "CLIENT_EVENTS_TOPIC",
+        default_value = "oidc-client-events"
+    )]
+    pub client_events_topic: String,
     /// How often the outbox is polled when it was empty, in milliseconds.
     #[arg(
         long = "user-events-poll-ms",
@@ -119,6 +127,9 @@ impl Relay {
     ) -> Result<Self, ConfigError> {
         if config.events_topic.trim().is_empty() {
             return Err(ConfigError::new("USER_EVENTS_TOPIC", "is empty"));
+        }
+        if config.client_events_topic.trim().is_empty() {
+            return Err(ConfigError::new("CLIENT_EVENTS_TOPIC", "is empty"));
         }
         let mut cc = common::events::kafka::client_config(kafka)?;
         cc.set("client.id", "registrar-user-events-relay")
@@ -218,15 +229,17 @@ impl Relay {
             tx.commit().await?;
             return Ok(0);
         }
-        let keys: Vec<String> = pending.iter().map(|e| e.user_id.to_string()).collect();
+        let keys: Vec<String> = pending.iter().map(|e| e.subject.key()).collect();
         let deliveries: Vec<_> = pending
             .iter()
             .zip(&keys)
             .map(|(e, key)| {
+                let topic = match e.subject {
+                    user_events::Subject::User(_) => &self.config.events_topic,
+                    user_events::Subject::Client(_) => &self.config.client_events_topic,
+                };
                 self.producer.send(
-                    FutureRecord::to(&self.config.events_topic)
-                        .key(key)
-                        .payload(&e.payload),
+                    FutureRecord::to(topic).key(key).payload(&e.payload),
                     Duration::from_secs(15),
                 )
             })

@@ -30,6 +30,7 @@ topic() {
 topic user-registration "$PARTITIONS" 86400000
 topic user-registration.dlq 3 1209600000
 topic user-events 6 1209600000
+topic oidc-client-events 1 1209600000
 
 grep -v '^[[:space:]]*\(#\|$\)' "$HERE/acls.tsv" | while read -r principal operations type name pattern; do
     set --

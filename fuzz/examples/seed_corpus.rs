@@ -22,9 +22,9 @@ fn event(credential: Credential, request_id: Option<String>) -> RegistrationEven
     RegistrationEvent {
         registration_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
         email: "jane.doe@example.com".into(),
-        first_name: "Jane".into(),
-        last_name: "Doe".into(),
-        gender: "female".into(),
+        first_name: Some("Jane".into()),
+        last_name: Some("Doe".into()),
+        gender: Some("female".into()),
         sex: Some("female".into()),
         occupation: Some("Engineer".into()),
         credential,

@@ -56,9 +56,9 @@ pub fn registration_event(
     common::events::registration::RegistrationEvent {
         registration_id: Uuid::now_v7(),
         email: email.to_owned(),
-        first_name: "Grace".into(),
-        last_name: "Hopper".into(),
-        gender: "female".into(),
+        first_name: Some("Grace".into()),
+        last_name: Some("Hopper".into()),
+        gender: Some("female".into()),
         sex: Some("female".into()),
         occupation: Some("Admiral".into()),
         credential,
@@ -164,6 +164,8 @@ pub struct TestApp {
     pub topic: String,
     /// The user-events topic the relay publishes to.
     pub events_topic: String,
+    /// The topic of the OpenID Connect clients' events.
+    pub client_events_topic: String,
     pub group: String,
     pub redis_prefix: String,
     pub seal_key_id: String,
@@ -285,7 +287,11 @@ impl TestApp {
         let topic = format!("test-registration-{id}");
         kafka::create_topics(&topic, options.partitions.unwrap_or(2)).await;
         let events_topic = format!("test-events-{id}");
-        kafka::create_topic(&events_topic, 2).await;
+        let client_events_topic = format!("test-client-events-{id}");
+        tokio::join!(
+            kafka::create_topic(&events_topic, 2),
+            kafka::create_topic(&client_events_topic, 1)
+        );
         let (private, public) = common::events::seal::generate_key_pair();
         let seal_key_id = format!("t{id}");
         let redis_prefix = format!("test:{id}:");
@@ -419,6 +425,7 @@ impl TestApp {
             database_url,
             topic,
             events_topic,
+            client_events_topic,
             redis_prefix,
             seal_key_id,
             seal_public_key: public,
@@ -486,6 +493,8 @@ impl TestApp {
             "100",
             "--user-events-topic",
             &self.events_topic,
+            "--client-events-topic",
+            &self.client_events_topic,
             "--user-events-poll-ms",
             "50",
         ]
@@ -919,6 +928,7 @@ impl Drop for TestApp {
         let database = self.database.clone();
         let topic = self.topic.clone();
         let events_topic = self.events_topic.clone();
+        let client_events_topic = self.client_events_topic.clone();
         let prefix = self.redis_prefix.clone();
         // Cleanup needs async clients; run it on its own runtime so it also works while
         // the test's runtime is shutting down.
@@ -928,7 +938,7 @@ impl Drop for TestApp {
                 .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
-                    kafka::delete_topics(&topic, &[&events_topic]).await;
+                    kafka::delete_topics(&topic, &[&events_topic, &client_events_topic]).await;
                     drop_database(&database).await;
                     clear_redis_prefix(&prefix).await;
                 });

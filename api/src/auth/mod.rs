@@ -24,6 +24,8 @@ pub struct Accounts {
     pub data_quota: (i64, i64),
     /// What a new password must be.
     pub password_policy: common::domain::password_policy::PasswordPolicy,
+    /// The profile fields a registration must carry (`REQUIRED_PROFILE_FIELDS`).
+    pub required_profile_fields: common::domain::registration::RequiredFields,
     pub lockout_max_attempts: u64,
     pub lockout_window: Duration,
     pub client_ip: ClientIp,

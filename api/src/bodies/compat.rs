@@ -20,9 +20,10 @@ use super::registration::RegistrationRequest;
 pub struct CompatRegistrationRequest {
     #[schema(example = "john.doe")]
     pub username: Option<String>,
-    /// Given name(s) and family name; also read as `full_name`.
+    /// Given name(s) and family name; also read as `full_name`. Required when
+    /// `REQUIRED_PROFILE_FIELDS` lists firstName or lastName.
     #[serde(alias = "full_name")]
-    #[schema(required = true, nullable = false, value_type = String, example = "John Doe")]
+    #[schema(example = "John Doe")]
     pub full_name: Option<String>,
     #[schema(value_type = Option<u16>, minimum = 1, maximum = 150, example = 34)]
     pub age: Option<i64>,
@@ -31,7 +32,7 @@ pub struct CompatRegistrationRequest {
     #[schema(format = Date, example = "1990-04-01")]
     pub date_of_birth: Option<String>,
     /// male | female | non-binary | prefer-not-to-say, any case.
-    #[schema(required = true, nullable = false, value_type = String, example = "male")]
+    #[schema(example = "male")]
     pub gender: Option<String>,
     #[schema(required = true, nullable = false, value_type = String, example = "john.doe@example.com")]
     pub email: Option<String>,
@@ -80,6 +81,7 @@ impl CompatRegistrationRequest {
             }
         }
         let request = RegistrationRequest {
+            name: None,
             first_name,
             last_name,
             email: self.email,

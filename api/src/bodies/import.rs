@@ -13,6 +13,8 @@ use super::ErrorDetail;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImportLine {
+    /// The whole name, instead of `firstName` and `lastName` (split at its last space).
+    pub name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub email: Option<String>,

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use common::domain::password_policy::PasswordPolicy;
-use common::domain::registration::{FieldError, ProfileInput, Registration};
+use common::domain::registration::{FieldError, ProfileInput, Registration, RequiredFields};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,11 +17,16 @@ use super::users::UserView;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistrationRequest {
-    /// 2-100 characters.
-    #[schema(required = true, nullable = false, value_type = String, min_length = 2, max_length = 100, example = "John")]
+    /// The whole name, instead of `firstName` and `lastName`: split at its last space
+    /// into given name(s) and family name (one word is a given name only).
+    #[schema(min_length = 2, max_length = 201, example = "John Doe")]
+    pub name: Option<String>,
+    /// 2-100 characters. Optional unless `REQUIRED_PROFILE_FIELDS` lists it, like every
+    /// field but email and password.
+    #[schema(min_length = 2, max_length = 100, example = "John")]
     pub first_name: Option<String>,
     /// 2-100 characters.
-    #[schema(required = true, nullable = false, value_type = String, min_length = 2, max_length = 100, example = "Doe")]
+    #[schema(min_length = 2, max_length = 100, example = "Doe")]
     pub last_name: Option<String>,
     /// Trimmed and lower-cased before use.
     #[schema(required = true, nullable = false, value_type = String, min_length = 3, max_length = 254, example = "john.doe@example.com")]
@@ -31,7 +36,10 @@ pub struct RegistrationRequest {
     #[schema(required = true, nullable = false, value_type = String, min_length = 12, max_length = 128, example = "correct horse battery")]
     pub password: Option<SecretString>,
     /// male | female | non-binary | prefer-not-to-say
-    #[schema(required = true, nullable = false, value_type = String, pattern = "^(male|female|non-binary|prefer-not-to-say)$", example = "male")]
+    #[schema(
+        pattern = "^(male|female|non-binary|prefer-not-to-say)$",
+        example = "male"
+    )]
     pub gender: Option<String>,
     /// Optional (absent or null): male | female | intersex.
     #[schema(pattern = "^(male|female|intersex)$", example = "male")]
@@ -62,9 +70,14 @@ impl fmt::Debug for RegistrationRequest {
 
 impl RegistrationRequest {
     /// Applies the registration rules; every problem is reported.
-    pub fn parse(self, policy: &PasswordPolicy) -> Result<Registration, Vec<FieldError>> {
+    pub fn parse(
+        self,
+        policy: &PasswordPolicy,
+        required: RequiredFields,
+    ) -> Result<Registration, Vec<FieldError>> {
         let input = ProfileInput {
             email: self.email.as_deref(),
+            name: self.name.as_deref(),
             first_name: self.first_name.as_deref(),
             last_name: self.last_name.as_deref(),
             gender: self.gender.as_deref(),
@@ -73,7 +86,7 @@ impl RegistrationRequest {
             username: self.username.as_deref(),
             date_of_birth: self.date_of_birth.as_deref(),
         };
-        Registration::parse(input, self.password, policy)
+        Registration::parse(input, self.password, policy, required)
     }
 }
 

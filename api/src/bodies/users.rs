@@ -24,6 +24,8 @@ pub struct UserView {
     /// A new address waiting for its verification; `email` changes when it is verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_email: Option<String>,
+    /// `firstName lastName`, whichever is present (the OpenID Connect `name` claim).
+    pub name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub gender: Option<String>,
@@ -54,6 +56,7 @@ impl From<&UserRecord> for UserView {
             email: u.email.clone(),
             email_verified: u.email_verified_at.is_some(),
             pending_email: u.pending_email.clone(),
+            name: u.full_name(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),
             gender: u.gender.clone(),
@@ -90,6 +93,9 @@ pub struct UserListAnswer {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UserUpdateRequest {
+    /// The whole name, instead of `firstName` and `lastName`: split at its last space.
+    #[schema(min_length = 2, max_length = 201)]
+    pub name: Option<String>,
     #[schema(min_length = 2, max_length = 100)]
     pub first_name: Option<String>,
     #[schema(min_length = 2, max_length = 100)]
@@ -124,20 +130,24 @@ pub struct UserUpdateRequest {
     pub current_password: Option<SecretString>,
 }
 
-/// `PUT /api/users/{id}` body as the OpenAPI document shows it: every required profile
-/// field is present; optional ones left out keep their value. The handler reads a [`UserUpdateRequest`], so that missing fields are
-/// reported together in the validation envelope instead of as a JSON error.
+/// `PUT /api/users/{id}` body as the OpenAPI document shows it: the email and the fields
+/// `REQUIRED_PROFILE_FIELDS` lists are present; optional ones left out keep their value.
+/// The handler reads a [`UserUpdateRequest`], so that missing fields are reported
+/// together in the validation envelope instead of as a JSON error.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UserReplaceRequest {
+    /// The whole name, instead of `firstName` and `lastName`: split at its last space.
+    #[schema(min_length = 2, max_length = 201)]
+    pub name: Option<String>,
     #[schema(min_length = 2, max_length = 100)]
-    pub first_name: String,
+    pub first_name: Option<String>,
     #[schema(min_length = 2, max_length = 100)]
-    pub last_name: String,
+    pub last_name: Option<String>,
     #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     #[schema(pattern = "^(male|female|non-binary|prefer-not-to-say)$")]
-    pub gender: String,
+    pub gender: Option<String>,
     #[schema(pattern = "^(male|female|intersex)$")]
     pub sex: Option<String>,
     #[schema(min_length = 2, max_length = 255)]

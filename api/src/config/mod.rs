@@ -259,6 +259,17 @@ pub struct ApiConfig {
         default_value_t = common::domain::password_policy::DEFAULT_MIN_CHARS
     )]
     pub password_min_length: usize,
+    /// The profile fields every registration (and every `PUT` of a user) must carry,
+    /// comma-separated: email and password always, and any of firstName, lastName,
+    /// gender, sex, occupation, username, dateOfBirth. The others are optional and
+    /// checked when present.
+    #[arg(
+        long = "required-profile-fields",
+        env = "REQUIRED_PROFILE_FIELDS",
+        default_value = "email,password",
+        value_parser = common::domain::registration::RequiredFields::parse
+    )]
+    pub required_profile_fields: common::domain::registration::RequiredFields,
     /// Failed logins per account before it is locked for the rest of the window.
     #[arg(
         long = "login-max-attempts",

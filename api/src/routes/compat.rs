@@ -40,7 +40,10 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let registration = request.and_then(|ApiJson(body)| {
         let (canonical, mut errors) = body.into_canonical(chrono::Utc::now().date_naive());
-        match canonical.parse(&app.accounts.password_policy) {
+        match canonical.parse(
+            &app.accounts.password_policy,
+            app.accounts.required_profile_fields,
+        ) {
             Ok(registration) if errors.is_empty() => Ok(registration),
             Ok(_) => Err(ApiError::invalid(errors)),
             Err(rule_errors) => {

@@ -507,6 +507,7 @@ fn sign_up_page(
             title => "Create your account", client => &flow.request.client_name,
             flow => id, csrf => &flow.csrf, errors => errors, values => values, genders => genders,
             min_length => app.accounts.password_policy.min_chars(),
+            required => app.accounts.required_profile_fields.names(),
         },
         None,
     )
@@ -604,7 +605,7 @@ mod tests {
             scopes => vec!["see your email address"], client_name => "<App>",
             errors => vec![minijinja::context! { label => "Email", message => "is required" }],
             values => std::collections::BTreeMap::<&str, &str>::new(),
-            genders => vec!["male"], min_length => 12, message => "m", refresh => 1,
+            genders => vec!["male"], min_length => 12, required => vec!["email", "gender"], message => "m", refresh => 1,
         };
         let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/oidc"))
             .unwrap()

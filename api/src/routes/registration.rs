@@ -34,8 +34,11 @@ pub async fn register(
     request: Result<ApiJson<RegistrationRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let registration = request.and_then(|ApiJson(r)| {
-        r.parse(&app.accounts.password_policy)
-            .map_err(ApiError::invalid)
+        r.parse(
+            &app.accounts.password_policy,
+            app.accounts.required_profile_fields,
+        )
+        .map_err(ApiError::invalid)
     });
     intake::submit(&app, &headers, registration).await
 }

@@ -71,9 +71,9 @@ fn fingerprint(profile: &Profile) -> String {
     let date_of_birth = profile.date_of_birth.map(|d| d.to_string());
     let parts = [
         Some(profile.email.as_str()),
-        Some(profile.first_name.as_str()),
-        Some(profile.last_name.as_str()),
-        Some(profile.gender.as_str()),
+        profile.first_name.as_deref(),
+        profile.last_name.as_deref(),
+        profile.gender.map(|g| g.as_str()),
         profile.sex.map(|s| s.as_str()),
         profile.occupation.as_deref(),
     ];
@@ -165,7 +165,7 @@ pub async fn submit_registration(
         email: email.as_str().to_owned(),
         first_name: profile.first_name.clone(),
         last_name: profile.last_name.clone(),
-        gender: profile.gender.as_str().to_owned(),
+        gender: profile.gender.map(|g| g.as_str().to_owned()),
         sex: profile.sex.map(|s| s.as_str().to_owned()),
         occupation: profile.occupation.clone(),
         credential: Credential::Sealed(sealed),

@@ -697,15 +697,16 @@ export interface components {
             /** @example john.doe@example.com */
             email: string;
             /**
-             * @description Given name(s) and family name; also read as `full_name`.
+             * @description Given name(s) and family name; also read as `full_name`. Required when
+             *     `REQUIRED_PROFILE_FIELDS` lists firstName or lastName.
              * @example John Doe
              */
-            fullName: string;
+            fullName?: string | null;
             /**
              * @description male | female | non-binary | prefer-not-to-say, any case.
              * @example male
              */
-            gender: string;
+            gender?: string | null;
             password: string;
             /** @example john.doe */
             username?: string | null;
@@ -983,20 +984,27 @@ export interface components {
              */
             email: string;
             /**
-             * @description 2-100 characters.
+             * @description 2-100 characters. Optional unless `REQUIRED_PROFILE_FIELDS` lists it, like every
+             *     field but email and password.
              * @example John
              */
-            firstName: string;
+            firstName?: string | null;
             /**
              * @description male | female | non-binary | prefer-not-to-say
              * @example male
              */
-            gender: string;
+            gender?: string | null;
             /**
              * @description 2-100 characters.
              * @example Doe
              */
-            lastName: string;
+            lastName?: string | null;
+            /**
+             * @description The whole name, instead of `firstName` and `lastName`: split at its last space
+             *     into given name(s) and family name (one word is a given name only).
+             * @example John Doe
+             */
+            name?: string | null;
             /**
              * @description Optional: 2-255 characters.
              * @example Software Engineer
@@ -1156,18 +1164,21 @@ export interface components {
         /** @description `200` of `GET /api/users/{id}`: a user (by id) or a registration status (by email).
          *     Documentation only: the handler answers one of the two bodies. */
         UserOrRegistrationStatus: components["schemas"]["UserAnswer"] | components["schemas"]["RegistrationStatusAnswer"];
-        /** @description `PUT /api/users/{id}` body as the OpenAPI document shows it: every required profile
-         *     field is present; optional ones left out keep their value. The handler reads a [`UserUpdateRequest`], so that missing fields are
-         *     reported together in the validation envelope instead of as a JSON error. */
+        /** @description `PUT /api/users/{id}` body as the OpenAPI document shows it: the email and the fields
+         *     `REQUIRED_PROFILE_FIELDS` lists are present; optional ones left out keep their value.
+         *     The handler reads a [`UserUpdateRequest`], so that missing fields are reported
+         *     together in the validation envelope instead of as a JSON error. */
         UserReplaceRequest: {
             /** @description Required when changing one's own password. */
             currentPassword?: string | null;
             /** Format: date */
             dateOfBirth?: string | null;
             email: string;
-            firstName: string;
-            gender: string;
-            lastName: string;
+            firstName?: string | null;
+            gender?: string | null;
+            lastName?: string | null;
+            /** @description The whole name, instead of `firstName` and `lastName`: split at its last space. */
+            name?: string | null;
             occupation?: string | null;
             /** @description A new password: 12-128 characters by default (`PASSWORD_MIN_LENGTH`). Absent or
              *     null: unchanged. */
@@ -1191,6 +1202,8 @@ export interface components {
             firstName?: string | null;
             gender?: string | null;
             lastName?: string | null;
+            /** @description The whole name, instead of `firstName` and `lastName`: split at its last space. */
+            name?: string | null;
             occupation?: string | null;
             /** @description A new password: 12-128 characters by default (`PASSWORD_MIN_LENGTH`), not a
              *     common one. */
@@ -1225,6 +1238,8 @@ export interface components {
             /** Format: uuid */
             id: string;
             lastName?: string | null;
+            /** @description `firstName lastName`, whichever is present (the OpenID Connect `name` claim). */
+            name?: string | null;
             occupation?: string | null;
             /** @description A new address waiting for its verification; `email` changes when it is verified. */
             pendingEmail?: string | null;

@@ -72,15 +72,16 @@ impl Sex {
     }
 }
 
-/// The profile part of a registration: everything but the credential. `sex`,
-/// `occupation`, `username` and `date_of_birth` are optional: clients written for other
-/// registration APIs do not send them.
+/// The profile part of a registration: everything but the credential. Only the email is
+/// always present: which other fields a registration must carry is the operator's choice
+/// ([`RequiredFields`], `REQUIRED_PROFILE_FIELDS`), since clients written for other
+/// registration APIs and OpenID Connect sign-ups often collect no more than a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub email: Email,
-    pub first_name: String,
-    pub last_name: String,
-    pub gender: Gender,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<Gender>,
     pub sex: Option<Sex>,
     pub occupation: Option<String>,
     pub username: Option<Username>,
@@ -91,6 +92,9 @@ pub struct Profile {
 #[derive(Default)]
 pub struct ProfileInput<'a> {
     pub email: Option<&'a str>,
+    /// A whole name (`name`, the OpenID Connect claim): split at its last space into
+    /// `first_name` and `last_name`; not combined with either of them.
+    pub name: Option<&'a str>,
     pub first_name: Option<&'a str>,
     pub last_name: Option<&'a str>,
     pub gender: Option<&'a str>,
@@ -101,40 +105,154 @@ pub struct ProfileInput<'a> {
     pub date_of_birth: Option<&'a str>,
 }
 
-impl Profile {
-    /// Validates every field and reports every problem, one entry per field.
-    pub fn parse(input: ProfileInput<'_>) -> Result<Self, Vec<FieldError>> {
-        let patch = ProfilePatch::parse(input, true)?;
-        match patch {
-            ProfilePatch {
-                email: Some(email),
-                first_name: Some(first_name),
-                last_name: Some(last_name),
-                gender: Some(gender),
-                sex,
-                occupation,
-                username,
-                date_of_birth,
-            } => Ok(Profile {
-                email,
-                first_name,
-                last_name,
-                gender,
-                sex,
-                occupation,
-                username,
-                date_of_birth,
-            }),
-            // `require_all` reports every missing field, so this is unreachable in
-            // practice; answer as a validation error rather than panic.
-            _ => Err(vec![FieldError::new("profile", "is incomplete")]),
+/// A profile field an operator may require of every registration and full replacement
+/// (`REQUIRED_PROFILE_FIELDS`). The email (and, for a registration, the password) is
+/// always required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    FirstName,
+    LastName,
+    Gender,
+    Sex,
+    Occupation,
+    Username,
+    DateOfBirth,
+}
+
+impl ProfileField {
+    pub const ALL: [ProfileField; 7] = [
+        ProfileField::FirstName,
+        ProfileField::LastName,
+        ProfileField::Gender,
+        ProfileField::Sex,
+        ProfileField::Occupation,
+        ProfileField::Username,
+        ProfileField::DateOfBirth,
+    ];
+
+    /// The field's name in request bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileField::FirstName => "firstName",
+            ProfileField::LastName => "lastName",
+            ProfileField::Gender => "gender",
+            ProfileField::Sex => "sex",
+            ProfileField::Occupation => "occupation",
+            ProfileField::Username => "username",
+            ProfileField::DateOfBirth => "dateOfBirth",
         }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// The profile fields a registration must carry besides email and password.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequiredFields(u8);
+
+impl RequiredFields {
+    /// Email and password only: the default of `REQUIRED_PROFILE_FIELDS`.
+    pub const NONE: RequiredFields = RequiredFields(0);
+
+    pub fn of(fields: &[ProfileField]) -> Self {
+        Self(fields.iter().fold(0, |bits, f| bits | f.bit()))
+    }
+
+    /// Reads a comma-separated list of field names as the request bodies spell them.
+    /// `email` and `password` may be listed (they are always required); an unknown
+    /// name is an error, so a typo does not silently drop a requirement.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut fields = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "email" || name == "password" {
+                continue;
+            }
+            match ProfileField::ALL.into_iter().find(|f| f.as_str() == name) {
+                Some(f) => fields.push(f),
+                None => {
+                    return Err(format!(
+                        "unknown profile field `{name}`; the fields are email, password, {}",
+                        ProfileField::ALL.map(ProfileField::as_str).join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(Self::of(&fields))
+    }
+
+    pub fn contains(self, field: ProfileField) -> bool {
+        self.0 & field.bit() != 0
+    }
+
+    /// The list as `REQUIRED_PROFILE_FIELDS` spells it: `email,password,…`.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = vec!["email", "password"];
+        names.extend(
+            ProfileField::ALL
+                .into_iter()
+                .filter(|f| self.contains(*f))
+                .map(ProfileField::as_str),
+        );
+        names
+    }
+}
+
+impl Profile {
+    /// Validates every field and reports every problem, one entry per field: the email
+    /// and the `required` fields must be present, the others are checked when present.
+    pub fn parse(
+        input: ProfileInput<'_>,
+        required: RequiredFields,
+    ) -> Result<Self, Vec<FieldError>> {
+        let patch = ProfilePatch::parse(input, Some(required))?;
+        match patch.email {
+            Some(email) => Ok(Profile {
+                email,
+                first_name: patch.first_name,
+                last_name: patch.last_name,
+                gender: patch.gender,
+                sex: patch.sex,
+                occupation: patch.occupation,
+                username: patch.username,
+                date_of_birth: patch.date_of_birth,
+            }),
+            // A required email that is missing is reported by `parse`, so this is
+            // unreachable in practice; answer as a validation error rather than panic.
+            None => Err(vec![FieldError::new("email", "is required")]),
+        }
+    }
+
+    /// `first_name last_name`, whichever of them is present (the `name` claim).
+    pub fn full_name(&self) -> Option<String> {
+        join_name(self.first_name.as_deref(), self.last_name.as_deref())
+    }
+}
+
+/// A whole name from its parts: `None` when neither is present.
+pub fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+    match (first, last) {
+        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+        (None, None) => None,
+    }
+}
+
+/// Splits a whole name at its last space: the given name(s), then the family name when
+/// there are two words or more.
+pub fn split_name(name: &str) -> (&str, Option<&str>) {
+    let name = name.trim();
+    match name.rsplit_once(char::is_whitespace) {
+        Some((first, last)) if !first.trim().is_empty() => (first.trim(), Some(last)),
+        _ => (name, None),
     }
 }
 
 /// Profile changes (`PUT`/`PATCH /api/v1/users/:id`): the same rules as a registration,
-/// each applied to the fields that are present; with `require_all` the required ones
-/// (names, email, gender) must be present too. Absent optional fields stay unchanged.
+/// each applied to the fields that are present; with `required` (a full replacement) the
+/// email and the required fields must be present too. Absent optional fields stay
+/// unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfilePatch {
     pub email: Option<Email>,
@@ -148,20 +266,34 @@ pub struct ProfilePatch {
 }
 
 impl ProfilePatch {
-    pub fn parse(input: ProfileInput<'_>, require_all: bool) -> Result<Self, Vec<FieldError>> {
+    pub fn parse(
+        input: ProfileInput<'_>,
+        required: Option<RequiredFields>,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let wanted = |v: Option<&str>| require_all || v.is_some();
+        let must = |f: ProfileField| required.is_some_and(|r| r.contains(f));
+        let wanted = |f: ProfileField, v: Option<&str>| must(f) || v.is_some();
         let mut patch = ProfilePatch::default();
-        if wanted(input.first_name) {
-            patch.first_name = text_field(&mut errors, "firstName", input.first_name, 2, 100);
+        if let Some(name) = input.name {
+            name_field(
+                &mut errors,
+                &mut patch,
+                &input,
+                name,
+                must(ProfileField::LastName),
+            );
+        } else {
+            if wanted(ProfileField::FirstName, input.first_name) {
+                patch.first_name = text_field(&mut errors, "firstName", input.first_name, 2, 100);
+            }
+            if wanted(ProfileField::LastName, input.last_name) {
+                patch.last_name = text_field(&mut errors, "lastName", input.last_name, 2, 100);
+            }
         }
-        if wanted(input.last_name) {
-            patch.last_name = text_field(&mut errors, "lastName", input.last_name, 2, 100);
-        }
-        if wanted(input.email) {
+        if required.is_some() || input.email.is_some() {
             patch.email = email_field(&mut errors, input.email);
         }
-        if wanted(input.gender) {
+        if wanted(ProfileField::Gender, input.gender) {
             patch.gender = enum_field(
                 &mut errors,
                 "gender",
@@ -170,7 +302,7 @@ impl ProfilePatch {
                 "must be one of male, female, non-binary, prefer-not-to-say",
             );
         }
-        if input.sex.is_some() {
+        if wanted(ProfileField::Sex, input.sex) {
             patch.sex = enum_field(
                 &mut errors,
                 "sex",
@@ -179,23 +311,71 @@ impl ProfilePatch {
                 "must be one of male, female, intersex",
             );
         }
-        if input.occupation.is_some() {
+        if wanted(ProfileField::Occupation, input.occupation) {
             patch.occupation = text_field(&mut errors, "occupation", input.occupation, 2, 255);
         }
-        if let Some(raw) = input.username {
-            match Username::parse(raw) {
+        match input.username {
+            Some(raw) => match Username::parse(raw) {
                 Ok(name) => patch.username = Some(name),
                 Err(e) => errors.push(FieldError::new("username", e.to_string())),
+            },
+            None if must(ProfileField::Username) => {
+                errors.push(FieldError::new("username", "is required"));
             }
+            None => {}
         }
-        if let Some(raw) = input.date_of_birth {
-            patch.date_of_birth = date_of_birth_field(&mut errors, raw);
+        match input.date_of_birth {
+            Some(raw) => patch.date_of_birth = date_of_birth_field(&mut errors, raw),
+            None if must(ProfileField::DateOfBirth) => {
+                errors.push(FieldError::new("dateOfBirth", "is required"));
+            }
+            None => {}
         }
         if errors.is_empty() {
             Ok(patch)
         } else {
             Err(errors)
         }
+    }
+}
+
+/// A whole `name` split into the patch's first and last name; each part follows the rules
+/// of the field it fills, and problems are reported under `name`.
+fn name_field(
+    errors: &mut Vec<FieldError>,
+    patch: &mut ProfilePatch,
+    input: &ProfileInput<'_>,
+    name: &str,
+    last_required: bool,
+) {
+    if input.first_name.is_some() || input.last_name.is_some() {
+        errors.push(FieldError::new(
+            "name",
+            "send either name or firstName and lastName, not both",
+        ));
+        return;
+    }
+    let (first, last) = split_name(name);
+    if last.is_none() && last_required {
+        errors.push(FieldError::new(
+            "name",
+            "must hold a given name and a family name",
+        ));
+        return;
+    }
+    let mut parts = Vec::new();
+    patch.first_name = text_field(&mut parts, "name", Some(first), 2, 100);
+    if let Some(last) = last {
+        patch.last_name = text_field(&mut parts, "name", Some(last), 2, 100);
+    }
+    if let Some(e) = parts.into_iter().next() {
+        let message = match e.message.as_str() {
+            "must be 2-100 characters" => {
+                "the given and the family name must each be 2-100 characters".to_owned()
+            }
+            other => other.to_owned(),
+        };
+        errors.push(FieldError::new("name", message));
     }
 }
 
@@ -309,8 +489,9 @@ impl Registration {
         input: ProfileInput<'_>,
         password: Option<SecretString>,
         policy: &PasswordPolicy,
+        required: RequiredFields,
     ) -> Result<Self, Vec<FieldError>> {
-        let profile = Profile::parse(input);
+        let profile = Profile::parse(input, required);
         let password = match password {
             None => Err(FieldError::new("password", "is required")),
             Some(p) => policy.check("password", &p).map(|()| p),
@@ -322,6 +503,7 @@ impl Registration {
                 errors.extend(password.err());
                 // Report fields in the order of the request contract.
                 let order = [
+                    "name",
                     "firstName",
                     "lastName",
                     "email",
@@ -381,12 +563,24 @@ pub fn new_registration_id() -> Uuid {
 mod tests {
     use super::*;
 
-    /// The registration rules applied to a JSON body, as the api and the consumer see it.
+    /// The fields the first versions of the API required: both names and the gender.
+    const CLASSIC: RequiredFields = RequiredFields(0b111);
+
+    /// The registration rules applied to a JSON body, with the classic required fields.
     fn parse_json(json: &serde_json::Value) -> Result<Registration, Vec<FieldError>> {
+        parse_json_requiring(json, CLASSIC)
+    }
+
+    /// The registration rules applied to a JSON body, as the api and the consumer see it.
+    fn parse_json_requiring(
+        json: &serde_json::Value,
+        required: RequiredFields,
+    ) -> Result<Registration, Vec<FieldError>> {
         let field = |k: &str| json.get(k).and_then(serde_json::Value::as_str);
         Registration::parse(
             ProfileInput {
                 email: field("email"),
+                name: field("name"),
                 first_name: field("firstName"),
                 last_name: field("lastName"),
                 gender: field("gender"),
@@ -397,6 +591,7 @@ mod tests {
             },
             field("password").map(|p| SecretString::from(p.to_owned())),
             &PasswordPolicy::new(8),
+            required,
         )
     }
 
@@ -418,7 +613,7 @@ mod tests {
     fn a_valid_request_is_accepted_with_a_normalised_email() {
         let reg = parse_json(&valid()).unwrap();
         assert_eq!(reg.profile.email.as_str(), "john.doe@example.com");
-        assert_eq!(reg.profile.gender, Gender::Male);
+        assert_eq!(reg.profile.gender, Some(Gender::Male));
     }
 
     #[test]
@@ -537,7 +732,7 @@ mod tests {
                 first_name: Some("Ada"),
                 ..Default::default()
             },
-            false,
+            None,
         )
         .unwrap();
         assert_eq!(patch.first_name.as_deref(), Some("Ada"));
@@ -547,7 +742,7 @@ mod tests {
                 sex: Some("unknown"),
                 ..Default::default()
             },
-            false,
+            None,
         )
         .unwrap_err();
         assert_eq!(errors.len(), 1);
@@ -561,10 +756,95 @@ mod tests {
                 first_name: Some("Ada"),
                 ..Default::default()
             },
-            true,
+            Some(CLASSIC),
         )
         .unwrap_err();
         assert_eq!(errors.len(), 3, "lastName, email, gender: {errors:?}");
+    }
+
+    #[test]
+    fn by_default_only_the_email_and_the_password_are_required() {
+        let errors =
+            parse_json_requiring(&serde_json::json!({}), RequiredFields::NONE).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "password"]);
+        let reg = parse_json_requiring(
+            &serde_json::json!({"email": "a@example.com", "password": "correct horse"}),
+            RequiredFields::NONE,
+        )
+        .unwrap();
+        assert_eq!(
+            (reg.profile.first_name, reg.profile.gender),
+            (None, None),
+            "absent fields stay absent"
+        );
+    }
+
+    #[test]
+    fn a_required_optional_field_is_reported_when_missing() {
+        let required =
+            RequiredFields::parse("email, password, username,dateOfBirth,occupation,sex").unwrap();
+        let errors = parse_json_requiring(
+            &serde_json::json!({"email": "a@example.com", "password": "correct horse"}),
+            required,
+        )
+        .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["sex", "occupation", "username", "dateOfBirth"]);
+    }
+
+    #[test]
+    fn the_required_fields_setting_refuses_an_unknown_name_and_lists_what_it_holds() {
+        assert!(RequiredFields::parse("email,password,gendr")
+            .unwrap_err()
+            .contains("gendr"));
+        assert_eq!(RequiredFields::parse("").unwrap(), RequiredFields::NONE);
+        assert_eq!(
+            RequiredFields::parse("lastName,firstName").unwrap().names(),
+            ["email", "password", "firstName", "lastName"]
+        );
+    }
+
+    #[test]
+    fn a_whole_name_is_split_at_its_last_space() {
+        let body = serde_json::json!({
+            "name": " Mary Ann  Evans ", "email": "m@example.com", "password": "correct horse"
+        });
+        let profile = parse_json_requiring(&body, RequiredFields::NONE)
+            .unwrap()
+            .profile;
+        assert_eq!(profile.first_name.as_deref(), Some("Mary Ann"));
+        assert_eq!(profile.last_name.as_deref(), Some("Evans"));
+        assert_eq!(profile.full_name().as_deref(), Some("Mary Ann Evans"));
+        let single = serde_json::json!({"name": "Cher", "email": "c@example.com", "password": "correct horse"});
+        let profile = parse_json_requiring(&single, RequiredFields::NONE)
+            .unwrap()
+            .profile;
+        assert_eq!(
+            (profile.first_name.as_deref(), profile.last_name),
+            (Some("Cher"), None)
+        );
+    }
+
+    #[test]
+    fn a_whole_name_breaking_the_rules_is_reported_under_name() {
+        let required_last = RequiredFields::of(&[ProfileField::LastName]);
+        let body = |name: &str| serde_json::json!({"name": name, "email": "c@example.com", "password": "correct horse"});
+        let errors = parse_json_requiring(&body("Cher"), required_last).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![FieldError::new(
+                "name",
+                "must hold a given name and a family name"
+            )]
+        );
+        let errors = parse_json_requiring(&body("J Doe"), RequiredFields::NONE).unwrap_err();
+        assert_eq!(errors[0].field, "name");
+        let mut both = body("Jane Doe");
+        both["firstName"] = "Jane".into();
+        let errors = parse_json_requiring(&both, RequiredFields::NONE).unwrap_err();
+        assert_eq!(errors[0].field, "name");
+        assert!(errors[0].message.contains("not both"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const HISTORIC_SCHEMAS: &[&str] = &[
     include_str!("../../../schemas/history/user_registration.v3.avsc"),
     include_str!("../../../schemas/history/user_registration.v4.avsc"),
     include_str!("../../../schemas/history/user_registration.v5.avsc"),
+    include_str!("../../../schemas/history/user_registration.v6.avsc"),
 ];
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -43,9 +44,10 @@ pub enum Credential {
 pub struct RegistrationEvent {
     pub registration_id: Uuid,
     pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub gender: String,
+    /// Optional since v7, like `last_name` and `gender`.
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<String>,
     pub sex: Option<String>,
     pub occupation: Option<String>,
     pub credential: Credential,
@@ -137,9 +139,10 @@ impl RegistrationEvent {
     pub fn profile_input(&self) -> ProfileInput<'_> {
         ProfileInput {
             email: Some(&self.email),
-            first_name: Some(&self.first_name),
-            last_name: Some(&self.last_name),
-            gender: Some(&self.gender),
+            name: None,
+            first_name: self.first_name.as_deref(),
+            last_name: self.last_name.as_deref(),
+            gender: self.gender.as_deref(),
             sex: self.sex.as_deref(),
             occupation: self.occupation.as_deref(),
             username: self.username.as_deref(),
@@ -185,9 +188,9 @@ impl RegistrationEvent {
                 Value::String(self.registration_id.to_string()),
             ),
             ("email".into(), Value::String(self.email.clone())),
-            ("firstName".into(), Value::String(self.first_name.clone())),
-            ("lastName".into(), Value::String(self.last_name.clone())),
-            ("gender".into(), Value::String(self.gender.clone())),
+            ("firstName".into(), optional(&self.first_name)),
+            ("lastName".into(), optional(&self.last_name)),
+            ("gender".into(), optional(&self.gender)),
             ("sex".into(), optional(&self.sex)),
             ("occupation".into(), optional(&self.occupation)),
             ("credential".into(), credential),
@@ -292,9 +295,9 @@ impl RegistrationEvent {
         Ok(Self {
             registration_id,
             email: r.string("email")?,
-            first_name: r.string("firstName")?,
-            last_name: r.string("lastName")?,
-            gender: r.string("gender")?,
+            first_name: r.optional_string("firstName")?,
+            last_name: r.optional_string("lastName")?,
+            gender: r.optional_string("gender")?,
             sex: r.optional_string("sex")?,
             occupation: r.optional_string("occupation")?,
             credential,
@@ -455,7 +458,8 @@ pub mod compat {
             _ => Vec::new(),
         };
         // Fields the historic schema lacks are dropped; a field that was a plain string
-        // then (`sex`, `occupation` before v3) is written without its union.
+        // then (`sex`, `occupation` before v3, the names and gender before v7) is
+        // written without its union.
         let value = Value::Record(
             fields
                 .into_iter()
@@ -498,9 +502,9 @@ mod tests {
         RegistrationEvent {
             registration_id: Uuid::new_v4(),
             email: "jane@example.com".into(),
-            first_name: "Jane".into(),
-            last_name: "Doe".into(),
-            gender: "female".into(),
+            first_name: Some("Jane".into()),
+            last_name: Some("Doe".into()),
+            gender: Some("female".into()),
             sex: Some("female".into()),
             occupation: Some("Pilot".into()),
             credential: Credential::Sealed(SealedPassword {
@@ -657,7 +661,57 @@ mod tests {
             };
             assert_eq!(sealed.nonce, None, "v{}: per-message form", index + 1);
             assert_eq!(decoded.date_of_birth.is_some(), v3_or_later);
+            assert_eq!(
+                decoded.first_name.as_deref(),
+                Some("Jane"),
+                "v{}",
+                index + 1
+            );
+            assert_eq!(decoded.gender.as_deref(), Some("female"), "v{}", index + 1);
         }
+    }
+
+    #[test]
+    fn a_registration_with_only_an_email_round_trips() {
+        let mut e = event();
+        e.first_name = None;
+        e.last_name = None;
+        e.gender = None;
+        e.sex = None;
+        e.occupation = None;
+        e.username = None;
+        e.date_of_birth = None;
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_v6_reader_reads_a_v7_record_that_has_its_names_and_gender() {
+        // During a deploy, consumers still on v6 read what new apis write as long as the
+        // names and gender are present.
+        let bytes = event().encode().unwrap();
+        let Value::Record(fields) = compat::decode_with_historic_reader(&bytes, 5).unwrap() else {
+            panic!("not a record")
+        };
+        assert!(fields
+            .iter()
+            .any(|(n, v)| n == "firstName" && *v == Value::String("Jane".into())));
+        assert!(fields
+            .iter()
+            .any(|(n, v)| n == "gender" && *v == Value::String("female".into())));
+    }
+
+    #[test]
+    fn a_v6_reader_refuses_a_v7_record_without_a_name() {
+        // Why consumers are upgraded before apis accept registrations without names: a
+        // v6 consumer cannot read such a record and dead-letters it (nothing is lost;
+        // it is replayed once the consumers are upgraded).
+        let mut e = event();
+        e.first_name = None;
+        let bytes = e.encode().unwrap();
+        assert!(matches!(
+            compat::decode_with_historic_reader(&bytes, 5),
+            Err(DecodeError::Body(_))
+        ));
     }
 
     #[test]

@@ -5,17 +5,14 @@
 
 use std::sync::LazyLock;
 
-use apache_avro::rabin::Rabin;
 use apache_avro::types::Value;
-use apache_avro::Schema;
 use uuid::Uuid;
+
+use super::single_object::{optional, strings, Codec, CodecError};
 
 pub const CURRENT_SCHEMA: &str = include_str!("../../../schemas/user_event.avsc");
 /// Every schema an earlier build may have written; kept forever.
 pub const HISTORIC_SCHEMAS: &[&str] = &[];
-
-const MAGIC: [u8; 2] = [0xC3, 0x01];
-const HEADER_LEN: usize = 10;
 
 /// The kinds of change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,48 +69,10 @@ pub struct UserEvent {
     pub changed_fields: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UserEventError {
-    #[error("not an Avro single-object record")]
-    Header,
-    #[error("unknown writer schema fingerprint {0:016x}")]
-    UnknownSchema(u64),
-    #[error("Avro: {0}")]
-    Avro(String),
-    #[error("field `{0}` is missing or has the wrong type")]
-    Field(&'static str),
-}
+/// What decoding or encoding a user event can fail with.
+pub type UserEventError = CodecError;
 
-struct Known {
-    fingerprint: u64,
-    schema: Schema,
-}
-
-fn load(text: &str) -> Known {
-    let schema = Schema::parse_str(text)
-        .unwrap_or_else(|e| panic!("schemas/ holds an invalid Avro schema: {e}"));
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    let mut fp = [0u8; 8];
-    fp.copy_from_slice(&bytes[..8]);
-    Known {
-        fingerprint: u64::from_le_bytes(fp),
-        schema,
-    }
-}
-
-// Compiled in and covered by tests: a parse failure is a build defect.
-static KNOWN: LazyLock<Vec<Known>> = LazyLock::new(|| {
-    let mut known = vec![load(CURRENT_SCHEMA)];
-    known.extend(HISTORIC_SCHEMAS.iter().map(|s| load(s)));
-    known
-});
-
-fn optional(v: Option<String>) -> Value {
-    match v {
-        None => Value::Union(0, Box::new(Value::Null)),
-        Some(s) => Value::Union(1, Box::new(Value::String(s))),
-    }
-}
+static CODEC: LazyLock<Codec> = LazyLock::new(|| Codec::new(CURRENT_SCHEMA, HISTORIC_SCHEMAS));
 
 impl UserEvent {
     /// An event of `event_type` for the user at `version`, now, with a new id.
@@ -149,8 +108,7 @@ impl UserEvent {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, UserEventError> {
-        let known = &KNOWN[0];
-        let value = Value::Record(vec![
+        CODEC.encode(Value::Record(vec![
             ("eventId".into(), Value::String(self.event_id.to_string())),
             (
                 "type".into(),
@@ -167,94 +125,27 @@ impl UserEvent {
             ("email".into(), optional(self.email.clone())),
             ("role".into(), optional(self.role.clone())),
             ("previousRole".into(), optional(self.previous_role.clone())),
-            (
-                "changedFields".into(),
-                Value::Array(
-                    self.changed_fields
-                        .iter()
-                        .map(|f| Value::String(f.clone()))
-                        .collect(),
-                ),
-            ),
-        ]);
-        let body = apache_avro::to_avro_datum(&known.schema, value)
-            .map_err(|e| UserEventError::Avro(e.to_string()))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&known.fingerprint.to_le_bytes());
-        out.extend_from_slice(&body);
-        Ok(out)
+            ("changedFields".into(), strings(&self.changed_fields)),
+        ]))
     }
 
     /// Decodes a record written with any known schema version.
     pub fn decode(bytes: &[u8]) -> Result<Self, UserEventError> {
-        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
-            return Err(UserEventError::Header);
-        }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fingerprint = u64::from_le_bytes(fp);
-        let writer = KNOWN
-            .iter()
-            .find(|k| k.fingerprint == fingerprint)
-            .ok_or(UserEventError::UnknownSchema(fingerprint))?;
-        let mut body = &bytes[HEADER_LEN..];
-        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, Some(&KNOWN[0].schema))
-            .map_err(|e| UserEventError::Avro(e.to_string()))?;
-        let Value::Record(fields) = value else {
-            return Err(UserEventError::Field("record"));
-        };
-        let mut map: std::collections::HashMap<String, Value> = fields.into_iter().collect();
-        let mut take = |name: &'static str| map.remove(name).ok_or(UserEventError::Field(name));
-        fn string(v: Value, name: &'static str) -> Result<String, UserEventError> {
-            match v {
-                Value::String(s) => Ok(s),
-                _ => Err(UserEventError::Field(name)),
-            }
-        }
-        fn opt(v: Value, name: &'static str) -> Result<Option<String>, UserEventError> {
-            match v {
-                Value::Union(_, inner) => match *inner {
-                    Value::Null => Ok(None),
-                    Value::String(s) => Ok(Some(s)),
-                    _ => Err(UserEventError::Field(name)),
-                },
-                Value::Null => Ok(None),
-                _ => Err(UserEventError::Field(name)),
-            }
-        }
-        fn long(v: Value, name: &'static str) -> Result<i64, UserEventError> {
-            match v {
-                Value::Long(n) => Ok(n),
-                _ => Err(UserEventError::Field(name)),
-            }
-        }
-        let uuid = |s: String, name: &'static str| {
-            Uuid::parse_str(&s).map_err(|_| UserEventError::Field(name))
-        };
-        let event_type = UserEventType::parse(&string(take("type")?, "type")?)
-            .ok_or(UserEventError::Field("type"))?;
-        let changed_fields = match take("changedFields")? {
-            Value::Array(items) => items
-                .into_iter()
-                .map(|v| string(v, "changedFields"))
-                .collect::<Result<_, _>>()?,
-            _ => return Err(UserEventError::Field("changedFields")),
-        };
+        let mut f = CODEC.decode(bytes)?;
+        let event_type =
+            UserEventType::parse(&f.string("type")?).ok_or(CodecError::Field("type"))?;
         Ok(Self {
-            event_id: uuid(string(take("eventId")?, "eventId")?, "eventId")?,
+            event_id: f.uuid("eventId")?,
             event_type,
-            occurred_at_ms: long(take("occurredAtMs")?, "occurredAtMs")?,
-            user_id: uuid(string(take("userId")?, "userId")?, "userId")?,
-            actor_id: opt(take("actorId")?, "actorId")?
-                .map(|a| uuid(a, "actorId"))
-                .transpose()?,
-            request_id: opt(take("requestId")?, "requestId")?,
-            version: long(take("version")?, "version")?,
-            email: opt(take("email")?, "email")?,
-            role: opt(take("role")?, "role")?,
-            previous_role: opt(take("previousRole")?, "previousRole")?,
-            changed_fields,
+            occurred_at_ms: f.long("occurredAtMs")?,
+            user_id: f.uuid("userId")?,
+            actor_id: f.optional_uuid("actorId")?,
+            request_id: f.optional("requestId")?,
+            version: f.long("version")?,
+            email: f.optional("email")?,
+            role: f.optional("role")?,
+            previous_role: f.optional("previousRole")?,
+            changed_fields: f.strings("changedFields")?,
         })
     }
 }
@@ -272,7 +163,7 @@ mod tests {
         e.previous_role = Some("user".into());
         e.changed_fields = vec!["role".into()];
         let bytes = e.encode().unwrap();
-        assert_eq!(&bytes[..2], &MAGIC);
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
         assert_eq!(UserEvent::decode(&bytes).unwrap(), e);
     }
 

@@ -111,18 +111,20 @@ pub async fn list_clients(
     Ok(rows.iter().map(client_from).collect())
 }
 
-/// Writes every changeable field of a client and bumps its version.
+/// Writes every changeable field of a client and bumps its version; the new version, or
+/// `None` when there is no such client.
 pub async fn update_client(
     client: &impl GenericClient,
     c: &OidcClient,
-) -> Result<bool, tokio_postgres::Error> {
-    let n = client
-        .execute(
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
             "UPDATE oidc_clients SET name = $2, secret_hash = $3, redirect_uris = $4,
                 post_logout_redirect_uris = $5, scopes = $6, grant_types = $7, first_party = $8,
                 id_token_alg = $9, access_token_ttl_secs = $10, refresh_token_ttl_secs = $11,
                 version = version + 1, updated_at = now()
-             WHERE client_id = $1 AND deleted_at IS NULL",
+             WHERE client_id = $1 AND deleted_at IS NULL
+             RETURNING version",
             &[
                 &c.client_id,
                 &c.name,
@@ -138,25 +140,32 @@ pub async fn update_client(
             ],
         )
         .await?;
-    Ok(n > 0)
+    Ok(row.map(|r| r.get(0)))
 }
 
-/// Deletes a client (kept for the audit trail and the codes that name it) and returns
-/// the sessions that were opened for it, now revoked.
+/// A deleted client: its last version and the sessions that were opened for it, now
+/// revoked.
+pub struct DeletedClient {
+    pub version: i64,
+    pub sessions: Vec<Uuid>,
+}
+
+/// Deletes a client (kept for the audit trail and the codes that name it).
 pub async fn delete_client(
     client: &impl GenericClient,
     client_id: &str,
-) -> Result<Option<Vec<Uuid>>, tokio_postgres::Error> {
-    let n = client
-        .execute(
+) -> Result<Option<DeletedClient>, tokio_postgres::Error> {
+    let Some(row) = client
+        .query_opt(
             "UPDATE oidc_clients SET deleted_at = now(), version = version + 1, updated_at = now()
-             WHERE client_id = $1 AND deleted_at IS NULL",
+             WHERE client_id = $1 AND deleted_at IS NULL
+             RETURNING version",
             &[&client_id],
         )
-        .await?;
-    if n == 0 {
+        .await?
+    else {
         return Ok(None);
-    }
+    };
     let rows = client
         .query(
             "UPDATE refresh_tokens r SET revoked_at = now()
@@ -166,10 +175,13 @@ pub async fn delete_client(
             &[&client_id],
         )
         .await?;
-    let mut families: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-    families.sort();
-    families.dedup();
-    Ok(Some(families))
+    let mut sessions: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    sessions.sort();
+    sessions.dedup();
+    Ok(Some(DeletedClient {
+        version: row.get(0),
+        sessions,
+    }))
 }
 
 /// An authorization code as issued.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use crate::events::client::ClientEvent;
 use crate::events::user::{UserEvent, UserEventError};
 
 /// Key of the advisory lock that makes one relay publish at a time.
@@ -62,6 +63,27 @@ pub async fn append_prepared(
     }
     client
         .execute(statement, &[&ids, &users, &types, &payloads])
+        .await?;
+    Ok(())
+}
+
+/// Appends a client's event to the outbox (in the caller's transaction); the relay
+/// publishes it to the client events topic, keyed by the client id.
+pub async fn append_client_event(
+    client: &impl GenericClient,
+    event: &ClientEvent,
+) -> Result<(), OutboxError> {
+    client
+        .execute(
+            "INSERT INTO user_event_outbox (event_id, client_id, type, payload)
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &event.event_id,
+                &event.client_id,
+                &event.event_type.as_str(),
+                &event.encode()?,
+            ],
+        )
         .await?;
     Ok(())
 }
@@ -119,11 +141,30 @@ pub async fn published_seq(client: &impl GenericClient) -> Result<i64, tokio_pos
         .get(0))
 }
 
+/// Whose event an outbox row is, which names its topic and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// An account's: `user-events`, keyed by the user id.
+    User(Uuid),
+    /// An OpenID Connect client's: the client events topic, keyed by the client id.
+    Client(String),
+}
+
+impl Subject {
+    /// The record key.
+    pub fn key(&self) -> String {
+        match self {
+            Subject::User(id) => id.to_string(),
+            Subject::Client(id) => id.clone(),
+        }
+    }
+}
+
 /// An event waiting for the relay.
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
     pub seq: i64,
-    pub user_id: Uuid,
+    pub subject: Subject,
     pub event_type: String,
     pub payload: Vec<u8>,
 }
@@ -139,7 +180,7 @@ pub async fn pending(
 ) -> Result<Vec<PendingEvent>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT seq, user_id, type, payload FROM user_event_outbox
+            "SELECT seq, user_id, client_id, type, payload FROM user_event_outbox
              WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
             &[&after, &through, &limit],
         )
@@ -148,9 +189,13 @@ pub async fn pending(
         .iter()
         .map(|r| PendingEvent {
             seq: r.get(0),
-            user_id: r.get(1),
-            event_type: r.get(2),
-            payload: r.get(3),
+            // The table's CHECK: exactly one of the two is set.
+            subject: match r.get::<_, Option<Uuid>>(1) {
+                Some(user) => Subject::User(user),
+                None => Subject::Client(r.get::<_, Option<String>>(2).unwrap_or_default()),
+            },
+            event_type: r.get(3),
+            payload: r.get(4),
         })
         .collect())
 }

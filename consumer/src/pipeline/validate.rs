@@ -2,7 +2,7 @@
 //! registration rules, sorting the batch into candidates and dead letters.
 
 use common::domain::email::Email;
-use common::domain::registration::{FailureReason, Profile};
+use common::domain::registration::{FailureReason, Profile, RequiredFields};
 use common::domain::Role;
 use common::events::registration::{Credential, ImportLineRef, RegistrationEvent};
 use common::events::signature::{Purpose, RecordVerifier};
@@ -134,7 +134,9 @@ pub(super) fn decode_and_validate<'a>(
                 continue;
             }
         }
-        match Profile::parse(event.profile_input()) {
+        // Which fields are required is the api's rule (REQUIRED_PROFILE_FIELDS); the
+        // consumer checks that those present are valid.
+        match Profile::parse(event.profile_input(), RequiredFields::NONE) {
             Ok(profile) => candidates.push(Candidate {
                 item,
                 event,

@@ -506,9 +506,9 @@ fn new_users(prefix: &str, n: usize) -> Vec<common::store::users::NewUser> {
                     gender: Some("female"),
                     sex: Some("female"),
                     occupation: Some("Tester"),
-                    username: None,
-                    date_of_birth: None,
+                    ..Default::default()
                 },
+                common::domain::registration::RequiredFields::NONE,
             )
             .unwrap();
             common::store::users::NewUser {

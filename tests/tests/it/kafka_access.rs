@@ -215,6 +215,8 @@ async fn the_pipeline_with_the_granted_acls(node: &DeployNode) {
             "registrar-consumer",
             "--user-events-topic",
             "user-events",
+            "--client-events-topic",
+            "oidc-client-events",
         ]
         .map(str::to_owned),
     );

@@ -19,6 +19,7 @@ mod observability;
 mod oidc;
 mod operations;
 mod privacy;
+mod profile;
 mod registration;
 mod resilience;
 mod security;

@@ -5,6 +5,7 @@
 //! `prompt=none` without a session, forms without their flow's cookie or CSRF token,
 //! and the wall between the api's own tokens and a client's.
 
+use common::events::client::{ClientEvent, ClientEventType};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -392,6 +393,47 @@ async fn an_admin_registers_clients_whose_secret_is_shown_once_and_stored_as_a_d
     )
     .await;
     assert_eq!(status, 401, "a deleted client is unknown");
+
+    // Every change is on the client events topic, keyed by the client, in order, with
+    // the acting admin and never the secret.
+    let records = registrar_tests::kafka::read_all(
+        &app.client_events_topic,
+        3,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    let events: Vec<ClientEvent> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.key.as_deref(), Some(id.as_bytes()));
+            for s in [secret.as_bytes(), new_secret.as_bytes()] {
+                assert!(
+                    !r.payload.windows(s.len()).any(|w| w == s),
+                    "a secret in an event"
+                );
+            }
+            ClientEvent::decode(&r.payload).unwrap()
+        })
+        .collect();
+    let kinds: Vec<_> = events.iter().map(|e| (e.event_type, e.version)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (ClientEventType::Created, 1),
+            (ClientEventType::SecretRotated, 2),
+            (ClientEventType::Deleted, 3)
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.client_id == id && e.actor_id == Some(admin.id)));
+    assert_eq!(events[0].settings.name.as_deref(), Some("Shop"));
+    assert_eq!(events[0].settings.redirect_uris, [REDIRECT]);
+    assert!(events[0].settings.confidential);
+    assert_eq!(
+        events[2].settings.name, None,
+        "a deleted client's settings are gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -789,9 +831,10 @@ async fn a_sign_up_on_the_hosted_page_goes_through_the_pipeline_and_the_flow_goe
     );
     assert_eq!(status, 422);
     assert!(
-        refused.contains("First name:") && refused.contains("Password:"),
-        "{refused}"
+        refused.contains("Password:") && !refused.contains("First name:"),
+        "only the password is wrong: names are optional by default: {refused}"
     );
+    assert!(refused.contains("First name (optional)"), "{refused}");
     assert!(refused.contains(&format!("value=\"{email}\"")));
     let password = "correct horse battery 1815";
     let mut landed = browser

@@ -264,7 +264,8 @@ async fn each_validation_rule_answers_400_and_stores_nothing() {
         body[field] = value;
         assert_rejected(&app, body, field).await;
     }
-    for field in ["firstName", "lastName", "email", "password", "gender"] {
+    // By default only the email and the password are required (REQUIRED_PROFILE_FIELDS).
+    for field in ["email", "password"] {
         let mut body = valid.clone();
         body.as_object_mut().unwrap().remove(field);
         assert_rejected(&app, body, field).await;
@@ -280,14 +281,32 @@ async fn each_validation_rule_answers_400_and_stores_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_missing_field_is_reported_in_one_answer() {
-    let app = TestApp::spawn_without_consumer().await;
+async fn every_missing_required_field_is_reported_in_one_answer() {
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        api_args: vec![
+            "--required-profile-fields".into(),
+            "email,password,firstName,lastName,gender".into(),
+        ],
+        without_consumer: true,
+        ..Default::default()
+    })
+    .await;
     let response = app.post_registration(&json!({})).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
-    // firstName, lastName, email, password, gender; sex, occupation, username and
-    // dateOfBirth are optional.
-    assert_eq!(error["error"]["details"].as_array().unwrap().len(), 5);
+    let fields: Vec<&str> = error["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    // sex, occupation, username and dateOfBirth are not listed, so optional.
+    assert_eq!(
+        fields,
+        ["firstName", "lastName", "email", "password", "gender"],
+        "{error}"
+    );
+    assert!(app.redis_keys().await.is_empty(), "nothing is stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,7 @@ fn registration(email: &str, occupation: &str) -> Registration {
         },
         Some(SecretString::from("correct horse battery".to_owned())),
         &PasswordPolicy::default(),
+        common::domain::registration::RequiredFields::NONE,
     )
     .unwrap()
 }

@@ -45,16 +45,20 @@ pub(super) fn parse_line(
         }]
     })?;
     let mut errors: Vec<FieldError> = Vec::new();
-    let profile = Profile::parse(ProfileInput {
-        email: line.email.as_deref(),
-        first_name: line.first_name.as_deref(),
-        last_name: line.last_name.as_deref(),
-        gender: line.gender.as_deref(),
-        sex: line.sex.as_deref(),
-        occupation: line.occupation.as_deref(),
-        username: line.username.as_deref(),
-        date_of_birth: line.date_of_birth.as_deref(),
-    })
+    let profile = Profile::parse(
+        ProfileInput {
+            email: line.email.as_deref(),
+            name: line.name.as_deref(),
+            first_name: line.first_name.as_deref(),
+            last_name: line.last_name.as_deref(),
+            gender: line.gender.as_deref(),
+            sex: line.sex.as_deref(),
+            occupation: line.occupation.as_deref(),
+            username: line.username.as_deref(),
+            date_of_birth: line.date_of_birth.as_deref(),
+        },
+        app.accounts.required_profile_fields,
+    )
     .map_err(|e| errors.extend(e))
     .ok();
     let role = match line.role.as_deref().map(Role::parse) {
@@ -135,7 +139,7 @@ pub(super) fn parse_line(
         email: profile.email.as_str().to_owned(),
         first_name: profile.first_name,
         last_name: profile.last_name,
-        gender: profile.gender.as_str().to_owned(),
+        gender: profile.gender.map(|g| g.as_str().to_owned()),
         sex: profile.sex.map(|s| s.as_str().to_owned()),
         occupation: profile.occupation,
         credential,

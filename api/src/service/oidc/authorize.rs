@@ -704,6 +704,7 @@ pub async fn submit_sign_up(
     form: SignUpForm,
 ) -> Result<Flow, SignUpRefused> {
     let request = crate::bodies::registration::RegistrationRequest {
+        name: None,
         first_name: form.first_name.filter(|s| !s.trim().is_empty()),
         last_name: form.last_name.filter(|s| !s.trim().is_empty()),
         email: form.email.filter(|s| !s.trim().is_empty()),
@@ -715,7 +716,10 @@ pub async fn submit_sign_up(
         date_of_birth: None,
     };
     let registration = request
-        .parse(&app.accounts.password_policy)
+        .parse(
+            &app.accounts.password_policy,
+            app.accounts.required_profile_fields,
+        )
         .map_err(SignUpRefused::Fields)?;
     let email = registration.profile.email.as_str().to_owned();
     let submission = crate::service::registration::Submission {

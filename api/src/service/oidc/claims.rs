@@ -35,17 +35,14 @@ pub fn user_claims(user: &UserRecord, scopes: &[String]) -> Map<String, Value> {
     claims.insert("sub".into(), Value::String(user.id.to_string()));
     let has = |s: &str| scopes.iter().any(|x| x == s);
     if has("profile") {
-        let given = user.first_name.clone().unwrap_or_default();
-        let family = user.last_name.clone().unwrap_or_default();
-        let name = format!("{given} {family}").trim().to_owned();
-        if !name.is_empty() {
+        if let Some(name) = user.full_name() {
             claims.insert("name".into(), Value::String(name));
         }
-        if !given.is_empty() {
-            claims.insert("given_name".into(), Value::String(given));
+        if let Some(given) = &user.first_name {
+            claims.insert("given_name".into(), Value::String(given.clone()));
         }
-        if !family.is_empty() {
-            claims.insert("family_name".into(), Value::String(family));
+        if let Some(family) = &user.last_name {
+            claims.insert("family_name".into(), Value::String(family.clone()));
         }
         if let Some(u) = &user.username {
             claims.insert("preferred_username".into(), Value::String(u.clone()));

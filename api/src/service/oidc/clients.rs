@@ -2,9 +2,13 @@
 //! public or confidential, exact redirect URIs, allowed scopes and grants, token
 //! lifetimes. A confidential client's secret is shown once, at creation or rotation,
 //! and stored as its SHA-256 digest. Every change is audited in the acting admin's
-//! trail (`oidc_client.created`, `.updated`, `.secret_rotated`, `.deleted`).
+//! trail (`oidc_client.created`, `.updated`, `.secret_rotated`, `.deleted`) and, in the
+//! same transaction, appended to the outbox as a `client.*` event for the client events
+//! topic.
 
+use common::events::client::{ClientEvent, ClientEventType, ClientSettings};
 use common::store::oidc::{self, OidcClient};
+use common::store::user_events;
 use common::store::users::AuditContext;
 use secrecy::SecretString;
 use serde_json::json;
@@ -183,16 +187,46 @@ async fn ensure_actor(
     }
 }
 
-async fn audit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    actor: Option<&Caller>,
-    context: &crate::caller::RequestContext,
-    action: &str,
+/// A client's change, in its transaction: the audit row (`oidc_client.*`) and the
+/// `client.*` event.
+struct ClientChange<'a> {
+    actor: Option<&'a Caller>,
+    context: &'a crate::caller::RequestContext,
+    kind: ClientEventType,
+    client_id: &'a str,
+    version: i64,
+    /// The client after the change; `None` once deleted.
+    client: Option<&'a OidcClient>,
     details: serde_json::Value,
+}
+
+async fn record(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: ClientChange<'_>,
 ) -> Result<(), ServiceError> {
-    let actor = actor.map(|c| c.id);
-    let ctx: AuditContext = context.audit(actor);
-    Ok(oidc::audit_client_change(&**tx, actor, action, &ctx, details).await?)
+    let actor = change.actor.map(|c| c.id);
+    let ctx: AuditContext = change.context.audit(actor);
+    let action = match change.kind {
+        ClientEventType::Created => "oidc_client.created",
+        ClientEventType::Updated => "oidc_client.updated",
+        ClientEventType::SecretRotated => "oidc_client.secret_rotated",
+        ClientEventType::Deleted => "oidc_client.deleted",
+    };
+    oidc::audit_client_change(&**tx, actor, action, &ctx, change.details).await?;
+    let mut event = ClientEvent::new(change.kind, change.client_id, change.version);
+    event.actor_id = actor;
+    event.request_id = change.context.request_id.clone();
+    if let Some(c) = change.client {
+        event.settings = ClientSettings {
+            name: Some(c.name.clone()),
+            confidential: c.confidential,
+            first_party: c.first_party,
+            redirect_uris: c.redirect_uris.clone(),
+            scopes: c.scopes.clone(),
+            grant_types: c.grant_types.clone(),
+        };
+    }
+    Ok(user_events::append_client_event(&**tx, &event).await?)
 }
 
 /// Registers a client; a confidential one's secret is in the answer, once.
@@ -234,14 +268,20 @@ pub async fn create(
     let tx = db.transaction().await?;
     ensure_actor(&tx, actor).await?;
     oidc::insert_client(&*tx, &client).await?;
-    audit(
+    record(
         &tx,
-        actor,
-        context,
-        "oidc_client.created",
-        json!({ "clientId": client.client_id, "name": client.name, "confidential": confidential,
-                "redirectUris": client.redirect_uris, "grantTypes": client.grant_types,
-                "scopes": client.scopes, "firstParty": client.first_party }),
+        ClientChange {
+            actor,
+            context,
+            kind: ClientEventType::Created,
+            client_id: &client.client_id,
+            version: client.version,
+            client: Some(&client),
+            details: json!({ "clientId": client.client_id, "name": client.name,
+                "confidential": confidential, "redirectUris": client.redirect_uris,
+                "grantTypes": client.grant_types, "scopes": client.scopes,
+                "firstParty": client.first_party }),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -301,22 +341,27 @@ pub async fn update(
     if let Some(s) = &secret {
         client.secret_hash = Some(accounts::digest(s));
     }
-    if !oidc::update_client(&*tx, &client).await? {
-        return Err(ServiceError::NotFound("Client"));
-    }
-    let action = if secret.is_some() {
-        "oidc_client.secret_rotated"
+    let version = oidc::update_client(&*tx, &client)
+        .await?
+        .ok_or(ServiceError::NotFound("Client"))?;
+    let kind = if secret.is_some() {
+        ClientEventType::SecretRotated
     } else {
-        "oidc_client.updated"
+        ClientEventType::Updated
     };
-    audit(
+    record(
         &tx,
-        actor,
-        context,
-        action,
-        json!({ "clientId": client.client_id, "redirectUris": client.redirect_uris,
+        ClientChange {
+            actor,
+            context,
+            kind,
+            client_id: &client.client_id,
+            version,
+            client: Some(&client),
+            details: json!({ "clientId": client.client_id, "redirectUris": client.redirect_uris,
                 "grantTypes": client.grant_types, "scopes": client.scopes,
                 "firstParty": client.first_party, "idTokenAlg": client.id_token_alg }),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -340,15 +385,21 @@ pub async fn delete(
     let mut db = app.db().await?;
     let tx = db.transaction().await?;
     ensure_actor(&tx, actor).await?;
-    let revoked = oidc::delete_client(&*tx, id)
+    let deleted = oidc::delete_client(&*tx, id)
         .await?
         .ok_or(ServiceError::NotFound("Client"))?;
-    audit(
+    let revoked = deleted.sessions;
+    record(
         &tx,
-        actor,
-        context,
-        "oidc_client.deleted",
-        json!({ "clientId": id, "sessionsEnded": revoked.len() }),
+        ClientChange {
+            actor,
+            context,
+            kind: ClientEventType::Deleted,
+            client_id: id,
+            version: deleted.version,
+            client: None,
+            details: json!({ "clientId": id, "sessionsEnded": revoked.len() }),
+        },
     )
     .await?;
     tx.commit().await?;

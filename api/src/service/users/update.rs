@@ -4,7 +4,7 @@
 
 use common::domain::email::Email;
 use common::domain::password_policy::PasswordPolicy;
-use common::domain::registration::{FieldError, ProfileInput, ProfilePatch};
+use common::domain::registration::{FieldError, ProfileInput, ProfilePatch, RequiredFields};
 use common::domain::Role;
 use common::events::user::{UserEvent, UserEventType};
 use common::store::account_tokens::{self, Purpose};
@@ -65,6 +65,7 @@ fn parse_change(
     request: UserUpdateRequest,
     mode: UpdateMode,
     policy: &PasswordPolicy,
+    required: RequiredFields,
 ) -> Result<Change, ServiceError> {
     let role = match request.role.as_deref() {
         None => None,
@@ -74,6 +75,7 @@ fn parse_change(
     let mut errors = Vec::new();
     let input = ProfileInput {
         email: request.email.as_deref(),
+        name: request.name.as_deref(),
         first_name: request.first_name.as_deref(),
         last_name: request.last_name.as_deref(),
         gender: request.gender.as_deref(),
@@ -82,10 +84,11 @@ fn parse_change(
         username: request.username.as_deref(),
         date_of_birth: request.date_of_birth.as_deref(),
     };
-    let patch = ProfilePatch::parse(input, mode == UpdateMode::Replace).unwrap_or_else(|e| {
-        errors.extend(e);
-        ProfilePatch::default()
-    });
+    let patch = ProfilePatch::parse(input, (mode == UpdateMode::Replace).then_some(required))
+        .unwrap_or_else(|e| {
+            errors.extend(e);
+            ProfilePatch::default()
+        });
     let changing_own_password = request.password.is_some() && caller.id == id;
     if let Some(p) = &request.password {
         errors.extend(policy.check("password", p).err());
@@ -218,7 +221,14 @@ pub async fn update_user(
     if !caller.is_self_or_admin(id) {
         return Err(ServiceError::Forbidden);
     }
-    let mut change = parse_change(caller, id, request, mode, &app.accounts.password_policy)?;
+    let mut change = parse_change(
+        caller,
+        id,
+        request,
+        mode,
+        &app.accounts.password_policy,
+        app.accounts.required_profile_fields,
+    )?;
     let mut client = app.db().await?;
     let current = users::find_by_id(&**client, id)
         .await?

@@ -52,6 +52,14 @@ impl UserRecord {
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
     }
+
+    /// `first_name last_name`, whichever is present.
+    pub fn full_name(&self) -> Option<String> {
+        crate::domain::registration::join_name(
+            self.first_name.as_deref(),
+            self.last_name.as_deref(),
+        )
+    }
 }
 
 const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at, username, date_of_birth, email_verified_at, pending_email";

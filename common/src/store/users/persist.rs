@@ -93,12 +93,18 @@ pub async fn insert_batch(
     let ids: Vec<Uuid> = users.iter().map(|_| Uuid::now_v7()).collect();
     let registration_ids: Vec<Uuid> = users.iter().map(|u| u.registration_id).collect();
     let emails: Vec<&str> = users.iter().map(|u| u.profile.email.as_str()).collect();
-    let first: Vec<&str> = users
+    let first: Vec<Option<&str>> = users
         .iter()
-        .map(|u| u.profile.first_name.as_str())
+        .map(|u| u.profile.first_name.as_deref())
         .collect();
-    let last: Vec<&str> = users.iter().map(|u| u.profile.last_name.as_str()).collect();
-    let gender: Vec<&str> = users.iter().map(|u| u.profile.gender.as_str()).collect();
+    let last: Vec<Option<&str>> = users
+        .iter()
+        .map(|u| u.profile.last_name.as_deref())
+        .collect();
+    let gender: Vec<Option<&str>> = users
+        .iter()
+        .map(|u| u.profile.gender.map(|g| g.as_str()))
+        .collect();
     let sex: Vec<Option<&str>> = users
         .iter()
         .map(|u| u.profile.sex.map(|s| s.as_str()))
