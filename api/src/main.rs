@@ -71,6 +71,13 @@ enum Command {
         #[command(subcommand)]
         action: OidcClientAction,
     },
+    /// Register a webhook endpoint (as `POST /api/v1/admin/webhooks` does) and print its
+    /// id and, this once, its secret; list endpoints; rotate a secret. Uses the api's
+    /// settings.
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
     /// Print the OpenAPI document (what `/api/v1/openapi.json` serves) and exit; the
     /// TypeScript client's types are generated from it.
     Openapi,
@@ -82,6 +89,37 @@ enum Command {
         /// Key id to print; defaults to one derived from today's date.
         #[arg(long)]
         key_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookAction {
+    /// Register an endpoint.
+    Create {
+        /// Where deliveries are posted.
+        #[arg(long)]
+        url: String,
+        /// An event type to send (repeat); none: every type.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
+    /// List the endpoints.
+    List {
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
+    /// Give an endpoint a new secret; the old one keeps signing for the overlap.
+    RotateSecret {
+        id: uuid::Uuid,
+        /// Seconds the old secret still signs (default one day).
+        #[arg(long = "overlap-secs")]
+        overlap_secs: Option<u64>,
+        #[command(flatten)]
+        config: Box<ApiConfig>,
     },
 }
 
@@ -220,6 +258,7 @@ async fn run(cli: Cli) -> i32 {
         }
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::OidcClient { action } => oidc_client(action).await,
+        Command::Webhook { action } => webhook(action).await,
     }
 }
 
@@ -525,6 +564,88 @@ async fn oidc_client(action: OidcClientAction) -> i32 {
         }
         Err(e) => {
             eprintln!("oidc-client create: {e}");
+            1
+        }
+    }
+}
+
+async fn webhook(action: WebhookAction) -> i32 {
+    use registrar_api::service::webhooks::{self, EndpointSpec};
+    use secrecy::ExposeSecret;
+    let config = match &action {
+        WebhookAction::Create { config, .. }
+        | WebhookAction::List { config }
+        | WebhookAction::RotateSecret { config, .. } => config.clone(),
+    };
+    let _telemetry = init_logs(&config.log);
+    let app = match Application::build(*config).await {
+        Ok(app) => app,
+        Err(StartError::Config(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
+    let context = registrar_api::caller::RequestContext::default();
+    let result = match action {
+        WebhookAction::List { .. } => webhooks::list(&app.state, None).await.map(|all| {
+            for e in all {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    e.id,
+                    if e.enabled { "enabled" } else { "disabled" },
+                    e.url,
+                    e.event_types.join(",")
+                );
+            }
+        }),
+        WebhookAction::Create {
+            url,
+            event_types,
+            description,
+            ..
+        } => {
+            let spec = EndpointSpec {
+                url: Some(url),
+                description: Some(description),
+                event_types: Some(event_types),
+                enabled: None,
+            };
+            webhooks::create(&app.state, None, &context, spec)
+                .await
+                .map(|created| {
+                    println!("WEBHOOK_ID={}", created.endpoint.id);
+                    if let Some(secret) = created.secret {
+                        println!("WEBHOOK_SECRET={}", secret.expose_secret());
+                    }
+                    eprintln!("the secret is shown this once");
+                })
+        }
+        WebhookAction::RotateSecret { id, overlap_secs, .. } => webhooks::update(
+            &app.state,
+            None,
+            &context,
+            id,
+            EndpointSpec::default(),
+            Some(overlap_secs),
+        )
+        .await
+        .map(|rotated| {
+            if let Some(secret) = rotated.secret {
+                println!("WEBHOOK_SECRET={}", secret.expose_secret());
+            }
+        }),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(registrar_api::service::ServiceError::Invalid(errors)) => {
+            for e in errors {
+                eprintln!("webhook: {}: {}", e.field, e.message);
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("webhook: {e}");
             1
         }
     }

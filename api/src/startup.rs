@@ -31,6 +31,7 @@ use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
 use crate::routes::{
     auth, compat, data, health, hosted, imports, oidc, oidc_clients, registration, security, users,
+    webhooks,
 };
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
@@ -153,6 +154,7 @@ impl Application {
             sealer,
             poll_cache_ttl: config.poll_cache_ttl(),
             poll_without_registration_id: config.poll_without_registration_id,
+            webhook_guard: config.webhook_allow_networks.clone(),
             imports: crate::state::ImportLimits {
                 chunk_lines: config.import_chunk_lines as usize,
                 max_bytes: config.import_max_bytes,
@@ -371,6 +373,25 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             get(oidc_clients::get)
                 .patch(oidc_clients::update)
                 .delete(oidc_clients::delete),
+        )
+        .route(
+            "/admin/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/admin/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/admin/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/admin/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver_one),
+        )
+        .route(
+            "/admin/webhooks/{id}/redeliver",
+            post(webhooks::redeliver_range),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .merge(data_routes)

@@ -74,6 +74,8 @@ pub struct Inner {
     pub imports: ImportLimits,
     /// `POLL_WITHOUT_REGISTRATION_ID`: anonymous polls without the id see the latest.
     pub poll_without_registration_id: bool,
+    /// Where webhook endpoints may point (`WEBHOOK_ALLOW_NETWORKS`).
+    pub webhook_guard: common::domain::webhook_target::TargetGuard,
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
@@ -96,6 +98,7 @@ pub struct Dependencies {
     pub poll_cache_ttl: Duration,
     pub imports: ImportLimits,
     pub poll_without_registration_id: bool,
+    pub webhook_guard: common::domain::webhook_target::TargetGuard,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
@@ -119,6 +122,7 @@ impl AppState {
             poll_cache_ttl,
             imports,
             poll_without_registration_id,
+            webhook_guard,
             health_timeout,
             metrics,
             accounts,
@@ -135,6 +139,7 @@ impl AppState {
                 ..imports
             },
             poll_without_registration_id,
+            webhook_guard,
             started: Instant::now(),
             health_timeout,
             metrics,

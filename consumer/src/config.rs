@@ -31,6 +31,8 @@ pub struct ConsumerConfig {
     pub mail: crate::mailer::MailConfig,
     #[command(flatten)]
     pub relay: crate::relay::RelayConfig,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
     /// The consumers' private keys as `kid:base64` pairs, comma-separated (current first,
     /// then previous ones still in flight during a rotation).
     #[arg(

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod relay;
+pub mod webhooks;
 pub mod server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +71,7 @@ pub struct Consumer {
     grace: std::time::Duration,
     mailer: Option<Arc<mailer::Mailer>>,
     relay: Option<Arc<relay::Relay>>,
+    webhooks: Option<Arc<webhooks::Webhooks>>,
 }
 
 impl Consumer {
@@ -114,6 +116,17 @@ impl Consumer {
         } else {
             None
         };
+        let webhooks = if config.webhooks.enabled {
+            Some(Arc::new(webhooks::Webhooks::new(
+                &config.webhooks,
+                &config.kafka,
+                &config.relay.events_topic,
+                pg.clone(),
+                &metrics.registry,
+            )?))
+        } else {
+            None
+        };
         let pipeline = Pipeline {
             consumer: Arc::new(kafka::create(config, metrics.assigned_partitions.clone())?),
             store: RegistrationStatusStore::new(redis.clone()),
@@ -144,6 +157,7 @@ impl Consumer {
             grace: config.service.shutdown_grace(),
             mailer,
             relay,
+            webhooks,
         })
     }
 
@@ -162,6 +176,9 @@ impl Consumer {
         let relay_handle = self
             .relay
             .map(|r| tokio::spawn(r.run(self.shutdown.clone())));
+        let webhook_handle = self
+            .webhooks
+            .map(|w| tokio::spawn(w.run(self.shutdown.clone())));
         let loop_handle = tokio::spawn(self.pipeline.run());
         self.shutdown.cancelled().await;
         if tokio::time::timeout(self.grace, loop_handle).await.is_err() {
@@ -173,6 +190,11 @@ impl Consumer {
         if let Some(handle) = relay_handle {
             if tokio::time::timeout(self.grace, handle).await.is_err() {
                 tracing::warn!(event = "relay_shutdown_grace_exceeded");
+            }
+        }
+        if let Some(handle) = webhook_handle {
+            if tokio::time::timeout(self.grace, handle).await.is_err() {
+                tracing::warn!(event = "webhooks_shutdown_grace_exceeded");
             }
         }
         if let Some(handle) = mail_handle {

@@ -11,6 +11,7 @@ pub mod oidc;
 pub mod registration;
 pub mod security;
 pub mod users;
+pub mod webhooks;
 
 use common::domain::registration::FieldError;
 use serde::{Deserialize, Serialize};

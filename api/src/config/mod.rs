@@ -270,6 +270,16 @@ pub struct ApiConfig {
         value_parser = common::domain::registration::RequiredFields::parse
     )]
     pub required_profile_fields: common::domain::registration::RequiredFields,
+    /// Networks webhook endpoints may point into although they are internal (loopback,
+    /// private, link-local...), comma-separated CIDRs; empty: none. The consumers'
+    /// setting of the same name decides where deliveries connect.
+    #[arg(
+        long = "webhook-allow-networks",
+        env = "WEBHOOK_ALLOW_NETWORKS",
+        default_value = "",
+        value_parser = common::domain::webhook_target::TargetGuard::parse
+    )]
+    pub webhook_allow_networks: common::domain::webhook_target::TargetGuard,
     /// Failed logins per account before it is locked for the rest of the window.
     #[arg(
         long = "login-max-attempts",

@@ -11,3 +11,4 @@ pub mod oidc_clients;
 pub mod registration;
 pub mod security;
 pub mod users;
+pub mod webhooks;

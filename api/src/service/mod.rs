@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod oidc;
 pub mod registration;
 pub mod users;
+pub mod webhooks;
 
 pub use crate::failure::ServiceError;
 

@@ -7,6 +7,7 @@ pub mod password_policy;
 pub mod registration;
 pub mod role;
 pub mod username;
+pub mod webhook_target;
 
 pub use email::Email;
 pub use role::Role;

@@ -31,10 +31,12 @@ pub enum MailKind {
     SecondFactorDisabled,
     /// A notice that an admin removed the second factor.
     SecondFactorReset,
+    /// A notice to an admin that a webhook endpoint they registered was disabled.
+    WebhookDisabled,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 10] = [
+    pub const ALL: [MailKind; 11] = [
         MailKind::VerifyEmail,
         MailKind::VerifyNewEmail,
         MailKind::EmailChangeNotice,
@@ -45,6 +47,7 @@ impl MailKind {
         MailKind::SecondFactorEnabled,
         MailKind::SecondFactorDisabled,
         MailKind::SecondFactorReset,
+        MailKind::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl MailKind {
             MailKind::SecondFactorEnabled => "second_factor_enabled",
             MailKind::SecondFactorDisabled => "second_factor_disabled",
             MailKind::SecondFactorReset => "second_factor_reset",
+            MailKind::WebhookDisabled => "webhook_disabled",
         }
     }
 

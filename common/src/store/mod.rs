@@ -21,3 +21,4 @@ pub mod sessions;
 pub mod tls;
 pub mod user_events;
 pub mod users;
+pub mod webhooks;

@@ -320,6 +320,7 @@ fn token_purpose(kind: MailKind) -> Option<(Purpose, &'static str)> {
         | MailKind::SecondFactorEnabled
         | MailKind::SecondFactorDisabled
         | MailKind::SecondFactorReset
+        | MailKind::WebhookDisabled
         | MailKind::RegistrationAttempt => None,
     }
 }

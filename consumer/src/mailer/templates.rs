@@ -134,6 +134,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "second_factor_reset.html",
         include_str!("../../templates/mail/second_factor_reset.html"),
     ),
+    (
+        "webhook_disabled.subject.txt",
+        include_str!("../../templates/mail/webhook_disabled.subject.txt"),
+    ),
+    (
+        "webhook_disabled.txt",
+        include_str!("../../templates/mail/webhook_disabled.txt"),
+    ),
+    (
+        "webhook_disabled.html",
+        include_str!("../../templates/mail/webhook_disabled.html"),
+    ),
 ];
 
 /// A rendered mail.

@@ -60,6 +60,8 @@ pub async fn remove_user(
                 return Err(ServiceError::NotFound("User"));
             }
             let revoked = sessions::delete_user(&*tx, id).await?;
+            // The webhook log keeps nothing of the user; what still waits loses the email.
+            common::store::webhooks::erase_subject(&*tx, id).await?;
             // The erasure row names the acting admin only: no address, no user agent.
             let audit = AuditContext {
                 actor_id: Some(caller.id),
