@@ -116,7 +116,7 @@ impl Consumer {
         } else {
             None
         };
-        let webhooks = if config.webhooks.enabled {
+        let webhooks = if config.webhooks.run_webhooks {
             Some(Arc::new(webhooks::Webhooks::new(
                 &config.webhooks,
                 &config.kafka,

@@ -221,6 +221,9 @@ pub fn root() -> PathBuf {
 
 /// A binary of the workspace in the target directory the tests run from (`make test`
 /// builds `api` and `consumer` first).
+/// The networks tests let webhooks reach: their receivers listen on loopback.
+pub const LOOPBACK: &str = "127.0.0.0/8,::1/128";
+
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     // target/<profile>/deps/<test binary>
@@ -263,6 +266,9 @@ pub struct TestOptions {
     /// Redis URL the consumer uses (default: the real one).
     pub consumer_redis_url: Option<String>,
     pub partitions: Option<i32>,
+    /// Run the consumer's webhook intake and dispatcher (off otherwise), with loopback
+    /// targets allowed and retries within a second.
+    pub webhooks: bool,
 }
 
 impl TestApp {
@@ -387,6 +393,9 @@ impl TestApp {
             "--oidc-signing-key".to_owned(),
             oidc_signing_key().to_owned(),
         ]);
+        if options.webhooks {
+            api_args.extend(["--webhook-allow-networks".to_owned(), LOOPBACK.to_owned()]);
+        }
         api_args.extend(options.api_args.iter().cloned());
         let config = ApiCli::parse_from(api_args).config;
         let app = Application::build(config)
@@ -412,6 +421,27 @@ impl TestApp {
         }
         if let Some(url) = &options.consumer_redis_url {
             consumer_args.extend(["--redis-url".to_string(), url.clone()]);
+        }
+        if options.webhooks {
+            consumer_args.extend(
+                [
+                    "--webhook-group-id",
+                    &format!("test-webhooks-{id}"),
+                    "--webhook-allow-networks",
+                    LOOPBACK,
+                    "--webhook-retry-base-ms",
+                    "100",
+                    "--webhook-retry-max-ms",
+                    "400",
+                    "--webhook-poll-ms",
+                    "50",
+                    "--webhook-timeout-ms",
+                    "2000",
+                ]
+                .map(str::to_owned),
+            );
+        } else {
+            consumer_args.extend(["--webhooks".to_owned(), "false".to_owned()]);
         }
         let mut test_app = TestApp {
             group: format!("test-group-{id}"),

@@ -177,13 +177,15 @@ pub async fn delete_endpoint(
 /// One event to deliver to every endpoint subscribed to its type.
 pub struct NewEvent<'a> {
     pub event_id: Uuid,
+    /// When the change happened: an endpoint gets the events after its registration.
+    pub occurred_at: DateTime<Utc>,
     pub event_type: &'a str,
     pub subject: Uuid,
     pub payload: serde_json::Value,
 }
 
-/// Writes a delivery per event and live, subscribed endpoint, in the given order (which
-/// is the order of the events per user). Idempotent: an event read again (a redelivery
+/// Writes a delivery per event and live, subscribed endpoint registered before the event
+/// happened, in the given order (which is the order of the events per user). Idempotent: an event read again (a redelivery
 /// after a rebalance) adds nothing. Returns how many deliveries were written.
 pub async fn enqueue(
     client: &impl GenericClient,
@@ -196,18 +198,19 @@ pub async fn enqueue(
     let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
     let subjects: Vec<Uuid> = events.iter().map(|e| e.subject).collect();
     let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+    let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
     client
         .execute(
             "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, subject, payload)
              SELECT w.id, e.event_id, e.event_type, e.subject, e.payload
-             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[])
-                  WITH ORDINALITY AS e(event_id, event_type, subject, payload, n)
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::timestamptz[])
+                  WITH ORDINALITY AS e(event_id, event_type, subject, payload, occurred_at, n)
              JOIN webhook_endpoints w
-               ON w.deleted_at IS NULL AND w.enabled
+               ON w.deleted_at IS NULL AND w.enabled AND w.created_at <= e.occurred_at
               AND (cardinality(w.event_types) = 0 OR e.event_type = ANY (w.event_types))
              ORDER BY e.n, w.id
              ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            &[&ids, &types, &subjects, &payloads],
+            &[&ids, &types, &subjects, &payloads, &occurred],
         )
         .await
 }
@@ -369,24 +372,27 @@ pub async fn record_failed(
         AfterFailure::Retry
     };
     let endpoint: Uuid = row.get(1);
-    let disabled = tx
-        .query_opt(
-            "WITH e AS (
-                 UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, now())
-                 WHERE id = $1 RETURNING failing_since)
-             UPDATE webhook_endpoints w SET enabled = false, updated_at = now(),
+    let since: DateTime<Utc> = tx
+        .query_one(
+            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, now())
+             WHERE id = $1 RETURNING failing_since",
+            &[&endpoint],
+        )
+        .await?
+        .get(0);
+    let disabled = if since + disable_after <= Utc::now() {
+        tx.query_opt(
+            "UPDATE webhook_endpoints SET enabled = false, updated_at = now(),
                  version = version + 1,
                  disabled_reason = 'every delivery failed for ' || $2 || ' seconds'
-             FROM e
-             WHERE w.id = $1 AND w.enabled AND e.failing_since + make_interval(secs => $3) <= now()
-             RETURNING w.owner_id",
-            &[
-                &endpoint,
-                &disable_after.as_secs().to_string(),
-                &disable_after.as_secs_f64(),
-            ],
+             WHERE id = $1 AND enabled
+             RETURNING owner_id",
+            &[&endpoint, &disable_after.as_secs().to_string()],
         )
-        .await?;
+        .await?
+    } else {
+        None
+    };
     let disabled = match disabled {
         None => None,
         Some(r) => {

@@ -169,6 +169,24 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::dns::Resolve;
+
+    #[tokio::test]
+    async fn a_name_that_resolves_only_to_internal_addresses_is_refused() {
+        // `localhost` resolves (through the hosts file) to loopback addresses only.
+        let strict = GuardedResolver {
+            guard: TargetGuard::default(),
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let refused = strict.resolve(name).await.err().expect("refused");
+        assert!(refused.to_string().contains("internal"), "{refused}");
+        let loopback = GuardedResolver {
+            guard: TargetGuard::parse("127.0.0.0/8,::1/128").unwrap(),
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let addresses: Vec<_> = loopback.resolve(name).await.unwrap().collect();
+        assert!(addresses.iter().all(|a| a.ip().is_loopback()) && !addresses.is_empty());
+    }
 
     #[test]
     fn the_signature_matches_the_specifications_example() {

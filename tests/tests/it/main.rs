@@ -26,3 +26,4 @@ mod security;
 mod services;
 mod sessions;
 mod tls;
+mod webhooks;
