@@ -13,7 +13,10 @@
    revocation, consent, single sign-on, logout and client_credentials;
 6. Chromium signs in on the provider's hosted page (password, then TOTP) at one example
    app and at a second without a prompt; axe-core checks each page;
-7. the sign-up page (examples/web) is served from another origin by a static server and
+7. a webhook receiver written with the `standardwebhooks` library (tests/webhooks) is
+   down while three people sign up, then comes up and verifies each `user.registered`
+   delivery;
+8. the sign-up page (examples/web) is served from another origin by a static server and
    a real Chromium (Debian's package, driven by playwright-core) registers, sees
    `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
    of each step go to target/e2e/.
@@ -38,6 +41,7 @@ from chaos import ROOT, Stack, log, wait_until  # noqa: E402
 
 CLIENT = ROOT / "clients" / "typescript"
 OIDC = ROOT / "tests" / "oidc"
+WEBHOOKS = ROOT / "tests" / "webhooks"
 WEB = ROOT / "examples" / "web"
 OUT = ROOT / "target" / "e2e"
 
@@ -88,6 +92,19 @@ def run_oidc_test(stack):
            "MACHINE_ID": machine_id, "MACHINE_SECRET": machine_secret}
     npm(["test"], OIDC, env)
     log("openid-client test of the OpenID Connect provider passed")
+
+
+def run_webhook_test(stack, port):
+    """The standardwebhooks library verifies what the consumer delivers (receiver down
+    at first, then up)."""
+    out = subprocess.run([str(stack.api_bin), "webhook", "create", "--url", f"http://127.0.0.1:{port}/hooks",
+                          "--event-type", "user.registered", "--description", "e2e receiver"],
+                         env=stack.env, capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    npm(["ci", "--no-audit", "--no-fund", "--loglevel=error"], WEBHOOKS)
+    env = {**os.environ, "API": stack.base, "WEBHOOK_PORT": str(port), "WEBHOOK_SECRET": values["WEBHOOK_SECRET"]}
+    npm(["test"], WEBHOOKS, env)
+    log("webhook receiver with the standardwebhooks library passed")
 
 
 def run_hosted_login_test(stack, browser):
@@ -167,7 +184,10 @@ def main():
     page_origin = f"http://127.0.0.1:{page_port}"
     os.environ["CORS_ORIGINS"] = page_origin
     stack = Stack("e2e", Path(args.bin), args.port, "", True,
-                  extra_env={"OIDC_ISSUER": f"http://127.0.0.1:{args.port}"})
+                  extra_env={"OIDC_ISSUER": f"http://127.0.0.1:{args.port}",
+                             # The receiver listens on loopback; retries come quickly.
+                             "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                             "WEBHOOK_RETRY_BASE_MS": "200", "WEBHOOK_RETRY_MAX_MS": "1000"})
     # The page's api address, fixed at serve time (no query parameter can change it).
     (vendor / "config.js").write_text(f"export const API = {json.dumps(stack.base)};\n")
     server = None
@@ -177,6 +197,7 @@ def main():
         log("client integration test passed")
         run_doc_examples(stack.base)
         run_oidc_test(stack)
+        run_webhook_test(stack, args.port + 12)
 
         browser = chromium()
         if not browser:

@@ -621,7 +621,9 @@ async fn webhook(action: WebhookAction) -> i32 {
                     eprintln!("the secret is shown this once");
                 })
         }
-        WebhookAction::RotateSecret { id, overlap_secs, .. } => webhooks::update(
+        WebhookAction::RotateSecret {
+            id, overlap_secs, ..
+        } => webhooks::update(
             &app.state,
             None,
             &context,

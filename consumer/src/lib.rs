@@ -12,8 +12,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod relay;
-pub mod webhooks;
 pub mod server;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -81,7 +81,10 @@ pub async fn list(
     let all = webhooks::list(&app, Some(&caller)).await?;
     Ok(Json(WebhookListEnvelope {
         success: true,
-        data: all.into_iter().map(|e| WebhookAnswer::new(e, None)).collect(),
+        data: all
+            .into_iter()
+            .map(|e| WebhookAnswer::new(e, None))
+            .collect(),
     }))
 }
 
@@ -135,13 +138,12 @@ pub async fn update(
     let rotate = match (request.rotate_secret, request.secret_overlap_secs) {
         (Some(true), overlap) => Some(overlap),
         (_, Some(_)) => {
-            return Err(
-                ServiceError::invalid("secretOverlapSecs", "goes with rotateSecret").into(),
-            )
+            return Err(ServiceError::invalid("secretOverlapSecs", "goes with rotateSecret").into())
         }
         _ => None,
     };
-    let changed = webhooks::update(&app, Some(&caller), &context, id, spec(&request), rotate).await?;
+    let changed =
+        webhooks::update(&app, Some(&caller), &context, id, spec(&request), rotate).await?;
     Ok(envelope(changed))
 }
 
@@ -202,9 +204,11 @@ pub async fn deliveries(
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryListEnvelope>, ApiError> {
     let limit = crate::service::page_limit(q.limit)?;
-    let rows = webhooks::deliveries(&app, Some(&caller), id, q.state.as_deref(), q.before, limit)
-        .await?;
-    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|d| d.id)).flatten();
+    let rows =
+        webhooks::deliveries(&app, Some(&caller), id, q.state.as_deref(), q.before, limit).await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|d| d.id))
+        .flatten();
     Ok(Json(DeliveryListEnvelope {
         success: true,
         data: rows.into_iter().map(DeliveryView::from).collect(),

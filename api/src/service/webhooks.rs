@@ -42,7 +42,11 @@ fn field(name: &str, message: impl Into<String>) -> ServiceError {
     ServiceError::invalid(name, message)
 }
 
-fn apply(app: &AppState, mut e: WebhookEndpoint, spec: EndpointSpec) -> Result<WebhookEndpoint, ServiceError> {
+fn apply(
+    app: &AppState,
+    mut e: WebhookEndpoint,
+    spec: EndpointSpec,
+) -> Result<WebhookEndpoint, ServiceError> {
     if let Some(url) = spec.url {
         app.webhook_guard
             .check_url(url.trim())
@@ -56,10 +60,7 @@ fn apply(app: &AppState, mut e: WebhookEndpoint, spec: EndpointSpec) -> Result<W
         e.description = description;
     }
     if let Some(mut types) = spec.event_types {
-        if let Some(bad) = types
-            .iter()
-            .find(|t| UserEventType::parse(t).is_none())
-        {
+        if let Some(bad) = types.iter().find(|t| UserEventType::parse(t).is_none()) {
             return Err(field(
                 "eventTypes",
                 format!(
@@ -148,7 +149,10 @@ pub async fn create(
     })
 }
 
-pub async fn list(app: &AppState, actor: Option<&Caller>) -> Result<Vec<WebhookEndpoint>, ServiceError> {
+pub async fn list(
+    app: &AppState,
+    actor: Option<&Caller>,
+) -> Result<Vec<WebhookEndpoint>, ServiceError> {
     require_admin(actor)?;
     let db = app.db().await?;
     Ok(webhooks::list_endpoints(&**db).await?)
@@ -236,7 +240,14 @@ pub async fn delete(
     if !webhooks::delete_endpoint(&*tx, id).await? {
         return Err(ServiceError::NotFound("Webhook endpoint"));
     }
-    audit(&tx, actor, context, "webhook.deleted", json!({ "endpointId": id })).await?;
+    audit(
+        &tx,
+        actor,
+        context,
+        "webhook.deleted",
+        json!({ "endpointId": id }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -253,7 +264,10 @@ pub async fn deliveries(
     get(app, actor, id).await?;
     if let Some(s) = state {
         if !["pending", "in_flight", "delivered", "failed"].contains(&s) {
-            return Err(field("state", "must be pending, in_flight, delivered or failed"));
+            return Err(field(
+                "state",
+                "must be pending, in_flight, delivered or failed",
+            ));
         }
     }
     let db = app.db().await?;

@@ -69,7 +69,14 @@ pub async fn insert_endpoint(
         .execute(
             "INSERT INTO webhook_endpoints (id, url, description, event_types, secret, owner_id)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&e.id, &e.url, &e.description, &e.event_types, &e.secret, &e.owner_id],
+            &[
+                &e.id,
+                &e.url,
+                &e.description,
+                &e.event_types,
+                &e.secret,
+                &e.owner_id,
+            ],
         )
         .await?;
     Ok(())
@@ -169,7 +176,10 @@ pub async fn delete_endpoint(
         return Ok(false);
     }
     client
-        .execute("DELETE FROM webhook_deliveries WHERE endpoint_id = $1", &[&id])
+        .execute(
+            "DELETE FROM webhook_deliveries WHERE endpoint_id = $1",
+            &[&id],
+        )
         .await?;
     Ok(true)
 }
@@ -520,7 +530,10 @@ pub async fn lag(
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// Deletes finished deliveries older than `before`; returns how many.

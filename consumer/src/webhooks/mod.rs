@@ -45,19 +45,39 @@ pub struct WebhookConfig {
     pub webhook_group_id: String,
     /// Networks webhooks may reach although they are internal (loopback, private,
     /// link-local...), comma-separated CIDRs; empty: none.
-    #[arg(long = "webhook-allow-networks", env = "WEBHOOK_ALLOW_NETWORKS", default_value = "")]
+    #[arg(
+        long = "webhook-allow-networks",
+        env = "WEBHOOK_ALLOW_NETWORKS",
+        default_value = ""
+    )]
     pub webhook_allow_networks: String,
     /// Longest wait for an endpoint's answer, in milliseconds.
-    #[arg(long = "webhook-timeout-ms", env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long = "webhook-timeout-ms",
+        env = "WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub webhook_timeout_ms: u64,
     /// Deliveries in flight at once per consumer.
-    #[arg(long = "webhook-concurrency", env = "WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    #[arg(
+        long = "webhook-concurrency",
+        env = "WEBHOOK_CONCURRENCY",
+        default_value_t = 32
+    )]
     pub webhook_concurrency: usize,
     /// First retry delay in milliseconds; each further one doubles, with jitter.
-    #[arg(long = "webhook-retry-base-ms", env = "WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000)]
+    #[arg(
+        long = "webhook-retry-base-ms",
+        env = "WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 5_000
+    )]
     pub webhook_retry_base_ms: u64,
     /// Longest retry delay in milliseconds.
-    #[arg(long = "webhook-retry-max-ms", env = "WEBHOOK_RETRY_MAX_MS", default_value_t = 3_600_000)]
+    #[arg(
+        long = "webhook-retry-max-ms",
+        env = "WEBHOOK_RETRY_MAX_MS",
+        default_value_t = 3_600_000
+    )]
     pub webhook_retry_max_ms: u64,
     /// A delivery is retried until it is this old, in seconds (at least 24 h).
     #[arg(
@@ -74,7 +94,11 @@ pub struct WebhookConfig {
     )]
     pub webhook_disable_after_secs: u64,
     /// How often due deliveries are looked for when there were none, in milliseconds.
-    #[arg(long = "webhook-poll-ms", env = "WEBHOOK_POLL_MS", default_value_t = 200)]
+    #[arg(
+        long = "webhook-poll-ms",
+        env = "WEBHOOK_POLL_MS",
+        default_value_t = 200
+    )]
     pub webhook_poll_ms: u64,
     /// Hours finished deliveries stay in the delivery log.
     #[arg(
@@ -95,7 +119,9 @@ impl WebhookConfig {
     /// maximum, of which a random half (equal jitter), so retries of many deliveries
     /// spread out.
     pub fn retry_in(&self, attempts: i32) -> Duration {
-        let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(30);
+        let exp = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
         let full = self
             .webhook_retry_base_ms
             .saturating_mul(1u64 << exp)
@@ -134,7 +160,9 @@ impl WebhookMetrics {
                 "registrar_webhook_delivery_seconds",
                 "Time of a webhook attempt until the endpoint answered",
             )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let open = IntGaugeVec::new(
@@ -238,8 +266,11 @@ impl Webhooks {
         intake
             .subscribe(&[events_topic])
             .map_err(|e| ConfigError::new("USER_EVENTS_TOPIC", e))?;
-        let sender = send::Sender::new(guard, Duration::from_millis(config.webhook_timeout_ms.max(1)))
-            .map_err(|e| ConfigError::new("WEBHOOK_TIMEOUT_MS", e))?;
+        let sender = send::Sender::new(
+            guard,
+            Duration::from_millis(config.webhook_timeout_ms.max(1)),
+        )
+        .map_err(|e| ConfigError::new("WEBHOOK_TIMEOUT_MS", e))?;
         Ok(Self {
             pg,
             intake,
@@ -349,10 +380,16 @@ impl Webhooks {
 
     /// Claims the due deliveries and attempts them concurrently; returns how many.
     pub async fn dispatch_once(&self) -> anyhow::Result<usize> {
-        let lease = Duration::from_millis(self.config.webhook_timeout_ms) * 2 + Duration::from_secs(5);
+        let lease =
+            Duration::from_millis(self.config.webhook_timeout_ms) * 2 + Duration::from_secs(5);
         let claimed = {
             let client = self.pg.get().await?;
-            webhooks::claim(&**client, (self.config.webhook_concurrency * 4) as i64, lease).await?
+            webhooks::claim(
+                &**client,
+                (self.config.webhook_concurrency * 4) as i64,
+                lease,
+            )
+            .await?
         };
         let n = claimed.len();
         futures::stream::iter(claimed)
@@ -375,7 +412,10 @@ impl Webhooks {
         let mut client = self.pg.get().await?;
         if ok {
             webhooks::record_delivered(&**client, delivery.id, &attempt).await?;
-            self.metrics.deliveries.with_label_values(&["delivered"]).inc();
+            self.metrics
+                .deliveries
+                .with_label_values(&["delivered"])
+                .inc();
             return Ok(());
         }
         let (after, disabled) = webhooks::record_failed(
@@ -422,8 +462,11 @@ impl Webhooks {
                     .set(oldest as i64);
             }
             let hours = i64::try_from(self.config.webhook_log_retention_hours).unwrap_or(168);
-            webhooks::purge_finished(&**client, chrono::Utc::now() - chrono::Duration::hours(hours))
-                .await?;
+            webhooks::purge_finished(
+                &**client,
+                chrono::Utc::now() - chrono::Duration::hours(hours),
+            )
+            .await?;
             Ok(())
         }
         .await;

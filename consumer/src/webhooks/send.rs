@@ -25,7 +25,10 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Some(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// Resolves names, keeping only the addresses the guard allows: a name that resolves
@@ -39,9 +42,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = resolved
                 .iter()
                 .copied()
@@ -79,7 +81,8 @@ impl Sender {
     /// status), `Err` one that was refused before it was made or failed on the way.
     pub async fn send(&self, delivery: &Claimed) -> (bool, Attempt) {
         let started = Instant::now();
-        let latency = |started: Instant| i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let latency =
+            |started: Instant| i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         let refused = |error: String| {
             (
                 false,

@@ -157,7 +157,22 @@ fn metrics_read_by_alerts() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_both_binaries_and_every_dashboard_and_alert_query_has_data() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(registrar_tests::TestOptions {
+        webhooks: true,
+        ..Default::default()
+    })
+    .await;
+    // A webhook endpoint, so the per-endpoint lag has a series.
+    let admin = app.account_with_role("admin").await;
+    let (status, _, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/webhooks",
+            Some(&admin.access),
+            Some(&serde_json::json!({"url": "http://127.0.0.1:9/hooks"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     let probe = app.consumer_probe_address().unwrap();
     let prometheus = Prometheus::start(app.address, probe);
 

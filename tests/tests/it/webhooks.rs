@@ -106,7 +106,12 @@ async fn app_with_webhooks() -> TestApp {
 /// Registers an endpoint; returns its id and secret.
 async fn endpoint(app: &TestApp, admin: &Account, body: Value) -> (String, String) {
     let (status, _, created) = app
-        .call(Method::POST, "/api/v1/admin/webhooks", Some(&admin.access), Some(&body))
+        .call(
+            Method::POST,
+            "/api/v1/admin/webhooks",
+            Some(&admin.access),
+            Some(&body),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     (
@@ -161,7 +166,10 @@ async fn every_event_reaches_the_receiver_verified_and_in_order_after_it_was_dow
         if failed {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no failed attempt: {log}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempt: {log}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -183,7 +191,10 @@ async fn every_event_reaches_the_receiver_verified_and_in_order_after_it_was_dow
         assert!(r.verifies_with(&secret), "a delivery that does not verify");
         assert!(!r.verifies_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
         let body = r.json();
-        assert_eq!(r.headers["webhook-id"], body["data"]["eventId"].as_str().unwrap());
+        assert_eq!(
+            r.headers["webhook-id"],
+            body["data"]["eventId"].as_str().unwrap()
+        );
         assert_eq!(body["type"], body["data"]["type"]);
     }
     // Every event of the topic, each as the topic has it.
@@ -221,7 +232,9 @@ async fn every_event_reaches_the_receiver_verified_and_in_order_after_it_was_dow
         .await;
     let delivered = log["data"].as_array().unwrap();
     assert_eq!(delivered.len(), expected, "{log}");
-    assert!(delivered.iter().all(|d| d["lastStatus"] == 200 && d["lastLatencyMs"].is_i64()));
+    assert!(delivered
+        .iter()
+        .all(|d| d["lastStatus"] == 200 && d["lastLatencyMs"].is_i64()));
     assert!(delivered.iter().any(|d| d["attempts"].as_i64() > Some(1)));
 
     // One delivery, then a time range, sent again: the same ids.
@@ -234,8 +247,14 @@ async fn every_event_reaches_the_receiver_verified_and_in_order_after_it_was_dow
             None,
         )
         .await;
-    assert_eq!((status, again["queued"].as_u64()), (202, Some(1)), "{again}");
-    let got = receiver.wait_for(expected + 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        (status, again["queued"].as_u64()),
+        (202, Some(1)),
+        "{again}"
+    );
+    let got = receiver
+        .wait_for(expected + 1, Duration::from_secs(10))
+        .await;
     assert_eq!(
         got.last().unwrap().headers["webhook-id"],
         delivered[0]["eventId"].as_str().unwrap()
@@ -251,7 +270,9 @@ async fn every_event_reaches_the_receiver_verified_and_in_order_after_it_was_dow
         .await;
     assert_eq!(status, 202, "{range}");
     assert_eq!(range["queued"].as_u64(), Some(expected as u64));
-    receiver.wait_for(2 * expected + 1, Duration::from_secs(20)).await;
+    receiver
+        .wait_for(2 * expected + 1, Duration::from_secs(20))
+        .await;
     let metrics = app.consumer_metrics().await;
     assert!(
         metrics.contains("registrar_webhook_deliveries_total{outcome=\"failed\"}"),
@@ -271,7 +292,12 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
     )
     .await;
     let (status, _, shown) = app
-        .call(Method::GET, &format!("/api/v1/admin/webhooks/{id}"), Some(&admin.access), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/admin/webhooks/{id}"),
+            Some(&admin.access),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert!(shown["data"].get("secret").is_none(), "shown once: {shown}");
@@ -288,14 +314,24 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
     assert_ne!(new, old);
     app.register_and_login().await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await;
-    assert!(got[0].verifies_with(&new) && got[0].verifies_with(&old), "both during the overlap");
-    assert_eq!(got[0].json()["type"], "user.registered", "only the subscribed type");
+    assert!(
+        got[0].verifies_with(&new) && got[0].verifies_with(&old),
+        "both during the overlap"
+    );
+    assert_eq!(
+        got[0].json()["type"],
+        "user.registered",
+        "only the subscribed type"
+    );
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     app.register_and_login().await;
     let got = receiver.wait_for(2, Duration::from_secs(20)).await;
     assert!(got[1].verifies_with(&new));
-    assert!(!got[1].verifies_with(&old), "the old secret stopped signing");
+    assert!(
+        !got[1].verifies_with(&old),
+        "the old secret stopped signing"
+    );
     assert_eq!(got.len(), 2, "role changes and updates are not subscribed");
 }
 
@@ -323,15 +359,23 @@ async fn an_endpoint_that_keeps_failing_is_disabled_its_owner_told_and_nothing_i
     let path = format!("/api/v1/admin/webhooks/{id}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let disabled = loop {
-        let (_, _, shown) = app.call(Method::GET, &path, Some(&admin.access), None).await;
+        let (_, _, shown) = app
+            .call(Method::GET, &path, Some(&admin.access), None)
+            .await;
         if shown["data"]["enabled"] == false {
             break shown;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not disabled: {shown}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not disabled: {shown}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        disabled["data"]["disabledReason"].as_str().unwrap().contains("failed"),
+        disabled["data"]["disabledReason"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
         "{disabled}"
     );
     wait_for_mails(
@@ -344,15 +388,26 @@ async fn an_endpoint_that_keeps_failing_is_disabled_its_owner_told_and_nothing_i
     let attempts = receiver.received().len();
     assert!(attempts >= 2, "retried before it was disabled");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(receiver.received().len(), attempts, "nothing is sent while disabled");
+    assert_eq!(
+        receiver.received().len(),
+        attempts,
+        "nothing is sent while disabled"
+    );
 
     // Fixed and enabled again: what waited goes out.
     receiver.status.store(204, Ordering::SeqCst);
     let (status, _, enabled) = app
-        .call(Method::PATCH, &path, Some(&admin.access), Some(&json!({"enabled": true})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&admin.access),
+            Some(&json!({"enabled": true})),
+        )
         .await;
     assert_eq!(status, 200, "{enabled}");
-    let got = receiver.wait_for(attempts + 1, Duration::from_secs(20)).await;
+    let got = receiver
+        .wait_for(attempts + 1, Duration::from_secs(20))
+        .await;
     let last = got.last().unwrap();
     assert!(last.verifies_with(&secret));
     assert_eq!(last.json()["data"]["userId"], user.id.to_string());
@@ -367,19 +422,34 @@ async fn internal_targets_bad_fields_and_non_admins_are_refused() {
     let post = |token: String, body: Value| {
         let app = &app;
         async move {
-            app.call(Method::POST, "/api/v1/admin/webhooks", Some(&token), Some(&body))
-                .await
+            app.call(
+                Method::POST,
+                "/api/v1/admin/webhooks",
+                Some(&token),
+                Some(&body),
+            )
+            .await
         }
     };
-    let (status, _, _) = post(user.access.clone(), json!({"url": "https://hooks.example.com/"})).await;
+    let (status, _, _) = post(
+        user.access.clone(),
+        json!({"url": "https://hooks.example.com/"}),
+    )
+    .await;
     assert_eq!(status, 403);
     for (body, field) in [
         (json!({"url": "http://127.0.0.1:9000/hooks"}), "url"),
-        (json!({"url": "http://169.254.169.254/latest/meta-data"}), "url"),
+        (
+            json!({"url": "http://169.254.169.254/latest/meta-data"}),
+            "url",
+        ),
         (json!({"url": "http://[::1]/hooks"}), "url"),
         (json!({"url": "http://localhost/hooks"}), "url"),
         (json!({"url": "ftp://hooks.example.com/"}), "url"),
-        (json!({"url": "https://hooks.example.com/", "eventTypes": ["user.exploded"]}), "eventTypes"),
+        (
+            json!({"url": "https://hooks.example.com/", "eventTypes": ["user.exploded"]}),
+            "eventTypes",
+        ),
         (json!({"description": "no url"}), "url"),
     ] {
         let (status, _, answer) = post(admin.access.clone(), body.clone()).await;
@@ -387,9 +457,18 @@ async fn internal_targets_bad_fields_and_non_admins_are_refused() {
         assert_eq!(answer["error"]["details"][0]["field"], field, "{answer}");
     }
     let (_, _, list) = app
-        .call(Method::GET, "/api/v1/admin/webhooks", Some(&admin.access), None)
+        .call(
+            Method::GET,
+            "/api/v1/admin/webhooks",
+            Some(&admin.access),
+            None,
+        )
         .await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 0, "nothing was registered");
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        0,
+        "nothing was registered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,9 +503,15 @@ async fn a_target_the_consumers_do_not_allow_is_refused_when_delivering_and_logg
                 None,
             )
             .await;
-        let error = log["data"][0]["lastError"].as_str().unwrap_or_default().to_owned();
+        let error = log["data"][0]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if !error.is_empty() {
-            assert!(error.contains("refused") || error.contains("internal"), "{error}");
+            assert!(
+                error.contains("refused") || error.contains("internal"),
+                "{error}"
+            );
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{log}");
