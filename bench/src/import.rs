@@ -44,24 +44,7 @@ pub(crate) async fn import_intake(
     let client = http();
     let (pg, conn) = tokio_postgres::connect(&c.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    // An admin: registered through the pipeline, promoted in the database, logged in.
-    let admin = completed_users(c, "import-admin", 1).await?.remove(0);
-    pg.execute(
-        "UPDATE users SET role = 'admin' WHERE email = $1",
-        &[&admin],
-    )
-    .await?;
-    let login: serde_json::Value = client
-        .post(format!("{}/api/v1/auth/login", c.api))
-        .json(&json!({ "email": admin, "password": "bench-password-123" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["accessToken"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("admin login failed: {login}"))?
-        .to_owned();
+    let token = admin_token(c, &pg, "import-admin").await?;
     let run = unique("import-intake");
     let file = std::path::Path::new("target/bench").join(format!("{run}.ndjson"));
     std::fs::create_dir_all("target/bench")?;
@@ -195,6 +178,36 @@ pub(crate) async fn import_intake(
     Ok(r)
 }
 
+/// Runs `api import` on `file` (the api binary beside this one, with this process's
+/// environment) at the pipeline's capacity rather than an import's pace.
+pub(crate) async fn run_import_cli(
+    file: &std::path::Path,
+    import_id: uuid::Uuid,
+) -> anyhow::Result<()> {
+    let api = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("api"))
+        .ok_or_else(|| anyhow::anyhow!("no api binary beside the bench"))?;
+    let cli = tokio::process::Command::new(&api)
+        .arg("import")
+        .arg(file)
+        .arg("--import-id")
+        .arg(import_id.to_string())
+        .env("LOG_LEVEL", "warn")
+        // The pipeline's capacity, not an import's pace (import-intake measures that).
+        .env("IMPORT_RATE_PER_SEC", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await?;
+    anyhow::ensure!(
+        cli.status.success(),
+        "api import failed: {}",
+        String::from_utf8_lossy(&cli.stdout)
+    );
+    Ok(())
+}
+
 /// Generates an NDJSON file of `users` pre-hashed, verified accounts, runs `api import`
 /// on it (the api binary beside this one, with this process's environment: `make bench`
 /// exports the api's settings) and waits until the consumer persisted every user.
@@ -204,10 +217,6 @@ pub(crate) async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<R
     std::fs::create_dir_all(dir)?;
     let file = dir.join(format!("{run}.ndjson"));
     let (bytes, generate_secs) = write_import_file(&file, &run, args.users)?;
-    let api = std::env::current_exe()?
-        .parent()
-        .map(|d| d.join("api"))
-        .ok_or_else(|| anyhow::anyhow!("no api binary beside the bench"))?;
     let (pg, conn) = tokio_postgres::connect(&c.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let pattern = format!("{run}-%");
@@ -230,24 +239,8 @@ pub(crate) async fn import(c: &CommonArgs, args: ImportArgs) -> anyhow::Result<R
     );
     let import_id = uuid::Uuid::now_v7();
     let started = Instant::now();
-    let cli = tokio::process::Command::new(&api)
-        .arg("import")
-        .arg(&file)
-        .arg("--import-id")
-        .arg(import_id.to_string())
-        .env("LOG_LEVEL", "warn")
-        // The pipeline's capacity, not an import's pace (import-intake measures that).
-        .env("IMPORT_RATE_PER_SEC", "0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await?;
+    run_import_cli(&file, import_id).await?;
     let published = started.elapsed();
-    anyhow::ensure!(
-        cli.status.success(),
-        "api import failed: {}",
-        String::from_utf8_lossy(&cli.stdout)
-    );
     while started.elapsed() < Duration::from_secs(600)
         && persisted_counter(&metrics_url).await? < baseline + args.users as u64
     {

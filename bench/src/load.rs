@@ -421,3 +421,26 @@ pub(crate) async fn completed_users(
     }
     Ok(emails)
 }
+
+/// An admin's access token: registered through the pipeline, promoted in the database,
+/// logged in.
+pub(crate) async fn admin_token(
+    c: &CommonArgs,
+    pg: &tokio_postgres::Client,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    let admin = completed_users(c, prefix, 1).await?.remove(0);
+    pg.execute("UPDATE users SET role = 'admin' WHERE email = $1", &[&admin])
+        .await?;
+    let login: serde_json::Value = http()
+        .post(format!("{}/api/v1/auth/login", c.api))
+        .json(&json!({ "email": admin, "password": "bench-password-123" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(login["accessToken"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("admin login failed: {login}"))?
+        .to_owned())
+}
