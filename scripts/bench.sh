@@ -29,6 +29,8 @@ export KAFKA_TOPIC="bench-$(date +%s)" KAFKA_GROUP_ID="bench-$(date +%s)"
 export REDIS_KEY_PREFIX="$KAFKA_TOPIC:"
 # The user-events relay publishes every new account's event: part of the work measured.
 export USER_EVENTS_TOPIC="$KAFKA_TOPIC.events" CLIENT_EVENTS_TOPIC="$KAFKA_TOPIC.client-events"
+# The webhooks benchmark's receiver listens on loopback; its own webhook group.
+export WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8 WEBHOOK_GROUP_ID="$KAFKA_TOPIC-webhooks"
 topic() { # create|delete name [partitions]
   if [ "$1" = create ]; then
     scripts/services.sh kafka-tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \

@@ -44,6 +44,19 @@ impl ApiError {
         ApiError::Service(ServiceError::Invalid(fields))
     }
 
+    /// Logs a failure of a dependency or of ours (the answer never carries its cause).
+    pub(crate) fn log(&self) {
+        match self {
+            ApiError::Service(ServiceError::Unavailable(e)) => {
+                tracing::warn!(event = "dependency_unavailable", error = %error_chain(e.as_ref()));
+            }
+            ApiError::Service(ServiceError::Internal(e)) => {
+                tracing::error!(event = "internal_error", error = %error_chain(e.as_ref()));
+            }
+            _ => {}
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         use ServiceError as S;
         match self {
@@ -130,7 +143,7 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         use ServiceError as S;
         match self {
             ApiError::Service(e) => match e {
@@ -204,7 +217,7 @@ impl ApiError {
         }
     }
 
-    fn retry_after_secs(&self) -> Option<u32> {
+    pub(crate) fn retry_after_secs(&self) -> Option<u32> {
         match self {
             ApiError::Service(
                 ServiceError::Overloaded { retry_after_secs }
@@ -218,7 +231,7 @@ impl ApiError {
         }
     }
 
-    fn www_authenticate(&self) -> Option<&'static str> {
+    pub(crate) fn www_authenticate(&self) -> Option<&'static str> {
         match self {
             ApiError::Unauthenticated => Some("Bearer"),
             ApiError::Service(ServiceError::InvalidToken) => Some("Bearer error=\"invalid_token\""),
@@ -241,15 +254,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            ApiError::Service(ServiceError::Unavailable(e)) => {
-                tracing::warn!(event = "dependency_unavailable", error = %error_chain(e.as_ref()));
-            }
-            ApiError::Service(ServiceError::Internal(e)) => {
-                tracing::error!(event = "internal_error", error = %error_chain(e.as_ref()));
-            }
-            _ => {}
-        }
+        self.log();
         let details = match &self {
             ApiError::Service(ServiceError::Invalid(fields)) => {
                 Some(fields.iter().cloned().map(Into::into).collect())

@@ -24,6 +24,7 @@ pub mod protection;
 pub mod publisher;
 pub mod respond;
 pub mod routes;
+pub mod scim;
 pub mod service;
 pub mod startup;
 pub mod state;

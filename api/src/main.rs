@@ -78,6 +78,12 @@ enum Command {
         #[command(subcommand)]
         action: WebhookAction,
     },
+    /// Issue a SCIM token for an identity provider (as `POST /api/v1/admin/scim/tokens`
+    /// does) and print it, this once; list tokens; revoke one. Uses the api's settings.
+    ScimToken {
+        #[command(subcommand)]
+        action: ScimTokenAction,
+    },
     /// Print the OpenAPI document (what `/api/v1/openapi.json` serves) and exit; the
     /// TypeScript client's types are generated from it.
     Openapi,
@@ -118,6 +124,32 @@ enum WebhookAction {
         /// Seconds the old secret still signs (default one day).
         #[arg(long = "overlap-secs")]
         overlap_secs: Option<u64>,
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScimTokenAction {
+    /// Issue a token.
+    Create {
+        /// What it is for (the identity provider).
+        #[arg(long)]
+        name: String,
+        /// Days until it stops working; none: until revoked.
+        #[arg(long = "expires-in-days")]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
+    /// List the tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        config: Box<ApiConfig>,
+    },
+    /// Revoke a token.
+    Revoke {
+        id: uuid::Uuid,
         #[command(flatten)]
         config: Box<ApiConfig>,
     },
@@ -259,6 +291,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::OidcClient { action } => oidc_client(action).await,
         Command::Webhook { action } => webhook(action).await,
+        Command::ScimToken { action } => scim_token(action).await,
     }
 }
 
@@ -648,6 +681,65 @@ async fn webhook(action: WebhookAction) -> i32 {
         }
         Err(e) => {
             eprintln!("webhook: {e}");
+            1
+        }
+    }
+}
+
+async fn scim_token(action: ScimTokenAction) -> i32 {
+    use registrar_api::service::scim;
+    use secrecy::ExposeSecret;
+    let config = match &action {
+        ScimTokenAction::Create { config, .. }
+        | ScimTokenAction::List { config }
+        | ScimTokenAction::Revoke { config, .. } => config.clone(),
+    };
+    let _telemetry = init_logs(&config.log);
+    let app = match Application::build(*config).await {
+        Ok(app) => app,
+        Err(StartError::Config(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
+    let context = registrar_api::caller::RequestContext::default();
+    let result = match action {
+        ScimTokenAction::List { .. } => scim::list_tokens(&app.state, None).await.map(|all| {
+            for t in all {
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= chrono::Utc::now() => "expired",
+                    _ => "live",
+                };
+                println!("{}\t{state}\t{}", t.id, t.name);
+            }
+        }),
+        ScimTokenAction::Create {
+            name,
+            expires_in_days,
+            ..
+        } => scim::create_token(&app.state, None, &context, &name, expires_in_days)
+            .await
+            .map(|(token, secret)| {
+                println!("SCIM_TOKEN_ID={}", token.id);
+                println!("SCIM_TOKEN={}", secret.expose_secret());
+                eprintln!("the token is shown this once");
+            }),
+        ScimTokenAction::Revoke { id, .. } => {
+            scim::revoke_token(&app.state, None, &context, id).await
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(registrar_api::service::ServiceError::Invalid(errors)) => {
+            for e in errors {
+                eprintln!("scim-token: {}: {}", e.field, e.message);
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("scim-token: {e}");
             1
         }
     }

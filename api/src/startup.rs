@@ -155,6 +155,11 @@ impl Application {
             poll_cache_ttl: config.poll_cache_ttl(),
             poll_without_registration_id: config.poll_without_registration_id,
             webhook_guard: config.webhook_allow_networks.clone(),
+            scim: crate::state::ScimSettings {
+                rate_per_minute: config.scim_rate_per_minute,
+                create_wait: std::time::Duration::from_millis(config.scim_create_wait_ms),
+                max_results: config.scim_max_results.clamp(1, 1000),
+            },
             imports: crate::state::ImportLimits {
                 chunk_lines: config.import_chunk_lines as usize,
                 max_bytes: config.import_max_bytes,
@@ -384,6 +389,14 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
+        .route(
+            "/admin/scim/tokens",
+            post(crate::routes::scim_tokens::create).get(crate::routes::scim_tokens::list),
+        )
+        .route(
+            "/admin/scim/tokens/{id}",
+            delete(crate::routes::scim_tokens::revoke),
+        )
         .route("/admin/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
             "/admin/webhooks/{id}/deliveries/{delivery}/redeliver",
@@ -427,6 +440,55 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
 /// The OpenID Connect provider: its protocol endpoints and the hosted login pages. They
 /// speak OAuth's formats, are described by the discovery document rather than the
 /// OpenAPI one, and answer 404 while `OIDC_ISSUER` is unset.
+/// SCIM 2.0 (`/scim/v2`, RFC 7644): its own error format and its own 404 for paths
+/// below it; a creation may wait `SCIM_CREATE_WAIT_MS` for the consumer.
+fn scim_routes(config: &ApiConfig) -> Router<AppState> {
+    use crate::routes::scim;
+    let timeout = config.request_timeout().max(
+        std::time::Duration::from_millis(config.scim_create_wait_ms)
+            + std::time::Duration::from_secs(5),
+    );
+    Router::new()
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(scim::resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(scim::resource_type))
+        .route("/scim/v2/Schemas", get(scim::schemas))
+        .route("/scim/v2/Schemas/{id}", get(scim::schema_by_id))
+        .route(
+            "/scim/v2/Users",
+            get(scim::list_users).post(scim::create_user),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get(scim::get_user)
+                .put(scim::replace_user)
+                .patch(scim::patch_user)
+                .delete(scim::delete_user),
+        )
+        .route(
+            "/scim/v2/Groups",
+            get(scim::list_groups).post(scim::fixed_groups),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            get(scim::get_group)
+                .put(scim::replace_group)
+                .patch(scim::patch_group)
+                .delete(scim::fixed_groups),
+        )
+        .route("/scim/v2", axum::routing::any(scim::not_found))
+        .route("/scim/v2/{*rest}", axum::routing::any(scim::not_found))
+        .layer(DefaultBodyLimit::max(crate::scim::BODY_LIMIT_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timeout_error))
+                .timeout(timeout),
+        )
+}
+
 fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
     Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
@@ -490,6 +552,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .route("/ready", get(health::ready))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .merge(oidc_routes(config))
+        .merge(scim_routes(config))
         .merge(docs)
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -48,6 +48,14 @@ impl Stores {
     }
 }
 
+/// SCIM provisioning limits (`SCIM_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct ScimSettings {
+    pub rate_per_minute: u64,
+    pub create_wait: Duration,
+    pub max_results: usize,
+}
+
 /// Bulk imports: chunking and the limits that keep one import from crowding out
 /// sign-ups or another admin's work.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +84,7 @@ pub struct Inner {
     pub poll_without_registration_id: bool,
     /// Where webhook endpoints may point (`WEBHOOK_ALLOW_NETWORKS`).
     pub webhook_guard: common::domain::webhook_target::TargetGuard,
+    pub scim: ScimSettings,
     pub started: Instant,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
@@ -99,6 +108,7 @@ pub struct Dependencies {
     pub imports: ImportLimits,
     pub poll_without_registration_id: bool,
     pub webhook_guard: common::domain::webhook_target::TargetGuard,
+    pub scim: ScimSettings,
     pub health_timeout: Duration,
     pub metrics: Arc<ApiMetrics>,
     pub accounts: Accounts,
@@ -123,6 +133,7 @@ impl AppState {
             imports,
             poll_without_registration_id,
             webhook_guard,
+            scim,
             health_timeout,
             metrics,
             accounts,
@@ -140,6 +151,7 @@ impl AppState {
             },
             poll_without_registration_id,
             webhook_guard,
+            scim,
             started: Instant::now(),
             health_timeout,
             metrics,

@@ -58,6 +58,7 @@ pub(crate) async fn drain(
             created_at_ms: None,
             email_verified: false,
             import: None,
+            provisioning: None,
         };
         let payload = event.encode()?;
         let signature = signer.sign(email.as_str().as_bytes(), &payload);

@@ -430,8 +430,11 @@ pub(crate) async fn admin_token(
     prefix: &str,
 ) -> anyhow::Result<String> {
     let admin = completed_users(c, prefix, 1).await?.remove(0);
-    pg.execute("UPDATE users SET role = 'admin' WHERE email = $1", &[&admin])
-        .await?;
+    pg.execute(
+        "UPDATE users SET role = 'admin' WHERE email = $1",
+        &[&admin],
+    )
+    .await?;
     let login: serde_json::Value = http()
         .post(format!("{}/api/v1/auth/login", c.api))
         .json(&json!({ "email": admin, "password": "bench-password-123" }))

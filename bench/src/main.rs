@@ -14,6 +14,7 @@ mod load;
 mod oidc;
 mod poll;
 mod report;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ use intake::*;
 use load::*;
 use oidc::*;
 use poll::*;
+use webhooks::*;
 
 #[derive(Parser)]
 #[command(name = "registrar-bench", about = "Registrar load harness")]
@@ -136,6 +138,9 @@ enum Bench {
     TokenCode(LoadArgs),
     /// POST /oauth2/token, grant_type=client_credentials.
     TokenClientCredentials(LoadArgs),
+    /// Webhook deliveries to a local receiver: 202 → `user.registered` webhook latency,
+    /// and deliveries/s with the consumer's CPU per delivery.
+    Webhooks(WebhookArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
     All,
 }
@@ -150,6 +155,18 @@ struct ImportIntakeArgs {
     /// How long sign-ups run, alone and during the import.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct WebhookArgs {
+    /// Registrations per second for the latency phase (open loop).
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Deliveries held, then sent at once, for the throughput phase.
+    #[arg(long, default_value_t = 5000)]
+    deliveries: usize,
 }
 
 #[derive(Args, Clone)]
@@ -225,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::ImportIntake(a) => import_intake(&c, a).await?.publish()?,
         Bench::TokenCode(a) => token_code(&c, a).await?.publish()?,
         Bench::TokenClientCredentials(a) => token_client_credentials(&c, a).await?.publish()?,
+        Bench::Webhooks(a) => webhooks(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),
@@ -313,6 +331,16 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .publish()?;
             token_code(&c, token_load).await?.publish()?;
+            webhooks(
+                &c,
+                WebhookArgs {
+                    rate: (d_rate / 2.0).max(1.0) as u64,
+                    seconds: 10,
+                    deliveries: 5000,
+                },
+            )
+            .await?
+            .publish()?;
             let (reports, capacity) = intake_shared(
                 &c,
                 LoadArgs {

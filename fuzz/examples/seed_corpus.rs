@@ -36,6 +36,7 @@ fn event(credential: Credential, request_id: Option<String>) -> RegistrationEven
         created_at_ms: None,
         email_verified: false,
         import: None,
+        provisioning: None,
     }
 }
 

@@ -70,6 +70,7 @@ pub fn registration_event(
         created_at_ms: None,
         email_verified: false,
         import: None,
+        provisioning: None,
     }
 }
 

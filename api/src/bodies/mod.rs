@@ -9,6 +9,7 @@ pub mod health;
 pub mod import;
 pub mod oidc;
 pub mod registration;
+pub mod scim;
 pub mod security;
 pub mod users;
 pub mod webhooks;

@@ -352,6 +352,28 @@ pub struct ApiConfig {
         action = clap::ArgAction::Set
     )]
     pub poll_without_registration_id: bool,
+    /// SCIM requests one SCIM token may make per minute; beyond it 429. 0 = unlimited.
+    #[arg(
+        long = "scim-rate-per-minute",
+        env = "SCIM_RATE_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub scim_rate_per_minute: u64,
+    /// How long `POST /scim/v2/Users` waits for the consumer to persist the account
+    /// before answering 503 (the account is created all the same; a retry finds it).
+    #[arg(
+        long = "scim-create-wait-ms",
+        env = "SCIM_CREATE_WAIT_MS",
+        default_value_t = 10_000
+    )]
+    pub scim_create_wait_ms: u64,
+    /// The largest SCIM page (`count`), and the most members a Group lists.
+    #[arg(
+        long = "scim-max-results",
+        env = "SCIM_MAX_RESULTS",
+        default_value_t = 200
+    )]
+    pub scim_max_results: usize,
     /// Refuse logins (403 EMAIL_NOT_VERIFIED) until the account's email is verified.
     #[arg(
         long = "require-verified-email",

@@ -9,6 +9,8 @@ pub mod imports;
 pub mod oidc;
 pub mod oidc_clients;
 pub mod registration;
+pub mod scim;
+pub mod scim_tokens;
 pub mod security;
 pub mod users;
 pub mod webhooks;

@@ -30,6 +30,12 @@ fn spec(r: &WebhookRequest) -> EndpointSpec {
     }
 }
 
+/// An endpoint id from the path: anything that is not one names no endpoint (404 in
+/// the envelope, not the extractor's plain-text 400).
+fn endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ServiceError::NotFound("Webhook endpoint").into())
+}
+
 fn envelope(w: WithSecret) -> Json<WebhookEnvelope> {
     Json(WebhookEnvelope {
         success: true,
@@ -104,8 +110,9 @@ pub async fn list(
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<WebhookEnvelope>, ApiError> {
+    let id = endpoint_id(&id)?;
     let endpoint = webhooks::get(&app, Some(&caller), id).await?;
     Ok(envelope(WithSecret {
         endpoint,
@@ -132,9 +139,10 @@ pub async fn update(
     State(app): State<AppState>,
     caller: Caller,
     context: RequestContext,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     ApiJson(request): ApiJson<WebhookRequest>,
 ) -> Result<Json<WebhookEnvelope>, ApiError> {
+    let id = endpoint_id(&id)?;
     let rotate = match (request.rotate_secret, request.secret_overlap_secs) {
         (Some(true), overlap) => Some(overlap),
         (_, Some(_)) => {
@@ -164,8 +172,9 @@ pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     context: RequestContext,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let id = endpoint_id(&id)?;
     webhooks::delete(&app, Some(&caller), &context, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,9 +209,10 @@ pub struct DeliveryQuery {
 pub async fn deliveries(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryListEnvelope>, ApiError> {
+    let id = endpoint_id(&id)?;
     let limit = crate::service::page_limit(q.limit)?;
     let rows =
         webhooks::deliveries(&app, Some(&caller), id, q.state.as_deref(), q.before, limit).await?;
@@ -233,8 +243,12 @@ pub async fn redeliver_one(
     State(app): State<AppState>,
     caller: Caller,
     context: RequestContext,
-    Path((id, delivery)): Path<(Uuid, i64)>,
+    Path((id, delivery)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let id = endpoint_id(&id)?;
+    let delivery: i64 = delivery
+        .parse()
+        .map_err(|_| ApiError::from(ServiceError::NotFound("Delivery")))?;
     let queued =
         webhooks::redeliver(&app, Some(&caller), &context, id, Some(delivery), None).await?;
     Ok((
@@ -266,9 +280,10 @@ pub async fn redeliver_range(
     State(app): State<AppState>,
     caller: Caller,
     context: RequestContext,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     ApiJson(request): ApiJson<RedeliverRequest>,
 ) -> Result<Response, ApiError> {
+    let id = endpoint_id(&id)?;
     let queued = webhooks::redeliver(
         &app,
         Some(&caller),

@@ -384,7 +384,7 @@ async fn verify_and_start(
     let tx = client.transaction().await?;
     let user = users::lock_by_id(&*tx, user_id)
         .await?
-        .filter(|u| !u.is_deleted())
+        .filter(|u| u.can_sign_in())
         .ok_or(ServiceError::InvalidToken)?;
     // A password change or reset since the challenge was issued ends it: the password
     // that earned it is no longer the account's.

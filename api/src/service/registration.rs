@@ -177,9 +177,19 @@ pub async fn submit_registration(
         created_at_ms: None,
         email_verified: false,
         import: None,
+        provisioning: None,
     };
     let published = match event.encode() {
-        Ok(payload) => publish(app, email, &payload, request_id.as_deref()).await,
+        Ok(payload) => {
+            publish(
+                app,
+                email,
+                &payload,
+                request_id.as_deref(),
+                common::events::signature::Purpose::Registration,
+            )
+            .await
+        }
         Err(e) => Err(ServiceError::Internal(e.into())),
     };
     if let Err(e) = published {
@@ -224,11 +234,14 @@ pub async fn submit_registration(
 }
 
 /// Publishes and waits for the broker's acknowledgement, recording latency and failures.
-async fn publish(
+/// `purpose` names the key the record is signed with (a sign-up's, or the import key for
+/// what only an admin or a provider may bring).
+pub(crate) async fn publish(
     app: &AppState,
     email: &Email,
     payload: &[u8],
     request_id: Option<&str>,
+    purpose: common::events::signature::Purpose,
 ) -> Result<(), ServiceError> {
     let started = std::time::Instant::now();
     let published = app
@@ -238,8 +251,9 @@ async fn publish(
             payload,
             crate::publisher::RecordHeaders {
                 request_id,
-                prehashed: false,
-                purpose: common::events::signature::Purpose::Registration,
+                // Nothing to hash: a provisioned account has no password.
+                prehashed: purpose == common::events::signature::Purpose::Import,
+                purpose,
             },
         )
         .await;

@@ -234,6 +234,11 @@ pub mod bounds {
     pub const SCRYPT_MAX_P: u32 = 16;
 }
 
+/// What `users.password_hash` holds for an account without a password (provisioned
+/// over SCIM, until its user sets one): no PHC string, so nothing verifies against it.
+/// Erased accounts hold `!erased`; every such marker starts with `!`.
+pub const NO_PASSWORD: &str = "!none";
+
 /// Why a stored hash is outside [`bounds`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -24,10 +24,14 @@ pub enum UserEventType {
     Deleted,
     Erased,
     EmailVerified,
+    /// Deactivated (SCIM `active=false`): no sign-in, every session ended.
+    Deactivated,
+    /// Active again after a deactivation.
+    Reactivated,
 }
 
 impl UserEventType {
-    pub const ALL: [UserEventType; 7] = [
+    pub const ALL: [UserEventType; 9] = [
         UserEventType::Registered,
         UserEventType::Updated,
         UserEventType::RoleChanged,
@@ -35,6 +39,8 @@ impl UserEventType {
         UserEventType::Deleted,
         UserEventType::Erased,
         UserEventType::EmailVerified,
+        UserEventType::Deactivated,
+        UserEventType::Reactivated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +52,8 @@ impl UserEventType {
             UserEventType::Deleted => "user.deleted",
             UserEventType::Erased => "user.erased",
             UserEventType::EmailVerified => "user.email_verified",
+            UserEventType::Deactivated => "user.deactivated",
+            UserEventType::Reactivated => "user.reactivated",
         }
     }
 

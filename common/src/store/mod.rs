@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod redis;
 pub mod registration_status;
 pub mod revoked_sessions;
+pub mod scim;
 pub mod sessions;
 pub mod tls;
 pub mod user_events;

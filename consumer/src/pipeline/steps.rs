@@ -90,6 +90,17 @@ impl Pipeline {
                     DlqKind::Invalid,
                     "imported password hash is not an argon2id, argon2i or scrypt PHC string nor a bcrypt hash".into(),
                 ),
+                // SCIM provisioning: nothing to hash; the user sets a password later.
+                Credential::NoPassword if c.event.provisioning.is_some() => {
+                    let hash = common::domain::password::NO_PASSWORD.to_owned();
+                    ready.push(new_user(&c.event, c.profile, hash));
+                }
+                Credential::NoPassword => outcome.reject(
+                    c,
+                    FailureReason::InvalidRegistration,
+                    DlqKind::Invalid,
+                    "only an account provisioned over SCIM may come without a password".into(),
+                ),
                 Credential::Sealed(sealed) => {
                     jobs.push(HashJob {
                         registration_id: c.event.registration_id,
@@ -167,7 +178,10 @@ impl Pipeline {
                         _ => FailureReason::EmailTaken,
                     };
                     tracing::info!(event = "registration_rejected", reason = reason.as_str(), email = %email.masked(), registration_id = %user.registration_id);
-                    if reason == FailureReason::EmailTaken && user.import.is_none() {
+                    if reason == FailureReason::EmailTaken
+                        && user.import.is_none()
+                        && user.provisioning.is_none()
+                    {
                         // The poll stays neutral (it says `completed`); the address's
                         // owner is the one told.
                         outcome.taken_addresses.push(email.clone());

@@ -65,7 +65,7 @@ impl<'a> BatchOutcome<'a> {
 }
 
 /// Why a record signed with a registration key still may not be trusted: it carries
-/// what only an import may bring. `None` when it carries none of it.
+/// what only an import (or SCIM provisioning, signed with the same key) may bring. `None` when it carries none of it.
 pub(crate) fn import_only_field(event: &RegistrationEvent) -> Option<&'static str> {
     if event.role.as_deref().is_some_and(|r| r != "user") {
         Some("role")
@@ -75,6 +75,10 @@ pub(crate) fn import_only_field(event: &RegistrationEvent) -> Option<&'static st
         Some("passwordHash")
     } else if event.import.is_some() {
         Some("importId")
+    } else if matches!(event.credential, Credential::NoPassword) {
+        Some("credential (none)")
+    } else if event.provisioning.is_some() {
+        Some("provisioning")
     } else {
         None
     }
@@ -190,5 +194,6 @@ pub(super) fn new_user(
             .and_then(chrono::DateTime::from_timestamp_millis),
         email_verified: event.email_verified,
         import: event.import,
+        provisioning: event.provisioning.clone(),
     }
 }

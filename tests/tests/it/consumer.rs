@@ -521,6 +521,7 @@ fn new_users(prefix: &str, n: usize) -> Vec<common::store::users::NewUser> {
                 created_at: None,
                 email_verified: true,
                 import: None,
+                provisioning: None,
             }
         })
         .collect()

@@ -22,6 +22,7 @@ mod privacy;
 mod profile;
 mod registration;
 mod resilience;
+mod scim;
 mod security;
 mod services;
 mod sessions;

@@ -519,3 +519,32 @@ async fn a_target_the_consumers_do_not_allow_is_refused_when_delivering_and_logg
     }
     assert!(receiver.received().is_empty(), "no connection was made");
 }
+
+#[tokio::test]
+async fn a_path_that_names_no_endpoint_or_delivery_is_a_404_in_the_envelope() {
+    // Found by the generated-input run: `/admin/webhooks/null,null` answered the path
+    // extractor's plain-text 400.
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let id = uuid::Uuid::now_v7();
+    for (method, path) in [
+        (Method::GET, "/api/v1/admin/webhooks/null,null".to_owned()),
+        (
+            Method::DELETE,
+            "/api/v1/admin/webhooks/not-an-id".to_owned(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/webhooks/x/deliveries".to_owned(),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/webhooks/{id}/deliveries/abc/redeliver"),
+        ),
+    ] {
+        let (status, headers, body) = app.call(method, &path, Some(&admin.access), None).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(headers["content-type"], "application/json", "{path}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND", "{path}");
+    }
+}

@@ -196,7 +196,7 @@ async fn verify_and_start_session(
     let mut client = app.db().await?;
     let user = users::find_by_email(&**client, email.as_str())
         .await?
-        .filter(|u| !u.is_deleted());
+        .filter(|u| u.can_sign_in());
     if user.is_none() && matches!(status, Some(RegistrationStatus::Pending(_))) {
         return Err(ServiceError::RegistrationPending);
     }
@@ -207,8 +207,9 @@ async fn verify_and_start_session(
             return Err(ServiceError::PasswordResetRequired);
         }
     }
-    // An unknown email is checked against a dummy hash: the same work, the same time.
-    let stored = user.as_ref().map_or_else(
+    // An unknown email, or an account without a password (provisioned over SCIM), is
+    // checked against a dummy hash: the same work, the same time.
+    let stored = user.as_ref().filter(|u| u.has_password()).map_or_else(
         || app.accounts.dummy_hash.clone(),
         |u| u.password_hash.clone(),
     );

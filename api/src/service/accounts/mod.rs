@@ -139,7 +139,7 @@ pub(crate) async fn start_session(
     let tx = client.transaction().await?;
     let current = users::lock_by_id(&*tx, user_id)
         .await?
-        .filter(|u| !u.is_deleted());
+        .filter(|u| u.can_sign_in());
     let Some(user) = current.filter(|u| u.password_hash == verified_hash) else {
         tracing::info!(event = "login_refused", reason = "credentials changed during the login", user_id = %user_id);
         return Err(ServiceError::InvalidCredentials);
@@ -211,6 +211,6 @@ pub async fn current_user(app: &AppState, caller: &Caller) -> Result<UserRecord,
     let client = app.db().await?;
     users::find_by_id(&**client, caller.id)
         .await?
-        .filter(|u| !u.is_deleted())
+        .filter(|u| u.can_sign_in())
         .ok_or(ServiceError::InvalidToken)
 }

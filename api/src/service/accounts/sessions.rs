@@ -72,7 +72,7 @@ pub(crate) async fn rotate(
     };
     let user = users::lock_by_id(&*tx, owner)
         .await?
-        .filter(|u| !u.is_deleted());
+        .filter(|u| u.can_sign_in());
     let Some(presented) = sessions::lock(&*tx, &digest).await? else {
         return Err(ServiceError::InvalidToken);
     };

@@ -156,5 +156,6 @@ pub(super) fn parse_line(
             import_id: import,
             line: number,
         }),
+        provisioning: None,
     })
 }

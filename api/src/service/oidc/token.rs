@@ -151,7 +151,7 @@ async fn authorization_code(
     let user = users::lock_by_id(&*tx, presented.user_id)
         .await
         .map_err(ServiceError::from)?
-        .filter(|u| !u.is_deleted())
+        .filter(|u| u.can_sign_in())
         .ok_or_else(|| OAuthError::invalid_grant("the user is gone"))?;
     let lifetime =
         Duration::from_secs(u64::try_from(client.refresh_token_ttl_secs).unwrap_or(3600));
@@ -400,7 +400,7 @@ pub async fn userinfo(app: &AppState, bearer: Option<&str>) -> Result<Value, OAu
     let user = users::find_by_id(&**db, user_id)
         .await
         .map_err(ServiceError::from)?
-        .filter(|u| !u.is_deleted())
+        .filter(|u| u.can_sign_in())
         .ok_or_else(|| OAuthError::invalid_token("the user is gone"))?;
     Ok(Value::Object(user_claims(&user, &scopes)))
 }

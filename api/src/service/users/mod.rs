@@ -12,7 +12,7 @@ mod remove;
 mod update;
 
 pub use remove::{remove_user, Removal};
-pub(crate) use update::reauthenticate;
+pub(crate) use update::{keep_an_admin, reauthenticate};
 pub use update::{update_user, Expected, UpdateMode};
 
 use super::{page_limit, page_offset, Page, ServiceError};

@@ -392,7 +392,7 @@ fn change_events(
 }
 
 /// Refuses a change that would leave no live admin (see `users::other_live_admins`).
-pub(super) async fn keep_an_admin(
+pub(crate) async fn keep_an_admin(
     tx: &deadpool_postgres::Transaction<'_>,
     id: Uuid,
 ) -> Result<(), ServiceError> {

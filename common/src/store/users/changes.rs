@@ -163,6 +163,7 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
             "UPDATE users SET email = $2, first_name = NULL, last_name = NULL, gender = NULL,
                  sex = NULL, occupation = NULL, username = NULL, date_of_birth = NULL,
                  password_hash = '!erased', pending_email = NULL,
+                 scim_user_name = NULL, external_id = NULL, scim_attributes = NULL,
                  deleted_at = COALESCE(deleted_at, now()), erased_at = now(),
                  updated_at = now(), version = version + 1
              WHERE id = $1 AND erased_at IS NULL",

@@ -46,11 +46,30 @@ pub struct UserRecord {
     pub email_verified_at: Option<DateTime<Utc>>,
     /// A new address waiting for its verification; `email` changes only then.
     pub pending_email: Option<String>,
+    /// SCIM `userName`, for accounts an identity provider provisioned.
+    pub scim_user_name: Option<String>,
+    /// SCIM `externalId`: the provider's id for the account.
+    pub external_id: Option<String>,
+    /// The SCIM attributes without a column of their own (a JSON object).
+    pub scim_attributes: Option<serde_json::Value>,
+    /// When the account was deactivated (SCIM `active=false`): no sign-in until then.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl UserRecord {
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    /// Live and not deactivated: may sign in and keep sessions.
+    pub fn can_sign_in(&self) -> bool {
+        self.deleted_at.is_none() && self.disabled_at.is_none()
+    }
+
+    /// Whether a password was ever set ([`crate::domain::password::NO_PASSWORD`] is
+    /// not one).
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.starts_with('!')
     }
 
     /// `first_name last_name`, whichever is present.
@@ -62,9 +81,9 @@ impl UserRecord {
     }
 }
 
-const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at, username, date_of_birth, email_verified_at, pending_email";
+pub(crate) const USER_COLUMNS: &str = "id, registration_id, email, first_name, last_name, gender, sex, occupation, role, password_hash, version, created_at, updated_at, deleted_at, erased_at, username, date_of_birth, email_verified_at, pending_email, scim_user_name, external_id, scim_attributes, disabled_at";
 
-fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
+pub(crate) fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
     UserRecord {
         id: r.get(0),
         registration_id: r.get(1),
@@ -86,6 +105,10 @@ fn user_from_row(r: &tokio_postgres::Row) -> UserRecord {
         date_of_birth: r.get(16),
         email_verified_at: r.get(17),
         pending_email: r.get(18),
+        scim_user_name: r.get(19),
+        external_id: r.get(20),
+        scim_attributes: r.get(21),
+        disabled_at: r.get(22),
     }
 }
 
@@ -137,15 +160,15 @@ pub async fn other_live_admins(
     Ok(row.get(0))
 }
 
-/// A user's role and whether it is deleted: what an access token's claims are checked
-/// against before a write.
+/// A user's role and whether it is gone (deleted or deactivated): what an access
+/// token's claims are checked against before a write.
 pub async fn standing(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<(Role, bool)>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT role, deleted_at IS NOT NULL FROM users WHERE id = $1",
+            "SELECT role, deleted_at IS NOT NULL OR disabled_at IS NOT NULL FROM users WHERE id = $1",
             &[&id],
         )
         .await?;

@@ -21,6 +21,9 @@ pub struct NewUser {
     /// Imports: the import and line this user comes from; the insert adds to the
     /// import's `completed` count.
     pub import: Option<crate::events::registration::ImportLineRef>,
+    /// SCIM: the provider's userName, externalId, other attributes and whether
+    /// the account starts active.
+    pub provisioning: Option<crate::events::registration::Provisioning>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +45,10 @@ pub enum InsertOutcome {
 macro_rules! insert_users {
     ($conflict:literal) => {
         concat!(
-            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth, role, created_at, updated_at, email_verified_at)
-             SELECT i, r, e, f, l, g, s, o, h, u, b, ro, COALESCE(c, now()), COALESCE(c, now()), CASE WHEN v THEN now() END
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[], $12::text[], $13::timestamptz[], $14::bool[])
-                  AS t(i, r, e, f, l, g, s, o, h, u, b, ro, c, v)",
+            "INSERT INTO users (id, registration_id, email, first_name, last_name, gender, sex, occupation, password_hash, username, date_of_birth, role, created_at, updated_at, email_verified_at, scim_user_name, external_id, scim_attributes, disabled_at)
+             SELECT i, r, e, f, l, g, s, o, h, u, b, ro, COALESCE(c, now()), COALESCE(c, now()), CASE WHEN v THEN now() END, su, x, en, CASE WHEN d THEN now() END
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[], $12::text[], $13::timestamptz[], $14::bool[], $15::text[], $16::text[], $17::jsonb[], $18::bool[])
+                  AS t(i, r, e, f, l, g, s, o, h, u, b, ro, c, v, su, x, en, d)",
             $conflict,
             " RETURNING id, registration_id"
         )
@@ -123,9 +126,33 @@ pub async fn insert_batch(
     let roles: Vec<&str> = users.iter().map(|u| u.role.as_str()).collect();
     let created: Vec<Option<DateTime<Utc>>> = users.iter().map(|u| u.created_at).collect();
     let verified: Vec<bool> = users.iter().map(|u| u.email_verified).collect();
+    let provisioned = |f: fn(&crate::events::registration::Provisioning) -> Option<&str>| {
+        users
+            .iter()
+            .map(|u| u.provisioning.as_ref().and_then(f))
+            .collect::<Vec<Option<&str>>>()
+    };
+    let scim_user_names = provisioned(|p| Some(p.user_name.as_str()));
+    let external_ids = provisioned(|p| p.external_id.as_deref());
+    // Checked by the api; anything else is stored as no attributes rather than failing
+    // the batch.
+    let attributes: Vec<Option<serde_json::Value>> = users
+        .iter()
+        .map(|u| {
+            u.provisioning
+                .as_ref()
+                .and_then(|p| p.attributes.as_deref())
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+                .filter(serde_json::Value::is_object)
+        })
+        .collect();
+    let disabled: Vec<bool> = users
+        .iter()
+        .map(|u| u.provisioning.as_ref().is_some_and(|p| !p.active))
+        .collect();
 
     let tx = client.transaction().await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
         &ids,
         &registration_ids,
         &emails,
@@ -140,6 +167,10 @@ pub async fn insert_batch(
         &roles,
         &created,
         &verified,
+        &scim_user_names,
+        &external_ids,
+        &attributes,
+        &disabled,
     ];
     // A large batch first tries the plain insert, under a savepoint: it costs the
     // server about a quarter less per row than checking every unique key before each
@@ -208,7 +239,7 @@ pub async fn insert_batch(
         .collect()
     };
     // Registrations that are neither new nor redelivered lost to an existing email or
-    // username; which one decides the failure reason (the email first).
+    // username (or SCIM userName); which one decides the failure reason (the email first).
     let lost: Vec<&NewUser> = users
         .iter()
         .filter(|u| {
@@ -247,7 +278,7 @@ pub async fn insert_batch(
                 audit_users.push(user_id);
                 audit_registrations.push(u.registration_id);
                 audit_details.push(serde_json::json!({
-                    "source": "registration",
+                    "source": if u.provisioning.is_some() { "scim" } else { "registration" },
                     "submittedAt": u.submitted_at.to_rfc3339(),
                     "requestId": u.request_id,
                 }));
@@ -274,7 +305,7 @@ pub async fn insert_batch(
             {
                 InsertOutcome::AlreadyPersisted { user_id }
             } else if taken_emails.contains(u.profile.email.as_str())
-                || u.profile.username.is_none()
+                || (u.profile.username.is_none() && u.provisioning.is_none())
             {
                 InsertOutcome::EmailTaken
             } else {

@@ -1,0 +1,470 @@
+//! SCIM 2.0 endpoints at `/scim/v2` (RFC 7644): discovery, Users and Groups. Every
+//! resource endpoint needs a SCIM token (`ScimClient`); the discovery endpoints answer
+//! anyone, as RFC 7644 §4 allows.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use common::domain::Role;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::caller::RequestContext;
+use crate::scim::{
+    self, answer, base_url, body, if_match, patch, query, resource, schema, user, ScimClient,
+    ScimError,
+};
+use crate::service::scim as service;
+use crate::state::AppState;
+
+type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+/// The query parameters, names matched without case.
+fn params(raw: Params) -> Result<HashMap<String, String>, ScimError> {
+    let Query(map) = raw.map_err(|e| ScimError::invalid_syntax(e.body_text()))?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect())
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ScimError> {
+    params
+        .get(&name.to_ascii_lowercase())
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer")))
+        })
+        .transpose()
+}
+
+fn list_response(resources: Vec<Value>, total: i64, offset: i64) -> Value {
+    json!({
+        "schemas": [schema::LIST],
+        "totalResults": total,
+        "startIndex": offset + 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+fn projected(value: Value, p: &HashMap<String, String>) -> Value {
+    query::project(
+        value,
+        p.get("attributes").map(String::as_str),
+        p.get("excludedattributes").map(String::as_str),
+    )
+}
+
+// --- discovery ------------------------------------------------------------------------
+
+pub async fn service_provider_config(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let base = base_url(&app, &headers);
+    answer(
+        StatusCode::OK,
+        &schema::service_provider_config(&base, app.scim.max_results),
+    )
+}
+
+pub async fn resource_types(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let all = schema::resource_types(&base_url(&app, &headers));
+    answer(
+        StatusCode::OK,
+        &list_response(all.clone(), all.len() as i64, 0),
+    )
+}
+
+pub async fn resource_type(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    schema::resource_types(&base_url(&app, &headers))
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .map(|r| answer(StatusCode::OK, &r))
+        .ok_or_else(|| ScimError::not_found("ResourceType"))
+}
+
+pub async fn schemas(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let all = schema::schemas(&base_url(&app, &headers));
+    answer(
+        StatusCode::OK,
+        &list_response(all.clone(), all.len() as i64, 0),
+    )
+}
+
+pub async fn schema_by_id(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    schema::schemas(&base_url(&app, &headers))
+        .into_iter()
+        .find(|s| s["id"] == id.as_str())
+        .map(|s| answer(StatusCode::OK, &s))
+        .ok_or_else(|| ScimError::not_found("Schema"))
+}
+
+/// Any other path under `/scim/v2`.
+pub async fn not_found() -> ScimError {
+    ScimError::not_found("Resource")
+}
+
+// --- users ----------------------------------------------------------------------------
+
+pub async fn list_users(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    raw: Params,
+) -> Result<Response, ScimError> {
+    let p = params(raw)?;
+    let condition = p
+        .get("filter")
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| query::user_condition(f))
+        .transpose()?;
+    let sort = query::user_sort(
+        p.get("sortby").map(String::as_str),
+        p.get("sortorder").map(String::as_str),
+    )?;
+    let (offset, limit) = query::page(
+        number(&p, "startIndex")?,
+        number(&p, "count")?,
+        app.scim.max_results,
+    );
+    let (total, users) =
+        service::list_users(&app, condition.as_ref(), sort.as_ref(), offset, limit).await?;
+    let base = base_url(&app, &headers);
+    let resources = users
+        .iter()
+        .map(|u| projected(user::render(u, &base), &p))
+        .collect();
+    Ok(answer(
+        StatusCode::OK,
+        &list_response(resources, total, offset),
+    ))
+}
+
+pub async fn get_user(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: Params,
+) -> Result<Response, ScimError> {
+    let p = params(raw)?;
+    let found = service::get_user(&app, &id).await?;
+    let rendered = user::render(&found, &base_url(&app, &headers));
+    // A conditional GET whose version still holds: nothing to send again.
+    if let Some(tag) = headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if tag.trim() == user::etag(found.version) {
+            let mut r = answer(StatusCode::NOT_MODIFIED, &Value::Null);
+            *r.body_mut() = axum::body::Body::empty();
+            return Ok(r);
+        }
+    }
+    Ok(resource(StatusCode::OK, &projected(rendered, &p)))
+}
+
+pub async fn create_user(
+    State(app): State<AppState>,
+    client: ScimClient,
+    context: RequestContext,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let document = body(&headers, &bytes)?;
+    let parsed = user::parse(&document)?;
+    let created = service::create_user(&app, &client.token, &context, parsed).await?;
+    Ok(resource(
+        StatusCode::CREATED,
+        &user::render(&created, &base_url(&app, &headers)),
+    ))
+}
+
+pub async fn replace_user(
+    State(app): State<AppState>,
+    client: ScimClient,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let document = body(&headers, &bytes)?;
+    let expected = if_match(&headers)?;
+    let current = service::get_user(&app, &id).await?;
+    let mut parsed = user::parse(&document)?;
+    // `groups` are read-only and a PUT leaves what it cannot set; `active` left out of a
+    // PUT stays as it was rather than reactivating the account.
+    if scim::filter::get(&document, "active").is_none() {
+        parsed.active = current.disabled_at.is_none();
+    }
+    let updated =
+        service::write_user(&app, &client.token, &context, current.id, expected, parsed).await?;
+    Ok(resource(
+        StatusCode::OK,
+        &user::render(&updated, &base_url(&app, &headers)),
+    ))
+}
+
+pub async fn patch_user(
+    State(app): State<AppState>,
+    client: ScimClient,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let operations = body(&headers, &bytes)?;
+    let expected = if_match(&headers)?;
+    let base = base_url(&app, &headers);
+    let current = service::get_user(&app, &id).await?;
+    if expected.is_some_and(|v| v != current.version) {
+        return Err(crate::failure::ServiceError::PreconditionFailed.into());
+    }
+    let mut document = user::render(&current, &base);
+    patch::apply(&mut document, &operations, &patch::USER_ATTRIBUTES)?;
+    let parsed = user::parse(&document)?;
+    // The version read above: a change in between is refused, not overwritten.
+    let updated = service::write_user(
+        &app,
+        &client.token,
+        &context,
+        current.id,
+        Some(current.version),
+        parsed,
+    )
+    .await?;
+    Ok(resource(StatusCode::OK, &user::render(&updated, &base)))
+}
+
+pub async fn delete_user(
+    State(app): State<AppState>,
+    client: ScimClient,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ScimError> {
+    let expected = if_match(&headers)?;
+    service::delete_user(&app, &client.token, &context, &id, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- groups ---------------------------------------------------------------------------
+
+async fn render_group(app: &AppState, role: Role, base: &str) -> Result<Value, ScimError> {
+    let (size, members) = service::group_members(app, role).await?;
+    let id = role.as_str();
+    let version = format!(
+        "W/\"{size}-{}\"",
+        members_digest(
+            &members
+                .iter()
+                .map(|(u, _)| u.to_string())
+                .collect::<Vec<_>>()
+        )
+    );
+    let members: Vec<Value> = members
+        .into_iter()
+        .map(|(uid, name)| {
+            json!({ "value": uid, "$ref": format!("{base}/Users/{uid}"), "display": name, "type": "User" })
+        })
+        .collect();
+    let mut group = json!({
+        "schemas": [schema::GROUP],
+        "id": id,
+        "displayName": id,
+        "members": members,
+        "meta": {
+            "resourceType": "Group",
+            "location": format!("{base}/Groups/{id}"),
+            // The membership is the version: it changes when a member comes or goes.
+            "version": version,
+        },
+    });
+    if i64::try_from(app.scim.max_results).unwrap_or(200) < size {
+        group["meta"]["membersListed"] = json!(app.scim.max_results);
+    }
+    Ok(group)
+}
+
+fn members_digest(ids: &[String]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub async fn list_groups(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    raw: Params,
+) -> Result<Response, ScimError> {
+    let p = params(raw)?;
+    let filter = p
+        .get("filter")
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| scim::filter::parse(f).map_err(|e| ScimError::invalid_filter(e.0)))
+        .transpose()?;
+    let base = base_url(&app, &headers);
+    let mut groups = Vec::new();
+    for role in service::GROUP_ROLES {
+        let group = render_group(&app, role, &base).await?;
+        if filter
+            .as_ref()
+            .is_none_or(|f| scim::filter::matches(f, &group))
+        {
+            groups.push(group);
+        }
+    }
+    let total = groups.len() as i64;
+    let (offset, limit) = query::page(
+        number(&p, "startIndex")?,
+        number(&p, "count")?,
+        app.scim.max_results,
+    );
+    let page: Vec<Value> = groups
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|g| projected(g, &p))
+        .collect();
+    Ok(answer(StatusCode::OK, &list_response(page, total, offset)))
+}
+
+pub async fn get_group(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: Params,
+) -> Result<Response, ScimError> {
+    let p = params(raw)?;
+    let role = service::group_role(&id)?;
+    let group = render_group(&app, role, &base_url(&app, &headers)).await?;
+    Ok(resource(StatusCode::OK, &projected(group, &p)))
+}
+
+/// Groups are Registrar's roles: they are neither created nor deleted.
+pub async fn fixed_groups(_client: ScimClient) -> ScimError {
+    ScimError::new(
+        403,
+        None,
+        "groups are Registrar's roles (admin, moderator): change their members, not the groups",
+    )
+}
+
+/// The members a changed group document names, against those it had.
+fn member_changes(before: &Value, after: &Value) -> Result<(Vec<Uuid>, Vec<Uuid>), ScimError> {
+    let ids = |v: &Value| -> Result<Vec<Uuid>, ScimError> {
+        v.get("members")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .map(|m| {
+                        m.get("value")
+                            .and_then(Value::as_str)
+                            .and_then(|s| Uuid::parse_str(s).ok())
+                            .ok_or_else(|| {
+                                ScimError::invalid_value("each member needs the value of a User id")
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or(Ok(Vec::new()))
+    };
+    let (old, new) = (ids(before)?, ids(after)?);
+    let added = new.iter().filter(|id| !old.contains(id)).copied().collect();
+    let removed = old.iter().filter(|id| !new.contains(id)).copied().collect();
+    Ok((added, removed))
+}
+
+async fn change_group(
+    app: &AppState,
+    client: &ScimClient,
+    context: &RequestContext,
+    headers: &HeaderMap,
+    id: &str,
+    change: impl FnOnce(&Value) -> Result<Value, ScimError>,
+) -> Result<Response, ScimError> {
+    let role = service::group_role(id)?;
+    let base = base_url(app, headers);
+    let before = render_group(app, role, &base).await?;
+    if before["meta"].get("membersListed").is_some() {
+        return Err(ScimError::new(
+            400,
+            Some("tooMany"),
+            "the group has more members than SCIM_MAX_RESULTS: change members with PATCH add and remove by value",
+        ));
+    }
+    if let Some(tag) = headers
+        .get(axum::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if tag.trim() != "*" && tag.trim() != before["meta"]["version"] {
+            return Err(crate::failure::ServiceError::PreconditionFailed.into());
+        }
+    }
+    let after = change(&before)?;
+    let (added, removed) = member_changes(&before, &after)?;
+    service::change_members(app, &client.token, context, role, &added, &removed).await?;
+    let group = render_group(app, role, &base).await?;
+    Ok(resource(StatusCode::OK, &group))
+}
+
+pub async fn patch_group(
+    State(app): State<AppState>,
+    client: ScimClient,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let operations = body(&headers, &bytes)?;
+    change_group(&app, &client, &context, &headers, &id, |before| {
+        let mut doc = before.clone();
+        patch::apply(&mut doc, &operations, &patch::GROUP_ATTRIBUTES)?;
+        Ok(doc)
+    })
+    .await
+}
+
+pub async fn replace_group(
+    State(app): State<AppState>,
+    client: ScimClient,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let document = body(&headers, &bytes)?;
+    change_group(&app, &client, &context, &headers, &id, |before| {
+        if let Some(name) = scim::filter::get(&document, "displayName") {
+            if name != &before["displayName"] {
+                return Err(ScimError::mutability("displayName is the role's name"));
+            }
+        }
+        let mut doc = before.clone();
+        doc["members"] = scim::filter::get(&document, "members")
+            .cloned()
+            .unwrap_or(json!([]));
+        Ok(doc)
+    })
+    .await
+}
