@@ -16,7 +16,9 @@
 7. a webhook receiver written with the `standardwebhooks` library (tests/webhooks) is
    down while three people sign up, then comes up and verifies each `user.registered`
    delivery;
-8. the sign-up page (examples/web) is served from another origin by a static server and
+8. scim2-tester (tests/scim/check.py, PyPI, in .local/scim-venv) checks the SCIM 2.0
+   endpoints against the RFCs with a token `api scim-token create` issued: 0 failures;
+9. the sign-up page (examples/web) is served from another origin by a static server and
    a real Chromium (Debian's package, driven by playwright-core) registers, sees
    `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
    of each step go to target/e2e/.
@@ -43,6 +45,10 @@ CLIENT = ROOT / "clients" / "typescript"
 OIDC = ROOT / "tests" / "oidc"
 WEBHOOKS = ROOT / "tests" / "webhooks"
 WEB = ROOT / "examples" / "web"
+SCIM_VENV = ROOT / ".local" / "scim-venv"
+# The RFC 7643/7644 compliance checker, with its HTTP engine; the newest release that
+# runs on the Python 3.11 of Debian bookworm.
+SCIM2_TESTER = "scim2-tester[httpx2]==0.5.2"
 OUT = ROOT / "target" / "e2e"
 
 
@@ -105,6 +111,23 @@ def run_webhook_test(stack, port):
     env = {**os.environ, "API": stack.base, "WEBHOOK_PORT": str(port), "WEBHOOK_SECRET": values["WEBHOOK_SECRET"]}
     npm(["test"], WEBHOOKS, env)
     log("webhook receiver with the standardwebhooks library passed")
+
+
+def run_scim_test(stack):
+    """scim2-tester against the SCIM endpoints, with a token the CLI issued."""
+    python = SCIM_VENV / "bin" / "python"
+    marker = SCIM_VENV / "installed.txt"
+    if not marker.exists() or marker.read_text() != SCIM2_TESTER:
+        log(f"installing {SCIM2_TESTER} into {SCIM_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(SCIM_VENV)], check=True)
+        subprocess.run([str(SCIM_VENV / "bin" / "pip"), "install", "-q", SCIM2_TESTER], check=True)
+        marker.write_text(SCIM2_TESTER)
+    out = subprocess.run([str(stack.api_bin), "scim-token", "create", "--name", "scim2-tester"],
+                         env=stack.env, capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    env = {**os.environ, "SCIM_URL": f"{stack.base}/scim/v2", "SCIM_TOKEN": values["SCIM_TOKEN"]}
+    subprocess.run([str(python), str(ROOT / "tests" / "scim" / "check.py")], env=env, check=True)
+    log("scim2-tester passed")
 
 
 def run_hosted_login_test(stack, browser):
@@ -198,6 +221,7 @@ def main():
         run_doc_examples(stack.base)
         run_oidc_test(stack)
         run_webhook_test(stack, args.port + 12)
+        run_scim_test(stack)
 
         browser = chromium()
         if not browser:

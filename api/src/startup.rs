@@ -461,6 +461,8 @@ fn scim_routes(config: &ApiConfig) -> Router<AppState> {
             "/scim/v2/Users",
             get(scim::list_users).post(scim::create_user),
         )
+        .route("/scim/v2/Users/.search", post(scim::search_users))
+        .route("/scim/v2/.search", post(scim::search_all))
         .route(
             "/scim/v2/Users/{id}",
             get(scim::get_user)

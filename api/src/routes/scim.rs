@@ -117,13 +117,53 @@ pub async fn not_found() -> ScimError {
 
 // --- users ----------------------------------------------------------------------------
 
-pub async fn list_users(
-    State(app): State<AppState>,
-    _client: ScimClient,
-    headers: HeaderMap,
-    raw: Params,
-) -> Result<Response, ScimError> {
-    let p = params(raw)?;
+/// The parameters of a `POST …/.search` body (RFC 7644 §3.4.3), as query parameters.
+fn search_params(headers: &HeaderMap, bytes: &[u8]) -> Result<HashMap<String, String>, ScimError> {
+    let request = body(headers, bytes)?;
+    if !request.is_object() {
+        return Err(ScimError::invalid_syntax(
+            "a SearchRequest is a JSON object",
+        ));
+    }
+    let mut p = HashMap::new();
+    for name in [
+        "filter",
+        "sortBy",
+        "sortOrder",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
+        let text = match scim::filter::get(&request, name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ScimError::invalid_value(format!("{name} must list strings")))?
+                .join(","),
+            Some(_) => {
+                return Err(ScimError::invalid_value(format!(
+                    "{name} has the wrong type"
+                )))
+            }
+        };
+        p.insert(name.to_ascii_lowercase(), text);
+    }
+    Ok(p)
+}
+
+/// Users matching the parameters: the total and one page, projected.
+async fn users_page(
+    app: &AppState,
+    base: &str,
+    p: &HashMap<String, String>,
+    offset: i64,
+    limit: i64,
+) -> Result<(i64, Vec<Value>), ScimError> {
     let condition = p
         .get("filter")
         .filter(|f| !f.trim().is_empty())
@@ -133,18 +173,80 @@ pub async fn list_users(
         p.get("sortby").map(String::as_str),
         p.get("sortorder").map(String::as_str),
     )?;
-    let (offset, limit) = query::page(
-        number(&p, "startIndex")?,
-        number(&p, "count")?,
-        app.scim.max_results,
-    );
     let (total, users) =
-        service::list_users(&app, condition.as_ref(), sort.as_ref(), offset, limit).await?;
+        service::list_users(app, condition.as_ref(), sort.as_ref(), offset, limit).await?;
+    Ok((
+        total,
+        users
+            .iter()
+            .map(|u| projected(user::render(u, base), p))
+            .collect(),
+    ))
+}
+
+fn page_of(app: &AppState, p: &HashMap<String, String>) -> Result<(i64, i64), ScimError> {
+    Ok(query::page(
+        number(p, "startIndex")?,
+        number(p, "count")?,
+        app.scim.max_results,
+    ))
+}
+
+pub async fn list_users(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    raw: Params,
+) -> Result<Response, ScimError> {
+    let p = params(raw)?;
+    let (offset, limit) = page_of(&app, &p)?;
+    let (total, resources) = users_page(&app, &base_url(&app, &headers), &p, offset, limit).await?;
+    Ok(answer(
+        StatusCode::OK,
+        &list_response(resources, total, offset),
+    ))
+}
+
+/// `POST /scim/v2/Users/.search`.
+pub async fn search_users(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let p = search_params(&headers, &bytes)?;
+    let (offset, limit) = page_of(&app, &p)?;
+    let (total, resources) = users_page(&app, &base_url(&app, &headers), &p, offset, limit).await?;
+    Ok(answer(
+        StatusCode::OK,
+        &list_response(resources, total, offset),
+    ))
+}
+
+/// `POST /scim/v2/.search`: Users, then Groups, as one list.
+pub async fn search_all(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let p = search_params(&headers, &bytes)?;
+    let (offset, limit) = page_of(&app, &p)?;
     let base = base_url(&app, &headers);
-    let resources = users
-        .iter()
-        .map(|u| projected(user::render(u, &base), &p))
-        .collect();
+    let (users_total, mut resources) = users_page(&app, &base, &p, offset, limit).await?;
+    let groups = matching_groups(&app, &base, p.get("filter")).await?;
+    let total = users_total + groups.len() as i64;
+    let room = usize::try_from(limit)
+        .unwrap_or(0)
+        .saturating_sub(resources.len());
+    let skip = usize::try_from((offset - users_total).max(0)).unwrap_or(0);
+    resources.extend(
+        groups
+            .into_iter()
+            .skip(skip)
+            .take(room)
+            .map(|g| projected(g, &p)),
+    );
     Ok(answer(
         StatusCode::OK,
         &list_response(resources, total, offset),
@@ -310,22 +412,18 @@ fn members_digest(ids: &[String]) -> String {
         .collect()
 }
 
-pub async fn list_groups(
-    State(app): State<AppState>,
-    _client: ScimClient,
-    headers: HeaderMap,
-    raw: Params,
-) -> Result<Response, ScimError> {
-    let p = params(raw)?;
-    let filter = p
-        .get("filter")
+async fn matching_groups(
+    app: &AppState,
+    base: &str,
+    filter: Option<&String>,
+) -> Result<Vec<Value>, ScimError> {
+    let filter = filter
         .filter(|f| !f.trim().is_empty())
         .map(|f| scim::filter::parse(f).map_err(|e| ScimError::invalid_filter(e.0)))
         .transpose()?;
-    let base = base_url(&app, &headers);
     let mut groups = Vec::new();
     for role in service::GROUP_ROLES {
-        let group = render_group(&app, role, &base).await?;
+        let group = render_group(app, role, base).await?;
         if filter
             .as_ref()
             .is_none_or(|f| scim::filter::matches(f, &group))
@@ -333,12 +431,19 @@ pub async fn list_groups(
             groups.push(group);
         }
     }
+    Ok(groups)
+}
+
+pub async fn list_groups(
+    State(app): State<AppState>,
+    _client: ScimClient,
+    headers: HeaderMap,
+    raw: Params,
+) -> Result<Response, ScimError> {
+    let p = params(raw)?;
+    let groups = matching_groups(&app, &base_url(&app, &headers), p.get("filter")).await?;
     let total = groups.len() as i64;
-    let (offset, limit) = query::page(
-        number(&p, "startIndex")?,
-        number(&p, "count")?,
-        app.scim.max_results,
-    );
+    let (offset, limit) = page_of(&app, &p)?;
     let page: Vec<Value> = groups
         .into_iter()
         .skip(usize::try_from(offset).unwrap_or(0))

@@ -164,7 +164,7 @@ fn apply_path(
                 Ok(())
             }
             (_, Value::Object(fields)) => {
-                for (k, v) in fields {
+                for (k, v) in fields.into_iter().filter(|(k, _)| k != "schemas") {
                     apply_path(document, op, &format!("{urn}:{k}"), v, attrs)?;
                 }
                 Ok(())

@@ -99,10 +99,13 @@ const NAME_SUB: &[Attr] = &[
 ];
 
 const EMAIL_SUB: &[Attr] = &[
-    string(
-        "value",
-        "An address. The primary one (or the first) is the account's email.",
-    ),
+    Attr {
+        required: true,
+        ..string(
+            "value",
+            "An address. The primary one (or the first) is the account's email.",
+        )
+    },
     string("display", "A label for display."),
     typed("type", &["work", "home", "other"]),
     primary(),
@@ -159,14 +162,26 @@ pub const USER_ATTRS: &[Attr] = &[
     string("preferredLanguage", "Preferred written or spoken language."),
     string("locale", "Default location for formatting."),
     string("timezone", "Time zone, in IANA form."),
+    // Every account is active or not: declared required so it is never removed (a
+    // creation without it starts active).
     Attr {
         kind: Kind::Boolean,
+        required: true,
         ..string(
             "active",
-            "false: the account cannot sign in and its sessions end at once.",
+            "false: the account cannot sign in and its sessions end at once; absent on creation: true.",
         )
     },
-    multi_complex("emails", "Email addresses.", EMAIL_SUB),
+    // Every account has an address: required unless the userName is one (the check of
+    // what is written says so); declared required so a client always sends one.
+    Attr {
+        required: true,
+        ..multi_complex(
+            "emails",
+            "Email addresses; the primary one (or the first) is the account's email.",
+            EMAIL_SUB,
+        )
+    },
     multi_complex("phoneNumbers", "Phone numbers.", PHONE_SUB),
     Attr {
         mutability: Mutability::ReadOnly,
