@@ -5,20 +5,50 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use common::domain::Role;
+use common::store::scim::ScimToken;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::caller::RequestContext;
 use crate::scim::{
-    self, answer, base_url, body, if_match, patch, query, resource, schema, user, ScimClient,
-    ScimError,
+    self, answer, base_url, body, if_match, patch, query, resource, schema, user, ScimError,
 };
 use crate::service::scim as service;
 use crate::state::AppState;
+
+/// An authenticated SCIM client: a live SCIM token, within its rate limit.
+#[derive(Debug, Clone)]
+pub struct ScimClient {
+    pub token: ScimToken,
+}
+
+impl FromRequestParts<AppState> for ScimClient {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ScimError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(ScimError::unauthenticated)?;
+        let token = service::authenticate(app, token).await?.ok_or_else(|| {
+            tracing::info!(event = "scim_token_refused");
+            ScimError::unauthenticated()
+        })?;
+        service::limit(app, &token).await?;
+        Ok(Self { token })
+    }
+}
 
 type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 

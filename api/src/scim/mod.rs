@@ -13,11 +13,8 @@ pub mod query;
 pub mod schema;
 pub mod user;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::store::scim::ScimToken;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -240,35 +237,4 @@ pub fn base_url(app: &AppState, headers: &HeaderMap) -> String {
         })
         .unwrap_or("localhost");
     format!("http://{host}/scim/v2")
-}
-
-/// An authenticated SCIM client: a live SCIM token, within its rate limit.
-#[derive(Debug, Clone)]
-pub struct ScimClient {
-    pub token: ScimToken,
-}
-
-impl FromRequestParts<AppState> for ScimClient {
-    type Rejection = ScimError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ScimError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ScimError::unauthenticated)?;
-        let token = crate::service::scim::authenticate(app, token)
-            .await?
-            .ok_or_else(|| {
-                tracing::info!(event = "scim_token_refused");
-                ScimError::unauthenticated()
-            })?;
-        crate::service::scim::limit(app, &token).await?;
-        Ok(Self { token })
-    }
 }
