@@ -546,13 +546,9 @@ async fn oidc_client(action: OidcClientAction) -> i32 {
         OidcClientAction::List { config } => (config, None),
     };
     let _telemetry = init_logs(&config.log);
-    let app = match Application::build(*config).await {
+    let app = match admin_application(*config).await {
         Ok(app) => app,
-        Err(StartError::Config(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let context = registrar_api::caller::RequestContext::default();
     let Some(spec) = spec else {
@@ -602,6 +598,36 @@ async fn oidc_client(action: OidcClientAction) -> i32 {
     }
 }
 
+/// The application an admin command works with (the api's settings, no listener);
+/// `Err` is the exit code after saying why it could not start.
+async fn admin_application(config: ApiConfig) -> Result<Application, i32> {
+    match Application::build(config).await {
+        Ok(app) => Ok(app),
+        Err(StartError::Config(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            Err(1)
+        }
+    }
+}
+
+/// An admin command's exit code: 0 done, 2 a field broke a rule, 1 anything else.
+fn exit_code(command: &str, result: Result<(), registrar_api::service::ServiceError>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(registrar_api::service::ServiceError::Invalid(errors)) => {
+            for e in errors {
+                eprintln!("{command}: {}: {}", e.field, e.message);
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("{command}: {e}");
+            1
+        }
+    }
+}
+
 async fn webhook(action: WebhookAction) -> i32 {
     use registrar_api::service::webhooks::{self, EndpointSpec};
     use secrecy::ExposeSecret;
@@ -611,13 +637,9 @@ async fn webhook(action: WebhookAction) -> i32 {
         | WebhookAction::RotateSecret { config, .. } => config.clone(),
     };
     let _telemetry = init_logs(&config.log);
-    let app = match Application::build(*config).await {
+    let app = match admin_application(*config).await {
         Ok(app) => app,
-        Err(StartError::Config(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let context = registrar_api::caller::RequestContext::default();
     let result = match action {
@@ -671,19 +693,7 @@ async fn webhook(action: WebhookAction) -> i32 {
             }
         }),
     };
-    match result {
-        Ok(()) => 0,
-        Err(registrar_api::service::ServiceError::Invalid(errors)) => {
-            for e in errors {
-                eprintln!("webhook: {}: {}", e.field, e.message);
-            }
-            2
-        }
-        Err(e) => {
-            eprintln!("webhook: {e}");
-            1
-        }
-    }
+    exit_code("webhook", result)
 }
 
 async fn scim_token(action: ScimTokenAction) -> i32 {
@@ -695,13 +705,9 @@ async fn scim_token(action: ScimTokenAction) -> i32 {
         | ScimTokenAction::Revoke { config, .. } => config.clone(),
     };
     let _telemetry = init_logs(&config.log);
-    let app = match Application::build(*config).await {
+    let app = match admin_application(*config).await {
         Ok(app) => app,
-        Err(StartError::Config(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let context = registrar_api::caller::RequestContext::default();
     let result = match action {
@@ -730,19 +736,7 @@ async fn scim_token(action: ScimTokenAction) -> i32 {
             scim::revoke_token(&app.state, None, &context, id).await
         }
     };
-    match result {
-        Ok(()) => 0,
-        Err(registrar_api::service::ServiceError::Invalid(errors)) => {
-            for e in errors {
-                eprintln!("scim-token: {}: {}", e.field, e.message);
-            }
-            2
-        }
-        Err(e) => {
-            eprintln!("scim-token: {e}");
-            1
-        }
-    }
+    exit_code("scim-token", result)
 }
 
 #[cfg(test)]

@@ -100,12 +100,22 @@ pub async fn service_provider_config(State(app): State<AppState>, headers: Heade
     )
 }
 
+/// A discovery list (every item, one page).
+fn discovery_list(all: Vec<Value>) -> Response {
+    let total = all.len() as i64;
+    answer(StatusCode::OK, &list_response(all, total, 0))
+}
+
+/// One discovery item by its id.
+fn discovery_item(all: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
+    all.into_iter()
+        .find(|item| item["id"] == id)
+        .map(|item| answer(StatusCode::OK, &item))
+        .ok_or_else(|| ScimError::not_found(what))
+}
+
 pub async fn resource_types(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let all = schema::resource_types(&base_url(&app, &headers));
-    answer(
-        StatusCode::OK,
-        &list_response(all.clone(), all.len() as i64, 0),
-    )
+    discovery_list(schema::resource_types(&base_url(&app, &headers)))
 }
 
 pub async fn resource_type(
@@ -113,19 +123,12 @@ pub async fn resource_type(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    schema::resource_types(&base_url(&app, &headers))
-        .into_iter()
-        .find(|r| r["id"] == id.as_str())
-        .map(|r| answer(StatusCode::OK, &r))
-        .ok_or_else(|| ScimError::not_found("ResourceType"))
+    let all = schema::resource_types(&base_url(&app, &headers));
+    discovery_item(all, &id, "ResourceType")
 }
 
 pub async fn schemas(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let all = schema::schemas(&base_url(&app, &headers));
-    answer(
-        StatusCode::OK,
-        &list_response(all.clone(), all.len() as i64, 0),
-    )
+    discovery_list(schema::schemas(&base_url(&app, &headers)))
 }
 
 pub async fn schema_by_id(
@@ -133,11 +136,7 @@ pub async fn schema_by_id(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
-    schema::schemas(&base_url(&app, &headers))
-        .into_iter()
-        .find(|s| s["id"] == id.as_str())
-        .map(|s| answer(StatusCode::OK, &s))
-        .ok_or_else(|| ScimError::not_found("Schema"))
+    discovery_item(schema::schemas(&base_url(&app, &headers)), &id, "Schema")
 }
 
 /// Any other path under `/scim/v2`.
