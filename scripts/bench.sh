@@ -47,6 +47,8 @@ topic create "$CLIENT_EVENTS_TOPIC" 1
 # Shed overload at once instead of queueing for PRODUCE_TIMEOUT_MS: about 0.5 s of
 # this machine's intake capacity.
 export PRODUCER_QUEUE_MAX_MESSAGES="${PRODUCER_QUEUE_MAX_MESSAGES:-500}"
+# The schema first: on a fresh machine nothing else has migrated the database yet.
+$BIN/api migrate
 $BIN/api serve > target/bench-api.log 2>&1 & api=$!
 $BIN/consumer > target/bench-consumer.log 2>&1 & consumer=$!
 cleanup() {

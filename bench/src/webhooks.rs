@@ -91,8 +91,26 @@ pub(crate) async fn webhooks(c: &CommonArgs, args: WebhookArgs) -> anyhow::Resul
     let received = Shared::default();
     let url = start_receiver(received.clone()).await?;
 
-    // Latency: registrations at a fixed rate; from each 202 to its webhook.
+    // Latency: registrations at a fixed rate; from each 202 to its webhook. One
+    // registration first, until its webhook arrives: the consumer's webhook group has
+    // joined its partitions and every stage is warm.
     let live = register_endpoint(c, &token, &url, true).await?;
+    let warm = format!("{}@bench.example", unique("webhook-warm-up"));
+    http()
+        .post(format!("{}/api/v1/users", c.api))
+        .json(&registration(&warm))
+        .send()
+        .await?;
+    wait_received(&received, Duration::from_secs(120), |r| {
+        r.registered.contains_key(&warm)
+    })
+    .await;
+    anyhow::ensure!(
+        received
+            .lock()
+            .is_ok_and(|r| r.registered.contains_key(&warm)),
+        "the warm-up registration's webhook did not arrive in 120 s"
+    );
     let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let run = unique("webhook");
     let (client, api, recorded) = (http(), c.api.clone(), accepted.clone());
@@ -145,6 +163,7 @@ pub(crate) async fn webhooks(c: &CommonArgs, args: WebhookArgs) -> anyhow::Resul
     )
     .await?;
     delete_bench_users(&pg, &format!("{run}-%")).await?;
+    delete_bench_users(&pg, &warm).await?;
 
     // Throughput: import users while a disabled endpoint holds their deliveries, then
     // enable it and time the dispatcher sending them all.

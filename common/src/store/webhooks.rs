@@ -67,8 +67,8 @@ pub async fn insert_endpoint(
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO webhook_endpoints (id, url, description, event_types, secret, owner_id)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO webhook_endpoints (id, url, description, event_types, secret, owner_id, enabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &e.id,
                 &e.url,
@@ -76,6 +76,7 @@ pub async fn insert_endpoint(
                 &e.event_types,
                 &e.secret,
                 &e.owner_id,
+                &e.enabled,
             ],
         )
         .await?;

@@ -548,3 +548,30 @@ async fn a_path_that_names_no_endpoint_or_delivery_is_a_404_in_the_envelope() {
         assert_eq!(body["error"]["code"], "NOT_FOUND", "{path}");
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_registered_disabled_stays_disabled() {
+    // Found by the webhook benchmark: `"enabled": false` at registration was answered
+    // but not stored, so the endpoint received everything at once.
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let (status, _, created) = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/webhooks",
+            Some(&admin.access),
+            Some(&json!({ "url": "https://hooks.example.com/in", "enabled": false })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap();
+    let (_, _, read) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/admin/webhooks/{id}"),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(read["data"]["enabled"], false, "{read}");
+}
