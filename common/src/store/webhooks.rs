@@ -196,7 +196,7 @@ pub struct NewEvent<'a> {
 }
 
 /// Writes a delivery per event and live, subscribed endpoint registered before the event
-/// happened, in the given order (which is the order of the events per user). Idempotent: an event read again (a redelivery
+/// happened (a disabled one too: it holds them until it is enabled), in the given order (which is the order of the events per user). Idempotent: an event read again (a redelivery
 /// after a rebalance) adds nothing. Returns how many deliveries were written.
 pub async fn enqueue(
     client: &impl GenericClient,
@@ -217,7 +217,7 @@ pub async fn enqueue(
              FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::timestamptz[])
                   WITH ORDINALITY AS e(event_id, event_type, subject, payload, occurred_at, n)
              JOIN webhook_endpoints w
-               ON w.deleted_at IS NULL AND w.enabled AND w.created_at <= e.occurred_at
+               ON w.deleted_at IS NULL AND w.created_at <= e.occurred_at
               AND (cardinality(w.event_types) = 0 OR e.event_type = ANY (w.event_types))
              ORDER BY e.n, w.id
              ON CONFLICT (endpoint_id, event_id) DO NOTHING",

@@ -549,22 +549,20 @@ async fn a_path_that_names_no_endpoint_or_delivery_is_a_404_in_the_envelope() {
     }
 }
 
-#[tokio::test]
-async fn an_endpoint_registered_disabled_stays_disabled() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_registered_disabled_holds_its_deliveries_until_it_is_enabled() {
     // Found by the webhook benchmark: `"enabled": false` at registration was answered
-    // but not stored, so the endpoint received everything at once.
-    let app = TestApp::spawn().await;
+    // but not stored, and events that happened while an endpoint was disabled were never
+    // queued for it, though it promises to hold them.
+    let app = app_with_webhooks().await;
     let admin = app.account_with_role("admin").await;
-    let (status, _, created) = app
-        .call(
-            Method::POST,
-            "/api/v1/admin/webhooks",
-            Some(&admin.access),
-            Some(&json!({ "url": "https://hooks.example.com/in", "enabled": false })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["data"]["id"].as_str().unwrap();
+    let (receiver, address, _task) = Receiver::start("127.0.0.1:0".parse().unwrap()).await;
+    let (id, secret) = endpoint(
+        &app,
+        &admin,
+        json!({ "url": format!("http://{address}/hooks"), "eventTypes": ["user.registered"], "enabled": false }),
+    )
+    .await;
     let (_, _, read) = app
         .call(
             Method::GET,
@@ -574,4 +572,22 @@ async fn an_endpoint_registered_disabled_stays_disabled() {
         )
         .await;
     assert_eq!(read["data"]["enabled"], false, "{read}");
+    let held = app.register_and_login().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing goes out while disabled"
+    );
+    let (status, _, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/admin/webhooks/{id}"),
+            Some(&admin.access),
+            Some(&json!({ "enabled": true })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert!(got[0].verifies_with(&secret));
+    assert_eq!(got[0].json()["data"]["userId"], held.id.to_string());
 }
