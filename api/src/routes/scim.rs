@@ -221,19 +221,27 @@ fn page_of(app: &AppState, p: &HashMap<String, String>) -> Result<(i64, i64), Sc
     ))
 }
 
+/// A page of users as a ListResponse.
+async fn users_answer(
+    app: &AppState,
+    headers: &HeaderMap,
+    p: &HashMap<String, String>,
+) -> Result<Response, ScimError> {
+    let (offset, limit) = page_of(app, p)?;
+    let (total, resources) = users_page(app, &base_url(app, headers), p, offset, limit).await?;
+    Ok(answer(
+        StatusCode::OK,
+        &list_response(resources, total, offset),
+    ))
+}
+
 pub async fn list_users(
     State(app): State<AppState>,
     _client: ScimClient,
     headers: HeaderMap,
     raw: Params,
 ) -> Result<Response, ScimError> {
-    let p = params(raw)?;
-    let (offset, limit) = page_of(&app, &p)?;
-    let (total, resources) = users_page(&app, &base_url(&app, &headers), &p, offset, limit).await?;
-    Ok(answer(
-        StatusCode::OK,
-        &list_response(resources, total, offset),
-    ))
+    users_answer(&app, &headers, &params(raw)?).await
 }
 
 /// `POST /scim/v2/Users/.search`.
@@ -243,13 +251,7 @@ pub async fn search_users(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
-    let p = search_params(&headers, &bytes)?;
-    let (offset, limit) = page_of(&app, &p)?;
-    let (total, resources) = users_page(&app, &base_url(&app, &headers), &p, offset, limit).await?;
-    Ok(answer(
-        StatusCode::OK,
-        &list_response(resources, total, offset),
-    ))
+    users_answer(&app, &headers, &search_params(&headers, &bytes)?).await
 }
 
 /// `POST /scim/v2/.search`: Users, then Groups, as one list.

@@ -20,6 +20,15 @@ pub use crate::failure::ServiceError;
 
 use crate::state::AppState;
 
+/// Who runs an admin use case: an admin through the API, or (`None`) the operator
+/// through the CLI.
+pub(crate) fn require_admin(actor: Option<&crate::caller::Caller>) -> Result<(), ServiceError> {
+    match actor {
+        Some(c) if !c.is_admin() => Err(ServiceError::Forbidden),
+        _ => Ok(()),
+    }
+}
+
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 

@@ -38,13 +38,6 @@ const CREATE_POLL: Duration = Duration::from_millis(20);
 
 // --- tokens ---------------------------------------------------------------------------
 
-fn require_admin(actor: Option<&Caller>) -> Result<(), ServiceError> {
-    match actor {
-        Some(c) if !c.is_admin() => Err(ServiceError::Forbidden),
-        _ => Ok(()),
-    }
-}
-
 /// Issues a SCIM token; the token is in the answer only.
 pub async fn create_token(
     app: &AppState,
@@ -53,7 +46,7 @@ pub async fn create_token(
     name: &str,
     expires_in_days: Option<u32>,
 ) -> Result<(ScimToken, SecretString), ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ServiceError::invalid("name", "must be 1-100 characters"));
@@ -98,7 +91,7 @@ pub async fn list_tokens(
     app: &AppState,
     actor: Option<&Caller>,
 ) -> Result<Vec<ScimToken>, ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let db = app.db().await?;
     Ok(store::list_tokens(&**db).await?)
 }
@@ -109,7 +102,7 @@ pub async fn revoke_token(
     context: &RequestContext,
     id: Uuid,
 ) -> Result<(), ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let mut db = app.db().await?;
     let tx = db.transaction().await?;
     if let Some(c) = actor {

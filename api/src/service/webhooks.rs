@@ -79,13 +79,6 @@ fn apply(
     Ok(e)
 }
 
-fn require_admin(actor: Option<&Caller>) -> Result<(), ServiceError> {
-    match actor {
-        Some(c) if !c.is_admin() => Err(ServiceError::Forbidden),
-        _ => Ok(()),
-    }
-}
-
 async fn audit(
     tx: &deadpool_postgres::Transaction<'_>,
     actor: Option<&Caller>,
@@ -108,7 +101,7 @@ pub async fn create(
     context: &RequestContext,
     spec: EndpointSpec,
 ) -> Result<WithSecret, ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     if spec.url.is_none() {
         return Err(field("url", "is required"));
     }
@@ -153,7 +146,7 @@ pub async fn list(
     app: &AppState,
     actor: Option<&Caller>,
 ) -> Result<Vec<WebhookEndpoint>, ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let db = app.db().await?;
     Ok(webhooks::list_endpoints(&**db).await?)
 }
@@ -163,7 +156,7 @@ pub async fn get(
     actor: Option<&Caller>,
     id: Uuid,
 ) -> Result<WebhookEndpoint, ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let db = app.db().await?;
     webhooks::find_endpoint(&**db, id)
         .await?
@@ -181,7 +174,7 @@ pub async fn update(
     spec: EndpointSpec,
     rotate: Option<Option<u64>>,
 ) -> Result<WithSecret, ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let overlap = match rotate {
         Some(Some(secs)) if secs > MAX_OVERLAP_SECS => {
             return Err(field(
@@ -234,7 +227,7 @@ pub async fn delete(
     context: &RequestContext,
     id: Uuid,
 ) -> Result<(), ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     let mut db = app.db().await?;
     let tx = db.transaction().await?;
     if !webhooks::delete_endpoint(&*tx, id).await? {
@@ -284,7 +277,7 @@ pub async fn redeliver(
     delivery: Option<i64>,
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Result<u64, ServiceError> {
-    require_admin(actor)?;
+    super::require_admin(actor)?;
     if let Some((from, to)) = range {
         if from >= to {
             return Err(field("to", "must be after from"));

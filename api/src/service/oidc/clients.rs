@@ -167,15 +167,6 @@ fn apply(mut c: OidcClient, spec: ClientSpec) -> Result<OidcClient, ServiceError
     Ok(c)
 }
 
-/// Who changes clients: an admin through the API, or (`None`) the operator through
-/// `api oidc-client`.
-fn require_admin(actor: Option<&Caller>) -> Result<(), ServiceError> {
-    match actor {
-        Some(c) if !c.is_admin() => Err(ServiceError::Forbidden),
-        _ => Ok(()),
-    }
-}
-
 /// Refuses an admin whose account changed since the token was issued.
 async fn ensure_actor(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -236,7 +227,7 @@ pub async fn create(
     context: &crate::caller::RequestContext,
     spec: ClientSpec,
 ) -> Result<WithSecret, ServiceError> {
-    require_admin(actor)?;
+    crate::service::require_admin(actor)?;
     let confidential = spec.confidential.unwrap_or(true);
     let now = chrono::Utc::now();
     let blank = OidcClient {
@@ -293,7 +284,7 @@ pub async fn create(
 }
 
 pub async fn list(app: &AppState, actor: Option<&Caller>) -> Result<Vec<OidcClient>, ServiceError> {
-    require_admin(actor)?;
+    crate::service::require_admin(actor)?;
     let db = app.db().await?;
     Ok(oidc::list_clients(&**db).await?)
 }
@@ -303,7 +294,7 @@ pub async fn get(
     actor: Option<&Caller>,
     id: &str,
 ) -> Result<OidcClient, ServiceError> {
-    require_admin(actor)?;
+    crate::service::require_admin(actor)?;
     let db = app.db().await?;
     oidc::find_client(&**db, id)
         .await?
@@ -320,7 +311,7 @@ pub async fn update(
     spec: ClientSpec,
     rotate_secret: bool,
 ) -> Result<WithSecret, ServiceError> {
-    require_admin(actor)?;
+    crate::service::require_admin(actor)?;
     if spec.confidential.is_some() {
         return Err(field(
             "confidential",
@@ -381,7 +372,7 @@ pub async fn delete(
     context: &crate::caller::RequestContext,
     id: &str,
 ) -> Result<(), ServiceError> {
-    require_admin(actor)?;
+    crate::service::require_admin(actor)?;
     let mut db = app.db().await?;
     let tx = db.transaction().await?;
     ensure_actor(&tx, actor).await?;
