@@ -70,14 +70,15 @@ impl ApiError {
                 | S::LastAdmin
                 | S::MfaAlreadyEnabled
                 | S::MfaNotEnabled
-                | S::ImportInProgress => StatusCode::CONFLICT,
+                | S::ImportInProgress
+                | S::LastSignInMethod => StatusCode::CONFLICT,
                 S::ImportTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 S::EmailNotVerified | S::MfaRequired | S::PasswordResetRequired => {
                     StatusCode::FORBIDDEN
                 }
                 S::LinkTokenInvalid => StatusCode::BAD_REQUEST,
                 S::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                S::InvalidMfaCode => StatusCode::UNAUTHORIZED,
+                S::InvalidMfaCode | S::PasskeyRejected => StatusCode::UNAUTHORIZED,
                 S::MfaNotConfigured => StatusCode::NOT_IMPLEMENTED,
                 S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 S::NotFound(_) => StatusCode::NOT_FOUND,
@@ -128,6 +129,8 @@ impl ApiError {
                 S::MfaNotConfigured => "MFA_NOT_CONFIGURED",
                 S::ImportTooLarge(_) => "PAYLOAD_TOO_LARGE",
                 S::ImportInProgress => "IMPORT_IN_PROGRESS",
+                S::PasskeyRejected => "PASSKEY_REJECTED",
+                S::LastSignInMethod => "LAST_SIGN_IN_METHOD",
                 S::Overloaded { .. } => "OVERLOADED",
                 S::Unavailable(_) => "SERVICE_UNAVAILABLE",
                 S::Internal(_) => "INTERNAL_ERROR",
@@ -197,6 +200,13 @@ impl ApiError {
                 S::ImportTooLarge(why) => format!("The import is too large: {why}; split it"),
                 S::ImportInProgress => {
                     "You have as many imports running as allowed; wait for one to finish".into()
+                }
+                S::PasskeyRejected => {
+                    "The passkey was not accepted: start the sign-in again".into()
+                }
+                S::LastSignInMethod => {
+                    "This is the account's last way to sign in: add a passkey or set a password first"
+                        .into()
                 }
                 S::Overloaded { .. } => "Too many registrations in flight; retry shortly".into(),
                 S::Unavailable(_) => "A required service is unavailable; retry shortly".into(),

@@ -74,6 +74,15 @@ pub enum ServiceError {
     /// The admin's imports running now reach `IMPORTS_PER_ADMIN`.
     #[error("import in progress")]
     ImportInProgress,
+    /// A passkey sign-in whose assertion does not verify: an unknown credential, a bad
+    /// signature, another origin or RP id, a counter that went back, a used or expired
+    /// challenge. Deliberately one answer for all of them.
+    #[error("passkey not accepted")]
+    PasskeyRejected,
+    /// The change would leave the account with no way to sign in (its last passkey
+    /// without a password, or the password without a passkey).
+    #[error("last sign-in method")]
+    LastSignInMethod,
     /// Back-pressure (producer queue or hashing pool full): retry shortly.
     #[error("overloaded")]
     Overloaded { retry_after_secs: u32 },

@@ -30,7 +30,7 @@ use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
 use crate::routes::{
-    auth, compat, data, health, hosted, imports, oidc, oidc_clients, registration, security, users,
+    auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, registration, security, users,
     webhooks,
 };
 use crate::state::{AppState, Dependencies, Stores};
@@ -144,6 +144,11 @@ impl Application {
                     config.mfa_challenge_ttl_secs.max(30),
                 ),
             },
+            passkeys: config.passkeys.relying_party(
+                &config.oidc.issuer,
+                &config.cors_origins(),
+                config.port,
+            )?,
             oidc,
         };
         let state = AppState::new(Dependencies {
@@ -318,6 +323,16 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             "/auth/register",
             post(registration::register_alias).layer(intake.clone()),
         )
+        .route(
+            "/auth/passkey/register",
+            post(passkeys::sign_up).layer(intake.clone()),
+        )
+        .route(
+            "/auth/passkey/register/options",
+            post(passkeys::sign_up_options),
+        )
+        .route("/auth/passkey/login/options", post(passkeys::sign_in_options))
+        .route("/auth/passkey/login", post(passkeys::sign_in))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/mfa/verify", post(security::verify_mfa))
@@ -361,6 +376,16 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             get(security::list_sessions).delete(security::end_other_sessions),
         )
         .route("/auth/sessions/{id}", delete(security::end_session))
+        .route(
+            "/auth/passkeys",
+            get(passkeys::list).post(passkeys::add),
+        )
+        .route("/auth/passkeys/options", post(passkeys::enrolment_options))
+        .route(
+            "/auth/passkeys/{id}",
+            axum::routing::patch(passkeys::rename).delete(passkeys::delete),
+        )
+        .route("/auth/password", delete(passkeys::remove_password))
         .route("/users/{id}/mfa", delete(security::reset_user_mfa))
         .route("/users", get(users::list))
         .route(

@@ -5,6 +5,7 @@ pub mod hashing;
 pub mod keys;
 pub mod mfa;
 pub mod oidc_keys;
+pub mod passkeys;
 
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Accounts {
     pub mfa: MfaSettings,
     /// The OpenID Connect provider; `None` when `OIDC_ISSUER` is not set.
     pub oidc: Option<oidc_keys::OidcProvider>,
+    /// The WebAuthn relying party of passkeys.
+    pub passkeys: passkeys::RelyingParty,
 }
 
 /// Fixed-window limits on requests that send mail, per email and per client address.

@@ -16,6 +16,7 @@ use crate::auth::keys::JwtKeys;
 pub use crate::publisher::RecordSigners;
 
 mod oidc;
+pub mod passkeys;
 pub use oidc::OidcConfig;
 
 #[derive(Args, Clone, Debug)]
@@ -35,6 +36,8 @@ pub struct ApiConfig {
     pub log: LogConfig,
     #[command(flatten)]
     pub oidc: OidcConfig,
+    #[command(flatten)]
+    pub passkeys: passkeys::PasskeyConfig,
     /// Id of the consumers' key pair the api seals passwords to.
     #[arg(long = "seal-key-id", env = "SEAL_KEY_ID")]
     pub seal_key_id: String,

@@ -8,6 +8,7 @@ pub mod hosted;
 pub mod imports;
 pub mod oidc;
 pub mod oidc_clients;
+pub mod passkeys;
 pub mod registration;
 pub mod scim;
 pub mod scim_tokens;

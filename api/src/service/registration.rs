@@ -5,7 +5,7 @@ use common::domain::email::Email;
 use common::domain::registration::{
     new_registration_id, FailureReason, FieldError, Profile, Registration,
 };
-use common::events::registration::{Credential, RegistrationEvent};
+use common::events::registration::{Credential, PasskeyCredential, RegistrationEvent};
 use common::store::users::{self, UserRecord};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,56 @@ pub async fn submit_registration(
         idempotency_key,
         request_id,
     } = submission;
+    submit(
+        app,
+        profile,
+        Proof::Password(password),
+        idempotency_key,
+        request_id,
+    )
+    .await
+}
+
+/// How a sign-up proves it may sign in later.
+pub enum Proof {
+    /// A password: sealed here, hashed by the consumer.
+    Password(secrecy::SecretString),
+    /// A passkey whose registration ceremony the api verified: nothing to hash. The
+    /// registration id is the WebAuthn user handle the ceremony was started with.
+    Passkey {
+        registration_id: Uuid,
+        passkey: PasskeyCredential,
+    },
+}
+
+/// Submits a registration whose passkey was verified (`POST /api/v1/auth/passkey/register`).
+pub async fn submit_passkey_registration(
+    app: &AppState,
+    profile: Profile,
+    registration_id: Uuid,
+    passkey: PasskeyCredential,
+    request_id: Option<String>,
+) -> Result<Submitted, ServiceError> {
+    submit(
+        app,
+        profile,
+        Proof::Passkey {
+            registration_id,
+            passkey,
+        },
+        None,
+        request_id,
+    )
+    .await
+}
+
+async fn submit(
+    app: &AppState,
+    profile: Profile,
+    proof: Proof,
+    idempotency_key: Option<String>,
+    request_id: Option<String>,
+) -> Result<Submitted, ServiceError> {
     // Only a request that carries a key pays for the fingerprint.
     let idempotency = idempotency_key.map(|key| (fingerprint(&profile), key));
     if let Some((fingerprint, key)) = &idempotency {
@@ -147,7 +197,12 @@ pub async fn submit_registration(
             .inc();
         return Err(ServiceError::from(PublishError::QueueFull));
     }
-    let registration_id = new_registration_id();
+    let registration_id = match &proof {
+        Proof::Passkey {
+            registration_id, ..
+        } => *registration_id,
+        Proof::Password(_) => new_registration_id(),
+    };
     let email = &profile.email;
     // The pending key first: a conflicting request costs no sealing work.
     if !app
@@ -158,8 +213,13 @@ pub async fn submit_registration(
     {
         return Err(ServiceError::RegistrationPending);
     }
-    let sealed = app.sealer.seal(registration_id, email, &password);
-    drop(password);
+    let (credential, prehashed) = match proof {
+        Proof::Password(password) => (
+            Credential::Sealed(app.sealer.seal(registration_id, email, &password)),
+            false,
+        ),
+        Proof::Passkey { passkey, .. } => (Credential::Passkey(passkey), true),
+    };
     let event = RegistrationEvent {
         registration_id,
         email: email.as_str().to_owned(),
@@ -168,7 +228,7 @@ pub async fn submit_registration(
         gender: profile.gender.map(|g| g.as_str().to_owned()),
         sex: profile.sex.map(|s| s.as_str().to_owned()),
         occupation: profile.occupation.clone(),
-        credential: Credential::Sealed(sealed),
+        credential,
         submitted_at_ms: chrono::Utc::now().timestamp_millis(),
         request_id: request_id.clone(),
         username: profile.username.as_ref().map(|u| u.as_str().to_owned()),
@@ -187,6 +247,7 @@ pub async fn submit_registration(
                 &payload,
                 request_id.as_deref(),
                 common::events::signature::Purpose::Registration,
+                prehashed,
             )
             .await
         }
@@ -242,6 +303,7 @@ pub(crate) async fn publish(
     payload: &[u8],
     request_id: Option<&str>,
     purpose: common::events::signature::Purpose,
+    prehashed: bool,
 ) -> Result<(), ServiceError> {
     let started = std::time::Instant::now();
     let published = app
@@ -251,8 +313,9 @@ pub(crate) async fn publish(
             payload,
             crate::publisher::RecordHeaders {
                 request_id,
-                // Nothing to hash: a provisioned account has no password.
-                prehashed: purpose == common::events::signature::Purpose::Import,
+                // Nothing to hash (an import's hash, an account without a password or
+                // with a passkey): the consumer batches more of these.
+                prehashed,
                 purpose,
             },
         )

@@ -242,6 +242,7 @@ pub async fn create_user(
         &payload,
         context.request_id.as_deref(),
         common::events::signature::Purpose::Import,
+        true,
     )
     .await
     {

@@ -246,6 +246,23 @@ impl AuthFlowStore {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
+    /// Reads and ends a flow in one step (GETDEL): of two requests that present the same
+    /// id, one gets the state and the other `None`. For single-use challenges.
+    pub async fn take_flow<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let key = self.flow_key(kind, id);
+        let raw: Option<String> = self
+            .redis
+            .with_conn(move |c| {
+                Box::pin(async move { Ok(redis::cmd("GETDEL").arg(&key).query_async(c).await?) })
+            })
+            .await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     /// Ends a browser flow; true for the one caller that ended it.
     pub async fn end_flow(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
         Ok(self.redis.del(self.flow_key(kind, id)).await? == 1)

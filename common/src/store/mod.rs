@@ -13,6 +13,7 @@ pub mod login_attempts;
 pub mod mail_outbox;
 pub mod mfa;
 pub mod oidc;
+pub mod passkeys;
 pub mod postgres;
 pub mod redis;
 pub mod registration_status;

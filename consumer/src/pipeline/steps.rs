@@ -95,6 +95,21 @@ impl Pipeline {
                     let hash = common::domain::password::NO_PASSWORD.to_owned();
                     ready.push(new_user(&c.event, c.profile, hash));
                 }
+                // A passkey-first sign-up: the api verified the ceremony; nothing to hash.
+                Credential::Passkey(p)
+                    if serde_json::from_str::<serde_json::Value>(&p.credential)
+                        .is_ok_and(|v| v.is_object())
+                        && !p.credential_id.is_empty() =>
+                {
+                    let hash = common::domain::password::NO_PASSWORD.to_owned();
+                    ready.push(new_user(&c.event, c.profile, hash));
+                }
+                Credential::Passkey(_) => outcome.reject(
+                    c,
+                    FailureReason::InvalidRegistration,
+                    DlqKind::Invalid,
+                    "the passkey is not a webauthn-rs credential".into(),
+                ),
                 Credential::NoPassword => outcome.reject(
                     c,
                     FailureReason::InvalidRegistration,

@@ -195,5 +195,9 @@ pub(super) fn new_user(
         email_verified: event.email_verified,
         import: event.import,
         provisioning: event.provisioning.clone(),
+        passkey: match &event.credential {
+            Credential::Passkey(p) => Some(p.clone()),
+            _ => None,
+        },
     }
 }

@@ -522,6 +522,7 @@ fn new_users(prefix: &str, n: usize) -> Vec<common::store::users::NewUser> {
                 email_verified: true,
                 import: None,
                 provisioning: None,
+                passkey: None,
             }
         })
         .collect()

@@ -24,6 +24,8 @@ pub struct NewUser {
     /// SCIM: the provider's userName, externalId, other attributes and whether
     /// the account starts active.
     pub provisioning: Option<crate::events::registration::Provisioning>,
+    /// A passkey-first sign-up: the passkey stored with the user (it has no password).
+    pub passkey: Option<crate::events::registration::PasskeyCredential>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +272,7 @@ pub async fn insert_batch(
     // first occurrence created the user, the others are "already persisted".
     let mut counted = std::collections::HashSet::new();
     let mut imported: std::collections::HashMap<Uuid, i64> = Default::default();
+    let mut passkeys = Vec::new();
     let outcomes = users
         .iter()
         .map(|u| {
@@ -281,7 +284,11 @@ pub async fn insert_batch(
                     "source": if u.provisioning.is_some() { "scim" } else { "registration" },
                     "submittedAt": u.submitted_at.to_rfc3339(),
                     "requestId": u.request_id,
+                    "credential": if u.passkey.is_some() { "passkey" } else { "password" },
                 }));
+                if let Some(p) = &u.passkey {
+                    passkeys.push((user_id, p));
+                }
                 let mut event = crate::events::user::UserEvent::new(
                     crate::events::user::UserEventType::Registered,
                     user_id,
@@ -326,6 +333,26 @@ pub async fn insert_batch(
         .await?;
         let append = tx.prepare_cached(crate::store::user_events::APPEND).await?;
         crate::store::user_events::append_prepared(&*tx, &append, &events).await?;
+    }
+    for (user_id, p) in passkeys {
+        // The api verified the ceremony and the consumer checked the JSON before the
+        // batch (`Credential::Passkey` that does not parse is dead-lettered).
+        let Ok(credential) = serde_json::from_str::<serde_json::Value>(&p.credential) else {
+            continue;
+        };
+        let name = p.name.chars().take(100).collect::<String>();
+        crate::store::passkeys::insert(
+            &*tx,
+            &crate::store::passkeys::NewPasskey {
+                id: Uuid::now_v7(),
+                user_id,
+                credential_id: &p.credential_id,
+                name: &name,
+                credential: &credential,
+                transports: &p.transports,
+            },
+        )
+        .await?;
     }
     if !unverified.is_empty() {
         // Each new user gets a verification mail, queued in the same transaction.
