@@ -30,8 +30,8 @@ use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
 use crate::routes::{
-    auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, registration, security, users,
-    webhooks,
+    auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, registration,
+    security, users, webhooks,
 };
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
@@ -331,7 +331,10 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             "/auth/passkey/register/options",
             post(passkeys::sign_up_options),
         )
-        .route("/auth/passkey/login/options", post(passkeys::sign_in_options))
+        .route(
+            "/auth/passkey/login/options",
+            post(passkeys::sign_in_options),
+        )
         .route("/auth/passkey/login", post(passkeys::sign_in))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
@@ -376,10 +379,7 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             get(security::list_sessions).delete(security::end_other_sessions),
         )
         .route("/auth/sessions/{id}", delete(security::end_session))
-        .route(
-            "/auth/passkeys",
-            get(passkeys::list).post(passkeys::add),
-        )
+        .route("/auth/passkeys", get(passkeys::list).post(passkeys::add))
         .route("/auth/passkeys/options", post(passkeys::enrolment_options))
         .route(
             "/auth/passkeys/{id}",

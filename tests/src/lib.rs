@@ -2,6 +2,7 @@
 //! PostgreSQL, Redis and Apache Kafka, each test with its own database, topics,
 //! consumer group and Redis key prefix, all removed again when the test ends.
 
+pub mod authenticator;
 pub mod broker;
 pub mod chaos;
 pub mod kafka;

@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use uuid::Uuid;
+use webauthn_rs::prelude::{AuthenticationResult, CredentialID, WebauthnError};
 use webauthn_rs::prelude::{
     CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
     PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse, Url, Webauthn, WebauthnBuilder,
 };
-use webauthn_rs::prelude::{AuthenticationResult, CredentialID, WebauthnError};
 use webauthn_rs_proto::ResidentKeyRequirement;
 
 pub struct RelyingParty {
@@ -47,9 +47,12 @@ impl RelyingParty {
         for origin in rest {
             builder = builder.append_allowed_origin(origin);
         }
-        let webauthn = builder
-            .build()
-            .map_err(|e| ("WEBAUTHN_ORIGINS", format!("do not fit WEBAUTHN_RP_ID: {e}")))?;
+        let webauthn = builder.build().map_err(|e| {
+            (
+                "WEBAUTHN_ORIGINS",
+                format!("do not fit WEBAUTHN_RP_ID: {e}"),
+            )
+        })?;
         // webauthn-rs checks the first origin against the id; the others too.
         for origin in &parsed {
             let host = origin.host_str().unwrap_or_default();
@@ -98,8 +101,7 @@ impl RelyingParty {
         credential: &RegisterPublicKeyCredential,
         state: &PasskeyRegistration,
     ) -> Result<Passkey, WebauthnError> {
-        self.webauthn
-            .finish_passkey_registration(credential, state)
+        self.webauthn.finish_passkey_registration(credential, state)
     }
 
     /// Options for a sign-in with any of the relying party's passkeys (the browser lets
@@ -115,7 +117,8 @@ impl RelyingParty {
         &self,
         credential: &'a PublicKeyCredential,
     ) -> Result<(Uuid, &'a [u8]), WebauthnError> {
-        self.webauthn.identify_discoverable_authentication(credential)
+        self.webauthn
+            .identify_discoverable_authentication(credential)
     }
 
     /// Verifies an assertion against the stored passkey: the challenge, origin, RP id,

@@ -30,7 +30,13 @@ pub struct PasskeyOptionsAnswer {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PasskeySignUpOptionsRequest {
     /// The address the account will have; the passkey is made for it.
-    #[schema(required = true, nullable = false, min_length = 3, max_length = 254, example = "john.doe@example.com")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 3,
+        max_length = 254,
+        example = "john.doe@example.com"
+    )]
     pub email: Option<String>,
     /// What the authenticator shows beside the address; the address when absent.
     #[schema(max_length = 100, example = "John Doe")]
@@ -65,7 +71,13 @@ pub struct PasskeySignUpRequest {
     #[schema(max_length = 100, example = "Phone")]
     pub passkey_name: Option<String>,
     /// The address the ceremony was started for.
-    #[schema(required = true, nullable = false, min_length = 3, max_length = 254, example = "john.doe@example.com")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 3,
+        max_length = 254,
+        example = "john.doe@example.com"
+    )]
     pub email: Option<String>,
     #[schema(min_length = 2, max_length = 201, example = "John Doe")]
     pub name: Option<String>,
@@ -79,7 +91,11 @@ pub struct PasskeySignUpRequest {
     pub sex: Option<String>,
     #[schema(min_length = 2, max_length = 255)]
     pub occupation: Option<String>,
-    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$")]
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$"
+    )]
     pub username: Option<String>,
     #[schema(format = Date)]
     pub date_of_birth: Option<String>,

@@ -26,7 +26,11 @@ pub struct PasskeyConfig {
     /// Origins whose pages may create and use passkeys, comma-separated, each on the
     /// relying party id's domain. Empty: the `OIDC_ISSUER` origin and the CORS origins,
     /// else `http://localhost:<PORT>`.
-    #[arg(long = "webauthn-origins", env = "WEBAUTHN_ORIGINS", default_value = "")]
+    #[arg(
+        long = "webauthn-origins",
+        env = "WEBAUTHN_ORIGINS",
+        default_value = ""
+    )]
     pub origins: String,
     /// How long a browser has to finish a passkey ceremony (its challenge is single
     /// use and dies then), in seconds.

@@ -53,7 +53,9 @@ enum Ceremony {
         registration_id: Uuid,
         state: PasskeyRegistration,
     },
-    SignIn { state: DiscoverableAuthentication },
+    SignIn {
+        state: DiscoverableAuthentication,
+    },
 }
 
 /// The options a browser passes to `navigator.credentials`, and the ceremony's id.
@@ -106,7 +108,8 @@ fn to_json(value: &impl Serialize) -> Result<serde_json::Value, ServiceError> {
 fn registration_credential(
     credential: Option<serde_json::Value>,
 ) -> Result<RegisterPublicKeyCredential, ServiceError> {
-    let credential = credential.ok_or_else(|| ServiceError::invalid("credential", "is required"))?;
+    let credential =
+        credential.ok_or_else(|| ServiceError::invalid("credential", "is required"))?;
     serde_json::from_value(credential).map_err(|e| {
         ServiceError::invalid(
             "credential",
@@ -172,7 +175,12 @@ pub async fn begin_enrolment(
     let (options, state) = app
         .accounts
         .passkeys
-        .start_registration(user.registration_id, &user.email, &display_name(&user), exclude)
+        .start_registration(
+            user.registration_id,
+            &user.email,
+            &display_name(&user),
+            exclude,
+        )
         .map_err(|e| ServiceError::Internal(e.into()))?;
     let options = to_json(&options)?;
     begin(
@@ -243,7 +251,9 @@ pub async fn finish_enrolment(
         .await?
         .into_iter()
         .find(|p| p.id == id)
-        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the passkey just stored is gone")))?;
+        .ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("the passkey just stored is gone"))
+        })?;
     tx.commit().await?;
     tracing::info!(event = "passkey_added", user_id = %caller.id, passkey = %id);
     Ok(record)
@@ -299,7 +309,10 @@ pub async fn delete(
         .ok_or(ServiceError::InvalidToken)?;
     ensure_current(&*tx, caller).await?;
     if !user.has_password() && passkeys::count(&*tx, caller.id).await? <= 1 {
-        let owned = passkeys::list(&*tx, caller.id).await?.iter().any(|p| p.id == id);
+        let owned = passkeys::list(&*tx, caller.id)
+            .await?
+            .iter()
+            .any(|p| p.id == id);
         return Err(if owned {
             ServiceError::LastSignInMethod
         } else {
@@ -339,8 +352,7 @@ pub async fn remove_password(
         return Err(ServiceError::LastSignInMethod);
     }
     if user.has_password() {
-        users::set_password_hash(&*tx, caller.id, common::domain::password::NO_PASSWORD)
-            .await?;
+        users::set_password_hash(&*tx, caller.id, common::domain::password::NO_PASSWORD).await?;
         users::audit(
             &*tx,
             caller.id,
@@ -509,7 +521,10 @@ pub async fn finish_sign_up(
         e => e,
     });
     let credential = registration_credential(credential);
-    for e in [name.as_ref().err(), credential.as_ref().err()].into_iter().flatten() {
+    for e in [name.as_ref().err(), credential.as_ref().err()]
+        .into_iter()
+        .flatten()
+    {
         if let ServiceError::Invalid(f) = e {
             errors.extend(f.iter().cloned());
         }
@@ -543,7 +558,8 @@ pub async fn finish_sign_up(
     }
     let credential = PasskeyCredential {
         credential_id: passkey.cred_id().as_ref().to_vec(),
-        credential: serde_json::to_string(&passkey).map_err(|e| ServiceError::Internal(e.into()))?,
+        credential: serde_json::to_string(&passkey)
+            .map_err(|e| ServiceError::Internal(e.into()))?,
         name,
         transports,
     };

@@ -104,9 +104,15 @@ pub async fn list(
 }
 
 /// How many passkeys a user has.
-pub async fn count(client: &impl GenericClient, user_id: Uuid) -> Result<i64, tokio_postgres::Error> {
+pub async fn count(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<i64, tokio_postgres::Error> {
     client
-        .query_one("SELECT count(*) FROM passkeys WHERE user_id = $1", &[&user_id])
+        .query_one(
+            "SELECT count(*) FROM passkeys WHERE user_id = $1",
+            &[&user_id],
+        )
         .await
         .map(|r| r.get(0))
 }
@@ -117,7 +123,10 @@ pub async fn credential_ids(
     user_id: Uuid,
 ) -> Result<Vec<Vec<u8>>, tokio_postgres::Error> {
     Ok(client
-        .query("SELECT credential_id FROM passkeys WHERE user_id = $1", &[&user_id])
+        .query(
+            "SELECT credential_id FROM passkeys WHERE user_id = $1",
+            &[&user_id],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -178,9 +187,8 @@ pub async fn rename(
     id: Uuid,
     name: &str,
 ) -> Result<Option<PasskeyRecord>, tokio_postgres::Error> {
-    let sql = format!(
-        "UPDATE passkeys SET name = $3 WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
-    );
+    let sql =
+        format!("UPDATE passkeys SET name = $3 WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}");
     Ok(client
         .query_opt(&sql, &[&id, &user_id, &name])
         .await?

@@ -18,6 +18,7 @@ mod kafka_access;
 mod observability;
 mod oidc;
 mod operations;
+mod passkeys;
 mod privacy;
 mod profile;
 mod registration;
