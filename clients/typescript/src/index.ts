@@ -14,6 +14,56 @@ export type DataItem = Schemas["DataItemView"];
 export type Session = Schemas["SessionView"];
 export type TokenAnswer = Schemas["TokenAnswer"];
 export type ErrorDetail = Schemas["ErrorDetail"];
+export type Passkey = Schemas["PasskeyView"];
+/** A passkey sign-up: the profile of a registration, without a password. */
+export type PasskeySignUp = Omit<Schemas["PasskeySignUpRequest"], "ceremonyId" | "credential" | "passkeyName">;
+
+/**
+ * What makes and uses passkeys: the browser's `navigator.credentials` by default
+ * (`browserPasskeys`); a test or a native shell may bring its own. Options and answers
+ * are WebAuthn's JSON forms (`parse…OptionsFromJSON`, `credential.toJSON()`).
+ */
+export interface PasskeyAuthenticator {
+  create(publicKey: unknown, signal?: AbortSignal): Promise<unknown>;
+  get(publicKey: unknown, mediation: "conditional" | "optional", signal?: AbortSignal): Promise<unknown>;
+}
+
+interface WebAuthnGlobals {
+  PublicKeyCredential?: {
+    parseCreationOptionsFromJSON(json: unknown): unknown;
+    parseRequestOptionsFromJSON(json: unknown): unknown;
+    isConditionalMediationAvailable?(): Promise<boolean>;
+  };
+  navigator?: { credentials?: { create(o: unknown): Promise<unknown>; get(o: unknown): Promise<unknown> } };
+}
+
+function webauthn(): Required<WebAuthnGlobals> {
+  const g = globalThis as WebAuthnGlobals;
+  if (!g.PublicKeyCredential?.parseCreationOptionsFromJSON || !g.navigator?.credentials) {
+    throw new RegistrarError(0, "UNEXPECTED_RESPONSE", "this browser does not support passkeys");
+  }
+  return g as Required<WebAuthnGlobals>;
+}
+
+/** Passkeys through the browser's WebAuthn API (a secure context: https or localhost). */
+export const browserPasskeys: PasskeyAuthenticator = {
+  async create(publicKey, signal) {
+    const w = webauthn();
+    const credential = await w.navigator.credentials!.create({ publicKey: w.PublicKeyCredential.parseCreationOptionsFromJSON(publicKey), signal });
+    return (credential as { toJSON(): unknown }).toJSON();
+  },
+  async get(publicKey, mediation, signal) {
+    const w = webauthn();
+    const credential = await w.navigator.credentials!.get({ publicKey: w.PublicKeyCredential.parseRequestOptionsFromJSON(publicKey), mediation, signal });
+    return (credential as { toJSON(): unknown }).toJSON();
+  },
+};
+
+/** Whether the browser can offer passkeys in a login field's autofill. */
+export async function passkeyAutofillAvailable(): Promise<boolean> {
+  const g = globalThis as WebAuthnGlobals;
+  return (await g.PublicKeyCredential?.isConditionalMediationAvailable?.()) ?? false;
+}
 
 /** Every `error.code` the api answers (docs/src/api.md). */
 export type ErrorCode =
@@ -25,7 +75,7 @@ export type ErrorCode =
   | "EMAIL_TAKEN" | "USERNAME_TAKEN" | "DATA_KEY_EXISTS" | "DATA_QUOTA_EXCEEDED"
   | "LAST_ADMIN" | "MFA_ALREADY_ENABLED" | "MFA_NOT_ENABLED" | "RATE_LIMITED"
   | "ACCOUNT_LOCKED" | "INTERNAL_ERROR" | "MFA_NOT_CONFIGURED" | "SERVICE_UNAVAILABLE"
-  | "OVERLOADED" | "TIMEOUT";
+  | "OVERLOADED" | "TIMEOUT" | "PASSKEY_REJECTED" | "LAST_SIGN_IN_METHOD";
 
 /** A refused request: the api's status, error code, message and per-field details. */
 export class RegistrarError extends Error {
@@ -135,6 +185,11 @@ interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses that are answers, not errors (e.g. 404 while polling). */
   accept?: number[];
+}
+
+/** The `publicKey` member of a ceremony's options. */
+function publicKeyOf(ceremony: { options: Record<string, unknown> }): unknown {
+  return ceremony.options["publicKey"];
 }
 
 export class RegistrarClient {
@@ -295,6 +350,75 @@ export class RegistrarClient {
 
   async confirmPasswordReset(token: string, newPassword: string): Promise<void> {
     await this.request("POST", "/auth/password-reset/confirm", { body: { token, newPassword } });
+  }
+
+  // ---- passkeys ---------------------------------------------------------------------
+
+  /**
+   * Signs up with a passkey instead of a password: the authenticator makes the passkey,
+   * the api verifies it and submits the registration (poll it with `waitForCompletion`;
+   * nothing is hashed, so it completes quickly).
+   */
+  async signUpWithPasskey(
+    profile: PasskeySignUp,
+    options: { passkeyName?: string; displayName?: string; authenticator?: PasskeyAuthenticator; signal?: AbortSignal } = {},
+  ): Promise<AcceptedRegistration> {
+    const authenticator = options.authenticator ?? browserPasskeys;
+    const ceremony = await this.request<Schemas["PasskeyOptionsAnswer"]>("POST", "/auth/passkey/register/options", {
+      body: { email: profile.email, displayName: options.displayName },
+      signal: options.signal,
+    });
+    const credential = await authenticator.create(publicKeyOf(ceremony), options.signal);
+    const answer = await this.request<Schemas["RegistrationAccepted"]>("POST", "/auth/passkey/register", {
+      body: { ...profile, ceremonyId: ceremony.ceremonyId, credential, passkeyName: options.passkeyName },
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /**
+   * Signs in with any passkey the person holds for this site. `conditional: true` offers
+   * them in the autofill of a field with `autocomplete="username webauthn"` and waits
+   * until one is picked (abort it with `signal` before a button starts a modal one).
+   */
+  async signInWithPasskey(options: { conditional?: boolean; authenticator?: PasskeyAuthenticator; signal?: AbortSignal } = {}): Promise<Tokens> {
+    const authenticator = options.authenticator ?? browserPasskeys;
+    const ceremony = await this.request<Schemas["PasskeyOptionsAnswer"]>("POST", "/auth/passkey/login/options", { signal: options.signal });
+    const credential = await authenticator.get(publicKeyOf(ceremony), options.conditional ? "conditional" : "optional", options.signal);
+    const answer = await this.request<TokenAnswer>("POST", "/auth/passkey/login", {
+      body: { ceremonyId: ceremony.ceremonyId, credential },
+      signal: options.signal,
+    });
+    return this.keep(answer);
+  }
+
+  /** Adds a passkey to the signed-in account. */
+  async addPasskey(name?: string, authenticator: PasskeyAuthenticator = browserPasskeys): Promise<Passkey> {
+    const ceremony = await this.request<Schemas["PasskeyOptionsAnswer"]>("POST", "/auth/passkeys/options", { auth: true });
+    const credential = await authenticator.create(publicKeyOf(ceremony));
+    const answer = await this.request<Schemas["PasskeyAnswer"]>("POST", "/auth/passkeys", {
+      body: { ceremonyId: ceremony.ceremonyId, credential, name },
+      auth: true,
+    });
+    return answer.data;
+  }
+
+  async passkeys(): Promise<Passkey[]> {
+    return (await this.request<Schemas["PasskeyListAnswer"]>("GET", "/auth/passkeys", { auth: true })).data;
+  }
+
+  async renamePasskey(id: string, name: string): Promise<Passkey> {
+    return (await this.request<Schemas["PasskeyAnswer"]>("PATCH", `/auth/passkeys/${encodeURIComponent(id)}`, { body: { name }, auth: true })).data;
+  }
+
+  /** Deletes a passkey; `LAST_SIGN_IN_METHOD` when it is the only way into an account without a password. */
+  async deletePasskey(id: string): Promise<void> {
+    await this.request("DELETE", `/auth/passkeys/${encodeURIComponent(id)}`, { auth: true });
+  }
+
+  /** Drops the account's password (it must have a passkey): passkeys only from then on. */
+  async removePassword(): Promise<void> {
+    await this.request("DELETE", "/auth/password", { auth: true });
   }
 
   // ---- key/value data ----------------------------------------------------------------

@@ -292,3 +292,68 @@ test("putData creates the item when there is none to replace", async () => {
   assert.deepEqual(calls.map((c) => [c.method, c.url.split("/api/v1")[1]]), [["PUT", "/data/k"], ["POST", "/data"]]);
   assert.deepEqual(calls[1]!.body, { key: "k", value: 1 });
 });
+
+/** An authenticator that records what it was asked and answers fixed credentials. */
+function fakeAuthenticator() {
+  const asked: { kind: string; publicKey: unknown; mediation?: string }[] = [];
+  return {
+    asked,
+    authenticator: {
+      async create(publicKey: unknown) {
+        asked.push({ kind: "create", publicKey });
+        return { id: "cred-1", type: "public-key", response: { attestationObject: "AA", clientDataJSON: "BB" } };
+      },
+      async get(publicKey: unknown, mediation: "conditional" | "optional") {
+        asked.push({ kind: "get", publicKey, mediation });
+        return { id: "cred-1", type: "public-key", response: { signature: "CC" } };
+      },
+    },
+  };
+}
+
+const ceremony = (id: string) => ({
+  status: 200,
+  body: { success: true, ceremonyId: id, expiresIn: 300, options: { publicKey: { challenge: `ch-${id}` }, mediation: "conditional" } },
+});
+
+test("signUpWithPasskey hands the creation options to the authenticator and submits its answer with the profile", async () => {
+  const { fetchFn, calls } = scripted((call) =>
+    call.url.endsWith("/register/options")
+      ? ceremony("pk_1")
+      : { status: 202, body: { success: true, message: "ok", data: { email: "a@b.io", registrationId: "r1", status: "pending" } } },
+  );
+  const { authenticator, asked } = fakeAuthenticator();
+  const client = new RegistrarClient({ baseUrl: "http://api", fetch: fetchFn });
+  const accepted = await client.signUpWithPasskey({ email: "a@b.io", name: "Ada Lovelace" }, { passkeyName: "Phone", authenticator });
+  assert.equal(accepted.registrationId, "r1");
+  assert.equal(calls[0]!.url, "http://api/api/v1/auth/passkey/register/options");
+  assert.deepEqual(asked[0], { kind: "create", publicKey: { challenge: "ch-pk_1" } });
+  assert.deepEqual(calls[1]!.body, {
+    email: "a@b.io", name: "Ada Lovelace", ceremonyId: "pk_1", passkeyName: "Phone",
+    credential: { id: "cred-1", type: "public-key", response: { attestationObject: "AA", clientDataJSON: "BB" } },
+  });
+});
+
+test("signInWithPasskey keeps the session; conditional asks for autofill mediation", async () => {
+  const { fetchFn, calls } = scripted((call) => (call.url.endsWith("/login/options") ? ceremony("pk_2") : tokenAnswer(7)));
+  const { authenticator, asked } = fakeAuthenticator();
+  const client = new RegistrarClient({ baseUrl: "http://api", fetch: fetchFn });
+  const tokens = await client.signInWithPasskey({ conditional: true, authenticator });
+  assert.equal(tokens.accessToken, "access-7");
+  assert.equal(asked[0]!.mediation, "conditional");
+  assert.equal((calls[1]!.body as { ceremonyId: string }).ceremonyId, "pk_2");
+  await client.signInWithPasskey({ authenticator });
+  assert.equal(asked[1]!.mediation, "optional");
+});
+
+test("a refused passkey is a PASSKEY_REJECTED error and no session", async () => {
+  const { fetchFn } = scripted((call) =>
+    call.url.endsWith("/login/options")
+      ? ceremony("pk_3")
+      : { status: 401, body: { success: false, error: { code: "PASSKEY_REJECTED", message: "no" } } },
+  );
+  const client = new RegistrarClient({ baseUrl: "http://api", fetch: fetchFn });
+  await assert.rejects(client.signInWithPasskey({ authenticator: fakeAuthenticator().authenticator }), (e: unknown) =>
+    e instanceof RegistrarError && e.code === "PASSKEY_REJECTED" && e.status === 401);
+  assert.equal(client.session, null);
+});
