@@ -204,10 +204,14 @@ def main():
     shutil.copyfile(CLIENT / "dist" / "src" / "index.js", vendor / "registrar-client.js")
 
     page_port = args.port + 11
-    page_origin = f"http://127.0.0.1:{page_port}"
+    # WebAuthn needs a secure context: the page is served at localhost, the relying
+    # party is `localhost`, and the hosted login page is reached there too.
+    page_origin = f"http://localhost:{page_port}"
     os.environ["CORS_ORIGINS"] = page_origin
     stack = Stack("e2e", Path(args.bin), args.port, "", True,
                   extra_env={"OIDC_ISSUER": f"http://127.0.0.1:{args.port}",
+                             "WEBAUTHN_RP_ID": "localhost",
+                             "WEBAUTHN_ORIGINS": f"{page_origin},http://localhost:{args.port}",
                              # The receiver listens on loopback; retries come quickly.
                              "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
                              "WEBHOOK_RETRY_BASE_MS": "200", "WEBHOOK_RETRY_MAX_MS": "1000"})
@@ -231,7 +235,7 @@ def main():
         server = subprocess.Popen(
             [sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1", "--directory", str(WEB)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until("page served", lambda: serves(f"{page_origin}/index.html"), 15)
+        wait_until("page served", lambda: serves(f"http://127.0.0.1:{page_port}/index.html"), 15)
         if OUT.exists():
             shutil.rmtree(OUT)
         env = {**os.environ, "PAGE_URL": f"{page_origin}/", "API_URL": stack.base,

@@ -4,7 +4,12 @@
 // scripts/run.sh and scripts/e2e.py (for a deployment, by whatever publishes the page).
 // Nothing in the URL can change where the page sends credentials.
 
-import { RegistrarClient, RegistrarError, RegistrationFailedError } from "./vendor/registrar-client.js";
+import {
+  RegistrarClient,
+  RegistrarError,
+  RegistrationFailedError,
+  passkeyAutofillAvailable,
+} from "./vendor/registrar-client.js";
 import { API } from "./vendor/config.js";
 
 const client = new RegistrarClient({ baseUrl: API });
@@ -69,24 +74,11 @@ function focusSection(id) {
   section.querySelector("h2").focus();
 }
 
-$("signup-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
-  if (!check(form)) return;
-  const data = Object.fromEntries(new FormData(form));
-  const body = {
-    firstName: data.firstName.trim(),
-    lastName: data.lastName.trim(),
-    email: data.email.trim(),
-    password: data.password,
-    gender: data.gender,
-  };
-  if (data.occupation.trim()) body.occupation = data.occupation.trim();
-  const button = form.querySelector("button");
-  button.disabled = true;
+/** Shows a registration's progress until it completes (or fails); true when completed. */
+async function followRegistration(submit) {
   const state = $("registration-state");
   try {
-    const accepted = await client.register(body, { idempotencyKey: crypto.randomUUID() });
+    const accepted = await submit();
     $("progress").hidden = false;
     state.textContent = "pending";
     state.dataset.state = "pending";
@@ -95,9 +87,8 @@ $("signup-form").addEventListener("submit", async (event) => {
     state.textContent = "completed";
     state.dataset.state = "completed";
     $("registration-detail").textContent = "Check your mailbox for a link that verifies your address.";
-    announce("Your account is ready: log in below.");
     $("login-email").value = accepted.email;
-    $("login-password").focus();
+    return true;
   } catch (error) {
     state.dataset.state = "failed";
     if (error instanceof RegistrationFailedError) {
@@ -109,12 +100,116 @@ $("signup-form").addEventListener("submit", async (event) => {
       };
       $("registration-detail").textContent = why[error.reason] ?? `Reason: ${error.reason}`;
       announce("The registration failed.");
-    } else {
+    } else if (error instanceof RegistrarError) {
       showApiError(error, "", $("email-error"));
       announce("The registration was not accepted; see the form.");
+    } else {
+      // The browser's own refusal (the person closed the passkey dialog, no authenticator).
+      $("email-error").textContent = `No passkey was made: ${error.message ?? error}`;
+      announce("No passkey was made.");
+    }
+    return false;
+  }
+}
+
+function profileBody(data) {
+  const body = {
+    firstName: data.firstName.trim(),
+    lastName: data.lastName.trim(),
+    email: data.email.trim(),
+    gender: data.gender,
+  };
+  if (data.occupation.trim()) body.occupation = data.occupation.trim();
+  return body;
+}
+
+$("signup-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  if (!check(form)) return;
+  const data = Object.fromEntries(new FormData(form));
+  const body = { ...profileBody(data), password: data.password };
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    if (await followRegistration(() => client.register(body, { idempotencyKey: crypto.randomUUID() }))) {
+      announce("Your account is ready: log in below.");
+      $("login-password").focus();
     }
   } finally {
     button.disabled = false;
+  }
+});
+
+// A sign-up with a passkey instead of a password: every field but the password is
+// checked, the device makes the passkey, and once the account exists the page signs in
+// with it (the login field's autofill offers it).
+$("signup-passkey").addEventListener("click", async () => {
+  const form = $("signup-form");
+  const { password: _unused, ...others } = rules;
+  let first = null;
+  for (const [field, rule] of Object.entries(others)) {
+    const message = rule(form.elements.namedItem(field).value);
+    showError("", field, message);
+    if (message && !first) first = form.elements.namedItem(field);
+  }
+  showError("", "password", "");
+  if (first) return first.focus();
+  const data = Object.fromEntries(new FormData(form));
+  const body = profileBody(data);
+  const button = $("signup-passkey");
+  button.disabled = true;
+  stopAutofill();
+  try {
+    const done = await followRegistration(() =>
+      client.signUpWithPasskey(body, {
+        passkeyName: "This device",
+        displayName: `${body.firstName} ${body.lastName}`,
+      }),
+    );
+    if (done) announce("Your account is ready: choose your passkey in the email field to sign in.");
+  } finally {
+    button.disabled = false;
+    startAutofill();
+  }
+});
+
+// Passkeys in the login field's autofill: a pending conditional request that ends when
+// the person picks one. Only one request may be outstanding, so a button or a sign-up
+// aborts it first.
+let autofill = null;
+
+async function startAutofill() {
+  stopAutofill();
+  if (!(await passkeyAutofillAvailable())) return;
+  const controller = new AbortController();
+  autofill = controller;
+  try {
+    await client.signInWithPasskey({ conditional: true, signal: controller.signal });
+    autofill = null;
+    await showProfile();
+  } catch (e) {
+    if (controller.signal.aborted) return;
+    autofill = null;
+    $("login-error").textContent = e instanceof RegistrarError ? e.message : "The passkey was not used.";
+  }
+}
+
+function stopAutofill() {
+  autofill?.abort();
+  autofill = null;
+}
+
+$("login-passkey").addEventListener("click", async () => {
+  stopAutofill();
+  const error = $("login-error");
+  error.textContent = "";
+  try {
+    await client.signInWithPasskey();
+    await showProfile();
+  } catch (e) {
+    error.textContent = e instanceof RegistrarError ? e.message : "No passkey was used.";
+    announce("Sign-in with a passkey failed.");
   }
 });
 
@@ -135,6 +230,7 @@ $("login-form").addEventListener("submit", async (event) => {
         error.textContent = "Enter your email and password.";
         return;
       }
+      stopAutofill();
       const result = await client.login({ email, password });
       if (result.kind === "mfa") {
         challenge = result.challenge;
@@ -161,6 +257,7 @@ async function showProfile() {
   $("login").hidden = true;
   $("signup").hidden = true;
   await renderData();
+  await renderPasskeys();
   announce(`Logged in as ${me.email}.`);
   focusSection("profile");
 }
@@ -225,6 +322,50 @@ $("data-form").addEventListener("submit", async (event) => {
   }
 });
 
+async function renderPasskeys() {
+  const items = (await client.passkeys()).map((p) => {
+    const li = document.createElement("li");
+    const used = p.lastUsedAt ? `last used ${new Date(p.lastUsedAt).toLocaleString()}` : "not used yet";
+    li.textContent = `${p.name} (${p.authenticatorType}, ${used}) `;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = `Delete ${p.name}`;
+    remove.addEventListener("click", async () => {
+      try {
+        await client.deletePasskey(p.id);
+        await renderPasskeys();
+        announce(`Deleted ${p.name}.`);
+      } catch (e) {
+        $("passkey-error").textContent = e instanceof RegistrarError ? e.message : String(e);
+      }
+    });
+    li.append(remove);
+    return li;
+  });
+  $("passkey-list").replaceChildren(...items);
+}
+
+$("add-passkey").addEventListener("click", async () => {
+  $("passkey-error").textContent = "";
+  try {
+    const added = await client.addPasskey("This device");
+    await renderPasskeys();
+    announce(`Added the passkey ${added.name}.`);
+  } catch (e) {
+    $("passkey-error").textContent = e instanceof RegistrarError ? e.message : `No passkey was made: ${e.message ?? e}`;
+  }
+});
+
+$("remove-password").addEventListener("click", async () => {
+  $("passkey-error").textContent = "";
+  try {
+    await client.removePassword();
+    announce("Your password is gone: sign in with a passkey from now on.");
+  } catch (e) {
+    $("passkey-error").textContent = e instanceof RegistrarError ? e.message : String(e);
+  }
+});
+
 $("logout").addEventListener("click", async () => {
   try {
     await client.logout();
@@ -237,3 +378,5 @@ $("logout").addEventListener("click", async () => {
     focusSection("login");
   }
 });
+
+startAutofill();

@@ -65,7 +65,7 @@ try {
   await page.getByLabel("Email", { exact: true }).first().fill(email);
   await page.getByLabel(/^Password/).first().fill("short");
   await page.getByLabel("Gender").selectOption("female");
-  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByRole("button", { name: "Sign up", exact: true }).click();
   await page.locator("#password-error", { hasText: "12 to 128 characters" }).waitFor();
   assert.equal(await page.getByLabel(/^Password/).first().getAttribute("aria-invalid"), "true");
   assert.equal(await page.evaluate(() => document.activeElement?.id), "password", "focus moves to the first bad field");
@@ -93,7 +93,7 @@ try {
   assert.match(await page.getByRole("status").textContent(), /Ada Lovelace, Analyst/);
   await shot("profile-saved");
 
-  await page.getByLabel("Key").fill("theme");
+  await page.getByLabel("Key", { exact: true }).fill("theme");
   await page.getByLabel(/^Value/).fill('{"mode":"dark"}');
   await page.getByRole("button", { name: "Store" }).click();
   await page.getByRole("cell", { name: "theme" }).waitFor();
