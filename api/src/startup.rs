@@ -530,6 +530,7 @@ fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
         .route("/oauth2/revoke", post(oidc::revoke))
         .route("/oauth2/logout", get(oidc::logout).post(oidc::logout))
         .route("/oauth2/login", get(hosted::show).post(hosted::login))
+        .route("/oauth2/login/passkey", post(hosted::login_with_passkey))
         .route("/oauth2/mfa", post(hosted::second_factor))
         .route("/oauth2/consent", get(hosted::show).post(hosted::consent))
         .route(
@@ -537,6 +538,7 @@ fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
             get(hosted::sign_up_show).post(hosted::sign_up),
         )
         .route("/oauth2/assets/login.css", get(hosted::stylesheet))
+        .route("/oauth2/assets/passkey.js", get(hosted::passkey_script))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             ServiceBuilder::new()

@@ -51,6 +51,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 const STYLESHEET: &str = include_str!("../../templates/oidc/login.css");
+const PASSKEY_SCRIPT: &str = include_str!("../../templates/oidc/passkey.js");
 
 fn templates() -> &'static minijinja::Environment<'static> {
     static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
@@ -88,8 +89,15 @@ fn page(
         .filter(|o| o != "null")
         .map(|o| format!(" {o}"))
         .unwrap_or_default();
+    // The login page alone runs a script of this origin (passkeys: the options come
+    // from this origin's api); every other page has none.
+    let script = if template == "login.html" {
+        " script-src 'self'; connect-src 'self';"
+    } else {
+        ""
+    };
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'{origin}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none';{script} style-src 'self'; img-src 'self'; form-action 'self'{origin}; frame-ancestors 'none'; base-uri 'none'"
     );
     let mut response = (
         status,
@@ -454,6 +462,50 @@ pub async fn consent(
     let approve = f.decision.as_deref() == Some("allow");
     let outcome = authorize::submit_consent(&app, &context, &id, flow, approve).await;
     finish(&app, &id, outcome)
+}
+
+#[derive(Deserialize)]
+pub struct PasskeyForm {
+    flow: Option<String>,
+    csrf: Option<String>,
+    ceremony: Option<String>,
+    credential: Option<String>,
+}
+
+/// `POST /oauth2/login/passkey`: the login page's passkey answer (autofill or button).
+pub async fn login_with_passkey(
+    State(app): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Form(f): Form<PasskeyForm>,
+) -> Response {
+    let (id, flow) = match posted(&app, &headers, f.flow, f.csrf, |s| {
+        matches!(s, Stage::Login)
+    })
+    .await
+    {
+        Ok(posted) => posted,
+        Err(page) => return page,
+    };
+    let credential = f
+        .credential
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
+    let outcome =
+        authorize::submit_passkey(&app, &context, &id, flow, f.ceremony, credential).await;
+    finish(&app, &id, outcome)
+}
+
+/// `GET /oauth2/assets/passkey.js`
+pub async fn passkey_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PASSKEY_SCRIPT,
+    )
+        .into_response()
 }
 
 /// `GET /oauth2/assets/login.css`

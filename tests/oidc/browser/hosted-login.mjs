@@ -88,6 +88,9 @@ async function exampleApp(name, base, id, secret) {
           redirect_uri: `${base}/callback`, scope: 'openid profile email', state, nonce,
           code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
         });
+        // `?via=localhost`: reach the hosted page by that name (WebAuthn's relying party
+        // must be a domain, never an address).
+        if (url.searchParams.get('via')) to.hostname = url.searchParams.get('via');
         res.writeHead(302, { location: to.href }).end();
       } else if (url.pathname === '/callback') {
         const { verifier, nonce } = pending.get(url.searchParams.get('state')) ?? {};
@@ -158,7 +161,44 @@ try {
   assert.equal(await page.textContent('#who'), `Signed in as ${user.email}`);
   assert.ok(!seen.some((u) => u.includes('/oauth2/login')), `no sign-in page: ${seen.join(' → ')}`);
   await shot('4-app-b-without-prompt');
-  console.log(`hosted login in Chromium passed: password and TOTP at app A, no prompt at app B; axe-core: 0 serious or critical (${minor} minor on the sign-in page)`);
+  await context.close();
+
+  // Passkeys: an account made with only a passkey (Chromium's virtual authenticator)
+  // signs in at app A through the login field's autofill, with no password and no code.
+  const pk = await browser.newContext({ viewport: { width: 360, height: 740 } });
+  const pkPage = await pk.newPage();
+  const cdp = await pk.newCDPSession(pkPage);
+  await cdp.send('WebAuthn.enable');
+  await cdp.send('WebAuthn.addVirtualAuthenticator', { options: {
+    protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+    isUserVerified: true, automaticPresenceSimulation: true } });
+  // The sign-up runs in the hosted page's origin (its CSP lets it reach this api).
+  await pkPage.goto(`${appA}/login?via=localhost`);
+  await pkPage.getByLabel('Email or username').waitFor();
+  const pkEmail = `hosted.passkey.${Date.now()}@example.com`;
+  const accepted = await pkPage.evaluate(async (email) => {
+    const post = async (path, body) => (await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body) })).json();
+    const ceremony = await post('/api/v1/auth/passkey/register/options', { email });
+    const credential = await navigator.credentials.create({
+      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(ceremony.options.publicKey) });
+    return post('/api/v1/auth/passkey/register', { ceremonyId: ceremony.ceremonyId, credential: credential.toJSON(), email,
+      name: 'Katherine Johnson' });
+  }, pkEmail);
+  assert.ok(accepted.success, JSON.stringify(accepted));
+  for (let i = 0; ; i++) {
+    const s = await (await fetch(new URL(`/api/v1/users/${encodeURIComponent(pkEmail)}?registrationId=${accepted.data.registrationId}`, ISSUER))).json();
+    if (s.data?.status === 'completed') break;
+    assert.ok(i < 300, 'the passkey registration completes');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await pkPage.goto(`${appA}/login?via=localhost`);
+  await pkPage.waitForURL(`${appA}/callback**`);
+  assert.equal(await pkPage.textContent('#who'), `Signed in as ${pkEmail}`);
+  assert.equal(await pkPage.textContent('#amr'), 'hwk user mfa');
+  await pkPage.screenshot({ path: join(out, 'oidc-5-passkey-autofill.png'), fullPage: true });
+  await pk.close();
+  console.log(`hosted login in Chromium passed: password and TOTP at app A, no prompt at app B, a passkey through autofill; axe-core: 0 serious or critical (${minor} minor on the sign-in page)`);
 } finally {
   await browser.close();
   for (const s of servers) s.close();

@@ -516,6 +516,42 @@ pub async fn submit_password(
     Ok(StepOutcome::Page(Box::new(flow)))
 }
 
+/// A passkey sign-in from the login page: it is both factors, so no second-factor step
+/// follows.
+pub async fn submit_passkey(
+    app: &AppState,
+    context: &RequestContext,
+    id: &str,
+    mut flow: Flow,
+    ceremony: Option<String>,
+    credential: Option<serde_json::Value>,
+) -> Result<StepOutcome, ServiceError> {
+    let notice = if credential.is_none() {
+        "Your browser did not give a passkey. Sign in with your password instead."
+    } else {
+        match crate::service::passkeys::finish_sign_in(
+            app,
+            context,
+            ceremony.as_deref(),
+            credential,
+        )
+        .await
+        {
+            Ok(tokens) => return signed_in(app, context, id, flow, tokens, "passkey").await,
+            Err(ServiceError::PasskeyRejected | ServiceError::Invalid(_)) => {
+                "That passkey was not accepted. Try again, or sign in with your password."
+            }
+            Err(ServiceError::EmailNotVerified) => {
+                "Verify your email address first: follow the link in the mail we sent you."
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    flow.notice = Some(notice.to_owned());
+    save(app, id, &flow).await?;
+    Ok(StepOutcome::Page(Box::new(flow)))
+}
+
 /// The second-factor step.
 pub async fn submit_code(
     app: &AppState,

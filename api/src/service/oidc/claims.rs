@@ -16,6 +16,9 @@ pub fn amr_for(method: &str) -> Vec<String> {
         "password" => vec!["pwd".into()],
         "totp" => vec!["pwd".into(), "otp".into(), "mfa".into()],
         "recovery_code" => vec!["pwd".into(), "mfa".into()],
+        // A passkey with user verification: a key held (hardware-bound or synced) and
+        // the PIN or biometric that unlocked it.
+        "passkey" => vec!["hwk".into(), "user".into(), "mfa".into()],
         other => vec![other.to_owned()],
     }
 }
