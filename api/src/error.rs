@@ -78,7 +78,9 @@ impl ApiError {
                 }
                 S::LinkTokenInvalid => StatusCode::BAD_REQUEST,
                 S::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                S::InvalidMfaCode | S::PasskeyRejected => StatusCode::UNAUTHORIZED,
+                S::InvalidMfaCode | S::PasskeyRejected | S::InvalidSignInCode => {
+                    StatusCode::UNAUTHORIZED
+                }
                 S::MfaNotConfigured => StatusCode::NOT_IMPLEMENTED,
                 S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 S::NotFound(_) => StatusCode::NOT_FOUND,
@@ -130,6 +132,7 @@ impl ApiError {
                 S::ImportTooLarge(_) => "PAYLOAD_TOO_LARGE",
                 S::ImportInProgress => "IMPORT_IN_PROGRESS",
                 S::PasskeyRejected => "PASSKEY_REJECTED",
+                S::InvalidSignInCode => "INVALID_CODE",
                 S::LastSignInMethod => "LAST_SIGN_IN_METHOD",
                 S::Overloaded { .. } => "OVERLOADED",
                 S::Unavailable(_) => "SERVICE_UNAVAILABLE",
@@ -203,6 +206,9 @@ impl ApiError {
                 }
                 S::PasskeyRejected => {
                     "The passkey was not accepted: start the sign-in again".into()
+                }
+                S::InvalidSignInCode => {
+                    "The code is wrong, was used already or expired: ask for a new mail".into()
                 }
                 S::LastSignInMethod => {
                     "This is the account's last way to sign in: add a passkey or set a password first"

@@ -74,6 +74,9 @@ pub enum ServiceError {
     /// The admin's imports running now reach `IMPORTS_PER_ADMIN`.
     #[error("import in progress")]
     ImportInProgress,
+    /// A mailed sign-in code that is wrong, used or expired.
+    #[error("invalid sign-in code")]
+    InvalidSignInCode,
     /// A passkey sign-in whose assertion does not verify: an unknown credential, a bad
     /// signature, another origin or RP id, a counter that went back, a used or expired
     /// challenge. Deliberately one answer for all of them.

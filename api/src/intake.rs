@@ -15,7 +15,7 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Marks an answer replayed from the idempotency store.
 const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };

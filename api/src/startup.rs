@@ -30,8 +30,8 @@ use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
 use crate::routes::{
-    auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, registration,
-    security, users, webhooks,
+    auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, passwordless,
+    registration, security, users, webhooks,
 };
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
@@ -336,6 +336,12 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             post(passkeys::sign_in_options),
         )
         .route("/auth/passkey/login", post(passkeys::sign_in))
+        .route(
+            "/auth/passwordless/register",
+            post(passwordless::sign_up).layer(intake.clone()),
+        )
+        .route("/auth/passwordless", post(passwordless::request_mail))
+        .route("/auth/passwordless/verify", post(passwordless::verify))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/mfa/verify", post(security::verify_mfa))

@@ -4,7 +4,9 @@
 use std::fmt;
 
 use common::domain::password_policy::PasswordPolicy;
-use common::domain::registration::{FieldError, ProfileInput, Registration, RequiredFields};
+use common::domain::registration::{
+    FieldError, Profile, ProfileInput, Registration, RequiredFields,
+};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -71,11 +73,21 @@ impl fmt::Debug for RegistrationRequest {
 impl RegistrationRequest {
     /// Applies the registration rules; every problem is reported.
     pub fn parse(
-        self,
+        mut self,
         policy: &PasswordPolicy,
         required: RequiredFields,
     ) -> Result<Registration, Vec<FieldError>> {
-        let input = ProfileInput {
+        let password = self.password.take();
+        Registration::parse(self.profile_input(), password, policy, required)
+    }
+
+    /// The profile alone, under the registration rules (a sign-up without a password).
+    pub fn profile(&self, required: RequiredFields) -> Result<Profile, Vec<FieldError>> {
+        Profile::parse(self.profile_input(), required)
+    }
+
+    fn profile_input(&self) -> ProfileInput<'_> {
+        ProfileInput {
             email: self.email.as_deref(),
             name: self.name.as_deref(),
             first_name: self.first_name.as_deref(),
@@ -85,8 +97,7 @@ impl RegistrationRequest {
             occupation: self.occupation.as_deref(),
             username: self.username.as_deref(),
             date_of_birth: self.date_of_birth.as_deref(),
-        };
-        Registration::parse(input, self.password, policy, required)
+        }
     }
 }
 

@@ -201,3 +201,18 @@ pub struct SessionListAnswer {
     pub count: usize,
     pub data: Vec<SessionView>,
 }
+
+/// `POST /api/v1/auth/passwordless/verify` body: the link's `token`, or the `email`
+/// and the `code` of the mail.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInMailRequest {
+    /// The `token` query parameter of the mail's link.
+    #[schema(min_length = 1, max_length = 256)]
+    pub token: Option<String>,
+    #[schema(min_length = 3, max_length = 254, example = "john.doe@example.com")]
+    pub email: Option<String>,
+    /// The 6 digits of the mail.
+    #[schema(pattern = "^[0-9]{6}$", example = "042917")]
+    pub code: Option<String>,
+}

@@ -51,28 +51,47 @@ impl PasskeyConfig {
         port: u16,
     ) -> Result<RelyingParty, ConfigError> {
         let issuer = url::Url::parse(issuer.trim()).ok();
+        // A relying party id is a domain, never an address (an issuer at 127.0.0.1
+        // leaves it `localhost`).
         let rp_id = match self.rp_id.trim() {
             "" => issuer
                 .as_ref()
-                .and_then(|u| u.host_str())
-                .unwrap_or("localhost")
-                .to_owned(),
+                .and_then(|u| match u.host() {
+                    Some(url::Host::Domain(d)) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "localhost".to_owned()),
             id => id.to_ascii_lowercase(),
         };
-        let mut origins: Vec<String> = self
+        let explicit: Vec<String> = self
             .origins
             .split(',')
             .map(str::trim)
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect();
-        if origins.is_empty() {
-            origins.extend(issuer.iter().map(|u| u.origin().ascii_serialization()));
-            origins.extend(cors_origins.iter().filter(|o| *o != "*").cloned());
-        }
-        if origins.is_empty() {
-            origins.push(format!("http://localhost:{port}"));
-        }
+        let origins = if explicit.is_empty() {
+            // Derived: those of the issuer and the CORS origins that are on the relying
+            // party's domain.
+            let fits = |o: &String| {
+                url::Url::parse(o).ok().is_some_and(|u| {
+                    u.host_str()
+                        .is_some_and(|h| h == rp_id || h.ends_with(&format!(".{rp_id}")))
+                })
+            };
+            let mut derived: Vec<String> = issuer
+                .iter()
+                .map(|u| u.origin().ascii_serialization())
+                .chain(cors_origins.iter().cloned())
+                .filter(fits)
+                .collect();
+            if derived.is_empty() {
+                derived.push(format!("http://localhost:{port}"));
+            }
+            derived
+        } else {
+            explicit
+        };
         if !(30..=3600).contains(&self.ceremony_ttl_secs) {
             return Err(ConfigError::new(
                 "PASSKEY_CEREMONY_TTL_SECS",

@@ -62,18 +62,24 @@ pub async fn login(
         Err(e) => e.code(),
     };
     app.metrics.logins.with_label_values(&[outcome]).inc();
-    Ok(Json(match result? {
-        LoginOutcome::Tokens(tokens) => LoginAnswer::Tokens(tokens.into()),
-        LoginOutcome::MfaRequired {
-            challenge,
-            expires_in,
-        } => LoginAnswer::MfaRequired(MfaChallengeAnswer {
-            success: true,
-            mfa_required: true,
-            challenge: challenge.expose_secret().to_owned(),
-            expires_in: expires_in.as_secs(),
-        }),
-    }))
+    Ok(Json(result?.into()))
+}
+
+impl From<LoginOutcome> for LoginAnswer {
+    fn from(outcome: LoginOutcome) -> Self {
+        match outcome {
+            LoginOutcome::Tokens(tokens) => LoginAnswer::Tokens(tokens.into()),
+            LoginOutcome::MfaRequired {
+                challenge,
+                expires_in,
+            } => LoginAnswer::MfaRequired(MfaChallengeAnswer {
+                success: true,
+                mfa_required: true,
+                challenge: challenge.expose_secret().to_owned(),
+                expires_in: expires_in.as_secs(),
+            }),
+        }
+    }
 }
 
 #[utoipa::path(

@@ -9,6 +9,7 @@ pub mod imports;
 pub mod oidc;
 pub mod oidc_clients;
 pub mod passkeys;
+pub mod passwordless;
 pub mod registration;
 pub mod scim;
 pub mod scim_tokens;

@@ -25,7 +25,7 @@ pub fn token_digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn parse_token(token: Option<&str>) -> Result<Vec<u8>, ServiceError> {
+pub(crate) fn parse_token(token: Option<&str>) -> Result<Vec<u8>, ServiceError> {
     match token.map(str::trim) {
         Some(t) if !t.is_empty() && t.len() <= 256 => Ok(token_digest(t)),
         Some(_) => Err(ServiceError::invalid("token", "must be 1-256 characters")),
@@ -33,7 +33,7 @@ fn parse_token(token: Option<&str>) -> Result<Vec<u8>, ServiceError> {
     }
 }
 
-fn parse_email(email: Option<&str>) -> Result<Email, ServiceError> {
+pub(crate) fn parse_email(email: Option<&str>) -> Result<Email, ServiceError> {
     let mut errors = Vec::new();
     email_field(&mut errors, email).ok_or(ServiceError::Invalid(errors))
 }
@@ -82,7 +82,7 @@ pub async fn pace_for_recipient(app: &AppState, recipient: &str) -> Result<MailP
 
 /// Counts a mail request against the client's limit (429 beyond it, whoever the address
 /// belongs to) and the recipient's (which slows the mail down instead).
-async fn limit_mail_request(
+pub(crate) async fn limit_mail_request(
     app: &AppState,
     kind: &str,
     email: &Email,

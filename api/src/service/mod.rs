@@ -12,6 +12,7 @@ pub mod import;
 pub mod mfa;
 pub mod oidc;
 pub mod passkeys;
+pub mod passwordless;
 pub mod registration;
 pub mod scim;
 pub mod users;

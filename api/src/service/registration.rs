@@ -143,6 +143,19 @@ pub enum Proof {
         registration_id: Uuid,
         passkey: PasskeyCredential,
     },
+    /// Nothing: the account signs in with mailed links and codes (or sets a password
+    /// with a reset mail later).
+    Mailbox,
+}
+
+/// Submits a registration without a password (`POST /api/v1/auth/passwordless/register`).
+pub async fn submit_mailbox_registration(
+    app: &AppState,
+    profile: Profile,
+    idempotency_key: Option<String>,
+    request_id: Option<String>,
+) -> Result<Submitted, ServiceError> {
+    submit(app, profile, Proof::Mailbox, idempotency_key, request_id).await
 }
 
 /// Submits a registration whose passkey was verified (`POST /api/v1/auth/passkey/register`).
@@ -201,7 +214,7 @@ async fn submit(
         Proof::Passkey {
             registration_id, ..
         } => *registration_id,
-        Proof::Password(_) => new_registration_id(),
+        Proof::Password(_) | Proof::Mailbox => new_registration_id(),
     };
     let email = &profile.email;
     // The pending key first: a conflicting request costs no sealing work.
@@ -219,6 +232,7 @@ async fn submit(
             false,
         ),
         Proof::Passkey { passkey, .. } => (Credential::Passkey(passkey), true),
+        Proof::Mailbox => (Credential::NoPassword, true),
     };
     let event = RegistrationEvent {
         registration_id,

@@ -12,6 +12,17 @@ pub enum Purpose {
     VerifyEmail,
     /// The holder may set a new password.
     ResetPassword,
+    /// The holder signs in (a passwordless link).
+    SignIn,
+    /// The holder of this 6-digit code for this address signs in ([`code_digest`]).
+    SignInCode,
+}
+
+/// The digest a sign-in code is stored under: the address with the code, so the same
+/// code for two addresses are two tokens, and a code is looked up by both.
+pub fn code_digest(email: &str, code: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("sign-in-code\n{email}\n{code}").as_bytes()).to_vec()
 }
 
 impl Purpose {
@@ -19,6 +30,8 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "verify_email",
             Purpose::ResetPassword => "reset_password",
+            Purpose::SignIn => "sign_in",
+            Purpose::SignInCode => "sign_in_code",
         }
     }
 }
@@ -103,6 +116,20 @@ pub async fn use_all(
         .execute(
             "UPDATE account_tokens SET used_at = now()
              WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+            &[&user_id, &purpose.as_str()],
+        )
+        .await
+}
+
+/// Deletes a user's tokens of `purpose` (a new sign-in mail replaces the codes before it).
+pub async fn delete_all(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    purpose: Purpose,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2",
             &[&user_id, &purpose.as_str()],
         )
         .await

@@ -33,10 +33,12 @@ pub enum MailKind {
     SecondFactorReset,
     /// A notice to an admin that a webhook endpoint they registered was disabled.
     WebhookDisabled,
+    /// A passwordless sign-in: a link and a 6-digit code.
+    SignIn,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 11] = [
+    pub const ALL: [MailKind; 12] = [
         MailKind::VerifyEmail,
         MailKind::VerifyNewEmail,
         MailKind::EmailChangeNotice,
@@ -48,6 +50,7 @@ impl MailKind {
         MailKind::SecondFactorDisabled,
         MailKind::SecondFactorReset,
         MailKind::WebhookDisabled,
+        MailKind::SignIn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl MailKind {
             MailKind::SecondFactorDisabled => "second_factor_disabled",
             MailKind::SecondFactorReset => "second_factor_reset",
             MailKind::WebhookDisabled => "webhook_disabled",
+            MailKind::SignIn => "sign_in",
         }
     }
 

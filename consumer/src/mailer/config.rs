@@ -72,6 +72,13 @@ pub struct MailConfig {
         default_value_t = 1_800
     )]
     pub reset_ttl_secs: u64,
+    /// Lifetime of a passwordless sign-in mail's link and code, in seconds.
+    #[arg(
+        long = "sign-in-mail-ttl-secs",
+        env = "SIGN_IN_MAIL_TTL_SECS",
+        default_value_t = 600
+    )]
+    pub sign_in_ttl_secs: u64,
 }
 
 /// The mailer's metrics.

@@ -222,17 +222,16 @@ impl Mailer {
                 let ttl = match purpose {
                     Purpose::VerifyEmail => self.config.verification_ttl_secs,
                     Purpose::ResetPassword => self.config.reset_ttl_secs,
+                    Purpose::SignIn | Purpose::SignInCode => self.config.sign_in_ttl_secs,
                 };
                 let token = new_token();
-                let expires = chrono::Utc::now()
-                    + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(86_400));
                 if !account_tokens::insert(
                     &**client,
                     &Sha256::digest(token.expose_secret().as_bytes()),
                     user.id,
                     purpose,
                     &mail.recipient,
-                    expires,
+                    expires_in(ttl),
                 )
                 .await?
                 {
@@ -246,6 +245,23 @@ impl Mailer {
             }
             None => None,
         };
+        // A sign-in mail also carries a 6-digit code; it replaces the codes before it.
+        let code = if kind == MailKind::SignIn {
+            let code = new_code();
+            account_tokens::delete_all(&**client, user.id, Purpose::SignInCode).await?;
+            account_tokens::insert(
+                &**client,
+                &account_tokens::code_digest(&mail.recipient, code.expose_secret()),
+                user.id,
+                Purpose::SignInCode,
+                &mail.recipient,
+                expires_in(self.config.sign_in_ttl_secs),
+            )
+            .await?;
+            Some(code)
+        } else {
+            None
+        };
         drop(client);
         let name = user
             .first_name
@@ -257,8 +273,13 @@ impl Mailer {
             &mail.recipient,
             &name,
             link.as_deref(),
+            code.as_ref().map(|c| c.expose_secret()),
             self.config.verification_ttl_secs / 3600,
-            self.config.reset_ttl_secs / 60,
+            if kind == MailKind::SignIn {
+                self.config.sign_in_ttl_secs / 60
+            } else {
+                self.config.reset_ttl_secs / 60
+            },
         )?;
         let message = Message::builder()
             .from(self.from.clone())
@@ -302,7 +323,10 @@ fn stale(kind: MailKind, user: &UserRecord, recipient: &str) -> Option<&'static 
         MailKind::VerifyNewEmail if user.pending_email.as_deref() != Some(recipient) => {
             Some("email change withdrawn")
         }
-        MailKind::PasswordReset if user.email != recipient => Some("address changed"),
+        MailKind::PasswordReset | MailKind::SignIn if user.email != recipient => {
+            Some("address changed")
+        }
+        MailKind::SignIn if user.disabled_at.is_some() => Some("account deactivated"),
         _ => None,
     }
 }
@@ -314,6 +338,7 @@ fn token_purpose(kind: MailKind) -> Option<(Purpose, &'static str)> {
             Some((Purpose::VerifyEmail, "verify-email"))
         }
         MailKind::PasswordReset => Some((Purpose::ResetPassword, "reset-password")),
+        MailKind::SignIn => Some((Purpose::SignIn, "sign-in")),
         MailKind::EmailChangeNotice
         | MailKind::PasswordChanged
         | MailKind::SecondFactorFailures
@@ -323,6 +348,19 @@ fn token_purpose(kind: MailKind) -> Option<(Purpose, &'static str)> {
         | MailKind::WebhookDisabled
         | MailKind::RegistrationAttempt => None,
     }
+}
+
+fn expires_in(ttl_secs: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(86_400))
+}
+
+/// A 6-digit code, uniform over 000000-999999.
+fn new_code() -> SecretString {
+    use rand::Rng;
+    SecretString::from(format!(
+        "{:06}",
+        rand::rngs::OsRng.gen_range(0..1_000_000u32)
+    ))
 }
 
 fn new_token() -> SecretString {

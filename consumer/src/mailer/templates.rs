@@ -146,6 +146,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "webhook_disabled.html",
         include_str!("../../templates/mail/webhook_disabled.html"),
     ),
+    (
+        "sign_in.subject.txt",
+        include_str!("../../templates/mail/sign_in.subject.txt"),
+    ),
+    (
+        "sign_in.txt",
+        include_str!("../../templates/mail/sign_in.txt"),
+    ),
+    (
+        "sign_in.html",
+        include_str!("../../templates/mail/sign_in.html"),
+    ),
 ];
 
 /// A rendered mail.
@@ -182,6 +194,7 @@ impl Templates {
                     "someone@example.com",
                     "Someone",
                     Some("https://example.com/x"),
+                    Some("123456"),
                     24,
                     30,
                 )
@@ -198,6 +211,7 @@ impl Templates {
         recipient: &str,
         name: &str,
         link: Option<&str>,
+        code: Option<&str>,
         valid_hours: u64,
         valid_minutes: u64,
     ) -> Result<Rendered, minijinja::Error> {
@@ -206,6 +220,7 @@ impl Templates {
             product => "Registrar",
             recipient => recipient,
             name => name,
+            code => code,
         };
         let subject = self
             .env
@@ -218,6 +233,7 @@ impl Templates {
             recipient => recipient,
             name => name,
             link => link,
+            code => code,
             valid_hours => valid_hours,
             valid_minutes => valid_minutes,
         };
@@ -242,6 +258,7 @@ mod tests {
                 "a@b.io",
                 "<Ada>",
                 Some("https://x/reset-password?token=T"),
+                None,
                 24,
                 30,
             )
@@ -251,6 +268,28 @@ mod tests {
         assert!(r.text.contains("30 minutes"));
         assert!(r.html.contains("&lt;Ada&gt;"), "{}", r.html);
         assert!(!r.html.contains("<Ada>"));
+    }
+
+    #[test]
+    fn a_sign_in_mail_carries_its_code_in_the_subject_and_the_body_and_its_link() {
+        let t = Templates::load(None).unwrap();
+        let r = t
+            .render(
+                MailKind::SignIn,
+                "a@b.io",
+                "Ada",
+                Some("https://x/sign-in?token=T"),
+                Some("042917"),
+                24,
+                10,
+            )
+            .unwrap();
+        assert_eq!(r.subject, "Your sign-in code: 042917");
+        assert!(r.text.contains("https://x/sign-in?token=T"));
+        for body in [&r.text, &r.html] {
+            assert!(body.contains("042917") && body.contains("10 minutes"), "{body}");
+        }
+        assert!(r.html.contains("sign-in?token=T"), "{}", r.html);
     }
 
     #[test]
@@ -264,7 +303,15 @@ mod tests {
         .unwrap();
         let t = Templates::load(Some(&dir)).unwrap();
         let r = t
-            .render(MailKind::VerifyEmail, "a@b.io", "A", Some("l"), 24, 30)
+            .render(
+                MailKind::VerifyEmail,
+                "a@b.io",
+                "A",
+                Some("l"),
+                None,
+                24,
+                30,
+            )
             .unwrap();
         assert_eq!(r.subject, "Bienvenue Registrar");
         std::fs::write(dir.join("verify_email.txt"), "{% if %}").unwrap();

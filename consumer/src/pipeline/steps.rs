@@ -90,8 +90,9 @@ impl Pipeline {
                     DlqKind::Invalid,
                     "imported password hash is not an argon2id, argon2i or scrypt PHC string nor a bcrypt hash".into(),
                 ),
-                // SCIM provisioning: nothing to hash; the user sets a password later.
-                Credential::NoPassword if c.event.provisioning.is_some() => {
+                // No password (SCIM provisioning, a sign-up by mailbox): nothing to hash;
+                // the account signs in by mail, or sets a password with a reset mail.
+                Credential::NoPassword => {
                     let hash = common::domain::password::NO_PASSWORD.to_owned();
                     ready.push(new_user(&c.event, c.profile, hash));
                 }
@@ -109,12 +110,6 @@ impl Pipeline {
                     FailureReason::InvalidRegistration,
                     DlqKind::Invalid,
                     "the passkey is not a webauthn-rs credential".into(),
-                ),
-                Credential::NoPassword => outcome.reject(
-                    c,
-                    FailureReason::InvalidRegistration,
-                    DlqKind::Invalid,
-                    "only an account provisioned over SCIM may come without a password".into(),
                 ),
                 Credential::Sealed(sealed) => {
                     jobs.push(HashJob {

@@ -75,8 +75,6 @@ pub(crate) fn import_only_field(event: &RegistrationEvent) -> Option<&'static st
         Some("passwordHash")
     } else if event.import.is_some() {
         Some("importId")
-    } else if matches!(event.credential, Credential::NoPassword) {
-        Some("credential (none)")
     } else if event.provisioning.is_some() {
         Some("provisioning")
     } else {

@@ -19,6 +19,7 @@ mod observability;
 mod oidc;
 mod operations;
 mod passkeys;
+mod passwordless;
 mod privacy;
 mod profile;
 mod registration;

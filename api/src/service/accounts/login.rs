@@ -262,6 +262,32 @@ async fn verify_and_start_session(
     .map(LoginOutcome::Tokens)
 }
 
+/// Ends a sign-in that proved the person another way than with the password (a mailed
+/// link or code): the second-factor challenge when the account has one, else a session.
+pub(crate) async fn session_or_second_factor(
+    app: &AppState,
+    context: &RequestContext,
+    user: &UserRecord,
+    method: &str,
+) -> Result<LoginOutcome, ServiceError> {
+    let mut client = app.db().await?;
+    if mfa::is_enabled(&**client, user.id).await? {
+        let email = Email::parse(&user.email).map_err(|e| ServiceError::Internal(e.into()))?;
+        let attempts_by = attempt_client(context);
+        return mfa_challenge(app, user, &user.password_hash, &email, &attempts_by).await;
+    }
+    start_session(
+        app,
+        context,
+        &mut client,
+        user.id,
+        &user.password_hash,
+        method,
+    )
+    .await
+    .map(LoginOutcome::Tokens)
+}
+
 /// Hands out a challenge for the second factor of a login whose password was right.
 async fn mfa_challenge(
     app: &AppState,

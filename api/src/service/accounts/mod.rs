@@ -27,6 +27,7 @@ use crate::state::AppState;
 mod login;
 mod sessions;
 
+pub(crate) use login::session_or_second_factor;
 pub use login::{attempt_client, count_attempt, login, settle_attempt, LoginOutcome};
 pub use sessions::{end_other_sessions, end_session, list_sessions, logout, refresh};
 pub(crate) use sessions::{rotate, SessionKind};

@@ -284,7 +284,13 @@ pub async fn insert_batch(
                     "source": if u.provisioning.is_some() { "scim" } else { "registration" },
                     "submittedAt": u.submitted_at.to_rfc3339(),
                     "requestId": u.request_id,
-                    "credential": if u.passkey.is_some() { "passkey" } else { "password" },
+                    "credential": if u.passkey.is_some() {
+                        "passkey"
+                    } else if u.password_hash == crate::domain::password::NO_PASSWORD {
+                        "none"
+                    } else {
+                        "password"
+                    },
                 }));
                 if let Some(p) = &u.passkey {
                     passkeys.push((user_id, p));
