@@ -270,15 +270,17 @@ impl Mailer {
             .unwrap_or_else(|| "there".to_owned());
         let rendered = self.templates.render(
             kind,
-            &mail.recipient,
-            &name,
-            link.as_deref(),
-            code.as_ref().map(|c| c.expose_secret()),
-            self.config.verification_ttl_secs / 3600,
-            if kind == MailKind::SignIn {
-                self.config.sign_in_ttl_secs / 60
-            } else {
-                self.config.reset_ttl_secs / 60
+            &templates::MailValues {
+                recipient: &mail.recipient,
+                name: &name,
+                link: link.as_deref(),
+                code: code.as_ref().map(|c| c.expose_secret()),
+                valid_hours: self.config.verification_ttl_secs / 3600,
+                valid_minutes: if kind == MailKind::SignIn {
+                    self.config.sign_in_ttl_secs / 60
+                } else {
+                    self.config.reset_ttl_secs / 60
+                },
             },
         )?;
         let message = Message::builder()

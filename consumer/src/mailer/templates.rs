@@ -4,6 +4,22 @@
 use common::config::ConfigError;
 use common::store::mail_outbox::MailKind;
 
+/// What a mail's templates are rendered with.
+#[derive(Debug, Clone, Copy)]
+pub struct MailValues<'a> {
+    pub recipient: &'a str,
+    /// Whom the mail greets.
+    pub name: &'a str,
+    /// The link of a mail that carries one.
+    pub link: Option<&'a str>,
+    /// A sign-in mail's 6-digit code.
+    pub code: Option<&'a str>,
+    /// How long a verification link works, in hours.
+    pub valid_hours: u64,
+    /// How long a reset or sign-in mail works, in minutes.
+    pub valid_minutes: u64,
+}
+
 /// The templates, built in or from `MAIL_TEMPLATE_DIR`.
 pub struct Templates {
     env: minijinja::Environment<'static>,
@@ -191,12 +207,14 @@ impl Templates {
             templates
                 .render(
                     kind,
-                    "someone@example.com",
-                    "Someone",
-                    Some("https://example.com/x"),
-                    Some("123456"),
-                    24,
-                    30,
+                    &MailValues {
+                        recipient: "someone@example.com",
+                        name: "Someone",
+                        link: Some("https://example.com/x"),
+                        code: Some("123456"),
+                        valid_hours: 24,
+                        valid_minutes: 30,
+                    },
                 )
                 .map_err(|e| {
                     ConfigError::new("MAIL_TEMPLATE_DIR", format!("{}: {e}", kind.as_str()))
@@ -205,16 +223,15 @@ impl Templates {
         Ok(templates)
     }
 
-    pub fn render(
-        &self,
-        kind: MailKind,
-        recipient: &str,
-        name: &str,
-        link: Option<&str>,
-        code: Option<&str>,
-        valid_hours: u64,
-        valid_minutes: u64,
-    ) -> Result<Rendered, minijinja::Error> {
+    pub fn render(&self, kind: MailKind, v: &MailValues<'_>) -> Result<Rendered, minijinja::Error> {
+        let MailValues {
+            recipient,
+            name,
+            link,
+            code,
+            valid_hours,
+            valid_minutes,
+        } = *v;
         let k = kind.as_str();
         let base = minijinja::context! {
             product => "Registrar",
@@ -255,12 +272,14 @@ mod tests {
         let r = t
             .render(
                 MailKind::PasswordReset,
-                "a@b.io",
-                "<Ada>",
-                Some("https://x/reset-password?token=T"),
-                None,
-                24,
-                30,
+                &MailValues {
+                    recipient: "a@b.io",
+                    name: "<Ada>",
+                    link: Some("https://x/reset-password?token=T"),
+                    code: None,
+                    valid_hours: 24,
+                    valid_minutes: 30,
+                },
             )
             .unwrap();
         assert_eq!(r.subject, "Reset your password");
@@ -276,18 +295,23 @@ mod tests {
         let r = t
             .render(
                 MailKind::SignIn,
-                "a@b.io",
-                "Ada",
-                Some("https://x/sign-in?token=T"),
-                Some("042917"),
-                24,
-                10,
+                &MailValues {
+                    recipient: "a@b.io",
+                    name: "Ada",
+                    link: Some("https://x/sign-in?token=T"),
+                    code: Some("042917"),
+                    valid_hours: 24,
+                    valid_minutes: 10,
+                },
             )
             .unwrap();
         assert_eq!(r.subject, "Your sign-in code: 042917");
         assert!(r.text.contains("https://x/sign-in?token=T"));
         for body in [&r.text, &r.html] {
-            assert!(body.contains("042917") && body.contains("10 minutes"), "{body}");
+            assert!(
+                body.contains("042917") && body.contains("10 minutes"),
+                "{body}"
+            );
         }
         assert!(r.html.contains("sign-in?token=T"), "{}", r.html);
     }
@@ -305,12 +329,14 @@ mod tests {
         let r = t
             .render(
                 MailKind::VerifyEmail,
-                "a@b.io",
-                "A",
-                Some("l"),
-                None,
-                24,
-                30,
+                &MailValues {
+                    recipient: "a@b.io",
+                    name: "A",
+                    link: Some("l"),
+                    code: None,
+                    valid_hours: 24,
+                    valid_minutes: 30,
+                },
             )
             .unwrap();
         assert_eq!(r.subject, "Bienvenue Registrar");
