@@ -112,6 +112,20 @@ async function followRegistration(submit) {
   }
 }
 
+/** Checks every sign-up field but the password (a sign-up without one). */
+function checkWithoutPassword(form) {
+  const { password: _unused, ...others } = rules;
+  let first = null;
+  for (const [field, rule] of Object.entries(others)) {
+    const message = rule(form.elements.namedItem(field).value);
+    showError("", field, message);
+    if (message && !first) first = form.elements.namedItem(field);
+  }
+  showError("", "password", "");
+  first?.focus();
+  return !first;
+}
+
 function profileBody(data) {
   const body = {
     firstName: data.firstName.trim(),
@@ -146,15 +160,7 @@ $("signup-form").addEventListener("submit", async (event) => {
 // with it (the login field's autofill offers it).
 $("signup-passkey").addEventListener("click", async () => {
   const form = $("signup-form");
-  const { password: _unused, ...others } = rules;
-  let first = null;
-  for (const [field, rule] of Object.entries(others)) {
-    const message = rule(form.elements.namedItem(field).value);
-    showError("", field, message);
-    if (message && !first) first = form.elements.namedItem(field);
-  }
-  showError("", "password", "");
-  if (first) return first.focus();
+  if (!checkWithoutPassword(form)) return;
   const data = Object.fromEntries(new FormData(form));
   const body = profileBody(data);
   const button = $("signup-passkey");
@@ -214,6 +220,51 @@ $("login-passkey").addEventListener("click", async () => {
 });
 
 let challenge = null;
+// A sign-in mail was sent: the form's submit sends its code.
+let mailCodeSent = false;
+
+async function sendSignInCode(email) {
+  await client.requestSignInMail(email);
+  mailCodeSent = true;
+  $("mail-code-field").hidden = false;
+  $("login-email").value = email;
+  $("mail-code").focus();
+  announce("If this address has an account, a mail with a sign-in code is on its way.");
+}
+
+$("login-mail").addEventListener("click", async () => {
+  const error = $("login-error");
+  error.textContent = "";
+  const email = $("login-email").value.trim();
+  if (!EMAIL.test(email)) {
+    error.textContent = "Enter your email address first.";
+    $("login-email").focus();
+    return;
+  }
+  stopAutofill();
+  try {
+    await sendSignInCode(email);
+  } catch (e) {
+    error.textContent = e instanceof RegistrarError ? e.message : String(e);
+  }
+});
+
+// A sign-up with only a mailbox: no password; once the account exists, a sign-in code
+// is mailed.
+$("signup-mailbox").addEventListener("click", async () => {
+  const form = $("signup-form");
+  if (!checkWithoutPassword(form)) return;
+  const body = profileBody(Object.fromEntries(new FormData(form)));
+  const button = $("signup-mailbox");
+  button.disabled = true;
+  try {
+    if (await followRegistration(() => client.registerWithoutPassword(body, { idempotencyKey: crypto.randomUUID() }))) {
+      await sendSignInCode(body.email);
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
 
 $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -225,6 +276,18 @@ $("login-form").addEventListener("submit", async (event) => {
     if (challenge) {
       await client.verifyMfa(challenge, $("login-code").value.trim());
       challenge = null;
+    } else if (mailCodeSent) {
+      const result = await client.signInWithMail({ email, code: $("mail-code").value.trim() });
+      if (result.kind === "mfa") {
+        challenge = result.challenge;
+        $("mfa-field").hidden = false;
+        $("login-code").focus();
+        announce("Enter the code from your authenticator app.");
+        return;
+      }
+      mailCodeSent = false;
+      $("mail-code-field").hidden = true;
+      $("mail-code").value = "";
     } else {
       if (!email || !password) {
         error.textContent = "Enter your email and password.";

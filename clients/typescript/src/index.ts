@@ -75,7 +75,7 @@ export type ErrorCode =
   | "EMAIL_TAKEN" | "USERNAME_TAKEN" | "DATA_KEY_EXISTS" | "DATA_QUOTA_EXCEEDED"
   | "LAST_ADMIN" | "MFA_ALREADY_ENABLED" | "MFA_NOT_ENABLED" | "RATE_LIMITED"
   | "ACCOUNT_LOCKED" | "INTERNAL_ERROR" | "MFA_NOT_CONFIGURED" | "SERVICE_UNAVAILABLE"
-  | "OVERLOADED" | "TIMEOUT" | "PASSKEY_REJECTED" | "LAST_SIGN_IN_METHOD";
+  | "OVERLOADED" | "TIMEOUT" | "PASSKEY_REJECTED" | "LAST_SIGN_IN_METHOD" | "INVALID_CODE";
 
 /** A refused request: the api's status, error code, message and per-field details. */
 export class RegistrarError extends Error {
@@ -350,6 +350,40 @@ export class RegistrarClient {
 
   async confirmPasswordReset(token: string, newPassword: string): Promise<void> {
     await this.request("POST", "/auth/password-reset/confirm", { body: { token, newPassword } });
+  }
+
+  // ---- passwordless email --------------------------------------------------------------
+
+  /**
+   * Asks for a sign-in mail (a link and a 6-digit code, each single use for 10 minutes).
+   * The answer is the same whether the address has an account or not.
+   */
+  async requestSignInMail(email: string): Promise<void> {
+    await this.request("POST", "/auth/passwordless", { body: { email } });
+  }
+
+  /** Signs in with the mail's link token, or its address and code. */
+  async signInWithMail(proof: { token: string } | { email: string; code: string }): Promise<LoginResult> {
+    const answer = await this.request<Schemas["LoginAnswer"]>("POST", "/auth/passwordless/verify", { body: proof });
+    if ("mfaRequired" in answer && answer.mfaRequired) {
+      return { kind: "mfa", challenge: answer.challenge, expiresIn: answer.expiresIn };
+    }
+    return { kind: "tokens", tokens: this.keep(answer as TokenAnswer) };
+  }
+
+  /** A sign-up without a password: the account then signs in by mail (or with a passkey it adds). */
+  async registerWithoutPassword(
+    body: Omit<RegistrationRequest, "password">,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<AcceptedRegistration> {
+    const headers: Record<string, string> = {};
+    if (options.idempotencyKey) headers["idempotency-key"] = options.idempotencyKey;
+    const answer = await this.request<Schemas["RegistrationAccepted"]>("POST", "/auth/passwordless/register", {
+      body,
+      headers,
+      signal: options.signal,
+    });
+    return answer.data;
   }
 
   // ---- passkeys ---------------------------------------------------------------------

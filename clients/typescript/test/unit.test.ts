@@ -357,3 +357,23 @@ test("a refused passkey is a PASSKEY_REJECTED error and no session", async () =>
     e instanceof RegistrarError && e.code === "PASSKEY_REJECTED" && e.status === 401);
   assert.equal(client.session, null);
 });
+
+test("a sign-in mail's code signs in; the mail request and the sign-up without a password go to their routes", async () => {
+  const { fetchFn, calls } = scripted((call) => {
+    if (call.url.endsWith("/auth/passwordless")) return { status: 202, body: { success: true, message: "sent" } };
+    if (call.url.endsWith("/auth/passwordless/register")) {
+      return { status: 202, body: { success: true, message: "ok", data: { email: "a@b.io", registrationId: "r9", status: "pending" } } };
+    }
+    return tokenAnswer(3);
+  });
+  const client = new RegistrarClient({ baseUrl: "http://api", fetch: fetchFn });
+  const accepted = await client.registerWithoutPassword({ email: "a@b.io", name: "Ada Lovelace" }, { idempotencyKey: "k1" });
+  assert.equal(accepted.registrationId, "r9");
+  assert.equal(calls[0]!.headers["idempotency-key"], "k1");
+  await client.requestSignInMail("a@b.io");
+  assert.deepEqual(calls[1]!.body, { email: "a@b.io" });
+  const result = await client.signInWithMail({ email: "a@b.io", code: "042917" });
+  assert.equal(result.kind, "tokens");
+  assert.equal(client.session?.accessToken, "access-3");
+  assert.equal(calls[2]!.url, "http://api/api/v1/auth/passwordless/verify");
+});
