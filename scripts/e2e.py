@@ -130,16 +130,25 @@ def run_scim_test(stack):
     log("scim2-tester passed")
 
 
-def run_hosted_login_test(stack, browser):
+def run_hosted_login_test(stack, browser, upstream_port):
     """Chromium signs in on the hosted page (password, TOTP) at one example app and then
-    at a second one without a prompt; axe-core checks each page."""
+    at a second one without a prompt, with a passkey through autofill, and through an
+    upstream OpenID provider (oidc-provider); axe-core checks each page."""
     apps = {}
     for name, port in (("A", 18997), ("B", 18998)):
         base = f"http://127.0.0.1:{port}"
         client_id, secret = oidc_client(stack, "--name", f"Example app {name}", "--first-party",
                                         "--redirect-uri", f"{base}/callback")
         apps.update({f"APP_{name}_URL": base, f"APP_{name}_ID": client_id, f"APP_{name}_SECRET": secret})
-    env = {**os.environ, **apps, "ISSUER": stack.base, "CHROMIUM": browser, "OUT": str(OUT)}
+    # An admin registers the upstream provider (oidc-provider, started by the test).
+    admin_email, admin_password = "admin@e2e.example.com", "e2e admin password 2026"
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write(admin_password + "\n")
+        f.flush()
+        subprocess.run([str(stack.api_bin), "create-admin", "--email", admin_email, "--password-file", f.name],
+                       env=stack.env, check=True, capture_output=True)
+    env = {**os.environ, **apps, "ISSUER": stack.base, "CHROMIUM": browser, "OUT": str(OUT),
+           "UPSTREAM_PORT": str(upstream_port), "ADMIN_EMAIL": admin_email, "ADMIN_PASSWORD": admin_password}
     npm(["run", "test:browser"], OIDC, env)
 
 
@@ -241,7 +250,7 @@ def main():
         env = {**os.environ, "PAGE_URL": f"{page_origin}/", "API_URL": stack.base,
                "OUT": str(OUT), "CHROMIUM": browser}
         npm(["run", "test:browser"], WEB, env)
-        run_hosted_login_test(stack, browser)
+        run_hosted_login_test(stack, browser, args.port + 13)
         log(f"browser tests passed; screenshots in {OUT}")
         stack.drop_database()
         return 0

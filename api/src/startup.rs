@@ -31,7 +31,7 @@ use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
 use crate::routes::{
     auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, passwordless,
-    registration, security, users, webhooks,
+    registration, security, social, users, webhooks,
 };
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
@@ -149,6 +149,11 @@ impl Application {
                 &config.cors_origins(),
                 config.port,
             )?,
+            return_origins: config
+                .cors_origins()
+                .into_iter()
+                .filter(|o| o != "*")
+                .collect(),
             oidc,
         };
         let state = AppState::new(Dependencies {
@@ -342,6 +347,7 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         )
         .route("/auth/passwordless", post(passwordless::request_mail))
         .route("/auth/passwordless/verify", post(passwordless::verify))
+        .route("/auth/social/exchange", post(social::exchange))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/mfa/verify", post(security::verify_mfa))
@@ -392,6 +398,22 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
             axum::routing::patch(passkeys::rename).delete(passkeys::delete),
         )
         .route("/auth/password", delete(passkeys::remove_password))
+        .route(
+            "/auth/identities",
+            get(social::identities).post(social::link),
+        )
+        .route("/auth/identities/{id}", delete(social::unlink))
+        .route("/auth/identity-providers", get(social::offered))
+        .route(
+            "/admin/identity-providers",
+            post(social::create).get(social::list),
+        )
+        .route(
+            "/admin/identity-providers/{id}",
+            get(social::get)
+                .patch(social::update)
+                .delete(social::delete),
+        )
         .route("/users/{id}/mfa", delete(security::reset_user_mfa))
         .route("/users", get(users::list))
         .route(
@@ -537,6 +559,8 @@ fn oidc_routes(config: &ApiConfig) -> Router<AppState> {
         .route("/oauth2/logout", get(oidc::logout).post(oidc::logout))
         .route("/oauth2/login", get(hosted::show).post(hosted::login))
         .route("/oauth2/login/passkey", post(hosted::login_with_passkey))
+        .route("/oauth2/social/callback", get(hosted::social_callback))
+        .route("/oauth2/social/{provider}", get(hosted::social_start))
         .route("/oauth2/mfa", post(hosted::second_factor))
         .route("/oauth2/consent", get(hosted::show).post(hosted::consent))
         .route(

@@ -59,6 +59,7 @@ pub(crate) async fn drain(
             email_verified: false,
             import: None,
             provisioning: None,
+            identity: None,
         };
         let payload = event.encode()?;
         let signature = signer.sign(email.as_str().as_bytes(), &payload);

@@ -37,6 +37,7 @@ fn event(credential: Credential, request_id: Option<String>) -> RegistrationEven
         email_verified: false,
         import: None,
         provisioning: None,
+        identity: None,
     }
 }
 

@@ -72,6 +72,7 @@ pub fn registration_event(
         email_verified: false,
         import: None,
         provisioning: None,
+        identity: None,
     }
 }
 

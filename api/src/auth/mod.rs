@@ -43,6 +43,8 @@ pub struct Accounts {
     pub oidc: Option<oidc_keys::OidcProvider>,
     /// The WebAuthn relying party of passkeys.
     pub passkeys: passkeys::RelyingParty,
+    /// Frontends a social sign-in may send the browser back to: the CORS origins.
+    pub return_origins: Vec<String>,
 }
 
 /// Fixed-window limits on requests that send mail, per email and per client address.

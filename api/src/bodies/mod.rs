@@ -12,6 +12,7 @@ pub mod passkeys;
 pub mod registration;
 pub mod scim;
 pub mod security;
+pub mod social;
 pub mod users;
 pub mod webhooks;
 

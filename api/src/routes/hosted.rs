@@ -215,7 +215,7 @@ pub fn start_flow(id: &str, binding: &SecretString) -> Response {
 }
 
 /// The page of a flow's stage.
-fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
+async fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
     let r = &flow.request;
     match &flow.stage {
         Stage::Login => {
@@ -228,13 +228,20 @@ fn flow_page(app: &AppState, id: &str, flow: &Flow) -> Response {
             } else {
                 signup_url
             };
+            // A page without them is better than no page.
+            let providers: Vec<(String, String)> = crate::service::social::offered(app)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (format!("/oauth2/social/{}?flow={id}", p.id), p.name))
+                .collect();
             page(
                 StatusCode::OK,
                 "login.html",
                 minijinja::context! {
                     title => "Sign in", client => &r.client_name, notice => &flow.notice,
                     flow => id, csrf => &flow.csrf, login_hint => r.login_hint.clone().unwrap_or_default(),
-                    signup_url => signup_url, reset_url => reset_url,
+                    signup_url => signup_url, reset_url => reset_url, providers => providers,
                 },
                 Some(&r.redirect_uri),
             )
@@ -333,7 +340,7 @@ async fn posted(
     let id = flow.unwrap_or_default();
     let flow = load(app, headers, &id, Some(csrf.as_deref().unwrap_or(""))).await?;
     if !expected(&flow.stage) {
-        return Err(flow_page(app, &id, &flow));
+        return Err(flow_page(app, &id, &flow).await);
     }
     Ok((id, flow))
 }
@@ -346,19 +353,19 @@ pub async fn show(
 ) -> Response {
     let id = q.flow.unwrap_or_default();
     match load(&app, &headers, &id, None).await {
-        Ok(flow) => flow_page(&app, &id, &flow),
+        Ok(flow) => flow_page(&app, &id, &flow).await,
         Err(r) => r,
     }
 }
 
-fn finish(
+async fn finish(
     app: &AppState,
     id: &str,
     outcome: Result<StepOutcome, crate::service::ServiceError>,
 ) -> Response {
     match outcome {
         Ok(StepOutcome::Page(flow)) => {
-            let mut r = flow_page(app, id, &flow);
+            let mut r = flow_page(app, id, &flow).await;
             if flow.notice.is_some() {
                 *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             }
@@ -407,7 +414,7 @@ pub async fn login(
     let login = f.login.unwrap_or_default().trim().to_owned();
     let password = SecretString::from(f.password.unwrap_or_default());
     let outcome = authorize::submit_password(&app, &context, &id, flow, login, password).await;
-    finish(&app, &id, outcome)
+    finish(&app, &id, outcome).await
 }
 
 #[derive(Deserialize)]
@@ -434,7 +441,7 @@ pub async fn second_factor(
     };
     let code = f.code.unwrap_or_default().trim().to_owned();
     let outcome = authorize::submit_code(&app, &context, &id, flow, code).await;
-    finish(&app, &id, outcome)
+    finish(&app, &id, outcome).await
 }
 
 #[derive(Deserialize)]
@@ -461,7 +468,7 @@ pub async fn consent(
     };
     let approve = f.decision.as_deref() == Some("allow");
     let outcome = authorize::submit_consent(&app, &context, &id, flow, approve).await;
-    finish(&app, &id, outcome)
+    finish(&app, &id, outcome).await
 }
 
 #[derive(Deserialize)]
@@ -493,7 +500,144 @@ pub async fn login_with_passkey(
         .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
     let outcome =
         authorize::submit_passkey(&app, &context, &id, flow, f.ceremony, credential).await;
-    finish(&app, &id, outcome)
+    finish(&app, &id, outcome).await
+}
+
+/// Binds a social round trip to the browser that started it.
+const SOCIAL_COOKIE: &str = "__Host-registrar_social";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SocialStart {
+    flow: Option<String>,
+    return_to: Option<String>,
+}
+
+/// `GET /oauth2/social/{provider}?flow=…` (the hosted login) or `?returnTo=…` (a
+/// frontend among the CORS origins): off to the upstream provider.
+pub async fn social_start(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    Query(q): Query<SocialStart>,
+) -> Response {
+    use crate::service::social::{self, After};
+    let after = match (q.flow, q.return_to) {
+        (Some(id), None) => match load(&app, &headers, &id, None).await {
+            Ok(flow) if matches!(flow.stage, Stage::Login) => After::Hosted { flow: id },
+            Ok(flow) => return flow_page(&app, &id, &flow).await,
+            Err(page) => return page,
+        },
+        (None, Some(to)) if social::allowed_return(&app, &to) => After::App { return_to: to },
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link is not valid: it names no sign-in in progress and no allowed page to return to.",
+            )
+        }
+    };
+    let binding = crate::service::social::binding_token();
+    match social::start(&app, &provider, after, &binding).await {
+        Ok(url) => {
+            let mut r = redirect(&url);
+            set_cookie(&mut r, SOCIAL_COOKIE, &binding, Duration::from_secs(600));
+            r
+        }
+        Err(crate::service::ServiceError::NotFound(_)) => {
+            error_page(StatusCode::NOT_FOUND, "There is no such way to sign in.")
+        }
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SocialCallback {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+/// Where the fragment of a frontend's return goes: `#key=value&…`, escaped.
+fn back_to(return_to: &str, pairs: &[(&str, &str)]) -> Response {
+    let fragment: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect();
+    let base = return_to.split('#').next().unwrap_or(return_to);
+    redirect(&format!("{base}#{}", fragment.join("&")))
+}
+
+/// `GET /oauth2/social/callback`: the upstream provider sends the browser back here.
+pub async fn social_callback(
+    State(app): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Query(q): Query<SocialCallback>,
+) -> Response {
+    use crate::service::social::{self, After, Outcome};
+    let binding = cookie(&headers, SOCIAL_COOKIE);
+    let finished = social::finish(
+        &app,
+        &context,
+        q.state.as_deref(),
+        q.code.as_deref(),
+        q.error.as_deref(),
+        binding.as_deref(),
+    )
+    .await;
+    let mut response = match finished {
+        Err(crate::service::ServiceError::Forbidden) => error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in expired, was used already or was started in another browser. Start again.",
+        ),
+        Err(e) => failed(e),
+        Ok((After::Hosted { flow: id }, outcome)) => {
+            let flow = match load(&app, &headers, &id, None).await {
+                Ok(flow) => flow,
+                Err(page) => return page,
+            };
+            let step = match outcome {
+                Outcome::SignedIn { user, provider } => {
+                    authorize::social_signed_in(&app, &context, &id, flow, &user, &provider).await
+                }
+                Outcome::LinkRequired { token, link } => {
+                    let notice = format!(
+                        "An account with the address {} exists. Sign in to it to link your {} account.",
+                        link.email, link.provider_name
+                    );
+                    authorize::social_not_signed_in(&app, &id, flow, notice, Some(token)).await
+                }
+                Outcome::Refused(message) => {
+                    authorize::social_not_signed_in(&app, &id, flow, message.to_owned(), None)
+                        .await
+                }
+            };
+            match step {
+                Ok(StepOutcome::Page(_)) => redirect(&format!("/oauth2/login?flow={id}")),
+                other => finish(&app, &id, other).await,
+            }
+        }
+        Ok((After::App { return_to }, outcome)) => match outcome {
+            Outcome::SignedIn { user, provider } => {
+                match social::exchange_code_for(&app, &user, &provider).await {
+                    Ok(code) => back_to(&return_to, &[("socialCode", &code)]),
+                    Err(e) => failed(e),
+                }
+            }
+            Outcome::LinkRequired { token, link } => back_to(
+                &return_to,
+                &[("socialLink", &token), ("provider", &link.provider_name), ("email", &link.email)],
+            ),
+            Outcome::Refused(message) => back_to(&return_to, &[("socialError", message)]),
+        },
+    };
+    clear_cookie(&mut response, SOCIAL_COOKIE, "/");
+    response
 }
 
 /// `GET /oauth2/assets/passkey.js`
@@ -580,11 +724,13 @@ pub async fn sign_up_show(
     match flow.stage {
         Stage::Login => sign_up_page(&app, &id, &flow, &[], &[]),
         Stage::SignUp { .. } => match authorize::sign_up_progress(&app, &id, flow).await {
-            Ok(flow) if matches!(flow.stage, Stage::SignUp { .. }) => flow_page(&app, &id, &flow),
+            Ok(flow) if matches!(flow.stage, Stage::SignUp { .. }) => {
+                flow_page(&app, &id, &flow).await
+            }
             Ok(_) => redirect(&format!("/oauth2/login?flow={id}")),
             Err(e) => failed(e),
         },
-        _ => flow_page(&app, &id, &flow),
+        _ => flow_page(&app, &id, &flow).await,
     }
 }
 

@@ -14,5 +14,6 @@ pub mod registration;
 pub mod scim;
 pub mod scim_tokens;
 pub mod security;
+pub mod social;
 pub mod users;
 pub mod webhooks;

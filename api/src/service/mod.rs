@@ -15,6 +15,7 @@ pub mod passkeys;
 pub mod passwordless;
 pub mod registration;
 pub mod scim;
+pub mod social;
 pub mod users;
 pub mod webhooks;
 

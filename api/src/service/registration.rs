@@ -6,6 +6,7 @@ use common::domain::registration::{
     new_registration_id, FailureReason, FieldError, Profile, Registration,
 };
 use common::events::registration::{Credential, PasskeyCredential, RegistrationEvent};
+use common::store::registration_status::RegistrationStatus;
 use common::store::users::{self, UserRecord};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Serialize};
@@ -252,6 +253,7 @@ async fn submit(
         email_verified: false,
         import: None,
         provisioning: None,
+        identity: None,
     };
     let published = match event.encode() {
         Ok(payload) => {
@@ -306,6 +308,66 @@ async fn submit(
         }
     }
     Ok(submitted)
+}
+
+/// Publishes a registration an identity provider vouches for (SCIM, social login: signed
+/// with the import key, nothing to hash) and waits up to `within` for the consumer.
+/// `RegistrationPending` when a registration of the address is in flight; `None` or
+/// `Pending` when the consumer did not finish in time (the registration is durable on
+/// the topic all the same).
+pub(crate) async fn provision(
+    app: &AppState,
+    event: &RegistrationEvent,
+    email: &Email,
+    within: std::time::Duration,
+) -> Result<Option<RegistrationStatus>, ServiceError> {
+    if app.publisher.is_full() {
+        return Err(ServiceError::Overloaded {
+            retry_after_secs: 1,
+        });
+    }
+    let registration_id = event.registration_id;
+    if !app
+        .stores
+        .status
+        .create_pending(email, registration_id)
+        .await?
+    {
+        return Err(ServiceError::RegistrationPending);
+    }
+    let payload = event
+        .encode()
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    if let Err(e) = publish(
+        app,
+        email,
+        &payload,
+        event.request_id.as_deref(),
+        common::events::signature::Purpose::Import,
+        true,
+    )
+    .await
+    {
+        if let Err(cleanup) = app
+            .stores
+            .status
+            .remove_pending(email, registration_id)
+            .await
+        {
+            tracing::error!(event = "pending_key_not_released", email = %email.masked(), error = %cleanup);
+        }
+        return Err(e);
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = app.stores.status.records(email).await?.of(registration_id);
+        if !matches!(status, Some(RegistrationStatus::Pending(_)) | None)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Publishes and waits for the broker's acknowledgement, recording latency and failures.

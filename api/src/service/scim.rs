@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use common::domain::email::Email;
 use common::domain::registration::{new_registration_id, FailureReason};
 use common::domain::Role;
 use common::events::registration::{Credential, Provisioning, RegistrationEvent};
@@ -32,9 +31,6 @@ use crate::state::AppState;
 
 /// The roles a Group stands for; `user` is no group.
 pub const GROUP_ROLES: [Role; 2] = [Role::Admin, Role::Moderator];
-
-/// How often a creation's status is read while the api waits for the consumer.
-const CREATE_POLL: Duration = Duration::from_millis(20);
 
 // --- tokens ---------------------------------------------------------------------------
 
@@ -189,25 +185,8 @@ pub async fn create_user(
             ));
         }
     }
-    if app.publisher.is_full() {
-        return Err(ServiceError::Overloaded {
-            retry_after_secs: 1,
-        }
-        .into());
-    }
     let registration_id = new_registration_id();
     let email = &user.email;
-    if !app
-        .stores
-        .status
-        .create_pending(email, registration_id)
-        .await
-        .map_err(ServiceError::from)?
-    {
-        return Err(ScimError::uniqueness(
-            "a registration for this email address is in progress",
-        ));
-    }
     let event = RegistrationEvent {
         registration_id,
         email: email.as_str().to_owned(),
@@ -232,32 +211,17 @@ pub async fn create_user(
             active: user.active,
             attributes: user.attributes_json().map(|a| a.to_string()),
         }),
+        identity: None,
     };
-    let payload = event
-        .encode()
-        .map_err(|e| ServiceError::Internal(e.into()))?;
-    if let Err(e) = registration::publish(
-        app,
-        email,
-        &payload,
-        context.request_id.as_deref(),
-        common::events::signature::Purpose::Import,
-        true,
-    )
-    .await
-    {
-        if let Err(cleanup) = app
-            .stores
-            .status
-            .remove_pending(email, registration_id)
-            .await
-        {
-            tracing::error!(event = "pending_key_not_released", email = %email.masked(), error = %cleanup);
+    let outcome = match registration::provision(app, &event, email, app.scim.create_wait).await {
+        Err(ServiceError::RegistrationPending) => {
+            return Err(ScimError::uniqueness(
+                "a registration for this email address is in progress",
+            ))
         }
-        return Err(e.into());
-    }
+        other => other?,
+    };
     tracing::info!(event = "scim_user_accepted", email = %email.masked(), %registration_id, token = %token.id);
-    let outcome = wait_for(app, email, registration_id).await?;
     match outcome {
         Some(RegistrationStatus::Completed(_)) => {}
         Some(RegistrationStatus::Failed(f)) => {
@@ -295,23 +259,6 @@ pub async fn create_user(
     )
     .await?;
     Ok(created)
-}
-
-async fn wait_for(
-    app: &AppState,
-    email: &Email,
-    registration_id: Uuid,
-) -> Result<Option<RegistrationStatus>, ServiceError> {
-    let deadline = tokio::time::Instant::now() + app.scim.create_wait;
-    loop {
-        let status = app.stores.status.records(email).await?.of(registration_id);
-        if !matches!(status, Some(RegistrationStatus::Pending(_)) | None)
-            || tokio::time::Instant::now() >= deadline
-        {
-            return Ok(status);
-        }
-        tokio::time::sleep(CREATE_POLL).await;
-    }
 }
 
 /// A live user by its SCIM id.

@@ -96,6 +96,17 @@ pub struct RegistrationEvent {
     pub import: Option<ImportLineRef>,
     /// SCIM: the provider's name and id for the account (v8).
     pub provisioning: Option<Provisioning>,
+    /// Social login: the upstream identity a first sign-in creates the account for (v9).
+    pub identity: Option<UpstreamIdentity>,
+}
+
+/// An identity at an upstream OpenID Connect provider (v9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamIdentity {
+    /// The configured provider's id.
+    pub provider: String,
+    /// Its `sub` for the person.
+    pub subject: String,
 }
 
 /// Where an imported registration came from: the consumer counts the import's persisted
@@ -283,6 +294,19 @@ impl RegistrationEvent {
                     ),
                 },
             ),
+            (
+                "identity".into(),
+                match &self.identity {
+                    None => Value::Union(0, Box::new(Value::Null)),
+                    Some(i) => Value::Union(
+                        1,
+                        Box::new(Value::Record(vec![
+                            ("provider".into(), Value::String(i.provider.clone())),
+                            ("subject".into(), Value::String(i.subject.clone())),
+                        ])),
+                    ),
+                },
+            ),
         ])
     }
 
@@ -367,6 +391,20 @@ impl RegistrationEvent {
             },
             _ => return Err(DecodeError::Field("provisioning")),
         };
+        let identity = match r.take("identity")? {
+            Value::Union(_, inner) => match *inner {
+                Value::Null => None,
+                Value::Record(f) => {
+                    let mut f = Fields(f);
+                    Some(UpstreamIdentity {
+                        provider: f.string("provider")?,
+                        subject: f.string("subject")?,
+                    })
+                }
+                _ => return Err(DecodeError::Field("identity")),
+            },
+            _ => return Err(DecodeError::Field("identity")),
+        };
         let import = match (
             r.optional_string("importId")?,
             r.optional_long("importLine")?,
@@ -396,6 +434,7 @@ impl RegistrationEvent {
             email_verified: r.boolean("emailVerified")?,
             import,
             provisioning,
+            identity,
         })
     }
 }
@@ -622,6 +661,7 @@ mod tests {
             email_verified: false,
             import: None,
             provisioning: None,
+            identity: None,
         }
     }
 
@@ -862,6 +902,24 @@ mod tests {
     fn a_passkey_first_registration_round_trips() {
         let e = passkey_first();
         assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_first_social_sign_in_round_trips_and_a_v8_reader_skips_its_identity() {
+        let mut e = provisioned();
+        e.provisioning = None;
+        e.email_verified = true;
+        e.identity = Some(UpstreamIdentity {
+            provider: "gitlab".into(),
+            subject: "248289761001".into(),
+        });
+        assert_eq!(RegistrationEvent::decode(&e.encode().unwrap()).unwrap(), e);
+        let Value::Record(fields) =
+            compat::decode_with_historic_reader(&e.encode().unwrap(), 7).unwrap()
+        else {
+            panic!("not a record")
+        };
+        assert!(!fields.iter().any(|(n, _)| n == "identity"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod account_tokens;
 pub mod auth_flows;
 pub mod data;
 pub mod idempotency;
+pub mod identities;
 pub mod imports;
 pub mod leases;
 pub mod login_attempts;

@@ -77,6 +77,8 @@ pub(crate) fn import_only_field(event: &RegistrationEvent) -> Option<&'static st
         Some("importId")
     } else if event.provisioning.is_some() {
         Some("provisioning")
+    } else if event.identity.is_some() {
+        Some("identity")
     } else {
         None
     }
@@ -193,6 +195,7 @@ pub(super) fn new_user(
         email_verified: event.email_verified,
         import: event.import,
         provisioning: event.provisioning.clone(),
+        identity: event.identity.clone(),
         passkey: match &event.credential {
             Credential::Passkey(p) => Some(p.clone()),
             _ => None,

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import * as client from 'openid-client';
+import Provider from 'oidc-provider';
 
 const env = (k) => {
   const v = process.env[k];
@@ -119,6 +120,135 @@ async function axe(page, label) {
   return result.violations.length;
 }
 
+/**
+ * Social login against oidc-provider (a certified OpenID provider) as the upstream
+ * issuer: its development login form takes any login as the account id, which is the
+ * email here; `unverified:` in front makes the address unverified.
+ */
+async function socialLogin() {
+  const upstreamIssuer = `http://127.0.0.1:${env('UPSTREAM_PORT')}`;
+  const upstream = new Provider(upstreamIssuer, {
+    clients: [{
+      client_id: 'registrar', client_secret: 'upstream-client-secret-0123456789',
+      redirect_uris: [`${ISSUER}/oauth2/social/callback`], grant_types: ['authorization_code'], response_types: ['code'],
+    }],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['given_name', 'family_name'] },
+    async findAccount(ctx, id) {
+      return {
+        accountId: id,
+        async claims() {
+          return { sub: id, email: id.replace(/^unverified:/, ''), email_verified: !id.startsWith('unverified:'),
+            given_name: 'Ada', family_name: 'Upstream' };
+        },
+      };
+    },
+  });
+  const upstreamServer = upstream.listen(Number(env('UPSTREAM_PORT')), '127.0.0.1');
+  try {
+    const admin = await api('/api/v1/auth/login', { email: env('ADMIN_EMAIL'), password: env('ADMIN_PASSWORD') });
+    assert.equal(admin.status, 200, JSON.stringify(admin.body));
+    const created = await api('/api/v1/admin/identity-providers', {
+      id: 'upstream', name: 'Upstream ID', issuer: upstreamIssuer, clientId: 'registrar',
+      clientSecret: 'upstream-client-secret-0123456789',
+    }, admin.body.accessToken);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.data.redirectUri, `${ISSUER}/oauth2/social/callback`);
+    assert.equal(created.body.data.clientSecret, undefined, 'the secret is never shown');
+
+    /** Signs in at app A through the upstream provider as `login`; returns the page. */
+    const viaUpstream = async (login, name) => {
+      // bypassCSP: axe-core is injected as a script.
+      const context = await browser.newContext({ viewport: { width: 360, height: 740 }, bypassCSP: true });
+      const page = await context.newPage();
+      await page.goto(`${appA}/login`);
+      await page.getByRole('link', { name: 'Continue with Upstream ID' }).click();
+      await page.waitForURL(`${upstreamIssuer}/**`);
+      await page.locator('input[name=login]').fill(login);
+      await page.locator('input[name=password]').fill('anything');
+      await page.locator('button[type=submit]').click();
+      await page.locator('button', { hasText: 'Continue' }).click();
+      if (name) await page.screenshot({ path: join(out, `oidc-${name}.png`), fullPage: true });
+      return { context, page };
+    };
+
+    // 1. A first sign-in creates the account (through the pipeline) and signs it in.
+    const newcomer = `social.${Date.now()}@example.com`;
+    {
+      const { context, page } = await viaUpstream(newcomer);
+      await page.waitForURL(`${appA}/callback**`);
+      assert.equal(await page.textContent('#who'), `Signed in as ${newcomer}`);
+      assert.equal(await page.textContent('#amr'), 'fed');
+      await context.close();
+    }
+
+    // 2. The address of an existing account: nothing is linked until the person signs
+    //    in to that account; then the identity is linked and signs in by itself.
+    const existing = `social.existing.${Date.now()}@example.com`;
+    const password = 'correct horse battery 1815';
+    const reg = await api('/api/v1/users', { email: existing, password, firstName: 'Ada', lastName: 'Lovelace' });
+    assert.equal(reg.status, 202);
+    for (let i = 0; ; i++) {
+      const s = await (await fetch(new URL(reg.headers.get('location'), ISSUER))).json();
+      if (s.data?.status === 'completed') break;
+      assert.ok(i < 300, 'registration completes');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    {
+      const { context, page } = await viaUpstream(existing, '6-link-required');
+      await page.waitForURL(/\/oauth2\/login/);
+      await page.getByText(`An account with the address ${existing} exists`).waitFor();
+      await axe(page, 'link-required page');
+      await page.getByLabel('Email or username').fill(existing);
+      await page.getByLabel('Password').fill(password);
+      await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+      await page.waitForURL(`${appA}/callback**`);
+      assert.equal(await page.textContent('#who'), `Signed in as ${existing}`);
+      await context.close();
+    }
+    const owner = await api('/api/v1/auth/login', { email: existing, password });
+    const listed = await fetch(new URL('/api/v1/auth/identities', ISSUER), {
+      headers: { authorization: `Bearer ${owner.body.accessToken}` } }).then((r) => r.json());
+    assert.equal(listed.data.length, 1, JSON.stringify(listed));
+    assert.equal(listed.data[0].provider, 'upstream');
+    {
+      const { context, page } = await viaUpstream(existing);
+      await page.waitForURL(`${appA}/callback**`);
+      assert.equal(await page.textContent('#who'), `Signed in as ${existing}`, 'the linked identity signs in');
+      await context.close();
+    }
+    // Unlinked, it no longer signs in by itself.
+    const unlinked = await fetch(new URL(`/api/v1/auth/identities/${listed.data[0].id}`, ISSUER), {
+      method: 'DELETE', headers: { authorization: `Bearer ${owner.body.accessToken}` } });
+    assert.equal(unlinked.status, 200);
+    {
+      const { context, page } = await viaUpstream(existing);
+      await page.waitForURL(/\/oauth2\/login/);
+      await page.getByText(`An account with the address ${existing} exists`).waitFor();
+      await context.close();
+    }
+
+    // 3. An address the upstream provider did not verify is refused.
+    {
+      const { context, page } = await viaUpstream(`unverified:social.unverified.${Date.now()}@example.com`);
+      await page.waitForURL(/\/oauth2\/login/);
+      await page.getByText('did not vouch for your email address').waitFor();
+      await context.close();
+    }
+
+    // 4. A forged or replayed state is refused.
+    {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      const answer = await page.goto(`${ISSUER}/oauth2/social/callback?state=forged-state&code=abc`);
+      assert.equal(answer.status(), 400);
+      await page.getByText('started in another browser').waitFor();
+      await context.close();
+    }
+  } finally {
+    upstreamServer.close();
+  }
+}
+
 const appA = env('APP_A_URL');
 const appB = env('APP_B_URL');
 const servers = [
@@ -198,7 +328,9 @@ try {
   assert.equal(await pkPage.textContent('#amr'), 'hwk user mfa');
   await pkPage.screenshot({ path: join(out, 'oidc-5-passkey-autofill.png'), fullPage: true });
   await pk.close();
-  console.log(`hosted login in Chromium passed: password and TOTP at app A, no prompt at app B, a passkey through autofill; axe-core: 0 serious or critical (${minor} minor on the sign-in page)`);
+
+  await socialLogin();
+  console.log(`hosted login in Chromium passed: password and TOTP at app A, no prompt at app B, a passkey through autofill, social login against oidc-provider; axe-core: 0 serious or critical (${minor} minor on the sign-in page)`);
 } finally {
   await browser.close();
   for (const s of servers) s.close();

@@ -523,6 +523,7 @@ fn new_users(prefix: &str, n: usize) -> Vec<common::store::users::NewUser> {
                 import: None,
                 provisioning: None,
                 passkey: None,
+                identity: None,
             }
         })
         .collect()

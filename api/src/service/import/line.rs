@@ -157,5 +157,6 @@ pub(super) fn parse_line(
             line: number,
         }),
         provisioning: None,
+        identity: None,
     })
 }

@@ -368,6 +368,10 @@ pub struct Flow {
     /// A message for the next page (a wrong password, an expired code).
     #[serde(default)]
     pub notice: Option<String>,
+    /// An upstream identity (social login) waiting for the person to prove the
+    /// account of its address: linked once this flow signs in.
+    #[serde(default)]
+    pub pending_link: Option<String>,
 }
 
 async fn start_flow(
@@ -383,6 +387,7 @@ async fn start_flow(
         binding: accounts::digest(&binding),
         csrf: random_token(""),
         notice: None,
+        pending_link: None,
     };
     save(app, &id, &flow).await?;
     Ok(Next::Flow {
@@ -552,6 +557,46 @@ pub async fn submit_passkey(
     Ok(StepOutcome::Page(Box::new(flow)))
 }
 
+/// A social sign-in (an upstream identity linked to, or just made, an account) ends the
+/// login step like a password would, second factor included.
+pub async fn social_signed_in(
+    app: &AppState,
+    context: &RequestContext,
+    id: &str,
+    mut flow: Flow,
+    user: &common::store::users::UserRecord,
+    provider: &str,
+) -> Result<StepOutcome, ServiceError> {
+    let method = format!("social:{provider}");
+    match accounts::session_or_second_factor(app, context, user, &method).await? {
+        LoginOutcome::Tokens(tokens) => signed_in(app, context, id, flow, tokens, &method).await,
+        LoginOutcome::MfaRequired { challenge, .. } => {
+            flow.stage = Stage::SecondFactor {
+                challenge: challenge.expose_secret().to_owned(),
+            };
+            flow.notice = None;
+            save(app, id, &flow).await?;
+            Ok(StepOutcome::Page(Box::new(flow)))
+        }
+    }
+}
+
+/// A social round trip that ended without a sign-in: its message on the login page, and
+/// the identity to link once the person signs in, if any.
+pub async fn social_not_signed_in(
+    app: &AppState,
+    id: &str,
+    mut flow: Flow,
+    notice: String,
+    pending_link: Option<String>,
+) -> Result<StepOutcome, ServiceError> {
+    flow.stage = Stage::Login;
+    flow.notice = Some(notice);
+    flow.pending_link = pending_link;
+    save(app, id, &flow).await?;
+    Ok(StepOutcome::Page(Box::new(flow)))
+}
+
 /// The second-factor step.
 pub async fn submit_code(
     app: &AppState,
@@ -597,6 +642,15 @@ async fn signed_in(
 ) -> Result<StepOutcome, ServiceError> {
     let db = app.db().await?;
     let user_id = tokens.user_id;
+    // The person proved the account: the upstream identity that waited for it is linked.
+    if let Some(token) = flow.pending_link.take() {
+        if let Some(user) = common::store::users::find_by_id(&**db, user_id).await? {
+            if let Err(e) = crate::service::social::complete_link(app, context, &user, &token).await
+            {
+                tracing::info!(event = "identity_not_linked", user_id = %user_id, error = %e);
+            }
+        }
+    }
     let session = SessionGrant {
         family_id: tokens.session_id,
         user_id,

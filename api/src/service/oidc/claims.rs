@@ -19,6 +19,8 @@ pub fn amr_for(method: &str) -> Vec<String> {
         // A passkey with user verification: a key held (hardware-bound or synced) and
         // the PIN or biometric that unlocked it.
         "passkey" => vec!["hwk".into(), "user".into(), "mfa".into()],
+        // An upstream provider vouched (federated).
+        social if social.starts_with("social:") => vec!["fed".into()],
         other => vec![other.to_owned()],
     }
 }

@@ -192,6 +192,7 @@ pub async fn erase(client: &impl GenericClient, id: Uuid) -> Result<bool, tokio_
         "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
         "DELETE FROM user_mfa WHERE user_id = $1",
         "DELETE FROM passkeys WHERE user_id = $1",
+        "DELETE FROM user_identities WHERE user_id = $1",
     ] {
         client.execute(sql, &[&id]).await?;
     }

@@ -26,6 +26,8 @@ pub struct NewUser {
     pub provisioning: Option<crate::events::registration::Provisioning>,
     /// A passkey-first sign-up: the passkey stored with the user (it has no password).
     pub passkey: Option<crate::events::registration::PasskeyCredential>,
+    /// A first social sign-in: the upstream identity linked to the new account.
+    pub identity: Option<crate::events::registration::UpstreamIdentity>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +275,7 @@ pub async fn insert_batch(
     let mut counted = std::collections::HashSet::new();
     let mut imported: std::collections::HashMap<Uuid, i64> = Default::default();
     let mut passkeys = Vec::new();
+    let mut identities = Vec::new();
     let outcomes = users
         .iter()
         .map(|u| {
@@ -281,7 +284,13 @@ pub async fn insert_batch(
                 audit_users.push(user_id);
                 audit_registrations.push(u.registration_id);
                 audit_details.push(serde_json::json!({
-                    "source": if u.provisioning.is_some() { "scim" } else { "registration" },
+                    "source": if u.provisioning.is_some() {
+                        "scim".to_owned()
+                    } else if let Some(i) = &u.identity {
+                        format!("social:{}", i.provider)
+                    } else {
+                        "registration".to_owned()
+                    },
                     "submittedAt": u.submitted_at.to_rfc3339(),
                     "requestId": u.request_id,
                     "credential": if u.passkey.is_some() {
@@ -294,6 +303,9 @@ pub async fn insert_batch(
                 }));
                 if let Some(p) = &u.passkey {
                     passkeys.push((user_id, p));
+                }
+                if let Some(i) = &u.identity {
+                    identities.push((user_id, i, u.profile.email.as_str()));
                 }
                 let mut event = crate::events::user::UserEvent::new(
                     crate::events::user::UserEventType::Registered,
@@ -357,6 +369,16 @@ pub async fn insert_batch(
                 credential: &credential,
                 transports: &p.transports,
             },
+        )
+        .await?;
+    }
+    for (user_id, identity, email) in identities {
+        crate::store::identities::link(
+            &*tx,
+            user_id,
+            &identity.provider,
+            &identity.subject,
+            Some(email),
         )
         .await?;
     }
