@@ -28,5 +28,6 @@ mod scim;
 mod security;
 mod services;
 mod sessions;
+mod social;
 mod tls;
 mod webhooks;
