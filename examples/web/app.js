@@ -321,6 +321,8 @@ async function showProfile() {
   $("signup").hidden = true;
   await renderData();
   await renderPasskeys();
+  await linkPendingIdentity();
+  await renderIdentities();
   announce(`Logged in as ${me.email}.`);
   focusSection("profile");
 }
@@ -385,6 +387,76 @@ $("data-form").addEventListener("submit", async (event) => {
   }
 });
 
+// Social login: the api's upstream providers as links; the browser comes back with a
+// fragment (a one-time code, an identity to link once signed in, or a refusal).
+let pendingLink = null;
+
+async function offerProviders() {
+  const providers = await client.identityProviders().catch(() => []);
+  const here = `${location.origin}${location.pathname}`;
+  const links = providers.map((p) => {
+    const a = document.createElement("a");
+    a.href = client.socialSignInUrl(p, here);
+    a.textContent = `Continue with ${p.name}`;
+    return a;
+  });
+  $("social").replaceChildren(...links);
+  $("social").hidden = links.length === 0;
+}
+
+async function socialReturn() {
+  if (!location.hash) return false;
+  const fragment = location.hash;
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
+  try {
+    const result = await client.completeSocialSignIn(fragment);
+    if (result?.kind === "tokens") {
+      await showProfile();
+      return true;
+    }
+    if (result?.kind === "link") {
+      pendingLink = result;
+      $("login-email").value = result.email;
+      $("login-error").textContent = `An account with ${result.email} exists: sign in to it to link your ${result.provider} account.`;
+    } else if (result?.kind === "error") {
+      $("login-error").textContent = result.message;
+    }
+  } catch (e) {
+    $("login-error").textContent = e instanceof RegistrarError ? e.message : String(e);
+  }
+  return false;
+}
+
+async function linkPendingIdentity() {
+  if (!pendingLink) return;
+  const link = pendingLink;
+  pendingLink = null;
+  try {
+    await client.linkIdentity(link.linkToken);
+    announce(`Your ${link.provider} account is linked.`);
+  } catch (e) {
+    $("passkey-error").textContent = e instanceof RegistrarError ? e.message : String(e);
+  }
+}
+
+async function renderIdentities() {
+  const items = (await client.identities()).map((i) => {
+    const li = document.createElement("li");
+    li.textContent = `${i.providerName}${i.email ? ` (${i.email})` : ""} `;
+    const unlink = document.createElement("button");
+    unlink.type = "button";
+    unlink.textContent = `Unlink ${i.providerName}`;
+    unlink.addEventListener("click", async () => {
+      await client.unlinkIdentity(i.id);
+      await renderIdentities();
+      announce(`Unlinked ${i.providerName}.`);
+    });
+    li.append(unlink);
+    return li;
+  });
+  $("identity-list").replaceChildren(...items);
+}
+
 async function renderPasskeys() {
   const items = (await client.passkeys()).map((p) => {
     const li = document.createElement("li");
@@ -442,4 +514,7 @@ $("logout").addEventListener("click", async () => {
   }
 });
 
-startAutofill();
+offerProviders();
+socialReturn().then((signedIn) => {
+  if (!signedIn) startAutofill();
+});

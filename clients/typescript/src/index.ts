@@ -15,6 +15,15 @@ export type Session = Schemas["SessionView"];
 export type TokenAnswer = Schemas["TokenAnswer"];
 export type ErrorDetail = Schemas["ErrorDetail"];
 export type Passkey = Schemas["PasskeyView"];
+export type IdentityProvider = Schemas["OfferedProvider"];
+export type Identity = Schemas["IdentityView"];
+
+/** What a page learns when the browser comes back from a social sign-in. */
+export type SocialReturn =
+  | { kind: "tokens"; tokens: Tokens }
+  /** The address has an account: sign in to it, then `linkIdentity(linkToken)`. */
+  | { kind: "link"; linkToken: string; provider: string; email: string }
+  | { kind: "error"; message: string };
 /** A passkey sign-up: the profile of a registration, without a password. */
 export type PasskeySignUp = Omit<Schemas["PasskeySignUpRequest"], "ceremonyId" | "credential" | "passkeyName">;
 
@@ -384,6 +393,50 @@ export class RegistrarClient {
       signal: options.signal,
     });
     return answer.data;
+  }
+
+  // ---- social login ------------------------------------------------------------------
+
+  /** The upstream providers (Google, GitLab, …) the api offers. */
+  async identityProviders(): Promise<IdentityProvider[]> {
+    return (await this.request<Schemas["OfferedProvidersAnswer"]>("GET", "/auth/identity-providers")).data;
+  }
+
+  /** Where to send the browser to sign in with `provider` and come back to `returnTo` (an allowed origin). */
+  socialSignInUrl(provider: IdentityProvider, returnTo: string): string {
+    return `${provider.startUrl}?returnTo=${encodeURIComponent(returnTo)}`;
+  }
+
+  /**
+   * Reads the fragment the browser came back with (`location.hash`): a one-time code
+   * is traded for a session; `null` when the fragment is not a social return.
+   */
+  async completeSocialSignIn(fragment: string): Promise<SocialReturn | null> {
+    const params = new URLSearchParams(fragment.replace(/^#/, ""));
+    const code = params.get("socialCode");
+    if (code) {
+      const answer = await this.request<TokenAnswer>("POST", "/auth/social/exchange", { body: { code } });
+      return { kind: "tokens", tokens: this.keep(answer) };
+    }
+    const linkToken = params.get("socialLink");
+    if (linkToken) {
+      return { kind: "link", linkToken, provider: params.get("provider") ?? "", email: params.get("email") ?? "" };
+    }
+    const message = params.get("socialError");
+    return message ? { kind: "error", message } : null;
+  }
+
+  /** Links the identity a social sign-in left pending to the signed-in account (same address). */
+  async linkIdentity(linkToken: string): Promise<Identity> {
+    return (await this.request<Schemas["IdentityAnswer"]>("POST", "/auth/identities", { body: { linkToken }, auth: true })).data;
+  }
+
+  async identities(): Promise<Identity[]> {
+    return (await this.request<Schemas["IdentityListAnswer"]>("GET", "/auth/identities", { auth: true })).data;
+  }
+
+  async unlinkIdentity(id: string): Promise<void> {
+    await this.request("DELETE", `/auth/identities/${encodeURIComponent(id)}`, { auth: true });
   }
 
   // ---- passkeys ---------------------------------------------------------------------

@@ -377,3 +377,21 @@ test("a sign-in mail's code signs in; the mail request and the sign-up without a
   assert.equal(client.session?.accessToken, "access-3");
   assert.equal(calls[2]!.url, "http://api/api/v1/auth/passwordless/verify");
 });
+
+test("a social return is traded for a session, or names the identity to link, or the refusal", async () => {
+  const { fetchFn, calls } = scripted((call) => (call.url.endsWith("/auth/social/exchange") ? tokenAnswer(5) : { status: 500 }));
+  const client = new RegistrarClient({ baseUrl: "http://api", fetch: fetchFn });
+  const signedIn = await client.completeSocialSignIn("#socialCode=sc_1");
+  assert.equal(signedIn?.kind, "tokens");
+  assert.deepEqual(calls[0]!.body, { code: "sc_1" });
+  assert.equal(client.session?.accessToken, "access-5");
+  assert.deepEqual(await client.completeSocialSignIn("#socialLink=sl_2&provider=GitLab&email=a%40b.io"), {
+    kind: "link", linkToken: "sl_2", provider: "GitLab", email: "a@b.io",
+  });
+  assert.deepEqual(await client.completeSocialSignIn("#socialError=Not%20verified"), { kind: "error", message: "Not verified" });
+  assert.equal(await client.completeSocialSignIn("#other=1"), null);
+  assert.equal(
+    client.socialSignInUrl({ id: "gitlab", name: "GitLab", startUrl: "http://api/oauth2/social/gitlab" }, "https://app/x?y=1"),
+    "http://api/oauth2/social/gitlab?returnTo=https%3A%2F%2Fapp%2Fx%3Fy%3D1",
+  );
+});
