@@ -61,7 +61,7 @@ trap stop INT TERM
 echo "[run] api on http://127.0.0.1:${PORT:-8000}, consumer probes on http://127.0.0.1:${CONSUMER_PORT:-8001} (Ctrl-C stops both)" >&2
 echo "[run] mails (verification, password reset) arrive in MailDev: http://127.0.0.1:${MAILDEV_WEB_PORT:-1080}" >&2
 if [ -n "$web" ]; then
-  echo "[run] the sign-up page: http://127.0.0.1:${WEB_PORT:-5173}/" >&2
+  echo "[run] the sign-up page: http://localhost:${WEB_PORT:-5173}/ (passkeys need the name localhost)" >&2
 fi
 # Whichever exits first, stop the other too.
 wait -n "$api" "$consumer" || true

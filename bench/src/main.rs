@@ -12,6 +12,10 @@ mod import;
 mod intake;
 mod load;
 mod oidc;
+mod passkeys;
+// The software passkey authenticator the integration tests use (ES256, WebAuthn JSON).
+#[path = "../../tests/src/authenticator.rs"]
+mod authenticator;
 mod poll;
 mod report;
 mod webhooks;
@@ -40,6 +44,7 @@ use import::*;
 use intake::*;
 use load::*;
 use oidc::*;
+use passkeys::*;
 use poll::*;
 use webhooks::*;
 
@@ -141,6 +146,10 @@ enum Bench {
     /// Webhook deliveries to a local receiver: 202 → `user.registered` webhook latency,
     /// and deliveries/s with the consumer's CPU per delivery.
     Webhooks(WebhookArgs),
+    /// Passkey-first sign-ups to `completed` at a fixed rate (nothing to hash).
+    PasskeySignUp(E2eArgs),
+    /// POST /api/v1/auth/passkey/login with a fresh assertion per request.
+    PasskeySignIn(LoadArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
     All,
 }
@@ -243,6 +252,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::TokenCode(a) => token_code(&c, a).await?.publish()?,
         Bench::TokenClientCredentials(a) => token_client_credentials(&c, a).await?.publish()?,
         Bench::Webhooks(a) => webhooks(&c, a).await?.publish()?,
+        Bench::PasskeySignUp(a) => passkey_sign_ups(&c, a).await?.publish()?,
+        Bench::PasskeySignIn(a) => passkey_sign_ins(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),
@@ -337,6 +348,25 @@ async fn main() -> anyhow::Result<()> {
                     rate: (d_rate / 2.0).max(1.0) as u64,
                     seconds: 10,
                     deliveries: 5000,
+                },
+            )
+            .await?
+            .publish()?;
+            passkey_sign_ups(
+                &c,
+                E2eArgs {
+                    rate: 100,
+                    seconds: 10,
+                },
+            )
+            .await?
+            .publish()?;
+            passkey_sign_ins(
+                &c,
+                LoadArgs {
+                    concurrency: 32,
+                    rate: 0,
+                    seconds: 10,
                 },
             )
             .await?
