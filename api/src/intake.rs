@@ -8,7 +8,7 @@ use common::domain::registration::{FieldError, Registration};
 
 use crate::error::ApiError;
 use crate::respond;
-use crate::service::registration::{submit_registration, Submission};
+use crate::service::registration::{submit_registration, Submission, Submitted};
 use crate::state::AppState;
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -30,15 +30,37 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 }
 
 /// Submits a parsed registration (or answers its parse error) and counts the outcome;
-/// every registration route ends here.
+/// every registration route with a password ends here.
 pub async fn submit(
     app: &AppState,
     headers: &HeaderMap,
     registration: Result<Registration, ApiError>,
 ) -> Result<Response, ApiError> {
-    let result = accept(app, headers, registration).await;
-    let outcome = match &result {
-        Ok(r) if r.headers().contains_key(REPLAYED_HEADER) => "replayed",
+    let submitted = match (registration, idempotency_key(headers)) {
+        (Ok(registration), Ok(idempotency_key)) => {
+            let submission = Submission {
+                registration,
+                idempotency_key,
+                request_id: respond::request_id(headers),
+            };
+            // Boxed: the handler's future stays small for the layers that move it.
+            Box::pin(submit_registration(app, submission))
+                .await
+                .map_err(ApiError::from)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    answer(app, submitted)
+}
+
+/// The answer to a registration (with a password, a passkey or none): `202` with the
+/// polling `Location`, and its outcome counted.
+pub fn answer(
+    app: &AppState,
+    submitted: Result<Submitted, ApiError>,
+) -> Result<Response, ApiError> {
+    let outcome = match &submitted {
+        Ok(s) if s.replayed => "replayed",
         Ok(_) => "accepted",
         Err(e) => e.code(),
     };
@@ -46,22 +68,7 @@ pub async fn submit(
         .registrations
         .with_label_values(&[outcome])
         .inc();
-    result
-}
-
-async fn accept(
-    app: &AppState,
-    headers: &HeaderMap,
-    registration: Result<Registration, ApiError>,
-) -> Result<Response, ApiError> {
-    let registration = registration?;
-    let submission = Submission {
-        registration,
-        idempotency_key: idempotency_key(headers)?,
-        request_id: respond::request_id(headers),
-    };
-    // Boxed: the handler's future stays small for the layers that move it.
-    let submitted = Box::pin(submit_registration(app, submission)).await?;
+    let submitted = submitted?;
     let mut response = respond::with_status_and_header(
         StatusCode::ACCEPTED,
         &submitted.answer,

@@ -2,7 +2,7 @@
 //! with one instead of a password; drop the password once a passkey exists.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -293,19 +293,5 @@ pub async fn sign_up(
         .map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(e) => e.code(),
-    };
-    app.metrics
-        .registrations
-        .with_label_values(&[outcome])
-        .inc();
-    let submitted = result?;
-    Ok(respond::with_status_and_header(
-        StatusCode::ACCEPTED,
-        &submitted.answer,
-        header::LOCATION,
-        &submitted.location,
-    ))
+    crate::intake::answer(&app, result)
 }

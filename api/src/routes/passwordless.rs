@@ -2,7 +2,7 @@
 //! sign up without a password.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 
@@ -121,19 +121,5 @@ pub async fn sign_up(
     )
     .await
     .map_err(ApiError::from);
-    let outcome = match &submitted {
-        Ok(_) => "accepted",
-        Err(e) => e.code(),
-    };
-    app.metrics
-        .registrations
-        .with_label_values(&[outcome])
-        .inc();
-    let submitted = submitted?;
-    Ok(respond::with_status_and_header(
-        StatusCode::ACCEPTED,
-        &submitted.answer,
-        header::LOCATION,
-        &submitted.location,
-    ))
+    crate::intake::answer(&app, submitted)
 }
