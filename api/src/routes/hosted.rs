@@ -803,6 +803,7 @@ mod tests {
             scopes => vec!["see your email address"], client_name => "<App>",
             errors => vec![minijinja::context! { label => "Email", message => "is required" }],
             values => std::collections::BTreeMap::<&str, &str>::new(),
+            providers => vec![("/oauth2/social/u?flow=f", "<Upstream>")],
             genders => vec!["male"], min_length => 12, required => vec!["email", "gender"], message => "m", refresh => 1,
         };
         let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/oidc"))
@@ -825,7 +826,16 @@ mod tests {
                 html.contains("&lt;App&gt;") || *name == "message.html",
                 "{name}: {html}"
             );
-            assert!(!html.contains("<script"), "{name}");
+            // No inline script anywhere; the login page alone loads its passkey script
+            // (of this origin: its CSP allows `script-src 'self'`).
+            let scripts = html.matches("<script").count();
+            if *name == "login.html" {
+                assert_eq!(scripts, 1, "{name}");
+                assert!(html.contains(r#"<script src="/oauth2/assets/passkey.js" defer></script>"#));
+                assert!(html.contains("Continue with &lt;Upstream&gt;"), "{html}");
+            } else {
+                assert_eq!(scripts, 0, "{name}");
+            }
             for id in html.split("<input id=\"").skip(1) {
                 let id = id.split('"').next().unwrap_or_default();
                 assert!(
