@@ -476,13 +476,17 @@ pub async fn begin_sign_up(
 ) -> Result<CeremonyOptions, ServiceError> {
     let mut errors = Vec::new();
     let email = common::domain::registration::email_field(&mut errors, email);
+    let display = display_name.map(str::trim).filter(|d| !d.is_empty());
+    if display.is_some_and(|d| d.chars().count() > 100 || d.chars().any(char::is_control)) {
+        errors.push(FieldError::new(
+            "displayName",
+            "must be at most 100 characters without control characters",
+        ));
+    }
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(ServiceError::Invalid(errors));
     };
-    let display = display_name
-        .map(str::trim)
-        .filter(|d| !d.is_empty() && d.chars().count() <= 100 && !d.chars().any(char::is_control))
-        .unwrap_or(email.as_str());
+    let display = display.unwrap_or(email.as_str());
     let registration_id = new_registration_id();
     let (options, state) = app
         .accounts

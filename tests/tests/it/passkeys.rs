@@ -375,6 +375,21 @@ async fn a_passkey_first_sign_up_completes_through_the_pipeline_without_a_passwo
     let mut authenticator = SoftAuthenticator::new();
     let credential = authenticator.create(&options["options"], ORIGIN, None);
 
+    // A display name the authenticator cannot show is refused, not cut (found by the
+    // generated-input run: it was silently replaced by the address).
+    for bad in ["x".repeat(101), "Grace\u{7}Hopper".to_owned()] {
+        let (status, _, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/passkey/register/options",
+                None,
+                Some(&json!({ "email": email, "displayName": bad })),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["details"][0]["field"], "displayName");
+    }
+
     // The ceremony was for this address: another one is refused.
     let other = json!({
         "ceremonyId": options["ceremonyId"], "credential": credential,
