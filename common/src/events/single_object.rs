@@ -67,6 +67,7 @@ impl Codec {
     /// Decodes a record written with any known schema, resolved onto the current one;
     /// its fields by name.
     pub fn decode(&self, bytes: &[u8]) -> Result<Fields, CodecError> {
+        super::bound_decoding();
         if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
             return Err(CodecError::Header);
         }

@@ -189,6 +189,22 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_array_length_is_refused_instead_of_reserving_gigabytes() {
+        let e = UserEvent::new(UserEventType::Updated, Uuid::now_v7(), 2);
+        let mut bytes = e.encode().unwrap();
+        // The record ends with `changedFields`: an empty array is one 0 byte. Claim
+        // 500 million items instead (zigzag varint of 500 000 000).
+        assert_eq!(bytes.pop(), Some(0));
+        let mut n: u64 = 1_000_000_000;
+        while n >= 0x80 {
+            bytes.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        bytes.push(n as u8);
+        assert!(UserEvent::decode(&bytes).is_err());
+    }
+
+    #[test]
     fn foreign_bytes_are_refused() {
         assert!(matches!(
             UserEvent::decode(b"{}"),
