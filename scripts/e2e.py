@@ -39,12 +39,13 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos import ROOT, Stack, log, wait_until  # noqa: E402
+from chaos import ROOT, Process, Stack, log, wait_until  # noqa: E402
 
 CLIENT = ROOT / "clients" / "typescript"
 OIDC = ROOT / "tests" / "oidc"
 WEBHOOKS = ROOT / "tests" / "webhooks"
 WEB = ROOT / "examples" / "web"
+CONSOLE = ROOT / "console"
 SCIM_VENV = ROOT / ".local" / "scim-venv"
 # The RFC 7643/7644 compliance checker, with its HTTP engine; the newest release that
 # runs on the Python 3.11 of Debian bookworm.
@@ -130,6 +131,64 @@ def run_scim_test(stack):
     log("scim2-tester passed")
 
 
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@e2e.example.com", "e2e admin password 2026"
+
+
+def create_admin(stack):
+    """The admin both browser tests sign in as (`api create-admin`, idempotent)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write(ADMIN_PASSWORD + "\n")
+        f.flush()
+        subprocess.run([str(stack.api_bin), "create-admin", "--email", ADMIN_EMAIL, "--password-file", f.name],
+                       env=stack.env, check=True, capture_output=True)
+
+
+def api_call(stack, method, path, body=None, token=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{stack.base}{path}", data=data, method=method,
+                                 headers={"content-type": "application/json",
+                                          **({"authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def make_dead_letter(stack):
+    """A real dead letter: a consumer without the api's sealing key cannot open one
+    registration's password and dead-letters it; then the consumer gets its key back.
+    Returns the registration's email (the console test replays it)."""
+    token = api_call(stack, "POST", "/api/v1/auth/login",
+                     {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})["accessToken"]
+    other = subprocess.run([str(stack.api_bin), "keygen", "--key-id", "elsewhere"],
+                           capture_output=True, text=True, check=True).stdout
+    wrong_key = next(line.split("=", 1)[1] for line in other.splitlines()
+                     if line.startswith("SEAL_PRIVATE_KEYS="))
+    stack.consumer.terminate()
+    wrong = Process("consumer-without-key", stack.consumer.argv,
+                    {**stack.env, "SEAL_PRIVATE_KEYS": wrong_key}, stack.logdir)
+    wrong.start()
+    try:
+        email = f"dead.letter.{stack.run}@example.com"
+        status, _ = stack.register(email, "console test password 2026")
+        assert status == 202, status
+        wait_until("the dead letter", lambda: api_call(
+            stack, "GET", "/api/v1/admin/dead-letters", token=token)["count"] >= 1, 60)
+    finally:
+        wrong.terminate()
+    stack.consumer.start()
+    return email
+
+
+def run_console_test(stack, browser):
+    """The operators' console in Chromium (console/test/console.mjs)."""
+    npm(["ci", "--no-audit", "--no-fund", "--loglevel=error"], CONSOLE)
+    npm(["run", "build"], CONSOLE)
+    dead = make_dead_letter(stack)
+    env = {**os.environ, "API": stack.base, "CHROMIUM": browser, "OUT": str(OUT),
+           "ADMIN_EMAIL": ADMIN_EMAIL, "ADMIN_PASSWORD": ADMIN_PASSWORD, "DLQ_EMAIL": dead}
+    npm(["run", "test:browser"], CONSOLE, env)
+    log("console test in Chromium passed")
+
+
 def run_hosted_login_test(stack, browser, upstream_port):
     """Chromium signs in on the hosted page (password, TOTP) at one example app and then
     at a second one without a prompt, with a passkey through autofill, and through an
@@ -141,12 +200,7 @@ def run_hosted_login_test(stack, browser, upstream_port):
                                         "--redirect-uri", f"{base}/callback")
         apps.update({f"APP_{name}_URL": base, f"APP_{name}_ID": client_id, f"APP_{name}_SECRET": secret})
     # An admin registers the upstream provider (oidc-provider, started by the test).
-    admin_email, admin_password = "admin@e2e.example.com", "e2e admin password 2026"
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
-        f.write(admin_password + "\n")
-        f.flush()
-        subprocess.run([str(stack.api_bin), "create-admin", "--email", admin_email, "--password-file", f.name],
-                       env=stack.env, check=True, capture_output=True)
+    admin_email, admin_password = ADMIN_EMAIL, ADMIN_PASSWORD
     env = {**os.environ, **apps, "ISSUER": stack.base, "CHROMIUM": browser, "OUT": str(OUT),
            "UPSTREAM_PORT": str(upstream_port), "ADMIN_EMAIL": admin_email, "ADMIN_PASSWORD": admin_password}
     npm(["run", "test:browser"], OIDC, env)
@@ -223,7 +277,10 @@ def main():
                              "WEBAUTHN_ORIGINS": f"{page_origin},http://localhost:{args.port}",
                              # The receiver listens on loopback; retries come quickly.
                              "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-                             "WEBHOOK_RETRY_BASE_MS": "200", "WEBHOOK_RETRY_MAX_MS": "1000"})
+                             "WEBHOOK_RETRY_BASE_MS": "200", "WEBHOOK_RETRY_MAX_MS": "1000",
+                             # The console's live view reads the consumer's metrics.
+                             "CONSUMER_METRICS_URLS": f"http://127.0.0.1:{args.port + 1}/metrics",
+                             "CONSOLE_DIR": str(CONSOLE / "dist")})
     # The page's api address, fixed at serve time (no query parameter can change it).
     (vendor / "config.js").write_text(f"export const API = {json.dumps(stack.base)};\n")
     server = None
@@ -250,7 +307,9 @@ def main():
         env = {**os.environ, "PAGE_URL": f"{page_origin}/", "API_URL": stack.base,
                "OUT": str(OUT), "CHROMIUM": browser}
         npm(["run", "test:browser"], WEB, env)
+        create_admin(stack)
         run_hosted_login_test(stack, browser, args.port + 13)
+        run_console_test(stack, browser)
         log(f"browser tests passed; screenshots in {OUT}")
         stack.drop_database()
         return 0

@@ -21,6 +21,20 @@ pub struct RecordSigners {
     pub import: common::events::signature::RecordSigner,
 }
 
+impl RecordSigners {
+    /// A verifier of what these keys sign (the console's dead-letter replay checks a
+    /// record as the consumer would).
+    pub fn verifier(&self) -> common::events::signature::RecordVerifier {
+        let spec = zeroize::Zeroizing::new(format!(
+            "{},{}",
+            self.registration.verifying_spec().as_str(),
+            self.import.verifying_spec().as_str()
+        ));
+        common::events::signature::RecordVerifier::parse(&spec)
+            .unwrap_or_else(|e| unreachable!("a signer's own spec parses: {e}"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The local producer queue is full: back-pressure, answer at once.

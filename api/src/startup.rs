@@ -30,14 +30,14 @@ use crate::protection::{self, ClientIp};
 use crate::publisher::{KafkaPublisher, RegistrationPublisher};
 use crate::respond;
 use crate::routes::{
-    auth, compat, data, health, hosted, imports, oidc, oidc_clients, passkeys, passwordless,
-    registration, security, social, users, webhooks,
+    auth, compat, data, health, hosted, imports, oidc, oidc_clients, operations, passkeys,
+    passwordless, registration, security, social, users, webhooks,
 };
 use crate::state::{AppState, Dependencies, Stores};
 use crate::versioning;
 
 /// How often the consumer group's lag is measured.
-const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answers larger than this are compressed when the client accepts gzip or br.
 pub const COMPRESS_ABOVE_BYTES: u16 = 1024;
@@ -156,7 +156,24 @@ impl Application {
                 .collect(),
             oidc,
         };
+        let operations = crate::state::Operations {
+            kafka: config.kafka.clone(),
+            verifier: Arc::new(config.record_signers()?.verifier()),
+            consumer_metrics: config
+                .consumer_metrics_urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()
+                .map_err(|e| StartError::Startup(e.into()))?,
+            console_dir: config.console_dir.clone(),
+        };
         let state = AppState::new(Dependencies {
+            operations,
             stores: Stores::new(redis),
             pg,
             pg_timeout: config.postgres.timeout(),
@@ -207,6 +224,7 @@ impl Application {
         };
         let lag = Arc::clone(&self.lag_monitor).spawn(LAG_REFRESH);
         let purge = tokio::spawn(purge_expired_sessions(state.pg.clone()));
+        let console = tokio::spawn(register_console_client(state.clone()));
         let router = router(state.clone(), &self.config, self.client_ip.clone());
         let listener = LimitedListener::new(
             listener,
@@ -233,6 +251,7 @@ impl Application {
         }
         lag.abort();
         purge.abort();
+        console.abort();
         state.publisher.flush(grace).await;
         tracing::info!(event = "api_stopped");
         Ok(())
@@ -245,6 +264,23 @@ const SESSION_PURGE_AFTER_DAYS: i64 = 1;
 
 /// Deletes refresh tokens that expired over a day ago, hourly. Every replica runs it;
 /// the delete is idempotent.
+/// Registers the console's OpenID Connect client once PostgreSQL answers (the api starts
+/// without it). Without a provider there is nothing to register: the console says so.
+async fn register_console_client(state: AppState) {
+    let Ok(issuer) = crate::service::oidc::provider(&state).map(|p| p.issuer.clone()) else {
+        return;
+    };
+    loop {
+        match crate::service::oidc::clients::ensure_console_client(&state, &issuer).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(event = "console_client_registration_failed", error = %e);
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
 async fn purge_expired_sessions(pg: deadpool_postgres::Pool) {
     let mut tick = tokio::time::interval(SESSION_PURGE_EVERY);
     loop {
@@ -415,6 +451,20 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
                 .delete(social::delete),
         )
         .route("/users/{id}/mfa", delete(security::reset_user_mfa))
+        .route("/users/{id}/sessions", get(security::list_user_sessions))
+        .route(
+            "/users/{id}/sessions/{session}",
+            delete(security::end_user_session),
+        )
+        .route(
+            "/users/{id}/verify-email",
+            post(security::admin_verify_email),
+        )
+        .route("/admin/registrations", get(operations::registrations))
+        .route("/admin/dead-letters", get(operations::dead_letters))
+        .route("/admin/dead-letters/replay", post(operations::replay))
+        .route("/admin/dead-letters/{position}", get(operations::dead_letter))
+        .route("/admin/pipeline", get(operations::pipeline))
         .route("/users", get(users::list))
         .route(
             "/users/{id}",
@@ -478,7 +528,9 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
     }
     // Probes and the document stay outside the rate limits and the timeout; so do bulk
     // imports (admins only), whose streamed bodies take longer than any request timeout.
-    app.route("/admin/imports", post(imports::create))
+    // The live pipeline view streams for minutes.
+    app.route("/admin/imports", post(imports::create).get(operations::imports))
+        .route("/admin/pipeline/stream", get(operations::pipeline_stream))
         .route("/admin/imports/{id}", get(imports::status))
         .route(
             "/openapi.json",
@@ -613,6 +665,7 @@ pub fn router(state: AppState, config: &ApiConfig, client_ip: ClientIp) -> Route
         .merge(oidc_routes(config))
         .merge(scim_routes(config))
         .merge(docs)
+        .merge(crate::routes::console::routes(&state))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Outermost first, as one stack applied once: each `Router::layer` call boxes

@@ -70,7 +70,23 @@ pub struct ImportLimits {
     pub rate_per_sec: u32,
 }
 
+/// What the operators' console reads beyond the stores: the dead-letter topic, the
+/// consumers' metrics, and the built console itself.
+#[derive(Clone)]
+pub struct Operations {
+    pub kafka: common::config::KafkaConfig,
+    /// The keys of the records this api signs: a dead letter is replayed only when it
+    /// verifies with one of them (the consumer's `dlq replay` also knows older keys).
+    pub verifier: Arc<common::events::signature::RecordVerifier>,
+    /// The consumers' `/metrics` URLs (`CONSUMER_METRICS_URLS`).
+    pub consumer_metrics: Vec<String>,
+    pub http: reqwest::Client,
+    /// The console's built assets (`CONSOLE_DIR`).
+    pub console_dir: std::path::PathBuf,
+}
+
 pub struct Inner {
+    pub operations: Operations,
     pub stores: Stores,
     pub pg: deadpool_postgres::Pool,
     pub pg_timeout: Duration,
@@ -98,6 +114,7 @@ pub struct Inner {
 
 /// What the state is built from.
 pub struct Dependencies {
+    pub operations: Operations,
     pub stores: Stores,
     pub pg: deadpool_postgres::Pool,
     pub pg_timeout: Duration,
@@ -124,6 +141,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(deps: Dependencies) -> Self {
         let Dependencies {
+            operations,
             stores,
             pg,
             pg_timeout,
@@ -139,6 +157,7 @@ impl AppState {
             accounts,
         } = deps;
         Self(Arc::new(Inner {
+            operations,
             stores,
             pg,
             pg_timeout,

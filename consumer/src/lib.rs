@@ -4,7 +4,6 @@
 
 pub mod config;
 pub mod dlq;
-pub mod dlq_tool;
 pub mod hasher;
 pub mod kafka;
 pub mod mailer;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use common::config::{KafkaConfig, LogConfig};
 use common::events::kafka::dlq_headers;
 use registrar_consumer::config::ConsumerConfig;
-use registrar_consumer::dlq_tool;
+use common::ops::dead_letters as dlq_tool;
 use registrar_consumer::{Consumer, StartError};
 use tokio_util::sync::CancellationToken;
 

@@ -8,6 +8,7 @@ pub mod data;
 pub mod health;
 pub mod import;
 pub mod oidc;
+pub mod operations;
 pub mod passkeys;
 pub mod registration;
 pub mod scim;

@@ -125,6 +125,18 @@ pub struct ApiConfig {
         default_value = "registrar-consumer"
     )]
     pub group_id: String,
+    /// The consumers' Prometheus endpoints the console's live pipeline view reads,
+    /// comma-separated (`http://consumer:8001/metrics`; one per consumer pod for exact
+    /// rates). Empty: the view shows the api's own figures only.
+    #[arg(
+        long = "consumer-metrics-urls",
+        env = "CONSUMER_METRICS_URLS",
+        default_value = "http://127.0.0.1:8001/metrics"
+    )]
+    pub consumer_metrics_urls: String,
+    /// Directory of the built operators' console, served under `/console`.
+    #[arg(long = "console-dir", env = "CONSOLE_DIR", default_value = "console/dist")]
+    pub console_dir: std::path::PathBuf,
     /// Allowed CORS origins, comma-separated (`*` for any, without credentials).
     #[arg(long = "cors-origins", env = "CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,

@@ -2,11 +2,13 @@
 
 pub mod auth;
 pub mod compat;
+pub mod console;
 pub mod data;
 pub mod health;
 pub mod hosted;
 pub mod imports;
 pub mod oidc;
+pub mod operations;
 pub mod oidc_clients;
 pub mod passkeys;
 pub mod passwordless;

@@ -386,3 +386,98 @@ pub async fn end_session(
     accounts::end_session(&app, &caller, &context, id).await?;
     Ok(Json(MessageAnswer::new("Session ended")))
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/sessions",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The user's live sessions, newest first (`current` is always false)", body = SessionListAnswer),
+        (status = 400, description = "The id is not a UUID", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+    )
+)]
+pub async fn list_user_sessions(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionListAnswer>, ApiError> {
+    let id = parse_user_id(&id)?;
+    let data: Vec<SessionView> = accounts::list_user_sessions(&app, &caller, id)
+        .await?
+        .into_iter()
+        .map(|s| SessionView {
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            expires_at: s.expires_at,
+            current: false,
+        })
+        .collect();
+    Ok(Json(SessionListAnswer {
+        success: true,
+        count: data.len(),
+        data,
+    }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}/sessions/{session}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "User id (UUID)"),
+        ("session" = String, Path, description = "Session id (UUID)"),
+    ),
+    responses(
+        (status = 200, description = "The session's refresh tokens and access tokens are revoked; audited with the admin as actor", body = MessageAnswer),
+        (status = 400, description = "An id is not a UUID", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 404, description = "No such user or live session", body = ErrorEnvelope),
+    )
+)]
+pub async fn end_user_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<Json<MessageAnswer>, ApiError> {
+    let id = parse_user_id(&id)?;
+    let session = uuid::Uuid::parse_str(&session)
+        .map_err(|_| crate::service::ServiceError::invalid("session", "must be a UUID"))?;
+    accounts::end_user_session(&app, &caller, &context, id, session).await?;
+    Ok(Json(MessageAnswer::new("Session ended")))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/verify-email",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The user's current address is verified (already verified: unchanged); audited with the admin as actor", body = MessageAnswer),
+        (status = 400, description = "The id is not a UUID", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 404, description = "No such live user", body = ErrorEnvelope),
+    )
+)]
+pub async fn admin_verify_email(
+    State(app): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Path(id): Path<String>,
+) -> Result<Json<MessageAnswer>, ApiError> {
+    let id = parse_user_id(&id)?;
+    email::admin_verify_email(&app, &caller, &context, id).await?;
+    Ok(Json(MessageAnswer::new("Address verified")))
+}

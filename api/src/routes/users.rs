@@ -44,6 +44,9 @@ pub struct ListParams {
     role: Option<String>,
     q: Option<String>,
     include_deleted: Option<bool>,
+    status: Option<String>,
+    verified: Option<bool>,
+    mfa: Option<bool>,
 }
 
 #[utoipa::path(
@@ -58,6 +61,9 @@ pub struct ListParams {
         ("role" = Option<String>, Query, description = "user | moderator | admin"),
         ("q" = Option<String>, Query, description = "Case-insensitive prefix of email, first or last name"),
         ("includeDeleted" = Option<bool>, Query, description = "Admin only"),
+        ("status" = Option<String>, Query, description = "active (default) | deleted | all; deleted and all are admin only"),
+        ("verified" = Option<bool>, Query, description = "Only users whose address is (true) or is not (false) verified"),
+        ("mfa" = Option<bool>, Query, description = "Only users with (true) or without (false) a second factor"),
     ),
     responses(
         (status = 200, description = "A page of users, newest first", body = UserListAnswer),
@@ -78,6 +84,9 @@ pub async fn list(
         role: params.role,
         q: params.q,
         include_deleted: params.include_deleted,
+        status: params.status,
+        verified: params.verified,
+        mfa: params.mfa,
     };
     let page = users::list_users(&app, &caller, filter).await?;
     Ok(Json(UserListAnswer {

@@ -288,3 +288,45 @@ pub async fn confirm_password_reset(
     tracing::info!(event = "password_reset", user_id = %user.id, sessions_ended = revoked.len());
     Ok(())
 }
+
+/// An admin marks a user's current address verified (the console's "verify"): the
+/// owner proved it some other way. Outstanding verification links are used up.
+pub async fn admin_verify_email(
+    app: &AppState,
+    caller: &crate::caller::Caller,
+    context: &RequestContext,
+    user: uuid::Uuid,
+) -> Result<UserRecord, ServiceError> {
+    if !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    super::accounts::ensure_current(&*tx, caller).await?;
+    let before = users::lock_by_id(&*tx, user)
+        .await?
+        .filter(|u| !u.is_deleted())
+        .ok_or(ServiceError::NotFound("User"))?;
+    if before.email_verified_at.is_some() {
+        return Ok(before);
+    }
+    let user = users::verify_email(&*tx, before.id, before.email.as_str())
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    account_tokens::use_all(&*tx, user.id, Purpose::VerifyEmail).await?;
+    let event = context
+        .event(UserEventType::EmailVerified, user.id, user.version, Some(caller.id))
+        .email(user.email.as_str());
+    user_events::append(&*tx, &[event]).await?;
+    users::audit(
+        &*tx,
+        user.id,
+        "user.email_verified",
+        &context.audit(Some(caller.id)),
+        json!({ "emailChanged": false, "by": "admin" }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "email_verified", user_id = %user.id, actor = %caller.id);
+    Ok(user)
+}

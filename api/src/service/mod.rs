@@ -11,6 +11,7 @@ pub mod email;
 pub mod import;
 pub mod mfa;
 pub mod oidc;
+pub mod operations;
 pub mod passkeys;
 pub mod passwordless;
 pub mod registration;

@@ -17,6 +17,37 @@ export type ErrorDetail = Schemas["ErrorDetail"];
 export type Passkey = Schemas["PasskeyView"];
 export type IdentityProvider = Schemas["OfferedProvider"];
 export type Identity = Schemas["IdentityView"];
+export type AuditEntry = Schemas["AuditEntryView"];
+export type TrackedRegistration = Schemas["TrackedRegistration"];
+export type RegistrationsInFlight = Omit<Schemas["RegistrationsAnswer"], "success">;
+export type DeadLetter = Schemas["DeadLetterView"];
+export type ReplayRequest = Schemas["ReplayRequest"];
+export type ReplayOutcome = Omit<Schemas["ReplayAnswer"], "success">;
+export type ImportSummary = Schemas["ImportSummary"];
+export type ImportStatus = Omit<Schemas["ImportStatusAnswer"], "success">;
+export type ImportResult = Omit<Schemas["ImportAnswer"], "success">;
+export type PipelineSnapshot = Schemas["PipelineSnapshot"];
+export type Role = "user" | "moderator" | "admin";
+
+/** Filters of the users list (moderators and admins). */
+export interface UserFilter {
+  /** Case-insensitive prefix of email, first or last name. */
+  q?: string;
+  role?: Role;
+  /** `deleted` and `all`: admins only. */
+  status?: "active" | "deleted" | "all";
+  verified?: boolean;
+  mfa?: boolean;
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of a keyset-paged list. */
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
 
 /** What a page learns when the browser comes back from a social sign-in. */
 export type SocialReturn =
@@ -189,6 +220,8 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
 
 interface RequestOptions {
   body?: unknown;
+  /** Sent as is instead of `body` (an import's NDJSON). */
+  raw?: { data: BodyInit; contentType: string };
   auth?: boolean;
   headers?: Record<string, string>;
   signal?: AbortSignal;
@@ -548,6 +581,148 @@ export class RegistrarClient {
     await this.request("DELETE", `/data/${encodeURIComponent(key)}`, { auth: true });
   }
 
+  // ---- administration (moderators read, admins act) ----------------------------------
+
+  /** Users newest first, filtered; keyset paging with `nextCursor`. */
+  async listUsers(filter: UserFilter = {}): Promise<Page<User>> {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(filter)) {
+      if (v !== undefined && v !== "") query.set(k, String(v));
+    }
+    const answer = await this.request<Schemas["UserListAnswer"]>("GET", `/users?${query}`, { auth: true });
+    return { items: answer.data, nextCursor: answer.pagination.nextCursor ?? null };
+  }
+
+  async user(id: string): Promise<User> {
+    return (await this.request<Schemas["UserAnswer"]>("GET", `/users/${encodeURIComponent(id)}`, { auth: true })).data;
+  }
+
+  /** A user's audit trail, newest first. */
+  async userAudit(id: string, cursor?: string): Promise<Page<AuditEntry>> {
+    const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+    const answer = await this.request<Schemas["AuditListAnswer"]>("GET", `/users/${encodeURIComponent(id)}/audit${query}`, { auth: true });
+    return { items: answer.data, nextCursor: answer.pagination.nextCursor ?? null };
+  }
+
+  async userSessions(id: string): Promise<Session[]> {
+    return (await this.request<Schemas["SessionListAnswer"]>("GET", `/users/${encodeURIComponent(id)}/sessions`, { auth: true })).data;
+  }
+
+  async endUserSession(id: string, session: string): Promise<void> {
+    await this.request("DELETE", `/users/${encodeURIComponent(id)}/sessions/${encodeURIComponent(session)}`, { auth: true });
+  }
+
+  /** Changes a user's role; their tokens stop working at once. */
+  async changeRole(id: string, role: Role): Promise<User> {
+    return (await this.request<Schemas["UserAnswer"]>("PATCH", `/users/${encodeURIComponent(id)}`, { body: { role }, auth: true })).data;
+  }
+
+  async verifyUserEmail(id: string): Promise<void> {
+    await this.request("POST", `/users/${encodeURIComponent(id)}/verify-email`, { auth: true });
+  }
+
+  async resetUserMfa(id: string): Promise<void> {
+    await this.request("DELETE", `/users/${encodeURIComponent(id)}/mfa`, { auth: true });
+  }
+
+  /** Soft delete, or with `erase` GDPR erasure (personal data anonymised). */
+  async deleteUser(id: string, options: { erase?: boolean } = {}): Promise<void> {
+    const query = options.erase ? "?erase=true" : "";
+    await this.request("DELETE", `/users/${encodeURIComponent(id)}${query}`, { auth: true });
+  }
+
+  /** Registrations in flight, failures by reason, and with `q` (email or id) one's status. */
+  async registrationsInFlight(q?: string): Promise<RegistrationsInFlight> {
+    const query = q ? `?q=${encodeURIComponent(q)}` : "";
+    return await this.request<Schemas["RegistrationsAnswer"]>("GET", `/admin/registrations${query}`, { auth: true });
+  }
+
+  /** Uploads NDJSON registrations; with `importId`, `importStatus` follows it meanwhile. */
+  async importUsers(ndjson: BodyInit, importId?: string): Promise<ImportResult> {
+    const query = importId ? `?id=${encodeURIComponent(importId)}` : "";
+    return await this.request<Schemas["ImportAnswer"]>("POST", `/admin/imports${query}`, {
+      raw: { data: ndjson, contentType: "application/x-ndjson" },
+      auth: true,
+    });
+  }
+
+  async importStatus(id: string): Promise<ImportStatus> {
+    return await this.request<Schemas["ImportStatusAnswer"]>("GET", `/admin/imports/${encodeURIComponent(id)}`, { auth: true });
+  }
+
+  /** Imports newest first; pass `nextCursor` for older ones. */
+  async imports(before?: string): Promise<Page<ImportSummary>> {
+    const query = before ? `?before=${encodeURIComponent(before)}` : "";
+    const answer = await this.request<Schemas["ImportListAnswer"]>("GET", `/admin/imports${query}`, { auth: true });
+    return { items: answer.data, nextCursor: answer.nextBefore ?? null };
+  }
+
+  async deadLetters(kind?: string): Promise<DeadLetter[]> {
+    const query = kind ? `?kind=${encodeURIComponent(kind)}` : "";
+    return (await this.request<Schemas["DeadLetterListAnswer"]>("GET", `/admin/dead-letters${query}`, { auth: true })).data;
+  }
+
+  async deadLetter(position: string): Promise<DeadLetter> {
+    return (await this.request<Schemas["DeadLetterAnswer"]>("GET", `/admin/dead-letters/${encodeURIComponent(position)}`, { auth: true })).data;
+  }
+
+  /** Puts dead letters back on the registration topic; `dryRun` first says what would go. */
+  async replayDeadLetters(request: ReplayRequest): Promise<ReplayOutcome> {
+    return await this.request<Schemas["ReplayAnswer"]>("POST", "/admin/dead-letters/replay", { body: request, auth: true });
+  }
+
+  async pipeline(): Promise<PipelineSnapshot> {
+    return (await this.request<Schemas["PipelineAnswer"]>("GET", "/admin/pipeline", { auth: true })).data;
+  }
+
+  /**
+   * The live pipeline, one snapshot a second (Server-Sent Events over fetch, so the
+   * access token travels in a header). Ends when the server ends the stream (after 15
+   * minutes) or `signal` aborts; call again to go on.
+   */
+  async *pipelineEvents(signal?: AbortSignal): AsyncGenerator<PipelineSnapshot> {
+    if (this.tokens && this.tokens.accessExpiresAt - 10_000 <= this.now()) await this.refresh();
+    const response = await this.send("GET", "/admin/pipeline/stream", { auth: true, signal, headers: { accept: "text/event-stream" } });
+    if (!response.ok || !response.body) {
+      await this.answer(response, {});
+      return;
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block
+          .split("\n")
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(5).trimStart())
+          .join("\n");
+        if (data) yield JSON.parse(data) as PipelineSnapshot;
+      }
+    }
+  }
+
+  async oidcClients(): Promise<Schemas["ClientAnswer"][]> {
+    return (await this.request<Schemas["ClientListEnvelope"]>("GET", "/admin/oidc/clients", { auth: true })).data;
+  }
+
+  async upstreamProviders(): Promise<Schemas["IdentityProviderView"][]> {
+    return (await this.request<Schemas["IdentityProviderListEnvelope"]>("GET", "/admin/identity-providers", { auth: true })).data;
+  }
+
+  async webhooks(): Promise<Schemas["WebhookAnswer"][]> {
+    return (await this.request<Schemas["WebhookListEnvelope"]>("GET", "/admin/webhooks", { auth: true })).data;
+  }
+
+  async scimTokens(): Promise<Schemas["ScimTokenAnswer"][]> {
+    return (await this.request<Schemas["ScimTokenListEnvelope"]>("GET", "/admin/scim/tokens", { auth: true })).data;
+  }
+
   // ---- plumbing ----------------------------------------------------------------------
 
   private keep(answer: TokenAnswer): Tokens {
@@ -581,6 +756,7 @@ export class RegistrarClient {
   private async send(method: string, path: string, options: RequestOptions): Promise<Response> {
     const headers: Record<string, string> = { accept: "application/json", ...options.headers };
     if (options.body !== undefined) headers["content-type"] = "application/json";
+    if (options.raw) headers["content-type"] = options.raw.contentType;
     if (options.auth) {
       if (!this.tokens) throw new RegistrarError(401, "UNAUTHENTICATED", "not logged in");
       headers.authorization = `Bearer ${this.tokens.accessToken}`;
@@ -589,7 +765,7 @@ export class RegistrarClient {
       return await this.fetchFn(`${this.baseUrl}${API}${path}`, {
         method,
         headers,
-        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        body: options.raw ? options.raw.data : options.body === undefined ? undefined : JSON.stringify(options.body),
         signal: options.signal,
       });
     } catch (e) {

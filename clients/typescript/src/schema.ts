@@ -20,6 +20,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["admin_dead_letters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/dead-letters/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["admin_replay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/dead-letters/{position}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["admin_dead_letter"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/identity-providers": {
         parameters: {
             query?: never;
@@ -59,7 +107,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["admin_imports"];
         put?: never;
         post: operations["admin_create"];
         delete?: never;
@@ -114,6 +162,54 @@ export interface paths {
         options?: never;
         head?: never;
         patch: operations["oidc_update"];
+        trace?: never;
+    };
+    "/api/v1/admin/pipeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["admin_pipeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/pipeline/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["admin_pipeline_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/registrations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["admin_registrations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/admin/scim/tokens": {
@@ -938,6 +1034,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/{id}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["users_list_user_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{id}/sessions/{session}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["users_end_user_session"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{id}/verify-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["users_admin_verify_email"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -1122,6 +1266,56 @@ export interface components {
             pagination: components["schemas"]["Pagination"];
             success: boolean;
         };
+        DeadLetterAnswer: {
+            data: components["schemas"]["DeadLetterView"];
+            success: boolean;
+        };
+        DeadLetterListAnswer: {
+            count: number;
+            data: components["schemas"]["DeadLetterView"][];
+            success: boolean;
+        };
+        /** @description One record of `<topic>.dlq`. */
+        DeadLetterView: {
+            /** @description Why it does not, when it does not. */
+            decodeError?: string | null;
+            /** @description Why it was dead-lettered. */
+            error?: string | null;
+            /** @description Every header; the signature's MAC is shortened to its key id. */
+            headers: components["schemas"]["HeaderView"][];
+            /** @description undecodable | invalid | credential | unauthenticated… */
+            kind: string;
+            /** Format: int64 */
+            offset: number;
+            /** Format: int32 */
+            partition: number;
+            payloadBytes: number;
+            /** @description `<partition>:<offset>`: how replay names it. */
+            position: string;
+            registration?: null | components["schemas"]["DecodedRegistration"];
+            /** Format: date-time */
+            timestamp?: string | null;
+        };
+        /** @description What a dead letter's payload says, without its credential (only its kind). */
+        DecodedRegistration: {
+            /** @description sealed-password | password-hash | none | passkey: never the credential itself. */
+            credential: string;
+            email: string;
+            firstName?: string | null;
+            /** @description The identity provider of a social sign-up. */
+            identityProvider?: string | null;
+            /** Format: uuid */
+            importId?: string | null;
+            /** Format: int64 */
+            importLine?: number | null;
+            lastName?: string | null;
+            /** Format: uuid */
+            registrationId: string;
+            role?: string | null;
+            /** Format: date-time */
+            submittedAt: string;
+            username?: string | null;
+        };
         /** @description `DELETE /api/users/{id}` body: deleting one's own account re-authenticates. */
         DeleteRequest: {
             currentPassword?: string | null;
@@ -1195,6 +1389,11 @@ export interface components {
         ExportAnswer: {
             data: components["schemas"]["UserExport"];
             success: boolean;
+        };
+        /** @description A record header, as text. */
+        HeaderView: {
+            name: string;
+            value: string;
         };
         /** @description `GET /api/health`. */
         HealthBody: {
@@ -1304,6 +1503,15 @@ export interface components {
             rejectedLines: components["schemas"]["LineError"][];
             success: boolean;
         };
+        ImportListAnswer: {
+            data: components["schemas"]["ImportSummary"][];
+            /**
+             * Format: uuid
+             * @description Pass as `before` for older imports; null on the last page.
+             */
+            nextBefore?: string | null;
+            success: boolean;
+        };
         /** @description An import's progress. */
         ImportStatusAnswer: {
             /** Format: int64 */
@@ -1339,6 +1547,31 @@ export interface components {
             /** Format: date-time */
             startedAt: string;
             success: boolean;
+        };
+        /** @description One import in the history. */
+        ImportSummary: {
+            /** Format: int64 */
+            accepted: number;
+            /** Format: int64 */
+            completed: number;
+            /**
+             * Format: uuid
+             * @description The admin who ran it.
+             */
+            createdBy?: string | null;
+            error?: string | null;
+            /** Format: date-time */
+            finishedAt?: string | null;
+            /** Format: uuid */
+            importId: string;
+            /** Format: int64 */
+            lines: number;
+            /** Format: int64 */
+            rejected: number;
+            /** @description api | cli */
+            source: string;
+            /** Format: date-time */
+            startedAt: string;
         };
         /** @description A refused line. */
         LineError: {
@@ -1458,6 +1691,12 @@ export interface components {
              */
             offset?: number | null;
         };
+        PartitionLag: {
+            /** Format: int64 */
+            lag: number;
+            /** Format: int32 */
+            partition: number;
+        };
         PasskeyAnswer: {
             data: components["schemas"]["PasskeyView"];
             success: boolean;
@@ -1558,6 +1797,67 @@ export interface components {
             /** @description The `token` query parameter of the link in the mail. */
             token: string;
         };
+        PipelineAnswer: {
+            data: components["schemas"]["PipelineSnapshot"];
+            success: boolean;
+        };
+        /** @description One second of the pipeline, as the console's live view draws it. */
+        PipelineSnapshot: {
+            /**
+             * Format: int64
+             * @description Unix ms of the sample.
+             */
+            at: number;
+            consumersConfigured: number;
+            /** @description Consumer metrics endpoints read, out of those configured. */
+            consumersRead: number;
+            /**
+             * Format: double
+             * @description Records the consumers dead-lettered per second.
+             */
+            dlqPerSec?: number | null;
+            /**
+             * Format: double
+             * @description Registrations the consumers failed (email taken…) per second.
+             */
+            failedPerSec?: number | null;
+            /**
+             * Format: int64
+             * @description Logins and password changes waiting for this api's hashing workers.
+             */
+            hashQueue: number;
+            /**
+             * Format: double
+             * @description Registrations this api accepted per second since the previous sample.
+             */
+            intakePerSec: number;
+            /** @description Consumer-group lag per partition of the registration topic. */
+            lag: components["schemas"]["PartitionLag"][];
+            /**
+             * Format: double
+             * @description Mails waiting in the mail outbox.
+             */
+            mailUnsent?: number | null;
+            /** Format: double */
+            outboxOldestSeconds?: number | null;
+            /**
+             * Format: double
+             * @description User events not yet relayed to `user-events`, and the oldest one's age.
+             */
+            outboxUnsent?: number | null;
+            /**
+             * Format: double
+             * @description Users the consumers persisted per second (`None`: no consumer metrics read).
+             */
+            persistedPerSec?: number | null;
+            /**
+             * Format: int64
+             * @description Records this api's producer holds until the broker acknowledges them.
+             */
+            producerQueue: number;
+            /** Format: int64 */
+            totalLag: number;
+        };
         /** @description `GET /api/health/live` and `/api/health/ready`. */
         ProbeBody: {
             services?: null | components["schemas"]["Services"];
@@ -1589,6 +1889,11 @@ export interface components {
         RefreshRequest: {
             /** @description The `refreshToken` of the last login or refresh (`rt_…`). */
             refreshToken: string;
+        };
+        /** @description A record refused by replay and why. */
+        RefusedReplay: {
+            position: string;
+            reason: string;
         };
         /** @description `202 Accepted` answer of a registration; replayed as is for a retried
          *     `Idempotency-Key`. */
@@ -1674,6 +1979,23 @@ export interface components {
             status: string;
             user?: null | components["schemas"]["UserView"];
         };
+        /** @description `GET /api/v1/admin/registrations`. */
+        RegistrationsAnswer: {
+            /** @description False when more than 10 000 keys of a status exist: counts cover the first 10 000. */
+            complete: boolean;
+            /** @description Failed registrations of the last 24 hours, newest first (at most 200 listed). */
+            failed: components["schemas"]["TrackedRegistration"][];
+            /** @description Failed registrations of the last 24 hours by reason. */
+            failedByReason: {
+                [key: string]: number;
+            };
+            /** @description With `q`: where that registration (or that email's registrations) stand. */
+            matches: components["schemas"]["TrackedRegistration"][];
+            /** @description Registrations in flight, newest first (at most 200 listed). */
+            pending: components["schemas"]["TrackedRegistration"][];
+            pendingTotal: number;
+            success: boolean;
+        };
         /** @description `PATCH /api/v1/auth/passkeys/{id}` body. */
         RenamePasskeyRequest: {
             name: string;
@@ -1681,6 +2003,23 @@ export interface components {
         /** @description `PUT /api/data/{key}` body. */
         ReplaceItemRequest: {
             value: Record<string, never> | unknown[] | string | number | boolean;
+        };
+        ReplayAnswer: {
+            dryRun: boolean;
+            refused: components["schemas"]["RefusedReplay"][];
+            /** @description Put back on the registration topic (or, with `dryRun`, would be). */
+            replayed: string[];
+            success: boolean;
+        };
+        /** @description `POST /api/v1/admin/dead-letters/replay`: `positions`, or `all` (of `kind` when
+         *     given). `dryRun` says what would go back without sending anything. */
+        ReplayRequest: {
+            /** @description Every dead letter (of `kind`): required when `positions` is empty. */
+            all?: boolean;
+            dryRun?: boolean;
+            kind?: string | null;
+            /** @description `<partition>:<offset>` of each record. */
+            positions?: string[];
         };
         /** @description A SCIM token as the api shows it; `token` only at creation. */
         ScimTokenAnswer: {
@@ -1828,6 +2167,21 @@ export interface components {
             scope?: string | null;
             /** @example john.doe */
             username?: string | null;
+        };
+        /** @description A registration Redis knows about. */
+        TrackedRegistration: {
+            /**
+             * Format: date-time
+             * @description When it reached this status.
+             */
+            at: string;
+            email: string;
+            /** @description Why it failed (`EMAIL_TAKEN`…). */
+            reason?: string | null;
+            /** Format: uuid */
+            registrationId: string;
+            /** @description pending | completed | failed */
+            status: string;
         };
         /** @description One user (`GET /api/users/{id}`, `/api/auth/me`, updates); its `ETag` in the header. */
         UserAnswer: {
@@ -2072,6 +2426,265 @@ export interface operations {
                 };
             };
             /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_dead_letters: {
+        parameters: {
+            query?: {
+                /** @description Only this `error.kind` (undecodable, invalid, credential, unauthenticated). */
+                kind?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every record of the dead-letter topic, with headers, error and decoded payload (never a credential) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeadLetterListAnswer"];
+                };
+            };
+            /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Kafka is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_replay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayRequest"];
+            };
+        };
+        responses: {
+            /** @description What went back on the registration topic (or would, with dryRun) and what was refused with why. A replayed registration keeps its id: it is persisted once */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplayAnswer"];
+                };
+            };
+            /** @description Neither positions nor all, or a position is not `<partition>:<offset>` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Kafka is unavailable: nothing or part was replayed; replaying again is safe */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_dead_letter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `<partition>:<offset>` */
+                position: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One dead letter */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeadLetterAnswer"];
+                };
+            };
+            /** @description Not `<partition>:<offset>` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No such dead letter */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Kafka is unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2496,6 +3109,85 @@ export interface operations {
             };
             /** @description Body is not `application/json` */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_imports: {
+        parameters: {
+            query?: {
+                /** @description 1-100, default 20. */
+                limit?: number;
+                /** @description `nextBefore` of the previous page. */
+                before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Imports, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportListAnswer"];
+                };
+            };
+            /** @description Bad limit or before */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3167,6 +3859,231 @@ export interface operations {
                 };
             };
             /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_pipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One sample of the pipeline (rates are 0 or null: they need two samples; see the stream) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineAnswer"];
+                };
+            };
+            /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_pipeline_stream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `text/event-stream`: a `pipeline` event each second whose data is a PipelineSnapshot (JSON): intake/s, persisted/s, failed/s, DLQ/s, lag per partition, hash and producer queues, outbox. Ends after 15 minutes or when the session is revoked; reconnect */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["PipelineSnapshot"];
+                };
+            };
+            /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    admin_registrations: {
+        parameters: {
+            query?: {
+                /** @description An email address or a registration id. */
+                q?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Registrations in flight, failures of the last 24 h by reason, and with `q` where one stands */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistrationsAnswer"];
+                };
+            };
+            /** @description q is neither an email address nor a registration id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Moderators and admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Redis is unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7849,6 +8766,12 @@ export interface operations {
                 q?: string;
                 /** @description Admin only */
                 includeDeleted?: boolean;
+                /** @description active (default) | deleted | all; deleted and all are admin only */
+                status?: string;
+                /** @description Only users whose address is (true) or is not (false) verified */
+                verified?: boolean;
+                /** @description Only users with (true) or without (false) a second factor */
+                mfa?: boolean;
             };
             header?: never;
             path?: never;
@@ -8728,6 +9651,266 @@ export interface operations {
             };
             /** @description MFA_NOT_ENABLED */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    users_list_user_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User id (UUID) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user's live sessions, newest first (`current` is always false) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionListAnswer"];
+                };
+            };
+            /** @description The id is not a UUID */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No such user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    users_end_user_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User id (UUID) */
+                id: string;
+                /** @description Session id (UUID) */
+                session: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session's refresh tokens and access tokens are revoked; audited with the admin as actor */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageAnswer"];
+                };
+            };
+            /** @description An id is not a UUID */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No such user or live session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error (logged with the request id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A dependency is unavailable or the request timed out; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    users_admin_verify_email: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User id (UUID) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user's current address is verified (already verified: unchanged); audited with the admin as actor */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageAnswer"];
+                };
+            };
+            /** @description The id is not a UUID */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No or invalid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No such live user */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -178,6 +178,26 @@ pub fn current_fingerprint() -> u64 {
 }
 
 impl RegistrationEvent {
+    /// Why a record signed with a registration key still may not be trusted: it carries
+    /// what only an import (or SCIM provisioning, signed with the same key) may bring. `None` when it carries none of it.
+    pub fn import_only_field(&self) -> Option<&'static str> {
+        if self.role.as_deref().is_some_and(|r| r != "user") {
+            Some("role")
+        } else if self.email_verified {
+            Some("emailVerified")
+        } else if matches!(self.credential, Credential::PasswordHash(_)) {
+            Some("passwordHash")
+        } else if self.import.is_some() {
+            Some("importId")
+        } else if self.provisioning.is_some() {
+            Some("provisioning")
+        } else if self.identity.is_some() {
+            Some("identity")
+        } else {
+            None
+        }
+    }
+
     /// The event's profile fields, for the same validation the api applied.
     pub fn profile_input(&self) -> ProfileInput<'_> {
         ProfileInput {

@@ -129,18 +129,11 @@ pub struct ImportRecord {
     pub completed: i64,
 }
 
-pub async fn find(
-    client: &impl GenericClient,
-    id: Uuid,
-) -> Result<Option<ImportRecord>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT id, created_by, source, started_at, finished_at, lines, accepted, rejected, error, completed
-             FROM imports WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(row.map(|r| ImportRecord {
+const IMPORT_COLUMNS: &str =
+    "id, created_by, source, started_at, finished_at, lines, accepted, rejected, error, completed";
+
+fn import_from_row(r: &tokio_postgres::Row) -> ImportRecord {
+    ImportRecord {
         id: r.get(0),
         created_by: r.get(1),
         source: r.get(2),
@@ -151,7 +144,42 @@ pub async fn find(
         rejected: r.get(7),
         error: r.get(8),
         completed: r.get(9),
-    }))
+    }
+}
+
+pub async fn find(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ImportRecord>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {IMPORT_COLUMNS} FROM imports WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(import_from_row))
+}
+
+/// Imports newest first, at most `limit`, started before `before` when given (keyset
+/// paging on `(started_at, id)`).
+pub async fn list(
+    client: &impl GenericClient,
+    limit: i64,
+    before: Option<(DateTime<Utc>, Uuid)>,
+) -> Result<Vec<ImportRecord>, tokio_postgres::Error> {
+    let at = before.map(|b| b.0);
+    let id = before.map(|b| b.1);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {IMPORT_COLUMNS} FROM imports
+                 WHERE $1::timestamptz IS NULL OR (started_at, id) < ($1, $2::uuid)
+                 ORDER BY started_at DESC, id DESC LIMIT $3"
+            ),
+            &[&at, &id, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(import_from_row).collect())
 }
 
 /// Refused lines, in order, at most `limit`.

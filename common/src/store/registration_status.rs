@@ -214,6 +214,63 @@ impl RegistrationStatusStore {
         })
     }
 
+    /// Registrations in one state (`"pending"`, `"completed"` or `"failed"`), read with
+    /// `SCAN` (never `KEYS`): at most `max` of them, with whether the scan saw every key.
+    /// For the operators' console; each call walks the key space once.
+    pub async fn scan(
+        &self,
+        state: &'static str,
+        max: usize,
+    ) -> Result<(Vec<(String, StatusRecord)>, bool), StoreError> {
+        let prefix = format!("{}user:{state}:", self.redis.keys.prefix());
+        let pattern = format!("{prefix}*");
+        let (keys, complete): (Vec<String>, bool) = self
+            .redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let mut cursor: u64 = 0;
+                    let mut keys = Vec::new();
+                    loop {
+                        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(c)
+                            .await?;
+                        keys.extend(batch);
+                        cursor = next;
+                        if cursor == 0 {
+                            return Ok((keys, true));
+                        }
+                        if keys.len() >= max {
+                            return Ok((keys, false));
+                        }
+                    }
+                })
+            })
+            .await?;
+        let complete = complete && keys.len() <= max;
+        let keys: Vec<String> = keys.into_iter().take(max).collect();
+        if keys.is_empty() {
+            return Ok((Vec::new(), complete));
+        }
+        let lookup = keys.clone();
+        let values: Vec<Option<String>> = self
+            .redis
+            .with_conn(move |c| Box::pin(async move { Ok(c.mget(&lookup).await?) }))
+            .await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, value) in keys.iter().zip(values) {
+            // Gone since the scan (finished, expired): not in flight any more.
+            let Some(value) = value else { continue };
+            let record: StatusRecord = serde_json::from_str(&value)?;
+            out.push((key[prefix.len()..].to_owned(), record));
+        }
+        Ok((out, complete))
+    }
+
     /// Records the end of a batch of registrations in one pipeline: the completed or
     /// failed key, then the pending key removed if it is still theirs.
     pub async fn finish(&self, finished: &[Finished]) -> Result<(), StoreError> {

@@ -26,7 +26,6 @@ use crate::ConsumerHealth;
 mod steps;
 mod validate;
 
-pub(crate) use validate::import_only_field;
 use validate::{decode_and_validate, BatchOutcome};
 
 /// Bound on one attempt of one step (a transaction, a pipeline, a DLQ send), so a

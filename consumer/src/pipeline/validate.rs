@@ -64,26 +64,6 @@ impl<'a> BatchOutcome<'a> {
     }
 }
 
-/// Why a record signed with a registration key still may not be trusted: it carries
-/// what only an import (or SCIM provisioning, signed with the same key) may bring. `None` when it carries none of it.
-pub(crate) fn import_only_field(event: &RegistrationEvent) -> Option<&'static str> {
-    if event.role.as_deref().is_some_and(|r| r != "user") {
-        Some("role")
-    } else if event.email_verified {
-        Some("emailVerified")
-    } else if matches!(event.credential, Credential::PasswordHash(_)) {
-        Some("passwordHash")
-    } else if event.import.is_some() {
-        Some("importId")
-    } else if event.provisioning.is_some() {
-        Some("provisioning")
-    } else if event.identity.is_some() {
-        Some("identity")
-    } else {
-        None
-    }
-}
-
 /// Verifies each record's signature, then decodes it and applies the registration
 /// rules. A record without a valid signature, or signed with a registration key while
 /// carrying what only an import may carry, is dead-lettered as `unauthenticated`
@@ -126,7 +106,7 @@ pub(super) fn decode_and_validate<'a>(
             }
         };
         if purpose == Purpose::Registration {
-            if let Some(field) = import_only_field(&event) {
+            if let Some(field) = event.import_only_field() {
                 tracing::warn!(event = "record_unauthenticated", partition = item.partition, offset = item.offset, field, registration_id = %event.registration_id);
                 outcome.letters.push(DeadLetter {
                     item,

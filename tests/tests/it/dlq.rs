@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use registrar_consumer::dlq_tool::{self, Selection};
+use common::ops::dead_letters::{self as dlq_tool, Selection};
 use registrar_tests::{registration_body, TestApp};
 
 async fn wait_until<F, Fut>(what: &str, mut check: F)

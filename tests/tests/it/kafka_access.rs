@@ -249,7 +249,7 @@ async fn the_pipeline_with_the_granted_acls(node: &DeployNode) {
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let dead = loop {
-        let dead = registrar_consumer::dlq_tool::read_all(&operator)
+        let dead = common::ops::dead_letters::read_all(&operator)
             .await
             .unwrap();
         if !dead.is_empty() || tokio::time::Instant::now() > deadline {

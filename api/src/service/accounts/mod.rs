@@ -29,7 +29,10 @@ mod sessions;
 
 pub(crate) use login::session_or_second_factor;
 pub use login::{attempt_client, count_attempt, login, settle_attempt, LoginOutcome};
-pub use sessions::{end_other_sessions, end_session, list_sessions, logout, refresh};
+pub use sessions::{
+    end_other_sessions, end_session, end_user_session, list_sessions, list_user_sessions, logout,
+    refresh,
+};
 pub(crate) use sessions::{rotate, SessionKind};
 
 /// Slack on top of the access-token lifetime for revocation records (clock skew).

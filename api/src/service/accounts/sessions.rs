@@ -230,3 +230,59 @@ pub async fn end_other_sessions(
     revoke_access(app, &ended).await?;
     Ok(ended.len())
 }
+
+/// A user's live sessions, for an admin (the console's user view). Newest first.
+pub async fn list_user_sessions(
+    app: &AppState,
+    caller: &Caller,
+    user: Uuid,
+) -> Result<Vec<ActiveSession>, ServiceError> {
+    if !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let client = app.db().await?;
+    ensure_current(&**client, caller).await?;
+    users::find_by_id(&**client, user)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(sessions::active(&**client, user)
+        .await?
+        .into_iter()
+        .filter(|s| seen.insert(s.id))
+        .collect())
+}
+
+/// Ends one session of a user for an admin: its refresh tokens at once and its access
+/// tokens within a request. Audited on the user with the admin as actor.
+pub async fn end_user_session(
+    app: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    user: Uuid,
+    session: Uuid,
+) -> Result<(), ServiceError> {
+    if !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let mut client = app.db().await?;
+    let tx = client.transaction().await?;
+    ensure_current(&*tx, caller).await?;
+    users::lock_by_id(&*tx, user)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    if !sessions::revoke_session_of(&*tx, user, session).await? {
+        return Err(ServiceError::NotFound("Session"));
+    }
+    users::audit(
+        &*tx,
+        user,
+        "auth.session_ended",
+        &context.audit(Some(caller.id)),
+        json!({ "session": session, "by": "admin" }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event = "session_ended", user_id = %user, %session, actor = %caller.id);
+    revoke_access(app, &[session]).await
+}

@@ -484,6 +484,33 @@ pub async fn status(app: &AppState, id: Uuid) -> Result<ImportStatus, ServiceErr
     })
 }
 
+/// Imports newest first, `limit` of them, older than the import `before` when given.
+/// Returns the page and the id to pass for the next one.
+pub async fn history(
+    app: &AppState,
+    limit: i64,
+    before: Option<Uuid>,
+) -> Result<(Vec<ImportRecord>, Option<Uuid>), ServiceError> {
+    let client = app.db().await?;
+    let after = match before {
+        Some(id) => Some(
+            imports::find(&**client, id)
+                .await?
+                .map(|r| (r.started_at, r.id))
+                .ok_or_else(|| ServiceError::invalid("before", "no such import"))?,
+        ),
+        None => None,
+    };
+    let mut rows = imports::list(&**client, limit + 1, after).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

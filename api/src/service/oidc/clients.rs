@@ -415,3 +415,89 @@ mod tests {
         assert!(check_redirect_uri("https://APP.example/cb").is_err());
     }
 }
+
+/// The operators' console's client: public, PKCE, first party, its redirect URI the
+/// console under the issuer (`<issuer>/console/`). The token endpoint gives it the api's
+/// own access token, so the console calls the admin API as the signed-in user.
+pub const CONSOLE_CLIENT_ID: &str = "registrar-console";
+
+/// Where the console is served relative to the issuer, and its redirect URI.
+pub fn console_redirect_uri(issuer: &str) -> String {
+    format!("{}/console/", issuer.trim_end_matches('/'))
+}
+
+/// Registers the console's client, or brings its redirect URI in line with the issuer.
+/// Idempotent and safe to race: several api pods run it at start.
+pub async fn ensure_console_client(app: &AppState, issuer: &str) -> Result<(), ServiceError> {
+    let redirect = console_redirect_uri(issuer);
+    let origin = issuer.trim_end_matches('/').to_owned();
+    let mut db = app.db().await?;
+    let tx = db.transaction().await?;
+    let context = crate::caller::RequestContext::default();
+    match oidc::find_client(&*tx, CONSOLE_CLIENT_ID).await? {
+        Some(c) if c.redirect_uris == [redirect.clone()] => return Ok(()),
+        Some(mut c) => {
+            c.redirect_uris = vec![redirect];
+            c.post_logout_redirect_uris = vec![format!("{origin}/console/")];
+            let Some(version) = oidc::update_client(&*tx, &c).await? else {
+                return Ok(());
+            };
+            record(
+                &tx,
+                ClientChange {
+                    actor: None,
+                    context: &context,
+                    kind: ClientEventType::Updated,
+                    client_id: CONSOLE_CLIENT_ID,
+                    version,
+                    client: Some(&c),
+                    details: json!({ "clientId": CONSOLE_CLIENT_ID, "redirectUris": c.redirect_uris }),
+                },
+            )
+            .await?;
+        }
+        None => {
+            let now = chrono::Utc::now();
+            let c = OidcClient {
+                client_id: CONSOLE_CLIENT_ID.to_owned(),
+                name: "Registrar console".to_owned(),
+                confidential: false,
+                secret_hash: None,
+                redirect_uris: vec![redirect],
+                post_logout_redirect_uris: vec![format!("{origin}/console/")],
+                scopes: vec!["openid".into(), "profile".into(), "email".into()],
+                grant_types: vec!["authorization_code".into()],
+                first_party: true,
+                id_token_alg: "RS256".into(),
+                access_token_ttl_secs: 900,
+                refresh_token_ttl_secs: 900,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            if let Err(e) = oidc::insert_client(&*tx, &c).await {
+                // Another pod registered it first.
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
+            record(
+                &tx,
+                ClientChange {
+                    actor: None,
+                    context: &context,
+                    kind: ClientEventType::Created,
+                    client_id: CONSOLE_CLIENT_ID,
+                    version: 1,
+                    client: Some(&c),
+                    details: json!({ "clientId": CONSOLE_CLIENT_ID, "firstParty": true }),
+                },
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(event = "console_client_registered", client_id = CONSOLE_CLIENT_ID);
+    Ok(())
+}

@@ -335,9 +335,22 @@ fn issue(
         .sign_id_token(alg, &Value::Object(id), &app.accounts.jwt);
     let offline = scopes.iter().any(|s| s == "offline_access")
         && client.grant_types.iter().any(|g| g == "refresh_token");
+    // The console is the api's own front end: its access token is the api's, with the
+    // role, bound to this session (revoking the session refuses it).
+    let (access_token, expires_in) = if client.client_id == super::clients::CONSOLE_CLIENT_ID {
+        let (token, claims) = app.accounts.jwt.issue_with(
+            user.id,
+            user.role,
+            grant.family_id,
+            user.email_verified_at.is_some(),
+        );
+        (token, u64::try_from(claims.exp - claims.iat).unwrap_or(ttl))
+    } else {
+        (app.accounts.jwt.sign_any(&access, "at+jwt"), ttl)
+    };
     TokenResponse {
-        access_token: app.accounts.jwt.sign_any(&access, "at+jwt"),
-        expires_in: ttl,
+        access_token,
+        expires_in,
         id_token: Some(id_token),
         refresh_token: refresh.filter(|_| offline),
         scope: grant.scope.clone(),

@@ -52,6 +52,10 @@ pub struct ListFilter {
     pub role: Option<String>,
     pub q: Option<String>,
     pub include_deleted: Option<bool>,
+    /// `active` (default), `deleted` or `all`; the last two for admins.
+    pub status: Option<String>,
+    pub verified: Option<bool>,
+    pub mfa: Option<bool>,
 }
 
 /// Users newest first, for moderators and admins (deleted ones for admins only).
@@ -63,7 +67,17 @@ pub async fn list_users(
     if caller.role < Role::Moderator {
         return Err(ServiceError::Forbidden);
     }
-    let include_deleted = filter.include_deleted.unwrap_or(false);
+    let (include_deleted, deleted_only) = match filter.status.as_deref() {
+        None | Some("active") => (filter.include_deleted.unwrap_or(false), false),
+        Some("deleted") => (true, true),
+        Some("all") => (true, false),
+        Some(_) => {
+            return Err(ServiceError::invalid(
+                "status",
+                "must be active, deleted or all",
+            ))
+        }
+    };
     if include_deleted && !caller.is_admin() {
         return Err(ServiceError::Forbidden);
     }
@@ -99,6 +113,9 @@ pub async fn list_users(
         role,
         prefix,
         include_deleted,
+        deleted_only,
+        verified: filter.verified,
+        mfa: filter.mfa,
         after,
         limit: limit + 1,
         offset,

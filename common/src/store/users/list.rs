@@ -38,6 +38,12 @@ pub struct UserQuery {
     /// Case-insensitive prefix of the email, first name or last name.
     pub prefix: Option<String>,
     pub include_deleted: bool,
+    /// Only deleted users (admins).
+    pub deleted_only: bool,
+    /// Whether the address is verified; `None`: either.
+    pub verified: Option<bool>,
+    /// Whether a second factor is enabled; `None`: either.
+    pub mfa: Option<bool>,
     pub after: Option<ListCursor>,
     pub limit: i64,
     pub offset: i64,
@@ -67,6 +73,10 @@ pub async fn list(
            AND ($2::text IS NULL OR email LIKE $2 OR lower(first_name) LIKE $2 OR lower(last_name) LIKE $2)
            AND ($3 OR deleted_at IS NULL)
            AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+           AND (NOT $8 OR deleted_at IS NOT NULL)
+           AND ($9::bool IS NULL OR (email_verified_at IS NOT NULL) = $9)
+           AND ($10::bool IS NULL OR EXISTS (SELECT 1 FROM user_mfa m
+                WHERE m.user_id = users.id AND m.enabled_at IS NOT NULL) = $10)
          ORDER BY created_at DESC, id DESC
          LIMIT $6 OFFSET $7"
     );
@@ -85,6 +95,9 @@ pub async fn list(
                 &after_id,
                 &query.limit,
                 &query.offset,
+                &query.deleted_only,
+                &query.verified,
+                &query.mfa,
             ],
         )
         .await?;

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use common::config::KafkaConfig;
-use common::domain::email::Email;
-use common::events::kafka::dlq_headers;
-use common::events::registration::RegistrationEvent;
-use common::events::signature::{Purpose, RecordVerifier, SIGNATURE_HEADER};
+use crate::config::KafkaConfig;
+use crate::domain::email::Email;
+use crate::events::kafka::dlq_headers;
+use crate::events::registration::RegistrationEvent;
+use crate::events::signature::{Purpose, RecordVerifier, SIGNATURE_HEADER};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -81,7 +81,7 @@ impl Selection {
 
 /// Reads every dead letter present now (from each partition's low to high watermark).
 pub async fn read_all(kafka: &KafkaConfig) -> anyhow::Result<Vec<DeadLetterRecord>> {
-    let mut cc = common::events::kafka::client_config(kafka)?;
+    let mut cc = crate::events::kafka::client_config(kafka)?;
     cc.set(
         "group.id",
         format!("registrar-dlq-tool-{}", uuid::Uuid::new_v4()),
@@ -175,7 +175,7 @@ pub fn check_replayable(verifier: &RecordVerifier, r: &DeadLetterRecord) -> Resu
         .map_err(|e| e.to_string())?;
     let event = RegistrationEvent::decode(&r.payload).map_err(|e| e.to_string())?;
     if purpose == Purpose::Registration {
-        if let Some(field) = crate::pipeline::import_only_field(&event) {
+        if let Some(field) = event.import_only_field() {
             return Err(format!(
                 "{field} is honoured only from records signed with an import key"
             ));
@@ -211,12 +211,12 @@ pub async fn replay(
     if dry_run || outcome.replayed.is_empty() {
         return Ok(outcome);
     }
-    let mut cc = common::events::kafka::client_config(kafka)?;
+    let mut cc = crate::events::kafka::client_config(kafka)?;
     cc.set("client.id", "registrar-dlq-replay")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "15000");
-    common::events::kafka::operator_overrides(&mut cc, kafka)?;
+    crate::events::kafka::operator_overrides(&mut cc, kafka)?;
     let producer: FutureProducer = cc.create()?;
     let dlq = kafka.dlq_topic();
     let topic = kafka.topic.clone();
