@@ -933,3 +933,136 @@ async fn a_logout_link_without_an_id_token_asks_before_it_ends_the_browser_sessi
     let gone = away(browser.go(browser.http.get(&silent)).await);
     assert_eq!(param(&gone, "error").as_deref(), Some("login_required"));
 }
+
+/// The console's built-in client: registered at start, redirecting to `<issuer>/console/`.
+async fn console_client(app: &TestApp, admin: &Account) -> Value {
+    for _ in 0..100 {
+        let (_, _, list) = app
+            .call(
+                Method::GET,
+                "/api/v1/admin/oidc/clients",
+                Some(&admin.access),
+                None,
+            )
+            .await;
+        if let Some(c) = list["data"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["clientId"] == "registrar-console"))
+        {
+            return c.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the console's client was not registered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_client_is_registered_at_start_and_gets_the_apis_own_access_token() {
+    let app = TestApp::spawn().await;
+    let admin = app.account_with_role("admin").await;
+    let client = console_client(&app, &admin).await;
+    let redirect = app.url("/console/");
+    assert_eq!(client["redirectUris"], json!([redirect]));
+    assert_eq!(client["confidential"], json!(false));
+    assert_eq!(client["firstParty"], json!(true));
+
+    let moderator = app.account_with_role("moderator").await;
+    let mut browser = Browser::new(&app);
+    let p = pkce();
+    let mut url = url::Url::parse(&app.url("/oauth2/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "registrar-console")
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("scope", "openid profile email")
+        .append_pair("state", "s1")
+        .append_pair("nonce", "n1")
+        .append_pair("code_challenge", &p.challenge)
+        .append_pair("code_challenge_method", "S256");
+    let back = away(sign_in(&mut browser, url.as_str(), &moderator).await);
+    assert!(back.as_str().starts_with(&redirect), "{back}");
+    let code = param(&back, "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("client_id", "registrar-console"),
+    ];
+    let exchange = |form: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .post(app.url("/oauth2/token"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let owned = |extra: Option<&str>| {
+        let mut f: Vec<(&'static str, String)> =
+            form.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        if let Some(v) = extra {
+            f.push(("code_verifier", v.to_owned()));
+        }
+        f
+    };
+    // A public client: the verifier is the proof.
+    let (status, _) = exchange(owned(None)).await;
+    assert_eq!(status, 400, "no code_verifier, no tokens");
+    let code2 = {
+        let p2 = pkce();
+        let mut url2 = url.clone();
+        url2.query_pairs_mut()
+            .clear()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", "registrar-console")
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("scope", "openid profile email")
+            .append_pair("state", "s2")
+            .append_pair("nonce", "n2")
+            .append_pair("code_challenge", &p2.challenge)
+            .append_pair("code_challenge_method", "S256");
+        // The browser session signs in without a prompt.
+        let landed = browser.go(browser.http.get(url2.as_str())).await;
+        (param(&away(landed), "code").unwrap(), p2)
+    };
+    let mut f = owned(Some(&code2.1.verifier));
+    f[1].1 = code2.0.clone();
+    let (status, tokens) = exchange(f).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (status, _, me) = app
+        .call(Method::GET, "/api/v1/auth/me", Some(&access), None)
+        .await;
+    assert_eq!(status, 200, "the console's token is an api token: {me}");
+    assert_eq!(me["data"]["role"], "moderator");
+    let (status, _, _) = app
+        .call(Method::GET, "/api/v1/users", Some(&access), None)
+        .await;
+    assert_eq!(status, 200, "a moderator lists users with it");
+    let (status, _, _) = app
+        .call(Method::GET, "/api/v1/admin/dead-letters", Some(&access), None)
+        .await;
+    assert_eq!(status, 403, "but not what admins alone may see");
+
+    // Its role changes: the console's token stops working at once.
+    let (status, _, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", moderator.id),
+            Some(&admin.access),
+            Some(&json!({ "role": "user" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = app
+        .call(Method::GET, "/api/v1/auth/me", Some(&access), None)
+        .await;
+    assert_eq!(status, 401);
+}
