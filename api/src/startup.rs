@@ -463,7 +463,10 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         .route("/admin/registrations", get(operations::registrations))
         .route("/admin/dead-letters", get(operations::dead_letters))
         .route("/admin/dead-letters/replay", post(operations::replay))
-        .route("/admin/dead-letters/{position}", get(operations::dead_letter))
+        .route(
+            "/admin/dead-letters/{position}",
+            get(operations::dead_letter),
+        )
         .route("/admin/pipeline", get(operations::pipeline))
         .route("/users", get(users::list))
         .route(
@@ -529,17 +532,20 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
     // Probes and the document stay outside the rate limits and the timeout; so do bulk
     // imports (admins only), whose streamed bodies take longer than any request timeout.
     // The live pipeline view streams for minutes.
-    app.route("/admin/imports", post(imports::create).get(operations::imports))
-        .route("/admin/pipeline/stream", get(operations::pipeline_stream))
-        .route("/admin/imports/{id}", get(imports::status))
-        .route(
-            "/openapi.json",
-            get(crate::openapi::openapi_json)
-                .layer(axum::middleware::from_fn(respond::conditional_get)),
-        )
-        .route("/health", get(health::health))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
+    app.route(
+        "/admin/imports",
+        post(imports::create).get(operations::imports),
+    )
+    .route("/admin/pipeline/stream", get(operations::pipeline_stream))
+    .route("/admin/imports/{id}", get(imports::status))
+    .route(
+        "/openapi.json",
+        get(crate::openapi::openapi_json)
+            .layer(axum::middleware::from_fn(respond::conditional_get)),
+    )
+    .route("/health", get(health::health))
+    .route("/health/live", get(health::live))
+    .route("/health/ready", get(health::ready))
 }
 
 /// The OpenID Connect provider: its protocol endpoints and the hosted login pages. They

@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 use common::config::{KafkaConfig, LogConfig};
 use common::events::kafka::dlq_headers;
-use registrar_consumer::config::ConsumerConfig;
 use common::ops::dead_letters as dlq_tool;
+use registrar_consumer::config::ConsumerConfig;
 use registrar_consumer::{Consumer, StartError};
 use tokio_util::sync::CancellationToken;
 

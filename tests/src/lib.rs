@@ -863,6 +863,49 @@ impl TestApp {
         }
     }
 
+    /// An account with `role` written straight to the database (`api create-admin`'s
+    /// use case, then the role set), for tests that run without a consumer.
+    pub async fn account_with_role_in_database(&self, role: &str) -> Account {
+        let email = format!("{role}.{}@example.com", Uuid::new_v4().simple());
+        let password = format!("password of {}", Uuid::new_v4().simple());
+        let pool = common::store::postgres::pool(&self.consumer_config().postgres)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let hasher = common::domain::password::PasswordHasherService::new(
+            common::domain::password::Argon2Config {
+                memory_kib: 256,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let secret = password.clone();
+        registrar_api::admin::create_admin(
+            &pool,
+            &hasher,
+            &common::domain::password_policy::PasswordPolicy::default(),
+            &email,
+            move || Ok(secrecy::SecretString::from(secret)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.pg()
+            .await
+            .execute(
+                "UPDATE users SET role = $2 WHERE email = $1",
+                &[&email, &role],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.log_in_again(Account {
+            id: Uuid::nil(),
+            email,
+            password,
+            access: String::new(),
+            refresh: String::new(),
+        })
+        .await
+    }
+
     /// A registered account with `role` (set in the database), logged in afresh so its
     /// token carries the role.
     pub async fn account_with_role(&self, role: &str) -> Account {

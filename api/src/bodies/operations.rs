@@ -167,7 +167,11 @@ impl From<&DeadLetterRecord> for DeadLetterView {
                     name: name.clone(),
                     value: if name == SIGNATURE_HEADER {
                         // v1.<purpose>.<key id>.<mac>: the MAC says nothing to a reader.
-                        value.rsplitn(2, '.').nth(1).unwrap_or("").to_owned() + ".…"
+                        value
+                            .rsplit_once('.')
+                            .map_or("", |(head, _)| head)
+                            .to_owned()
+                            + ".…"
                     } else {
                         value.clone()
                     },
@@ -199,15 +203,13 @@ pub struct DeadLetterAnswer {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplayRequest {
     /// `<partition>:<offset>` of each record.
-    #[serde(default)]
     #[schema(max_items = 1000)]
-    pub positions: Vec<String>,
+    pub positions: Option<Vec<String>>,
     /// Every dead letter (of `kind`): required when `positions` is empty.
-    #[serde(default)]
-    pub all: bool,
+    pub all: Option<bool>,
     pub kind: Option<String>,
-    #[serde(default)]
-    pub dry_run: bool,
+    /// Say what would be replayed and refused, and send nothing.
+    pub dry_run: Option<bool>,
 }
 
 /// A record refused by replay and why.

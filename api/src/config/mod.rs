@@ -135,7 +135,11 @@ pub struct ApiConfig {
     )]
     pub consumer_metrics_urls: String,
     /// Directory of the built operators' console, served under `/console`.
-    #[arg(long = "console-dir", env = "CONSOLE_DIR", default_value = "console/dist")]
+    #[arg(
+        long = "console-dir",
+        env = "CONSOLE_DIR",
+        default_value = "console/dist"
+    )]
     pub console_dir: std::path::PathBuf,
     /// Allowed CORS origins, comma-separated (`*` for any, without credentials).
     #[arg(long = "cors-origins", env = "CORS_ORIGINS", default_value = "")]

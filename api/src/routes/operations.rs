@@ -148,24 +148,26 @@ pub async fn replay(
     caller: Caller,
     ApiJson(body): ApiJson<ReplayRequest>,
 ) -> Result<Json<ReplayAnswer>, ApiError> {
-    if body.positions.is_empty() && !body.all {
+    let positions = body.positions.unwrap_or_default();
+    let dry_run = body.dry_run.unwrap_or(false);
+    if positions.is_empty() && !body.all.unwrap_or(false) {
         return Err(ServiceError::invalid(
             "positions",
             "name the records, or set all to replay every one (of kind)",
         )
         .into());
     }
-    if body.positions.len() > 1000 {
+    if positions.len() > 1000 {
         return Err(ServiceError::invalid("positions", "at most 1000").into());
     }
     let selection = Selection {
         kind: body.kind.filter(|k| !k.is_empty()),
-        positions: body.positions,
+        positions,
     };
-    let outcome = operations::replay(&app, &caller, selection, body.dry_run).await?;
+    let outcome = operations::replay(&app, &caller, selection, dry_run).await?;
     Ok(Json(ReplayAnswer {
         success: true,
-        dry_run: body.dry_run,
+        dry_run,
         replayed: outcome.replayed.iter().map(|r| r.position()).collect(),
         refused: outcome
             .refused

@@ -315,7 +315,12 @@ pub async fn admin_verify_email(
         .ok_or(ServiceError::NotFound("User"))?;
     account_tokens::use_all(&*tx, user.id, Purpose::VerifyEmail).await?;
     let event = context
-        .event(UserEventType::EmailVerified, user.id, user.version, Some(caller.id))
+        .event(
+            UserEventType::EmailVerified,
+            user.id,
+            user.version,
+            Some(caller.id),
+        )
         .email(user.email.as_str());
     user_events::append(&*tx, &[event]).await?;
     users::audit(

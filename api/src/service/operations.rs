@@ -59,7 +59,7 @@ fn tracked(state: &'static str, entries: Vec<(String, StatusRecord)>) -> Vec<Tra
             record,
         })
         .collect();
-    out.sort_by(|a, b| b.record.at_ms.cmp(&a.record.at_ms));
+    out.sort_by_key(|t| std::cmp::Reverse(t.record.at_ms));
     out
 }
 
@@ -86,10 +86,7 @@ pub async fn registrations(
         ..InFlight::default()
     };
     for (_, record) in &failed {
-        let reason = record
-            .reason
-            .map_or("UNKNOWN", |r| r.as_str())
-            .to_owned();
+        let reason = record.reason.map_or("UNKNOWN", |r| r.as_str()).to_owned();
         *answer.failed_by_reason.entry(reason).or_default() += 1;
     }
     answer.pending = tracked("pending", pending);
@@ -124,9 +121,8 @@ async fn find(app: &AppState, seen: &InFlight, search: &str) -> Result<Vec<Track
         );
         return Ok(hits);
     }
-    let email = Email::parse(search).map_err(|_| {
-        ServiceError::invalid("q", "must be an email address or a registration id")
-    })?;
+    let email = Email::parse(search)
+        .map_err(|_| ServiceError::invalid("q", "must be an email address or a registration id"))?;
     let records = app
         .stores
         .status
@@ -283,11 +279,7 @@ pub fn read_exposition(text: &str, totals: &mut HashMap<&'static str, f64>) {
         }
         let name_end = line.find(['{', ' ']).unwrap_or(line.len());
         let name = &line[..name_end];
-        let Some(value) = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        else {
+        let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
             continue;
         };
         for known in [PERSISTED, FAILED, DLQ] {

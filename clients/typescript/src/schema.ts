@@ -2015,11 +2015,12 @@ export interface components {
          *     given). `dryRun` says what would go back without sending anything. */
         ReplayRequest: {
             /** @description Every dead letter (of `kind`): required when `positions` is empty. */
-            all?: boolean;
-            dryRun?: boolean;
+            all?: boolean | null;
+            /** @description Say what would be replayed and refused, and send nothing. */
+            dryRun?: boolean | null;
             kind?: string | null;
             /** @description `<partition>:<offset>` of each record. */
-            positions?: string[];
+            positions?: string[] | null;
         };
         /** @description A SCIM token as the api shows it; `token` only at creation. */
         ScimTokenAnswer: {

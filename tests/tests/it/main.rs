@@ -5,6 +5,7 @@
 
 mod accounts;
 mod clients;
+mod console;
 mod consumer;
 mod crash;
 mod deploy_files;

@@ -399,23 +399,6 @@ pub async fn delete(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirect_uris_must_be_https_or_loopback_http_without_fragment() {
-        assert!(check_redirect_uri("https://app.example/cb").is_ok());
-        assert!(check_redirect_uri("http://127.0.0.1:3000/cb").is_ok());
-        assert!(check_redirect_uri("http://localhost/cb").is_ok());
-        assert!(check_redirect_uri("http://app.example/cb").is_err());
-        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
-        assert!(check_redirect_uri("/cb").is_err());
-        assert!(check_redirect_uri("javascript:alert(1)").is_err());
-        assert!(check_redirect_uri("https://APP.example/cb").is_err());
-    }
-}
-
 /// The operators' console's client: public, PKCE, first party, its redirect URI the
 /// console under the issuer (`<issuer>/console/`). The token endpoint gives it the api's
 /// own access token, so the console calls the admin API as the signed-in user.
@@ -498,6 +481,26 @@ pub async fn ensure_console_client(app: &AppState, issuer: &str) -> Result<(), S
         }
     }
     tx.commit().await?;
-    tracing::info!(event = "console_client_registered", client_id = CONSOLE_CLIENT_ID);
+    tracing::info!(
+        event = "console_client_registered",
+        client_id = CONSOLE_CLIENT_ID
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_https_or_loopback_http_without_fragment() {
+        assert!(check_redirect_uri("https://app.example/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:3000/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost/cb").is_ok());
+        assert!(check_redirect_uri("http://app.example/cb").is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
+        assert!(check_redirect_uri("/cb").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+        assert!(check_redirect_uri("https://APP.example/cb").is_err());
+    }
 }
