@@ -1,6 +1,16 @@
 # syntax=docker/dockerfile:1
 # One image with both binaries (`api` and `consumer`); pick one with the command.
 
+# The operators' console: static assets built on the TypeScript client.
+FROM node:20-bookworm-slim AS console
+WORKDIR /src
+COPY clients/typescript/package.json clients/typescript/package-lock.json clients/typescript/
+COPY console/package.json console/package-lock.json console/
+RUN cd clients/typescript && npm ci --no-audit --no-fund && cd ../../console && npm ci --no-audit --no-fund
+COPY clients/typescript clients/typescript
+COPY console console
+RUN cd clients/typescript && npm run build && cd ../../console && npm run build
+
 FROM rust:1.90-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
@@ -26,9 +36,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home registrar
 COPY --from=build /src/target/release/api /src/target/release/consumer /usr/local/bin/
+COPY --from=console /src/console/dist /usr/share/registrar/console
 USER 10001
 # glibc: keep freed argon2 blocks (19 MiB each) from piling up in per-thread arenas.
-ENV LOG_FORMAT=json MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
+ENV LOG_FORMAT=json MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576 \
+    CONSOLE_DIR=/usr/share/registrar/console
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=4s --retries=3 CMD ["api", "healthcheck"]
 CMD ["api", "serve"]

@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`. The manual: docs/ (make docs).
 .PHONY: run test services rules lint fmt bench chaos chaos-short api-fuzz api-fuzz-short \
-	chaos-cluster scale-out scale-out-short fuzz fuzz-short soak profile e2e client deploy-check docs config-reference
+	chaos-cluster scale-out scale-out-short fuzz fuzz-short soak profile e2e client console deploy-check docs config-reference
 
 CARGO ?= cargo
 
@@ -68,6 +68,10 @@ soak: services
 e2e: services
 	$(CARGO) build --bin api --bin consumer
 	scripts/e2e.py
+
+# The operators' console into console/dist (served by the api at /console; CONSOLE_DIR).
+console:
+	cd console && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 # Regenerates the TypeScript client's types from the api's OpenAPI document.
 client:

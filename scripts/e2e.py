@@ -21,7 +21,12 @@
 9. the sign-up page (examples/web) is served from another origin by a static server and
    a real Chromium (Debian's package, driven by playwright-core) registers, sees
    `completed`, logs in, edits the profile, stores a data item and logs out; screenshots
-   of each step go to target/e2e/.
+   of each step go to target/e2e/;
+10. the operators' console (console/) in Chromium under its own CSP: an admin signs in
+   with PKCE, ends a user's session, changes a role, imports 1 000 lines, replays a dead
+   letter made here (a consumer without the sealing key), watches the lag rise and fall
+   during 500 sign-ups, reads the settings; a moderator sees only their screens; axe-core
+   and 360 px on every screen.
 
 The browser step is skipped, with a message saying so, only when Chromium cannot be
 installed. npm packages come from the lock files (npm ci).

@@ -49,8 +49,24 @@ if command -v npm >/dev/null; then
   echo "export const API = \"http://127.0.0.1:${PORT:-8000}\";" > examples/web/vendor/config.js
   python3 -m http.server "${WEB_PORT:-5173}" --bind 127.0.0.1 --directory examples/web >/dev/null 2>&1 & web=$!
 fi
+# The operators' console (console/, on the same client), served by the api at /console.
+if command -v npm >/dev/null; then
+  (cd console && npm ci --no-audit --no-fund --loglevel=error && npm run build >/dev/null)
+fi
 export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576
 target/release/api migrate
+# A first admin to sign in to the console with, offered once (the password is asked
+# for, never taken from an argument). Skipped when not interactive.
+if [ -t 0 ] && [ ! -f .local/console-admin ]; then
+  mkdir -p .local
+  read -r -p "[run] Create an admin for the console? Their email (Enter to skip): " admin_email || admin_email=""
+  if [ -n "$admin_email" ]; then
+    target/release/api create-admin --email "$admin_email" && echo "$admin_email" > .local/console-admin
+  else
+    echo "skipped" > .local/console-admin
+    echo "[run] later: target/release/api create-admin --email you@example.com" >&2
+  fi
+fi
 target/release/api serve & api=$!
 target/release/consumer & consumer=$!
 stop() {
@@ -59,6 +75,7 @@ stop() {
 }
 trap stop INT TERM
 echo "[run] api on http://127.0.0.1:${PORT:-8000}, consumer probes on http://127.0.0.1:${CONSUMER_PORT:-8001} (Ctrl-C stops both)" >&2
+echo "[run] the operators' console: http://127.0.0.1:${PORT:-8000}/console/ (sign in as an admin)" >&2
 echo "[run] mails (verification, password reset) arrive in MailDev: http://127.0.0.1:${MAILDEV_WEB_PORT:-1080}" >&2
 if [ -n "$web" ]; then
   echo "[run] the sign-up page: http://localhost:${WEB_PORT:-5173}/ (passkeys need the name localhost)" >&2

@@ -224,7 +224,6 @@ impl Application {
         };
         let lag = Arc::clone(&self.lag_monitor).spawn(LAG_REFRESH);
         let purge = tokio::spawn(purge_expired_sessions(state.pg.clone()));
-        let console = tokio::spawn(register_console_client(state.clone()));
         let router = router(state.clone(), &self.config, self.client_ip.clone());
         let listener = LimitedListener::new(
             listener,
@@ -251,7 +250,6 @@ impl Application {
         }
         lag.abort();
         purge.abort();
-        console.abort();
         state.publisher.flush(grace).await;
         tracing::info!(event = "api_stopped");
         Ok(())
@@ -264,23 +262,6 @@ const SESSION_PURGE_AFTER_DAYS: i64 = 1;
 
 /// Deletes refresh tokens that expired over a day ago, hourly. Every replica runs it;
 /// the delete is idempotent.
-/// Registers the console's OpenID Connect client once PostgreSQL answers (the api starts
-/// without it). Without a provider there is nothing to register: the console says so.
-async fn register_console_client(state: AppState) {
-    let Ok(issuer) = crate::service::oidc::provider(&state).map(|p| p.issuer.clone()) else {
-        return;
-    };
-    loop {
-        match crate::service::oidc::clients::ensure_console_client(&state, &issuer).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(event = "console_client_registration_failed", error = %e);
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-        }
-    }
-}
-
 async fn purge_expired_sessions(pg: deadpool_postgres::Pool) {
     let mut tick = tokio::time::interval(SESSION_PURGE_EVERY);
     loop {

@@ -201,6 +201,7 @@ try {
     const text = await page.locator('#lag-total').textContent().catch(() => null);
     if (text && /^\d+$/.test(text)) lags.push(Number(text));
   }, 250);
+  await page.waitForTimeout(3000); // a few quiet samples before the burst
   let sent = 0;
   const burst = async () => {
     while (sent < 500) {

@@ -202,9 +202,15 @@ async fn the_pipeline_with_the_granted_acls(node: &DeployNode) {
             DeployNode::password(principal),
         ]
     };
+    let mut api_args = sasl("registrar-api").to_vec();
+    // The group whose lag the api reports (the console's live view).
+    api_args.extend([
+        "--kafka-group-id".to_owned(),
+        "registrar-consumer".to_owned(),
+    ]);
     let mut app = TestApp::spawn_with(TestOptions {
         without_consumer: true,
-        api_args: sasl("registrar-api").to_vec(),
+        api_args,
         ..Default::default()
     })
     .await;
@@ -259,4 +265,30 @@ async fn the_pipeline_with_the_granted_acls(node: &DeployNode) {
     };
     assert_eq!(dead.len(), 1, "the forged record was not dead-lettered");
     assert_eq!(dead[0].kind(), "unauthenticated");
+
+    // The console, through the api's own principal: the dead letters, and the group's
+    // lag per partition (which needs Describe on the consumers' group).
+    let admin = app.account_with_role("admin").await;
+    let (status, _, letters) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/dead-letters",
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{letters}");
+    assert_eq!(letters["count"], 1);
+    let (_, _, pipeline) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/pipeline",
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert!(
+        !pipeline["data"]["lag"].as_array().unwrap().is_empty(),
+        "the api measured no lag under its ACLs: {pipeline}"
+    );
 }

@@ -935,7 +935,7 @@ async fn a_logout_link_without_an_id_token_asks_before_it_ends_the_browser_sessi
     assert_eq!(param(&gone, "error").as_deref(), Some("login_required"));
 }
 
-/// The console's built-in client: registered at start, redirecting to `<issuer>/console/`.
+/// The console's built-in client, redirecting to `<issuer>/console/`.
 async fn console_client(app: &TestApp, admin: &Account) -> Value {
     for _ in 0..100 {
         let (_, _, list) = app
@@ -958,15 +958,11 @@ async fn console_client(app: &TestApp, admin: &Account) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_consoles_client_is_registered_at_start_and_gets_the_apis_own_access_token() {
+async fn the_consoles_client_is_registered_by_its_first_sign_in_and_gets_the_apis_own_access_token()
+{
     let app = TestApp::spawn().await;
     let admin = app.account_with_role("admin").await;
-    let client = console_client(&app, &admin).await;
     let redirect = app.url("/console/");
-    assert_eq!(client["redirectUris"], json!([redirect]));
-    assert_eq!(client["confidential"], json!(false));
-    assert_eq!(client["firstParty"], json!(true));
-
     let moderator = app.account_with_role("moderator").await;
     let mut browser = Browser::new(&app);
     let p = pkce();
@@ -982,6 +978,10 @@ async fn the_consoles_client_is_registered_at_start_and_gets_the_apis_own_access
         .append_pair("code_challenge_method", "S256");
     let back = away(sign_in(&mut browser, url.as_str(), &moderator).await);
     assert!(back.as_str().starts_with(&redirect), "{back}");
+    let client = console_client(&app, &admin).await;
+    assert_eq!(client["redirectUris"], json!([redirect]));
+    assert_eq!(client["confidential"], json!(false));
+    assert_eq!(client["firstParty"], json!(true));
     let code = param(&back, "code").unwrap();
     let form = [
         ("grant_type", "authorization_code"),

@@ -122,6 +122,15 @@ pub async fn check(
         .client_id
         .filter(|c| !c.is_empty() && c.len() <= 128)
         .ok_or_else(|| BadRequest("client_id is missing".into()))?;
+    // The console's client is registered the first time the console signs someone in.
+    if client_id == super::clients::CONSOLE_CLIENT_ID {
+        let issuer = super::provider(app)
+            .map(|p| p.issuer.clone())
+            .map_err(|_| BadRequest("unknown client".into()))?;
+        super::clients::ensure_console_client(app, &issuer)
+            .await
+            .map_err(|_| BadRequest("the service is unavailable; try again".into()))?;
+    }
     let db = app
         .db()
         .await

@@ -410,7 +410,8 @@ pub fn console_redirect_uri(issuer: &str) -> String {
 }
 
 /// Registers the console's client, or brings its redirect URI in line with the issuer.
-/// Idempotent and safe to race: several api pods run it at start.
+/// Runs when the console starts a sign-in (nothing is written for deployments that never
+/// open it); idempotent and safe to race between api pods.
 pub async fn ensure_console_client(app: &AppState, issuer: &str) -> Result<(), ServiceError> {
     let redirect = console_redirect_uri(issuer);
     let origin = issuer.trim_end_matches('/').to_owned();
