@@ -139,6 +139,8 @@ impl utoipa::Modify for CommonErrors {
         crate::routes::security::end_other_sessions,
         crate::routes::security::end_session,
         crate::routes::security::list_user_sessions,
+        crate::routes::passkeys::list_of_user,
+        crate::routes::social::identities_of_user,
         crate::routes::security::end_user_session,
         crate::routes::security::admin_verify_email,
         crate::routes::operations::registrations,

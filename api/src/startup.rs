@@ -433,6 +433,8 @@ fn api_routes(config: &ApiConfig, client_ip: &ClientIp) -> Router<AppState> {
         )
         .route("/users/{id}/mfa", delete(security::reset_user_mfa))
         .route("/users/{id}/sessions", get(security::list_user_sessions))
+        .route("/users/{id}/passkeys", get(passkeys::list_of_user))
+        .route("/users/{id}/identities", get(social::identities_of_user))
         .route(
             "/users/{id}/sessions/{session}",
             delete(security::end_user_session),

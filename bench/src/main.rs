@@ -4,6 +4,7 @@
 
 mod accounts;
 mod connections;
+mod console;
 mod cpu;
 mod drain;
 mod e2e;
@@ -37,6 +38,7 @@ use serde_json::json;
 // Every benchmark module sees the harness through `use super::*`.
 use accounts::*;
 use connections::*;
+use console::*;
 use drain::*;
 use e2e::*;
 use hash::*;
@@ -150,6 +152,9 @@ enum Bench {
     PasskeySignUp(E2eArgs),
     /// POST /api/v1/auth/passkey/login with a fresh assertion per request.
     PasskeySignIn(LoadArgs),
+    /// GET /api/v1/users as an admin over --users accounts (seeded once into
+    /// PostgreSQL): first page, filters, prefix search, pages walked by cursor.
+    UsersList(UsersListArgs),
     /// Everything, with defaults that finish in a few minutes on 2 cores.
     All,
 }
@@ -182,6 +187,19 @@ struct WebhookArgs {
 struct ImportArgs {
     #[arg(long, default_value_t = 100_000)]
     users: usize,
+}
+
+#[derive(Args, Clone)]
+struct UsersListArgs {
+    /// Accounts the database holds (seeded as `bench.list.<n>@example.com` up to this).
+    #[arg(long, default_value_t = 1_000_000)]
+    users: i64,
+    /// Requests per case.
+    #[arg(long, default_value_t = 50)]
+    samples: u32,
+    /// Pages walked by cursor.
+    #[arg(long, default_value_t = 1_000)]
+    pages: u32,
 }
 
 #[derive(Args, Clone)]
@@ -254,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Webhooks(a) => webhooks(&c, a).await?.publish()?,
         Bench::PasskeySignUp(a) => passkey_sign_ups(&c, a).await?.publish()?,
         Bench::PasskeySignIn(a) => passkey_sign_ins(&c, a).await?.publish()?,
+        Bench::UsersList(a) => users_list(&c, a).await?.publish()?,
         Bench::All => {
             let (h, hash_rate) = hash(&HashArgs {
                 argon2: Default::default(),

@@ -83,6 +83,7 @@ export async function userView(ctx: Ctx, id: string): Promise<void> {
   const status = h("div", { id: "user-actions-status" });
   const sessions = h("section", { "aria-labelledby": "sessions-title" });
   const audit = h("section", { "aria-labelledby": "audit-title" });
+  const credentials = h("section", { "aria-labelledby": "credentials-title" });
   view(
     user.email,
     h("p", {}, h("a", { href: "#/users" }, "← All users")),
@@ -103,11 +104,13 @@ export async function userView(ctx: Ctx, id: string): Promise<void> {
     ctx.isAdmin && !user.deletedAt ? actions(ctx, user, status) : null,
     status,
     ctx.isAdmin ? sessions : null,
+    ctx.isAdmin ? credentials : null,
     ctx.isAdmin ? audit : null,
   );
   // Sessions and the audit trail are for admins (moderators read profiles).
   if (ctx.isAdmin) {
     await loadSessions(ctx, user, sessions);
+    await loadCredentials(ctx, user, credentials);
     await loadAudit(ctx, user, audit);
   }
 }
@@ -216,6 +219,16 @@ async function loadSessions(ctx: Ctx, user: User, into: HTMLElement): Promise<vo
   into.replaceChildren(
     h("h2", { id: "sessions-title" }, `Sessions (${list.length})`),
     table("Live sessions", ["Started", "Last used", "Address", "Browser", ""], rows, "sessions-table"),
+  );
+}
+
+async function loadCredentials(ctx: Ctx, user: User, into: HTMLElement): Promise<void> {
+  const [passkeys, identities] = await Promise.all([ctx.client.userPasskeys(user.id), ctx.client.userIdentities(user.id)]);
+  into.replaceChildren(
+    h("h2", { id: "credentials-title" }, "Passkeys and linked accounts"),
+    table("Passkeys", ["Passkey", "Kind", "Created", "Last used"], passkeys.map((p) => [p.name, `${p.authenticatorType}${p.backedUp ? ", backed up" : ""}`, when(p.createdAt), when(p.lastUsedAt)]), "passkeys-table"),
+    h("p", {}),
+    table("Linked accounts", ["Provider", "Upstream email", "Linked", "Last used"], identities.map((i) => [i.providerName, i.email ?? "—", when(i.createdAt), when(i.lastUsedAt)]), "identities-table"),
   );
 }
 

@@ -127,6 +127,7 @@ try {
   await page.getByRole('button', { name: 'Search' }).click();
   await page.getByRole('link', { name: userEmail }).click();
   await page.locator('#sessions-table').waitFor();
+  await page.locator('#passkeys-table').waitFor();
   assert.equal(await page.locator('.end-session').count(), 1, 'one live session');
   minor += await axe(page, 'user detail');
   await shot('2-user');

@@ -117,6 +117,38 @@ pub async fn list(
 }
 
 #[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/passkeys",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The user's passkeys, oldest first", body = PasskeyListAnswer),
+        (status = 400, description = "The id is not a UUID", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+    )
+)]
+pub async fn list_of_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PasskeyListAnswer>, ApiError> {
+    let id = crate::service::users::parse_user_id(&id)?;
+    let data: Vec<PasskeyView> = passkeys::list_of_user(&app, &caller, id)
+        .await?
+        .into_iter()
+        .map(PasskeyView::from)
+        .collect();
+    Ok(Json(PasskeyListAnswer {
+        success: true,
+        count: data.len(),
+        data,
+    }))
+}
+
+#[utoipa::path(
     patch,
     path = "/api/v1/auth/passkeys/{id}",
     tag = "passkeys",

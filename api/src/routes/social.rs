@@ -236,6 +236,37 @@ pub async fn exchange(
 
 #[utoipa::path(
     get,
+    path = "/api/v1/users/{id}/identities",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The upstream identities linked to the user's account", body = IdentityListAnswer),
+        (status = 400, description = "The id is not a UUID", body = ErrorEnvelope),
+        (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+    )
+)]
+pub async fn identities_of_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IdentityListAnswer>, ApiError> {
+    let id = crate::service::users::parse_user_id(&id)?;
+    let data = social::identities_of_user(&app, &caller, id)
+        .await?
+        .into_iter()
+        .map(IdentityView::from)
+        .collect();
+    Ok(Json(IdentityListAnswer {
+        success: true,
+        data,
+    }))
+}
+
+#[utoipa::path(
+    get,
     path = "/api/v1/auth/identities",
     tag = "social",
     security(("bearer" = [])),

@@ -265,6 +265,23 @@ pub async fn list(app: &AppState, caller: &Caller) -> Result<Vec<PasskeyRecord>,
     Ok(passkeys::list(&**client, caller.id).await?)
 }
 
+/// Another user's passkeys, for an admin (the console's user view).
+pub async fn list_of_user(
+    app: &AppState,
+    caller: &Caller,
+    user: Uuid,
+) -> Result<Vec<PasskeyRecord>, ServiceError> {
+    if !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let client = app.db().await?;
+    ensure_current(&**client, caller).await?;
+    users::find_by_id(&**client, user)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    Ok(passkeys::list(&**client, user).await?)
+}
+
 pub async fn rename(
     app: &AppState,
     caller: &Caller,

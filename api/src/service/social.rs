@@ -894,6 +894,23 @@ pub async fn identities_of(
     Ok(identities::of_user(&**db, user.id).await?)
 }
 
+/// Another user's linked identities, for an admin (the console's user view).
+pub async fn identities_of_user(
+    app: &AppState,
+    caller: &Caller,
+    user: Uuid,
+) -> Result<Vec<IdentityRecord>, ServiceError> {
+    if !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let db = app.db().await?;
+    super::accounts::ensure_current(&**db, caller).await?;
+    users::find_by_id(&**db, user)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    Ok(identities::of_user(&**db, user).await?)
+}
+
 pub async fn unlink(
     app: &AppState,
     caller: &Caller,

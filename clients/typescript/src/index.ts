@@ -608,6 +608,14 @@ export class RegistrarClient {
     return (await this.request<Schemas["SessionListAnswer"]>("GET", `/users/${encodeURIComponent(id)}/sessions`, { auth: true })).data;
   }
 
+  async userPasskeys(id: string): Promise<Passkey[]> {
+    return (await this.request<Schemas["PasskeyListAnswer"]>("GET", `/users/${encodeURIComponent(id)}/passkeys`, { auth: true })).data;
+  }
+
+  async userIdentities(id: string): Promise<Identity[]> {
+    return (await this.request<Schemas["IdentityListAnswer"]>("GET", `/users/${encodeURIComponent(id)}/identities`, { auth: true })).data;
+  }
+
   async endUserSession(id: string, session: string): Promise<void> {
     await this.request("DELETE", `/users/${encodeURIComponent(id)}/sessions/${encodeURIComponent(session)}`, { auth: true });
   }

@@ -37,6 +37,28 @@ async fn an_admin_ends_a_users_session_and_its_token_stops_working_audited_with_
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["count"], 1);
     let session = list["data"][0]["id"].as_str().unwrap().to_owned();
+    // The user view's passkeys and linked accounts: admins only, empty here.
+    for what in ["passkeys", "identities"] {
+        let path = format!("/api/v1/users/{}/{what}", user.id);
+        let (status, _, body) = app
+            .call(Method::GET, &path, Some(&admin.access), None)
+            .await;
+        assert_eq!(status, 200, "{what}: {body}");
+        assert_eq!(body["data"], json!([]), "{what}");
+        let (status, _, _) = app
+            .call(Method::GET, &path, Some(&moderator.access), None)
+            .await;
+        assert_eq!(status, 403, "{what} for a moderator");
+        let (status, _, _) = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/users/{}/{what}", Uuid::new_v4()),
+                Some(&admin.access),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "{what} of nobody");
+    }
     for (who, token) in [
         ("a moderator", &moderator.access),
         ("the user", &user.access),
