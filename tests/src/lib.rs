@@ -1126,3 +1126,19 @@ pub fn oidc_signing_key() -> &'static str {
         secrecy::ExposeSecret::expose_secret(&private).to_owned()
     })
 }
+
+/// Polls `check` every 200 ms until it holds; panics naming `what` after 30 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -188,6 +188,20 @@ pub struct SessionView {
     pub current: bool,
 }
 
+impl SessionView {
+    pub fn new(s: common::store::sessions::ActiveSession, current: bool) -> Self {
+        Self {
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            expires_at: s.expires_at,
+            current,
+        }
+    }
+}
+
 /// `DELETE /api/auth/sessions`: how many other sessions ended.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsEndedAnswer {

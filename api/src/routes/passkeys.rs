@@ -104,16 +104,7 @@ pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<PasskeyListAnswer>, ApiError> {
-    let data: Vec<PasskeyView> = passkeys::list(&app, &caller)
-        .await?
-        .into_iter()
-        .map(PasskeyView::from)
-        .collect();
-    Ok(Json(PasskeyListAnswer {
-        success: true,
-        count: data.len(),
-        data,
-    }))
+    Ok(Json(list_answer(passkeys::list(&app, &caller).await?)))
 }
 
 #[utoipa::path(
@@ -136,16 +127,9 @@ pub async fn list_of_user(
     Path(id): Path<String>,
 ) -> Result<Json<PasskeyListAnswer>, ApiError> {
     let id = crate::service::users::parse_user_id(&id)?;
-    let data: Vec<PasskeyView> = passkeys::list_of_user(&app, &caller, id)
-        .await?
-        .into_iter()
-        .map(PasskeyView::from)
-        .collect();
-    Ok(Json(PasskeyListAnswer {
-        success: true,
-        count: data.len(),
-        data,
-    }))
+    Ok(Json(list_answer(
+        passkeys::list_of_user(&app, &caller, id).await?,
+    )))
 }
 
 #[utoipa::path(
@@ -326,4 +310,13 @@ pub async fn sign_up(
         Err(e) => Err(e),
     };
     crate::intake::answer(&app, result)
+}
+
+fn list_answer(records: Vec<common::store::passkeys::PasskeyRecord>) -> PasskeyListAnswer {
+    let data: Vec<PasskeyView> = records.into_iter().map(PasskeyView::from).collect();
+    PasskeyListAnswer {
+        success: true,
+        count: data.len(),
+        data,
+    }
 }

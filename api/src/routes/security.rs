@@ -319,15 +319,7 @@ pub async fn list_sessions(
     let data: Vec<SessionView> = accounts::list_sessions(&app, &caller)
         .await?
         .into_iter()
-        .map(|(s, current)| SessionView {
-            id: s.id,
-            created_at: s.created_at,
-            last_used_at: s.last_used_at,
-            ip: s.ip,
-            user_agent: s.user_agent,
-            expires_at: s.expires_at,
-            current,
-        })
+        .map(|(s, current)| SessionView::new(s, current))
         .collect();
     Ok(Json(SessionListAnswer {
         success: true,
@@ -410,15 +402,7 @@ pub async fn list_user_sessions(
     let data: Vec<SessionView> = accounts::list_user_sessions(&app, &caller, id)
         .await?
         .into_iter()
-        .map(|s| SessionView {
-            id: s.id,
-            created_at: s.created_at,
-            last_used_at: s.last_used_at,
-            ip: s.ip,
-            user_agent: s.user_agent,
-            expires_at: s.expires_at,
-            current: false,
-        })
+        .map(|s| SessionView::new(s, false))
         .collect();
     Ok(Json(SessionListAnswer {
         success: true,

@@ -254,15 +254,9 @@ pub async fn identities_of_user(
     Path(id): Path<String>,
 ) -> Result<Json<IdentityListAnswer>, ApiError> {
     let id = crate::service::users::parse_user_id(&id)?;
-    let data = social::identities_of_user(&app, &caller, id)
-        .await?
-        .into_iter()
-        .map(IdentityView::from)
-        .collect();
-    Ok(Json(IdentityListAnswer {
-        success: true,
-        data,
-    }))
+    Ok(Json(identity_list(
+        social::identities_of_user(&app, &caller, id).await?,
+    )))
 }
 
 #[utoipa::path(
@@ -279,15 +273,9 @@ pub async fn identities(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<IdentityListAnswer>, ApiError> {
-    let data = social::identities_of(&app, &caller)
-        .await?
-        .into_iter()
-        .map(IdentityView::from)
-        .collect();
-    Ok(Json(IdentityListAnswer {
-        success: true,
-        data,
-    }))
+    Ok(Json(identity_list(
+        social::identities_of(&app, &caller).await?,
+    )))
 }
 
 #[utoipa::path(
@@ -338,4 +326,11 @@ pub async fn unlink(
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ServiceError::NotFound("Identity"))?;
     social::unlink(&app, &caller, &context, id).await?;
     Ok(Json(MessageAnswer::new("Identity unlinked")))
+}
+
+fn identity_list(records: Vec<common::store::identities::IdentityRecord>) -> IdentityListAnswer {
+    IdentityListAnswer {
+        success: true,
+        data: records.into_iter().map(IdentityView::from).collect(),
+    }
 }

@@ -271,14 +271,7 @@ pub async fn list_of_user(
     caller: &Caller,
     user: Uuid,
 ) -> Result<Vec<PasskeyRecord>, ServiceError> {
-    if !caller.is_admin() {
-        return Err(ServiceError::Forbidden);
-    }
-    let client = app.db().await?;
-    ensure_current(&**client, caller).await?;
-    users::find_by_id(&**client, user)
-        .await?
-        .ok_or(ServiceError::NotFound("User"))?;
+    let client = super::accounts::admin_reading(app, caller, user).await?;
     Ok(passkeys::list(&**client, user).await?)
 }
 

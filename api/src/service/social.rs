@@ -900,14 +900,7 @@ pub async fn identities_of_user(
     caller: &Caller,
     user: Uuid,
 ) -> Result<Vec<IdentityRecord>, ServiceError> {
-    if !caller.is_admin() {
-        return Err(ServiceError::Forbidden);
-    }
-    let db = app.db().await?;
-    super::accounts::ensure_current(&**db, caller).await?;
-    users::find_by_id(&**db, user)
-        .await?
-        .ok_or(ServiceError::NotFound("User"))?;
+    let db = super::accounts::admin_reading(app, caller, user).await?;
     Ok(identities::of_user(&**db, user).await?)
 }
 

@@ -4,25 +4,10 @@
 
 use std::time::Duration;
 
-use registrar_tests::{registration_body, TestApp, TestOptions};
+use registrar_tests::{registration_body, wait_until, TestApp, TestOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_ends_a_users_session_and_its_token_stops_working_audited_with_the_admin() {

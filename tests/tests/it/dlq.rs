@@ -5,22 +5,7 @@
 use std::time::Duration;
 
 use common::ops::dead_letters::{self as dlq_tool, Selection};
-use registrar_tests::{registration_body, TestApp};
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use registrar_tests::{registration_body, wait_until, TestApp};
 
 #[tokio::test]
 async fn a_dead_letter_replayed_after_its_cause_is_fixed_persists_once() {

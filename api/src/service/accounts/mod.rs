@@ -120,6 +120,24 @@ pub async fn ensure_current(
     }
 }
 
+/// For an admin's read of another user's records (the console's user view): the caller
+/// is a current admin and the user exists (deleted ones too). Returns the connection.
+pub async fn admin_reading(
+    app: &AppState,
+    caller: &Caller,
+    user: Uuid,
+) -> Result<deadpool_postgres::Object, ServiceError> {
+    if !caller.is_admin() {
+        return Err(ServiceError::Forbidden);
+    }
+    let client = app.db().await?;
+    ensure_current(&**client, caller).await?;
+    users::find_by_id(&**client, user)
+        .await?
+        .ok_or(ServiceError::NotFound("User"))?;
+    Ok(client)
+}
+
 /// Refuses the access tokens of these sessions until they would have expired.
 pub async fn revoke_access(app: &AppState, sessions: &[Uuid]) -> Result<(), ServiceError> {
     let ttl = app.accounts.jwt.access_ttl + Duration::from_secs(REVOCATION_SLACK_SECS);

@@ -237,14 +237,7 @@ pub async fn list_user_sessions(
     caller: &Caller,
     user: Uuid,
 ) -> Result<Vec<ActiveSession>, ServiceError> {
-    if !caller.is_admin() {
-        return Err(ServiceError::Forbidden);
-    }
-    let client = app.db().await?;
-    ensure_current(&**client, caller).await?;
-    users::find_by_id(&**client, user)
-        .await?
-        .ok_or(ServiceError::NotFound("User"))?;
+    let client = super::admin_reading(app, caller, user).await?;
     let mut seen = std::collections::HashSet::new();
     Ok(sessions::active(&**client, user)
         .await?
