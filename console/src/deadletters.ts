@@ -67,10 +67,10 @@ export async function deadLettersView(ctx: Ctx): Promise<void> {
   async function load(): Promise<void> {
     list.setAttribute("aria-busy", "true");
     try {
-      const letters = await ctx.client.deadLetters(kind.value || undefined);
+      const { items: letters, total } = await ctx.client.deadLetters(kind.value || undefined);
       const replayedFrom = (d: DeadLetter) => d.headers.find((x) => x.name === "replayed-from")?.value;
       list.replaceChildren(
-        h("p", { id: "dead-letter-count" }, `${letters.length} dead letters`),
+        h("p", { id: "dead-letter-count" }, total > letters.length ? `${total} dead letters; the newest ${letters.length} are listed` : `${total} dead letters`),
         table(
           "Dead letters",
           ["Position", "Kind", "Registration", "Error", "When", ""],

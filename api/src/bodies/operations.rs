@@ -187,7 +187,10 @@ impl From<&DeadLetterRecord> for DeadLetterView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetterListAnswer {
     pub success: bool,
+    /// Records in this answer (the newest, at most 500).
     pub count: usize,
+    /// Records in the topic (of `kind`).
+    pub total: usize,
     pub data: Vec<DeadLetterView>,
 }
 

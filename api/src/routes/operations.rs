@@ -24,6 +24,9 @@ use crate::service::operations::{self, PipelineSampler};
 use crate::service::{import, ServiceError};
 use crate::state::AppState;
 
+/// The most dead letters one answer lists (`total` counts them all).
+pub const DEAD_LETTERS_LISTED: usize = 500;
+
 /// How often the live view gets a sample.
 pub const PIPELINE_TICK: Duration = Duration::from_secs(1);
 /// A stream ends after this long (at most an access token's life): the page reconnects
@@ -79,7 +82,7 @@ pub struct DeadLetterQuery {
     security(("bearer" = [])),
     params(DeadLetterQuery),
     responses(
-        (status = 200, description = "Every record of the dead-letter topic, with headers, error and decoded payload (never a credential)", body = DeadLetterListAnswer),
+        (status = 200, description = "The records of the dead-letter topic, newest first (at most 500; `total` counts all), with headers, error and decoded payload (never a credential)", body = DeadLetterListAnswer),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Admins only", body = ErrorEnvelope),
         (status = 503, description = "Kafka is unavailable", body = ErrorEnvelope),
@@ -91,10 +94,17 @@ pub async fn dead_letters(
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterListAnswer>, ApiError> {
     let records = operations::dead_letters(&app, &caller, query.kind).await?;
-    let data: Vec<DeadLetterView> = records.iter().map(Into::into).collect();
+    // The newest first, at most LIST_LIMIT of them (the DLQ's retention bounds the rest).
+    let data: Vec<DeadLetterView> = records
+        .iter()
+        .rev()
+        .take(DEAD_LETTERS_LISTED)
+        .map(Into::into)
+        .collect();
     Ok(Json(DeadLetterListAnswer {
         success: true,
         count: data.len(),
+        total: records.len(),
         data,
     }))
 }

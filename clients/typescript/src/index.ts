@@ -665,9 +665,11 @@ export class RegistrarClient {
     return { items: answer.data, nextCursor: answer.nextBefore ?? null };
   }
 
-  async deadLetters(kind?: string): Promise<DeadLetter[]> {
+  /** The newest dead letters (at most 500) and how many the topic holds. */
+  async deadLetters(kind?: string): Promise<{ items: DeadLetter[]; total: number }> {
     const query = kind ? `?kind=${encodeURIComponent(kind)}` : "";
-    return (await this.request<Schemas["DeadLetterListAnswer"]>("GET", `/admin/dead-letters${query}`, { auth: true })).data;
+    const answer = await this.request<Schemas["DeadLetterListAnswer"]>("GET", `/admin/dead-letters${query}`, { auth: true });
+    return { items: answer.data, total: answer.total };
   }
 
   async deadLetter(position: string): Promise<DeadLetter> {

@@ -1303,9 +1303,12 @@ export interface components {
             success: boolean;
         };
         DeadLetterListAnswer: {
+            /** @description Records in this answer (the newest, at most 500). */
             count: number;
             data: components["schemas"]["DeadLetterView"][];
             success: boolean;
+            /** @description Records in the topic (of `kind`). */
+            total: number;
         };
         /** @description One record of `<topic>.dlq`. */
         DeadLetterView: {
@@ -2481,7 +2484,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every record of the dead-letter topic, with headers, error and decoded payload (never a credential) */
+            /** @description The records of the dead-letter topic, newest first (at most 500; `total` counts all), with headers, error and decoded payload (never a credential) */
             200: {
                 headers: {
                     [name: string]: unknown;

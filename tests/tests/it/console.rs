@@ -347,6 +347,7 @@ async fn a_dead_letter_is_shown_without_its_credential_and_replayed_after_a_dry_
     .await;
     let letters = list().await;
     let letter = &letters["data"][0];
+    assert_eq!(letters["total"], 1);
     assert_eq!(letter["kind"], "credential");
     assert_eq!(letter["registration"]["email"], json!(email));
     assert_eq!(letter["registration"]["credential"], "sealed-password");
