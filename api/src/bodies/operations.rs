@@ -281,3 +281,15 @@ pub struct PipelineAnswer {
     pub success: bool,
     pub data: crate::service::operations::PipelineSnapshot,
 }
+
+/// One Server-Sent Event of `GET /api/v1/admin/pipeline/stream`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineEvent {
+    /// Always `pipeline`.
+    #[schema(example = "pipeline")]
+    pub event: String,
+    /// A `PipelineSnapshot` as JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+

@@ -259,7 +259,7 @@ pub async fn pipeline(
     tag = "admin",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`text/event-stream`: a `pipeline` event each second whose data is a PipelineSnapshot (JSON): intake/s, persisted/s, failed/s, DLQ/s, lag per partition, hash and producer queues, outbox. Ends after 15 minutes or when the session is revoked; reconnect", content_type = "text/event-stream", body = crate::service::operations::PipelineSnapshot),
+        (status = 200, description = "`text/event-stream`: a `pipeline` event each second whose data is a PipelineSnapshot (JSON): intake/s, persisted/s, failed/s, DLQ/s, lag per partition, hash and producer queues, outbox. Ends after 15 minutes or when the session is revoked; reconnect", content_type = "text/event-stream", body = crate::bodies::operations::PipelineEvent),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Admins only", body = ErrorEnvelope),
     )

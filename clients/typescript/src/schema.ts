@@ -1836,6 +1836,16 @@ export interface components {
             data: components["schemas"]["PipelineSnapshot"];
             success: boolean;
         };
+        /** @description One Server-Sent Event of `GET /api/v1/admin/pipeline/stream`. */
+        PipelineEvent: {
+            /** @description A `PipelineSnapshot` as JSON. */
+            data: string;
+            /**
+             * @description Always `pipeline`.
+             * @example pipeline
+             */
+            event: string;
+        };
         /** @description One second of the pipeline, as the console's live view draws it. */
         PipelineSnapshot: {
             /**
@@ -3994,7 +4004,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": components["schemas"]["PipelineSnapshot"];
+                    "text/event-stream": components["schemas"]["PipelineEvent"];
                 };
             };
             /** @description Malformed or invalid input (`VALIDATION_ERROR`, `MALFORMED_JSON`) */
