@@ -168,6 +168,8 @@ def make_dead_letter(stack):
     wrong_key = next(line.split("=", 1)[1] for line in other.splitlines()
                      if line.startswith("SEAL_PRIVATE_KEYS="))
     stack.consumer.terminate()
+    # The browser steps clear target/e2e/ (screenshots), where the stack keeps its logs.
+    stack.logdir.mkdir(parents=True, exist_ok=True)
     wrong = Process("consumer-without-key", stack.consumer.argv,
                     {**stack.env, "SEAL_PRIVATE_KEYS": wrong_key}, stack.logdir)
     wrong.start()
