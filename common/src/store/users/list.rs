@@ -63,44 +63,67 @@ fn like_prefix(term: &str) -> String {
 }
 
 /// Users newest first. Returns up to `limit` rows.
+///
+/// Only the filters that are set become conditions, so the planner sees the query it
+/// runs: `deleted_at IS NOT NULL` uses its partial index, `role = $n` the role index,
+/// instead of one plan for every combination (`$1 IS NULL OR …`) that scans everything.
 pub async fn list(
     client: &impl GenericClient,
     query: &UserQuery,
 ) -> Result<Vec<UserRecord>, tokio_postgres::Error> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users
-         WHERE ($1::text IS NULL OR role = $1)
-           AND ($2::text IS NULL OR email LIKE $2 OR lower(first_name) LIKE $2 OR lower(last_name) LIKE $2)
-           AND ($3 OR deleted_at IS NULL)
-           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
-           AND (NOT $8 OR deleted_at IS NOT NULL)
-           AND ($9::bool IS NULL OR (email_verified_at IS NOT NULL) = $9)
-           AND ($10::bool IS NULL OR EXISTS (SELECT 1 FROM user_mfa m
-                WHERE m.user_id = users.id AND m.enabled_at IS NOT NULL) = $10)
-         ORDER BY created_at DESC, id DESC
-         LIMIT $6 OFFSET $7"
-    );
     let role = query.role.map(Role::as_str);
     let prefix = query.prefix.as_deref().map(like_prefix);
-    let after_at = query.after.map(|c| c.created_at);
-    let after_id = query.after.map(|c| c.id);
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &role,
-                &prefix,
-                &query.include_deleted,
-                &after_at,
-                &after_id,
-                &query.limit,
-                &query.offset,
-                &query.deleted_only,
-                &query.verified,
-                &query.mfa,
-            ],
-        )
-        .await?;
+    let after = query.after.map(|c| (c.created_at, c.id));
+    let mut conditions: Vec<String> = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(role) = &role {
+        params.push(role);
+        conditions.push(format!("role = ${}", params.len()));
+    }
+    if let Some(prefix) = &prefix {
+        params.push(prefix);
+        let n = params.len();
+        conditions.push(format!(
+            "(email LIKE ${n} OR lower(first_name) LIKE ${n} OR lower(last_name) LIKE ${n})"
+        ));
+    }
+    if query.deleted_only {
+        conditions.push("deleted_at IS NOT NULL".to_owned());
+    } else if !query.include_deleted {
+        conditions.push("deleted_at IS NULL".to_owned());
+    }
+    if let Some((at, id)) = &after {
+        params.push(at);
+        params.push(id);
+        let n = params.len();
+        conditions.push(format!("(created_at, id) < (${}, ${n})", n - 1));
+    }
+    match query.verified {
+        Some(true) => conditions.push("email_verified_at IS NOT NULL".to_owned()),
+        Some(false) => conditions.push("email_verified_at IS NULL".to_owned()),
+        None => {}
+    }
+    if let Some(mfa) = query.mfa {
+        conditions.push(format!(
+            "{}EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id AND m.enabled_at IS NOT NULL)",
+            if mfa { "" } else { "NOT " }
+        ));
+    }
+    params.push(&query.limit);
+    params.push(&query.offset);
+    let n = params.len();
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users {filter}
+         ORDER BY created_at DESC, id DESC
+         LIMIT ${} OFFSET ${n}",
+        n - 1
+    );
+    let rows = client.query(&sql, &params).await?;
     Ok(rows.iter().map(user_from_row).collect())
 }
 
