@@ -206,7 +206,7 @@ pub struct DeadLetterAnswer {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplayRequest {
     /// `<partition>:<offset>` of each record.
-    #[schema(max_items = 1000)]
+    #[schema(max_items = 500)]
     pub positions: Option<Vec<String>>,
     /// Every dead letter (of `kind`): required when `positions` is empty.
     pub all: Option<bool>,

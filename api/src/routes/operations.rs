@@ -150,6 +150,7 @@ pub async fn dead_letter(
         (status = 400, description = "Neither positions nor all, or a position is not `<partition>:<offset>`", body = ErrorEnvelope),
         (status = 401, description = "No or invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Admins only", body = ErrorEnvelope),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the body exceeds 16 KiB", body = ErrorEnvelope),
         (status = 503, description = "Kafka is unavailable: nothing or part was replayed; replaying again is safe", body = ErrorEnvelope),
     )
 )]
@@ -167,8 +168,8 @@ pub async fn replay(
         )
         .into());
     }
-    if positions.len() > 1000 {
-        return Err(ServiceError::invalid("positions", "at most 1000").into());
+    if positions.len() > 500 {
+        return Err(ServiceError::invalid("positions", "at most 500").into());
     }
     let selection = Selection {
         kind: body.kind.filter(|k| !k.is_empty()),

@@ -2608,7 +2608,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Body too large */
+            /** @description PAYLOAD_TOO_LARGE: the body exceeds 16 KiB */
             413: {
                 headers: {
                     [name: string]: unknown;
