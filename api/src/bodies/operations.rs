@@ -292,4 +292,3 @@ pub struct PipelineEvent {
     #[schema(content_media_type = "application/json")]
     pub data: String,
 }
-
