@@ -216,6 +216,17 @@ pub struct SessionListAnswer {
     pub data: Vec<SessionView>,
 }
 
+impl SessionListAnswer {
+    pub fn new(sessions: impl Iterator<Item = SessionView>) -> Self {
+        let data: Vec<SessionView> = sessions.collect();
+        Self {
+            success: true,
+            count: data.len(),
+            data,
+        }
+    }
+}
+
 /// `POST /api/v1/auth/passwordless/verify` body: the link's `token`, or the `email`
 /// and the `code` of the mail.
 #[derive(Deserialize, ToSchema)]

@@ -316,16 +316,12 @@ pub async fn list_sessions(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<SessionListAnswer>, ApiError> {
-    let data: Vec<SessionView> = accounts::list_sessions(&app, &caller)
-        .await?
-        .into_iter()
-        .map(|(s, current)| SessionView::new(s, current))
-        .collect();
-    Ok(Json(SessionListAnswer {
-        success: true,
-        count: data.len(),
-        data,
-    }))
+    Ok(Json(SessionListAnswer::new(
+        accounts::list_sessions(&app, &caller)
+            .await?
+            .into_iter()
+            .map(|(s, current)| SessionView::new(s, current)),
+    )))
 }
 
 #[utoipa::path(
@@ -399,16 +395,12 @@ pub async fn list_user_sessions(
     Path(id): Path<String>,
 ) -> Result<Json<SessionListAnswer>, ApiError> {
     let id = parse_user_id(&id)?;
-    let data: Vec<SessionView> = accounts::list_user_sessions(&app, &caller, id)
-        .await?
-        .into_iter()
-        .map(|s| SessionView::new(s, false))
-        .collect();
-    Ok(Json(SessionListAnswer {
-        success: true,
-        count: data.len(),
-        data,
-    }))
+    Ok(Json(SessionListAnswer::new(
+        accounts::list_user_sessions(&app, &caller, id)
+            .await?
+            .into_iter()
+            .map(|s| SessionView::new(s, false)),
+    )))
 }
 
 #[utoipa::path(
