@@ -271,6 +271,18 @@ class Stack:
             "firstName": "Chaos", "lastName": "Monkey", "email": email, "password": password,
             "gender": "female", "sex": "female", "occupation": "Engineer"})
 
+    def logged_registrations(self, event):
+        """How many registrations the logs of this run name under `event`."""
+        ids = set()
+        for path in self.logdir.glob("*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if f'"{event}"' in line:
+                    try:
+                        ids.add(json.loads(line).get("registration_id"))
+                    except ValueError:
+                        ids.add(line)
+        return len(ids)
+
     def drain_and_check(self, results, like, clients, timeout):
         """Waits until every accepted registration is a user, then checks the promises:
         each 202 exactly one user and one `user.registered` audit row, no non-2xx left a
@@ -325,6 +337,10 @@ class Stack:
             ("lost (must be 0)", lost),
             ("duplicated (must be 0)", duplicated),
             ("non-2xx that left a user (must be 0)", len(refused_left)),
+            ("503s whose record was written anyway, skipped as withdrawn",
+             self.logged_registrations("withdrawn_registration_skipped")),
+            ("failed publishes a consumer had taken, answered 202",
+             self.logged_registrations("registration_taken_despite_publish_error")),
             ("non-2xx that left a pending key (must be 0)", len(pending_left)),
             ("accepted not polling completed (must be 0)", len(not_completed)),
         ]

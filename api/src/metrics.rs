@@ -22,6 +22,9 @@ pub struct ApiMetrics {
     pub produce_duration: Histogram,
     /// `registrar_produce_failures_total{reason}`: queue_full, unavailable.
     pub produce_failures: IntCounterVec,
+    /// `registrar_produce_failures_taken_total`: failed publishes a consumer had read
+    /// already (the acknowledgement was lost, the record written): accepted after all.
+    pub publish_errors_taken: IntCounter,
     /// `registrar_logins_total{outcome}`: success or the error code.
     pub logins: IntCounterVec,
     /// `registrar_oidc_token_requests_total{grant,outcome}`: the token endpoint's answers
@@ -102,6 +105,14 @@ impl ApiMetrics {
                 "Registrations the broker did not take, by reason",
                 &["reason"],
             ),
+        );
+        let publish_errors_taken = register(
+            &registry,
+            IntCounter::new(
+                "registrar_produce_failures_taken_total",
+                "Publishes that failed at the api while the record was written and a consumer had read it: accepted after all",
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
         );
         let logins = register(
             &registry,
@@ -193,6 +204,7 @@ impl ApiMetrics {
             registrations,
             produce_duration,
             produce_failures,
+            publish_errors_taken,
         })
     }
 }

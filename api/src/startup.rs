@@ -66,6 +66,15 @@ impl Application {
     /// Wires pools, producer and state. Connections are lazy, so this succeeds while a
     /// dependency is down; only migrations (when enabled) need PostgreSQL now.
     pub async fn build(config: ApiConfig) -> Result<Self, StartError> {
+        Self::build_wrapping_publisher(config, |publisher| publisher).await
+    }
+
+    /// [`Self::build`], with the Kafka publisher passed through `wrap`: the seam the
+    /// integration tests use to lose a real record's acknowledgement.
+    pub async fn build_wrapping_publisher(
+        config: ApiConfig,
+        wrap: impl FnOnce(Arc<dyn RegistrationPublisher>) -> Arc<dyn RegistrationPublisher>,
+    ) -> Result<Self, StartError> {
         // Every configuration error first, before any dependency is touched: a bad key
         // is named (exit 2) even when the database is not there yet.
         let sealer = config.sealer()?;
@@ -80,13 +89,13 @@ impl Application {
         )?;
         let pg = common::store::postgres::pool(&config.postgres)?;
         let redis = Redis::from_config(&config.redis)?;
-        let publisher: Arc<dyn RegistrationPublisher> = KafkaPublisher::new(
+        let publisher: Arc<dyn RegistrationPublisher> = wrap(KafkaPublisher::new(
             &config.kafka,
             config.record_signers()?,
             config.produce_timeout(),
             config.producer_queue_max_messages,
             config.producer_linger_ms,
-        )?;
+        )?);
         if config.run_migrations {
             let applied = common::store::postgres::migrate(&pg)
                 .await

@@ -11,6 +11,9 @@ pub struct ConsumerMetrics {
     pub messages: IntCounter,
     /// `registrar_consumer_users_persisted_total`
     pub users_persisted: IntCounter,
+    /// `registrar_consumer_registrations_withdrawn_total`: records skipped because the
+    /// api had answered their registration 503 (its publish failed, yet was written).
+    pub registrations_withdrawn: IntCounter,
     /// `registrar_consumer_registrations_failed_total{reason}`
     pub registrations_failed: IntCounterVec,
     /// `registrar_consumer_dlq_messages_total{kind}`
@@ -63,6 +66,14 @@ impl ConsumerMetrics {
                 IntCounter::new(
                     "registrar_consumer_users_persisted_total",
                     "New users written to PostgreSQL",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            registrations_withdrawn: register(
+                r,
+                IntCounter::new(
+                    "registrar_consumer_registrations_withdrawn_total",
+                    "Records skipped because the api answered their registration 503 (the publish failed at the api, yet the record was written)",
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),

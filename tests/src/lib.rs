@@ -272,7 +272,17 @@ pub struct TestOptions {
     /// Run the consumer's webhook intake and dispatcher (off otherwise), with loopback
     /// targets allowed and retries within a second.
     pub webhooks: bool,
+    /// Wraps the api's Kafka publisher (fault injection on the real producer).
+    pub wrap_publisher: Option<PublisherWrapper>,
 }
+
+/// What [`TestOptions::wrap_publisher`] holds.
+pub type PublisherWrapper = Box<
+    dyn FnOnce(
+            std::sync::Arc<dyn registrar_api::publisher::RegistrationPublisher>,
+        ) -> std::sync::Arc<dyn registrar_api::publisher::RegistrationPublisher>
+        + Send,
+>;
 
 impl TestApp {
     pub async fn spawn() -> Self {
@@ -401,7 +411,8 @@ impl TestApp {
         }
         api_args.extend(options.api_args.iter().cloned());
         let config = ApiCli::parse_from(api_args).config;
-        let app = Application::build(config)
+        let wrap = options.wrap_publisher.unwrap_or_else(|| Box::new(|p| p));
+        let app = Application::build_wrapping_publisher(config, wrap)
             .await
             .unwrap_or_else(|e| panic!("api failed to build: {e}"));
         let state = app.state.clone();

@@ -6,7 +6,7 @@ use common::domain::registration::{
     new_registration_id, FailureReason, FieldError, Profile, Registration,
 };
 use common::events::registration::{Credential, PasskeyCredential, RegistrationEvent};
-use common::store::registration_status::RegistrationStatus;
+use common::store::registration_status::{RegistrationStatus, Withdrawal};
 use common::store::users::{self, UserRecord};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Serialize};
@@ -270,22 +270,7 @@ async fn submit(
         Err(e) => Err(ServiceError::Internal(e.into())),
     };
     if let Err(e) = published {
-        // Not taken: release the email so the client can retry.
-        if let Err(cleanup) = app
-            .stores
-            .status
-            .remove_pending(email, registration_id)
-            .await
-        {
-            tracing::error!(
-                event = "pending_key_not_released",
-                email = %email.masked(),
-                %registration_id,
-                error = %cleanup,
-            );
-        }
-        tracing::warn!(event = "registration_not_published", email = %email.masked(), %registration_id);
-        return Err(e);
+        settle_failed_publish(app, email, registration_id, e).await?;
     }
     tracing::info!(event = "registration_accepted", email = %email.masked(), %registration_id);
 
@@ -348,15 +333,7 @@ pub(crate) async fn provision(
     )
     .await
     {
-        if let Err(cleanup) = app
-            .stores
-            .status
-            .remove_pending(email, registration_id)
-            .await
-        {
-            tracing::error!(event = "pending_key_not_released", email = %email.masked(), error = %cleanup);
-        }
-        return Err(e);
+        settle_failed_publish(app, email, registration_id, e).await?;
     }
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -368,6 +345,55 @@ pub(crate) async fn provision(
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// After a failed publish: withdraws the registration so no consumer persists it, and
+/// releases the email so the client can retry; `Err(error)`, the 503. A produce that
+/// timed out may have been written all the same (its acknowledgement lost): when a
+/// consumer already took the record, the broker did take it and this is `Ok`, the
+/// registration accepted. Without Redis nothing can be withdrawn: still the 503, and a
+/// record written despite it may yet become a user (the client's retry then polls
+/// `completed`).
+async fn settle_failed_publish(
+    app: &AppState,
+    email: &Email,
+    registration_id: Uuid,
+    error: ServiceError,
+) -> Result<(), ServiceError> {
+    match app.stores.status.withdraw(registration_id).await {
+        Ok(Withdrawal::AlreadyTaken) => {
+            app.metrics.publish_errors_taken.inc();
+            tracing::warn!(
+                event = "registration_taken_despite_publish_error",
+                email = %email.masked(),
+                %registration_id,
+                error = %error,
+            );
+            return Ok(());
+        }
+        Ok(Withdrawal::Withdrawn) => {}
+        Err(e) => tracing::error!(
+            event = "registration_not_withdrawn",
+            email = %email.masked(),
+            %registration_id,
+            error = %e,
+        ),
+    }
+    if let Err(cleanup) = app
+        .stores
+        .status
+        .remove_pending(email, registration_id)
+        .await
+    {
+        tracing::error!(
+            event = "pending_key_not_released",
+            email = %email.masked(),
+            %registration_id,
+            error = %cleanup,
+        );
+    }
+    tracing::warn!(event = "registration_not_published", email = %email.masked(), %registration_id);
+    Err(error)
 }
 
 /// Publishes and waits for the broker's acknowledgement, recording latency and failures.

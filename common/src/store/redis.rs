@@ -5,6 +5,9 @@
 //! - `user:pending:<email>`   the registration in flight; `SET NX`, TTL 1 h
 //! - `user:completed:<email>` persisted; TTL 24 h
 //! - `user:failed:<email>`    rejected, with a reason; TTL 24 h
+//! - `registration:decision:<registrationId>` who settled a registration whose publish
+//!   the api saw fail: `taken` (a consumer read it, TTL 1 h) or `withdrawn` (the api
+//!   answered 503, TTL 8 days); the first `SET NX` wins
 //! - `idempotency:<key>`      the first answer to an `Idempotency-Key`; TTL 24 h
 //! - `idempotency:email:<email>` the idempotency keys of that email's answers; TTL 24 h
 //! - `auth:attempts:<email>:<client>` login attempts on an account from one client
@@ -58,6 +61,11 @@ impl RedisKeys {
     }
     pub fn failed(&self, email: &Email) -> String {
         format!("{}user:failed:{}", self.prefix, email)
+    }
+    /// Whether a consumer took a registration or the api withdrew it (see
+    /// `RegistrationStatusStore::withdraw`).
+    pub fn decision(&self, registration_id: Uuid) -> String {
+        format!("{}registration:decision:{}", self.prefix, registration_id)
     }
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}idempotency:{}", self.prefix, key)

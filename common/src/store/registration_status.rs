@@ -14,6 +14,24 @@ use crate::domain::registration::FailureReason;
 pub const PENDING_TTL: Duration = Duration::from_secs(3600);
 pub const COMPLETED_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const FAILED_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a consumer's `taken` mark lives: far longer than any produce timeout, the
+/// longest the api can still be deciding about a registration it sent.
+pub const TAKEN_TTL: Duration = Duration::from_secs(3600);
+/// How long the api's `withdrawn` mark lives: longer than the topic's retention (a day
+/// by default) and a week of dead-letter replays, as long as the record can be read.
+pub const WITHDRAWN_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+
+const TAKEN: &str = "taken";
+const WITHDRAWN: &str = "withdrawn";
+
+/// What [`RegistrationStatusStore::withdraw`] settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// No consumer had read the record; none ever will act on it.
+    Withdrawn,
+    /// A consumer read the record first: the broker took it after all.
+    AlreadyTaken,
+}
 
 /// The value stored under the pending, completed and failed keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +201,75 @@ impl RegistrationStatusStore {
             )
             .await?;
         Ok(())
+    }
+
+    /// Settles a registration whose publish failed. A produce that times out may still
+    /// have been written (the broker appended it, its acknowledgement was lost), so the
+    /// api cannot know whether the record will be read. Redis decides: the first of the
+    /// api's `withdrawn` and a consumer's `taken` (see [`Self::take`]) wins. After
+    /// `Withdrawn` the api answers 503 and no consumer persists the record; after
+    /// `AlreadyTaken` the record is in the log and being persisted, so the api accepts it.
+    pub async fn withdraw(&self, registration_id: Uuid) -> Result<Withdrawal, StoreError> {
+        let key = self.redis.keys.decision(registration_id);
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let (set, now): (Option<String>, Option<String>) = redis::pipe()
+                        .cmd("SET")
+                        .arg(&key)
+                        .arg(WITHDRAWN)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(WITHDRAWN_TTL.as_secs())
+                        .cmd("GET")
+                        .arg(&key)
+                        .query_async(c)
+                        .await?;
+                    Ok(if set.is_none() && now.as_deref() == Some(TAKEN) {
+                        Withdrawal::AlreadyTaken
+                    } else {
+                        Withdrawal::Withdrawn
+                    })
+                })
+            })
+            .await
+    }
+
+    /// A consumer takes the registrations it is about to process: for each, `SET NX`
+    /// `taken`, then reads what is there. Returns the ones the api withdrew (answered
+    /// 503), which must not be persisted. One pipeline for the batch; a redelivered
+    /// record finds its own `taken` and goes on.
+    pub async fn take(&self, registration_ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        if registration_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in registration_ids {
+            let key = self.redis.keys.decision(*id);
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(TAKEN)
+                .arg("NX")
+                .arg("EX")
+                .arg(TAKEN_TTL.as_secs())
+                .ignore()
+                .cmd("GET")
+                .arg(key);
+        }
+        let ids = registration_ids.to_vec();
+        self.redis
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let marks: Vec<Option<String>> = pipe.query_async(c).await?;
+                    Ok(ids
+                        .into_iter()
+                        .zip(marks)
+                        .filter(|(_, mark)| mark.as_deref() == Some(WITHDRAWN))
+                        .map(|(id, _)| id)
+                        .collect())
+                })
+            })
+            .await
     }
 
     /// The status the owner of an email sees: see `StatusRecords::latest`.

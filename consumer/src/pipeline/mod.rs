@@ -257,7 +257,8 @@ impl Pipeline {
         (batch, result)
     }
 
-    /// One batch through the named steps: decode → validate → skip the persisted →
+    /// One batch through the named steps: decode → validate → take (skip the withdrawn)
+    /// → skip the persisted →
     /// open and hash → persist → record outcomes → dead-letter. The caller stores the
     /// offsets only when every step succeeded.
     pub(crate) async fn process(&self, batch: &[Item]) -> Result<(), Interrupted> {
@@ -276,6 +277,7 @@ impl Pipeline {
             .filter(|c| c.event.import.is_some())
             .map(|c| c.event.registration_id)
             .collect();
+        let candidates = self.take(candidates).await?;
         let candidates = self.skip_persisted(candidates, &mut outcome).await?;
         let users = self.open_and_hash(candidates, &mut outcome).await;
         self.persist(users, &mut outcome).await?;
@@ -320,7 +322,8 @@ fn batch_span(batch: &[Item]) -> tracing::Span {
 }
 
 /// The names of the batch steps, the `step` label of `registrar_consumer_step_failures_total`.
-pub const STEPS: [&str; 6] = [
+pub const STEPS: [&str; 7] = [
+    "take",
     "check_persisted",
     "insert_users",
     "import_failures",

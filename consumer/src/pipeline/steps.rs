@@ -21,6 +21,47 @@ use crate::dlq::{DeadLetter, DlqKind};
 use crate::hasher::HashJob;
 
 impl Pipeline {
+    /// Takes the batch's registrations before any work on them (one Redis pipeline):
+    /// those the api withdrew are dropped, as their sign-up was answered 503 (a produce
+    /// that timed out at the api can still be written). Nothing is recorded for them:
+    /// the email's keys may belong to the client's next attempt. Imported lines are not
+    /// withdrawn (the import sends them again instead), so they are not taken.
+    pub(super) async fn take<'a>(
+        &self,
+        candidates: Vec<Candidate<'a>>,
+    ) -> Result<Vec<Candidate<'a>>, Interrupted> {
+        let ids: Vec<Uuid> = candidates
+            .iter()
+            .filter(|c| c.event.import.is_none())
+            .map(|c| c.event.registration_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(candidates);
+        }
+        let withdrawn = self
+            .retry("take", || async { Ok(self.store.take(&ids).await?) })
+            .await?;
+        if withdrawn.is_empty() {
+            return Ok(candidates);
+        }
+        Ok(candidates
+            .into_iter()
+            .filter(|c| {
+                let id = c.event.registration_id;
+                if !withdrawn.contains(&id) {
+                    return true;
+                }
+                tracing::info!(
+                    event = "withdrawn_registration_skipped",
+                    registration_id = %id,
+                    email = %c.profile.email.masked(),
+                );
+                self.metrics.registrations_withdrawn.inc();
+                false
+            })
+            .collect())
+    }
+
     /// Redelivered registrations that are already users skip the expensive hash. Only
     /// sealed passwords are hashed: imported hashes go straight to the insert, which
     /// recognises a redelivery by its registration id (one query less per batch of them).

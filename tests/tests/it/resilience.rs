@@ -197,3 +197,131 @@ async fn polling_with_a_token_still_answers_the_status_when_postgresql_is_down()
     assert_eq!(answer["data"]["status"], "completed");
     assert!(answer["data"].get("user").is_none());
 }
+
+/// The api's real Kafka publisher, except that the acknowledgement of the record keyed
+/// `lose_ack_of` is lost: the record is written and acknowledged, then the api is told
+/// the produce timed out, as when the broker appends a record and its answer never
+/// arrives in time. With `release`, the error waits until the test allows it.
+struct AckLost {
+    inner: std::sync::Arc<dyn registrar_api::publisher::RegistrationPublisher>,
+    lose_ack_of: String,
+    release: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+impl registrar_api::publisher::RegistrationPublisher for AckLost {
+    fn publish<'a>(
+        &'a self,
+        key: &'a str,
+        payload: &'a [u8],
+        headers: registrar_api::publisher::RecordHeaders<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), registrar_api::publisher::PublishError>> {
+        Box::pin(async move {
+            self.inner.publish(key, payload, headers).await?;
+            if key != self.lose_ack_of {
+                return Ok(());
+            }
+            if let Some(release) = &self.release {
+                release.notified().await;
+            }
+            Err(registrar_api::publisher::PublishError::Unavailable(
+                anyhow::anyhow!("Local: Message timed out"),
+            ))
+        })
+    }
+    fn check(&self, timeout: Duration) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        self.inner.check(timeout)
+    }
+    fn flush(&self, timeout: Duration) -> futures::future::BoxFuture<'_, ()> {
+        self.inner.flush(timeout)
+    }
+}
+
+fn losing_the_ack_of(
+    email: &str,
+    release: Option<std::sync::Arc<tokio::sync::Notify>>,
+) -> registrar_tests::PublisherWrapper {
+    let lose_ack_of = email.to_owned();
+    Box::new(move |inner| {
+        std::sync::Arc::new(AckLost {
+            inner,
+            lose_ack_of,
+            release,
+        })
+    })
+}
+
+async fn users_with_email(app: &TestApp, email: &str) -> i64 {
+    app.pg()
+        .await
+        .query_one("SELECT count(*) FROM users WHERE email = $1", &[&email])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_answered_503_is_never_persisted_though_its_record_was_written() {
+    let (email, _, body) = registration_body();
+    let mut app = TestApp::spawn_with(TestOptions {
+        without_consumer: true,
+        wrap_publisher: Some(losing_the_ack_of(&email, None)),
+        ..Default::default()
+    })
+    .await;
+    let response = app.post_registration(&body).await;
+    assert_eq!(response.status(), 503);
+    let written = registrar_tests::kafka::read_all(&app.topic, 1, Duration::from_secs(5)).await;
+    assert_eq!(written.len(), 1, "the record is in the log");
+    let address: common::domain::email::Email = email.parse().unwrap();
+    assert_eq!(app.redis_get(&app.keys().pending(&address)).await, None);
+
+    // A consumer reads the log: the 503'd registration is skipped, a later one persisted.
+    app.start_consumer().await;
+    let (later, _, later_body) = registration_body();
+    let response = app.post_registration(&later_body).await;
+    assert_eq!(response.status(), 202);
+    app.remember_location(&response);
+    app.wait_for_status(&later, "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(users_with_email(&app, &email).await, 0, "a 503 left a user");
+    assert_eq!(app.get_status(&email).await.status(), 404);
+    assert!(app
+        .consumer_metrics()
+        .await
+        .contains("registrar_consumer_registrations_withdrawn_total 1"));
+    app.stop_consumer().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_error_after_a_consumer_took_the_record_is_answered_202() {
+    let (email, _, body) = registration_body();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(TestOptions {
+            wrap_publisher: Some(losing_the_ack_of(&email, Some(release.clone()))),
+            ..Default::default()
+        })
+        .await,
+    );
+    let posting = {
+        let app = app.clone();
+        tokio::spawn(async move { app.post_registration(&body).await })
+    };
+    // The consumer persists the record while the api still waits for its answer.
+    registrar_tests::wait_until("the user is persisted", || {
+        let app = app.clone();
+        let email = email.clone();
+        async move { users_with_email(&app, &email).await == 1 }
+    })
+    .await;
+    release.notify_one();
+    let response = posting.await.unwrap();
+    assert_eq!(response.status(), 202, "the broker did take it");
+    app.remember_location(&response);
+    app.wait_for_status(&email, "completed", Duration::from_secs(10))
+        .await;
+    assert!(app
+        .api_metrics()
+        .await
+        .contains("registrar_produce_failures_taken_total 1"));
+}
