@@ -258,6 +258,11 @@ impl Relay {
                 .inc();
         }
         if mark == Mark::CrashBeforeMarking {
+            // A killed relay's connection closes and the server ends its transaction,
+            // the lock with it. Rolled back here, not dropped: a dropped transaction
+            // ends only when its pooled connection next runs, and a step on another
+            // connection would find the lock still held (it did, once in CI).
+            tx.rollback().await?;
             return Ok(pending.len());
         }
         // A batch cut short by the limit ends at its last event; one that read everything
