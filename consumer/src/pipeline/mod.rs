@@ -108,15 +108,7 @@ impl Pipeline {
     }
 
     async fn next_batch(&self) -> Vec<Item> {
-        let first = match self.consumer.recv().await {
-            Ok(m) => Item::from_message(&m),
-            Err(e) => {
-                tracing::warn!(event = "kafka_receive_failed", error = %e);
-                // Errors repeat while the broker is away; don't spin on them.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return Vec::new();
-            }
-        };
+        let first = Item::from_message(&crate::kafka::next_message(&self.consumer).await);
         let cost = |item: &Item| {
             if item.prehashed {
                 1
@@ -130,15 +122,13 @@ impl Pipeline {
         items.push(first);
         let deadline = tokio::time::Instant::now() + self.batch_wait;
         while spent < limit {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => {
+            match tokio::time::timeout_at(deadline, crate::kafka::next_message(&self.consumer))
+                .await
+            {
+                Ok(m) => {
                     let item = Item::from_message(&m);
                     spent += cost(&item);
                     items.push(item);
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(event = "kafka_receive_failed", error = %e);
-                    break;
                 }
                 Err(_) => break,
             }

@@ -310,14 +310,14 @@ impl Webhooks {
     async fn intake_batch(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            m = self.intake.recv() => m?,
+            m = crate::kafka::next_message(&self.intake) => m,
         };
         let mut messages = vec![first.detach()];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
         while messages.len() < 500 {
-            match tokio::time::timeout_at(deadline, self.intake.recv()).await {
-                Ok(Ok(m)) => messages.push(m.detach()),
-                Ok(Err(e)) => return Err(e.into()),
+            match tokio::time::timeout_at(deadline, crate::kafka::next_message(&self.intake)).await
+            {
+                Ok(m) => messages.push(m.detach()),
                 Err(_) => break,
             }
         }
