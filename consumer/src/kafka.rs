@@ -7,7 +7,6 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaResult;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::TopicPartitionList;
 
 use crate::config::ConsumerConfig;
@@ -55,24 +54,6 @@ impl ConsumerContext for LoggingContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
             tracing::debug!(event = "offset_commit_result", error = %e);
-        }
-    }
-}
-
-/// The next message, read past the client's error events. librdkafka puts every broker
-/// state change (`AllBrokersDown`, a failed reconnect) on the consumer's queue as an error
-/// event, which the client context logs already; the client reconnects by itself, so
-/// they need no handling. They must be read at once, though: while a broker is down they
-/// pile up by the hundred, and a rebalance queued behind them waits until they are read
-/// (one every half second kept a consumer without partitions for a minute after the
-/// broker was back).
-pub async fn next_message<C: ConsumerContext + 'static>(
-    consumer: &StreamConsumer<C>,
-) -> BorrowedMessage<'_> {
-    loop {
-        match consumer.recv().await {
-            Ok(message) => return message,
-            Err(e) => tracing::debug!(event = "kafka_client_error_event", error = %e),
         }
     }
 }

@@ -34,6 +34,24 @@ pub fn operator_overrides(cc: &mut ClientConfig, config: &KafkaConfig) -> Result
     Ok(())
 }
 
+/// The next message, read past the client's error events. librdkafka puts every broker
+/// state change (`AllBrokersDown`, a failed reconnect) on the consumer's queue as an error
+/// event, which the client context logs already; the client reconnects by itself, so
+/// they need no handling. They must be read at once, though: while a broker is down they
+/// pile up by the hundred, and a rebalance queued behind them waits until they are read
+/// (one every half second kept a consumer without partitions for a minute after the
+/// broker was back).
+pub async fn next_message<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &rdkafka::consumer::StreamConsumer<C>,
+) -> rdkafka::message::BorrowedMessage<'_> {
+    loop {
+        match consumer.recv().await {
+            Ok(message) => return message,
+            Err(e) => tracing::debug!(event = "kafka_client_error_event", error = %e),
+        }
+    }
+}
+
 /// Header names on dead-lettered records.
 pub mod dlq_headers {
     pub const TOPIC: &str = "origin.topic";

@@ -108,7 +108,7 @@ impl Pipeline {
     }
 
     async fn next_batch(&self) -> Vec<Item> {
-        let first = Item::from_message(&crate::kafka::next_message(&self.consumer).await);
+        let first = Item::from_message(&common::events::kafka::next_message(&self.consumer).await);
         let cost = |item: &Item| {
             if item.prehashed {
                 1
@@ -122,8 +122,11 @@ impl Pipeline {
         items.push(first);
         let deadline = tokio::time::Instant::now() + self.batch_wait;
         while spent < limit {
-            match tokio::time::timeout_at(deadline, crate::kafka::next_message(&self.consumer))
-                .await
+            match tokio::time::timeout_at(
+                deadline,
+                common::events::kafka::next_message(&self.consumer),
+            )
+            .await
             {
                 Ok(m) => {
                     let item = Item::from_message(&m);

@@ -310,12 +310,16 @@ impl Webhooks {
     async fn intake_batch(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            m = crate::kafka::next_message(&self.intake) => m,
+            m = common::events::kafka::next_message(&self.intake) => m,
         };
         let mut messages = vec![first.detach()];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
         while messages.len() < 500 {
-            match tokio::time::timeout_at(deadline, crate::kafka::next_message(&self.intake)).await
+            match tokio::time::timeout_at(
+                deadline,
+                common::events::kafka::next_message(&self.intake),
+            )
+            .await
             {
                 Ok(m) => messages.push(m.detach()),
                 Err(_) => break,
